@@ -1,0 +1,1414 @@
+/*
+ * engine.c: jobs, the dispatcher and the collector (see engine.h).
+ *
+ * One mutex guards all job state; the engine thread holds it while it
+ * collects and dispatches, and releases it while it sleeps on the ring's
+ * engine futex. HTTP threads take it briefly to read or change a job and
+ * wake the engine thread (ring_notify_engine) when they add work.
+ *
+ * Exactly one result per item: a result is recorded only for an index that
+ * has none (res_len[i] == 0), however many times a task carrying that index
+ * was retried. Re-queued items are exactly those without a result.
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "model.h"
+#include "ring.h"
+#include "shm.h"
+
+#define ENGINE_TARGET_TASK_NS 5000000.0 /* aim: ~5 ms of model time per task */
+#define ENGINE_MAX_CHUNK 4096u
+#define ENGINE_FIRST_CHUNK 4u           /* until a cost was measured */
+#define ENGINE_TICK_MS 200              /* housekeeping when nothing wakes us */
+#define ENGINE_HTTP_BUCKETS 10
+
+/* ---------------------------------------------------------------- items */
+
+struct job_items {
+    char *data;
+    size_t len, cap;
+    uint64_t *off; /* off[k] = start of item k; off[n] = len */
+    size_t n, ncap;
+};
+
+struct job_items *job_items_new(void)
+{
+    struct job_items *it = calloc(1, sizeof *it);
+    if (!it)
+        return NULL;
+    it->off = malloc(sizeof *it->off * 16);
+    if (!it->off) {
+        free(it);
+        return NULL;
+    }
+    it->ncap = 16;
+    it->off[0] = 0;
+    return it;
+}
+
+int job_items_append(struct job_items *it, const char *json, size_t len)
+{
+    if (len > UINT32_MAX || it->len + len > ((size_t)1 << 32) * 4)
+        return -E2BIG;
+    if (it->n + 2 > it->ncap) {
+        size_t nc = it->ncap * 2;
+        uint64_t *o = realloc(it->off, nc * sizeof *o);
+        if (!o)
+            return -ENOMEM;
+        it->off = o;
+        it->ncap = nc;
+    }
+    if (it->len + len > it->cap) {
+        size_t nc = it->cap ? it->cap : 4096;
+        while (nc < it->len + len)
+            nc *= 2;
+        char *d = realloc(it->data, nc);
+        if (!d)
+            return -ENOMEM;
+        it->data = d;
+        it->cap = nc;
+    }
+    memcpy(it->data + it->len, json, len);
+    it->len += len;
+    it->n++;
+    it->off[it->n] = it->len;
+    return 0;
+}
+
+int job_items_append_json(struct job_items *it, const json_t *item)
+{
+    char *s = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    if (!s)
+        return -ENOMEM;
+    int rc = job_items_append(it, s, strlen(s));
+    free(s);
+    return rc;
+}
+
+size_t job_items_count(const struct job_items *it) { return it ? it->n : 0; }
+
+void job_items_free(struct job_items *it)
+{
+    if (!it)
+        return;
+    free(it->data);
+    free(it->off);
+    free(it);
+}
+
+/* ----------------------------------------------------------------- jobs */
+
+struct range {
+    uint64_t start, count;
+};
+
+struct job {
+    uint64_t key; /* api epoch << 40 | seq: what ring slots carry */
+    char id[ENGINE_JOB_ID_LEN + 1];
+    uint32_t group;
+    enum job_status status;
+    uint64_t created_ns, started_ns, finished_ns; /* CLOCK_REALTIME, 0 = not yet */
+    uint64_t total, done, failed;
+    uint64_t inflight_items; /* items in tasks that are in the ring */
+    uint32_t inflight_tasks;
+    uint32_t chunk_size;     /* fixed by the client, or 0 */
+    uint64_t version;        /* bumped on every visible change (ETag) */
+    bool cancel_requested;
+    char *error;             /* job-level failure, for JOB_FAILED */
+
+    struct job_items *items;
+    uint64_t next_index;     /* first item never dispatched */
+    struct range *retry;     /* items to run again, in order */
+    size_t n_retry, cap_retry;
+    uint8_t *attempts;       /* per item, allocated at the first death */
+
+    /* results: the Result JSON text of item i is res[res_off[i] ..+ res_len[i]) */
+    char *res;
+    size_t res_used, res_cap;
+    uint64_t *res_off;
+    uint32_t *res_len;       /* 0 = no result yet */
+    uint32_t *completion;    /* indices in completion order */
+    uint64_t n_completed;
+
+    struct job *newer, *older; /* the list, newest first */
+    struct job *hnext;         /* id hash chain */
+    bool active;               /* on its group's round-robin list */
+};
+
+struct egroup {
+    uint32_t *free_slots;
+    uint32_t n_free;
+    uint32_t *inflight; /* slot indices published or claimed */
+    uint32_t n_inflight;
+    struct job **active; /* jobs with work left to dispatch (round robin) */
+    size_t n_active, cap_active, rr;
+    double ns_per_item;   /* measured cost (EWMA), 0 = unknown */
+    uint32_t n_workers;
+};
+
+struct http_stat {
+    char route[48];
+    char method[8];
+    int status;
+    uint64_t count;
+    uint64_t buckets[ENGINE_HTTP_BUCKETS];
+    double sum;
+};
+
+struct engine {
+    const struct config *cfg;
+    struct shm *shm;
+    uint32_t epoch;
+    pthread_mutex_t mu;
+    pthread_cond_t progress; /* broadcast when results or statuses change */
+    pthread_t thread;
+    bool thread_started;
+    _Atomic bool stop;
+    _Atomic bool kick;       /* api threads added work */
+    bool accepting;
+
+    uint32_t n_groups;
+    struct egroup *groups;
+
+    struct job *newest, *oldest;
+    struct job **by_seq;     /* index = seq (1-based), for ring keys */
+    size_t n_seq, cap_seq;
+    struct job **hash;       /* id -> job */
+    size_t hash_cap;
+    uint64_t n_jobs;
+    uint64_t jobs_by_status[JOB_STATUS_COUNT];
+    uint64_t items_done_total, items_failed_total, tasks_retried, items_retried;
+
+    struct http_stat *http;
+    size_t n_http, cap_http;
+};
+
+static const char *const status_names[JOB_STATUS_COUNT] = { "queued", "running", "succeeded",
+                                                            "failed", "cancelled" };
+
+const char *engine_status_name(enum job_status s)
+{
+    return (unsigned)s < JOB_STATUS_COUNT ? status_names[s] : "unknown";
+}
+
+int engine_status_parse(const char *name)
+{
+    for (int i = 0; i < JOB_STATUS_COUNT; i++)
+        if (!strcmp(name, status_names[i]))
+            return i;
+    return -1;
+}
+
+static bool job_finished(const struct job *j)
+{
+    return j->status == JOB_SUCCEEDED || j->status == JOB_FAILED ||
+           (j->status == JOB_CANCELLED && j->inflight_tasks == 0);
+}
+
+static uint64_t hash_id(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    return h;
+}
+
+static struct job *engine_find(struct engine *e, const char *id)
+{
+    if (!id || strlen(id) != ENGINE_JOB_ID_LEN)
+        return NULL;
+    for (struct job *j = e->hash[hash_id(id) & (e->hash_cap - 1)]; j; j = j->hnext)
+        if (!strcmp(j->id, id))
+            return j;
+    return NULL;
+}
+
+static struct job *engine_find_key(struct engine *e, uint64_t key)
+{
+    if ((uint32_t)(key >> 40) != e->epoch)
+        return NULL;
+    uint64_t seq = key & ((1ULL << 40) - 1);
+    return seq >= 1 && seq <= e->n_seq ? e->by_seq[seq - 1] : NULL;
+}
+
+static int engine_hash_insert(struct engine *e, struct job *j)
+{
+    if ((e->n_jobs + 1) * 2 > e->hash_cap) {
+        size_t nc = e->hash_cap * 2;
+        struct job **nh = calloc(nc, sizeof *nh);
+        if (!nh)
+            return -ENOMEM;
+        for (size_t i = 0; i < e->hash_cap; i++) {
+            for (struct job *p = e->hash[i], *next; p; p = next) {
+                next = p->hnext;
+                size_t b = hash_id(p->id) & (nc - 1);
+                p->hnext = nh[b];
+                nh[b] = p;
+            }
+        }
+        free(e->hash);
+        e->hash = nh;
+        e->hash_cap = nc;
+    }
+    size_t b = hash_id(j->id) & (e->hash_cap - 1);
+    j->hnext = e->hash[b];
+    e->hash[b] = j;
+    return 0;
+}
+
+static void job_set_status(struct engine *e, struct job *j, enum job_status st)
+{
+    if (j->status == st)
+        return;
+    e->jobs_by_status[j->status]--;
+    e->jobs_by_status[st]++;
+    j->status = st;
+    j->version++;
+}
+
+static void job_free(struct job *j)
+{
+    job_items_free(j->items);
+    free(j->retry);
+    free(j->attempts);
+    free(j->res);
+    free(j->res_off);
+    free(j->res_len);
+    free(j->completion);
+    free(j->error);
+    free(j);
+}
+
+/* 128 random bits as 26 characters of lowercase base32. */
+static void engine_new_id(char *out)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+    uint8_t r[17] = { 0 };
+    if (getrandom(r, 16, 0) != 16) {
+        /* getrandom cannot fail for 16 bytes once the pool is seeded; keep
+         * ids unique anyway */
+        uint64_t t = shm_now_real_ns() ^ ((uint64_t)getpid() << 32);
+        memcpy(r, &t, 8);
+        t = shm_now_mono_ns();
+        memcpy(r + 8, &t, 8);
+    }
+    unsigned bits = 0, acc = 0, o = 0;
+    for (int i = 0; i < 17 && o < ENGINE_JOB_ID_LEN; i++) {
+        acc = (acc << 8) | r[i];
+        bits += 8;
+        while (bits >= 5 && o < ENGINE_JOB_ID_LEN) {
+            out[o++] = alphabet[(acc >> (bits - 5)) & 31];
+            bits -= 5;
+        }
+    }
+    out[ENGINE_JOB_ID_LEN] = '\0';
+}
+
+/* --------------------------------------------------------------- results */
+
+/* Records item i's result unless it has one. Returns true if recorded. */
+static bool job_put_result(struct engine *e, struct job *j, uint64_t i, bool ok,
+                           const char *data, size_t len)
+{
+    if (i >= j->total || j->res_len[i] != 0)
+        return false;
+    /* `{"index":N,"output":` + data + `}` or the error form, JSON-escaped */
+    size_t need = 64 + (ok ? len : len * 6 + 32);
+    if (j->res_used + need > j->res_cap) {
+        size_t nc = j->res_cap ? j->res_cap : 65536;
+        while (nc < j->res_used + need)
+            nc *= 2;
+        char *p = realloc(j->res, nc);
+        if (!p) {
+            log_error("out of memory recording a result of job %s", j->id);
+            return false;
+        }
+        j->res = p;
+        j->res_cap = nc;
+    }
+    char *dst = j->res + j->res_used;
+    size_t o = (size_t)sprintf(dst, ok ? "{\"index\":%" PRIu64 ",\"output\":"
+                                       : "{\"index\":%" PRIu64 ",\"error\":{\"message\":\"",
+                               i);
+    if (ok) {
+        memcpy(dst + o, data, len);
+        o += len;
+        dst[o++] = '}';
+    } else {
+        for (size_t k = 0; k < len; k++) {
+            unsigned char c = (unsigned char)data[k];
+            if (c == '"' || c == '\\') {
+                dst[o++] = '\\';
+                dst[o++] = (char)c;
+            } else if (c < 0x20) {
+                o += (size_t)sprintf(dst + o, "\\u%04x", c);
+            } else {
+                dst[o++] = (char)c;
+            }
+        }
+        memcpy(dst + o, "\"}}", 3);
+        o += 3;
+    }
+    j->res_off[i] = j->res_used;
+    j->res_len[i] = (uint32_t)o;
+    j->res_used += o;
+    j->completion[j->n_completed++] = (uint32_t)i;
+    if (ok) {
+        j->done++;
+        e->items_done_total++;
+    } else {
+        j->failed++;
+        e->items_failed_total++;
+    }
+    j->version++;
+    return true;
+}
+
+static int job_add_retry(struct job *j, uint64_t start, uint64_t count)
+{
+    if (count == 0)
+        return 0;
+    if (j->n_retry == j->cap_retry) {
+        size_t nc = j->cap_retry ? j->cap_retry * 2 : 8;
+        struct range *r = realloc(j->retry, nc * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        j->retry = r;
+        j->cap_retry = nc;
+    }
+    j->retry[j->n_retry++] = (struct range){ start, count };
+    return 0;
+}
+
+static void group_activate(struct egroup *g, struct job *j)
+{
+    if (j->active)
+        return;
+    if (g->n_active == g->cap_active) {
+        size_t nc = g->cap_active ? g->cap_active * 2 : 16;
+        struct job **a = realloc(g->active, nc * sizeof *a);
+        if (!a)
+            abort(); /* a few pointers per job; see the OOM policy */
+        g->active = a;
+        g->cap_active = nc;
+    }
+    g->active[g->n_active++] = j;
+    j->active = true;
+}
+
+static bool job_has_pending(const struct job *j)
+{
+    return !j->cancel_requested && (j->n_retry > 0 || j->next_index < j->total);
+}
+
+static void job_check_finished(struct engine *e, struct job *j)
+{
+    if (job_finished(j) || j->status == JOB_CANCELLED) {
+        if (j->status == JOB_CANCELLED && j->inflight_tasks == 0 && !j->finished_ns) {
+            j->finished_ns = shm_now_real_ns();
+            j->version++;
+        }
+        return;
+    }
+    if (j->done + j->failed == j->total) {
+        j->finished_ns = shm_now_real_ns();
+        job_set_status(e, j, JOB_SUCCEEDED);
+    }
+}
+
+/* "worker died: signal 11 (SIGSEGV) on attempt 3/3" */
+static void describe_death(int status, unsigned attempt, unsigned max, char *buf, size_t len)
+{
+    if (WIFSIGNALED(status)) {
+        const char *abbrev = sigabbrev_np(WTERMSIG(status));
+        snprintf(buf, len, "worker died: signal %d (SIG%s) on attempt %u/%u", WTERMSIG(status),
+                 abbrev ? abbrev : "?", attempt, max);
+    } else if (WIFEXITED(status)) {
+        snprintf(buf, len, "worker died: exit code %d on attempt %u/%u", WEXITSTATUS(status),
+                 attempt, max);
+    } else {
+        snprintf(buf, len, "worker died on attempt %u/%u", attempt, max);
+    }
+}
+
+/* Takes the outputs of a DONE or DIED slot into its job, re-queues what has
+ * no result, and frees the slot. */
+static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx, uint64_t st)
+{
+    struct shm *shm = e->shm;
+    struct ring_slot *s = ring_slot(shm, idx);
+    struct job *j = engine_find_key(e, s->job_key);
+    if (j) {
+        /* Acquire: pairs with the worker's release per committed record. */
+        uint32_t count = atomic_load_explicit(&s->out_count, memory_order_acquire);
+        uint32_t limit = atomic_load_explicit(&s->out_len, memory_order_acquire);
+        uint32_t pos = 0, kind, len, k = 0;
+        const uint8_t *data;
+        while (k < count && k < s->n_items &&
+               ring_next_output(shm, idx, limit, &pos, &kind, &data, &len)) {
+            job_put_result(e, j, s->first_index + k, kind == RING_OUT_OK, (const char *)data, len);
+            k++;
+        }
+        uint64_t run_ns = atomic_load_explicit(&s->run_ns, memory_order_relaxed);
+        if (k > 0 && run_ns > 0 && !j->chunk_size) {
+            double per = (double)run_ns / k;
+            g->ns_per_item = g->ns_per_item > 0 ? 0.7 * g->ns_per_item + 0.3 * per : per;
+        }
+        uint64_t rest_start = s->first_index + k, rest = s->n_items - k;
+        if (rest > 0 && !j->cancel_requested) {
+            if (ring_state_code(st) == RING_DIED) {
+                int status = atomic_load_explicit(&s->died_status, memory_order_relaxed);
+                if (!j->attempts)
+                    j->attempts = calloc(j->total, 1);
+                unsigned tries = j->attempts ? ++j->attempts[rest_start] : e->cfg->max_attempts;
+                if (tries >= e->cfg->max_attempts) {
+                    /* A poison item: it killed its worker every time. */
+                    char msg[160];
+                    describe_death(status, tries, e->cfg->max_attempts, msg, sizeof msg);
+                    job_put_result(e, j, rest_start, false, msg, strlen(msg));
+                    log_warn("job %s item %" PRIu64 ": %s", j->id, rest_start, msg);
+                } else {
+                    /* Alone, so that a second death names the item exactly. */
+                    job_add_retry(j, rest_start, 1);
+                }
+                job_add_retry(j, rest_start + 1, rest - 1);
+                e->tasks_retried++;
+            } else {
+                job_add_retry(j, rest_start, rest);
+            }
+            e->items_retried += rest;
+            if (job_has_pending(j))
+                group_activate(g, j);
+        }
+        j->inflight_tasks--;
+        j->inflight_items -= s->n_items;
+        j->version++;
+        job_check_finished(e, j);
+    }
+    ring_release(shm, idx);
+    g->free_slots[g->n_free++] = idx;
+}
+
+static void engine_collect(struct engine *e)
+{
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct egroup *g = &e->groups[gi];
+        for (uint32_t k = 0; k < g->n_inflight;) {
+            uint32_t idx = g->inflight[k];
+            uint64_t st = ring_slot_state(e->shm, idx);
+            enum ring_code c = ring_state_code(st);
+            if (c == RING_DONE || c == RING_DIED) {
+                g->inflight[k] = g->inflight[--g->n_inflight];
+                engine_collect_slot(e, g, idx, st);
+            } else {
+                k++;
+            }
+        }
+    }
+}
+
+/* --------------------------------------------------------------- dispatch */
+
+static uint32_t engine_chunk(const struct egroup *g, const struct job *j)
+{
+    if (j->chunk_size)
+        return j->chunk_size;
+    if (g->ns_per_item <= 0)
+        return ENGINE_FIRST_CHUNK;
+    double n = ENGINE_TARGET_TASK_NS / g->ns_per_item;
+    if (n < 1)
+        return 1;
+    return n > ENGINE_MAX_CHUNK ? ENGINE_MAX_CHUNK : (uint32_t)n;
+}
+
+/* How many tasks this group keeps in the ring: enough to keep every worker
+ * busy while the engine refills (~10 ms of work each), few enough that a
+ * newly submitted job gets its turn quickly. */
+static uint32_t engine_depth(const struct engine *e, const struct egroup *g, uint32_t chunk)
+{
+    uint32_t slots = g->n_free + g->n_inflight;
+    double task_ns = g->ns_per_item > 0 ? g->ns_per_item * chunk : ENGINE_TARGET_TASK_NS;
+    double per_worker = ceil(10e6 / (task_ns > 1 ? task_ns : 1));
+    double d = g->n_workers * (1 + (per_worker > 64 ? 64 : per_worker));
+    (void)e;
+    return d >= slots ? slots : (uint32_t)d;
+}
+
+/* Writes the next task of job j into a free slot and publishes it.
+ * Returns 1 if a task was published, 0 if the job has nothing to give,
+ * -EAGAIN if the ring had no room. */
+static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j)
+{
+    if (!job_has_pending(j) || g->n_free == 0)
+        return 0;
+    struct shm *shm = e->shm;
+    uint32_t idx = g->free_slots[g->n_free - 1];
+    struct ring_slot *s = ring_slot(shm, idx);
+    uint32_t cap = shm_header(shm)->in_cap;
+    uint8_t *in = ring_slot_in(shm, idx);
+
+    uint64_t start, avail;
+    uint32_t attempt = 0;
+    bool from_retry = j->n_retry > 0;
+    if (from_retry) {
+        start = j->retry[0].start;
+        avail = j->retry[0].count;
+        if (j->attempts && j->attempts[start] > 0) {
+            attempt = j->attempts[start];
+            avail = 1; /* a suspect runs alone */
+        }
+    } else {
+        start = j->next_index;
+        avail = j->total - j->next_index;
+    }
+    uint64_t want = engine_chunk(g, j);
+    if (want > avail)
+        want = avail;
+    uint32_t n = 0, len = 0;
+    while (n < want) {
+        uint64_t i = start + n;
+        /* Items that already have a result (from a task that died after
+         * committing them) are not run again. */
+        if (j->res_len[i] != 0) {
+            if (n == 0) {
+                start++;
+                want--;
+                avail--;
+                if (from_retry) {
+                    j->retry[0].start++;
+                    j->retry[0].count--;
+                } else {
+                    j->next_index++;
+                }
+                continue;
+            }
+            break;
+        }
+        uint64_t ilen = j->items->off[i + 1] - j->items->off[i];
+        if ((uint64_t)len + 4 + ilen > cap)
+            break;
+        memcpy(in + len, &(uint32_t){ (uint32_t)ilen }, 4);
+        memcpy(in + len + 4, j->items->data + j->items->off[i], ilen);
+        len += 4 + (uint32_t)ilen;
+        n++;
+    }
+    if (from_retry && j->retry[0].count == 0) {
+        memmove(j->retry, j->retry + 1, (j->n_retry - 1) * sizeof *j->retry);
+        j->n_retry--;
+    }
+    if (n == 0)
+        return job_has_pending(j) ? engine_dispatch_one(e, g, j) : 0;
+
+    s->job_key = j->key;
+    s->first_index = start;
+    s->n_items = n;
+    s->in_len = len;
+    s->attempt = attempt;
+    int rc = ring_publish(shm, idx);
+    if (rc != 0)
+        return -EAGAIN; /* nothing consumed: the cursors move only below */
+    g->n_free--;
+    g->inflight[g->n_inflight++] = idx;
+    if (from_retry) {
+        j->retry[0].start += n;
+        j->retry[0].count -= n;
+        if (j->retry[0].count == 0) {
+            memmove(j->retry, j->retry + 1, (j->n_retry - 1) * sizeof *j->retry);
+            j->n_retry--;
+        }
+    } else {
+        j->next_index += n;
+    }
+    j->inflight_tasks++;
+    j->inflight_items += n;
+    if (j->status == JOB_QUEUED) {
+        j->started_ns = shm_now_real_ns();
+        job_set_status(e, j, JOB_RUNNING);
+    }
+    return 1;
+}
+
+static void engine_dispatch(struct engine *e)
+{
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct egroup *g = &e->groups[gi];
+        int published = 0;
+        while (g->n_active > 0 && g->n_free > 0) {
+            if (g->rr >= g->n_active)
+                g->rr = 0;
+            struct job *j = g->active[g->rr];
+            if (!job_has_pending(j)) {
+                j->active = false;
+                g->active[g->rr] = g->active[--g->n_active];
+                continue;
+            }
+            if (g->n_inflight >= engine_depth(e, g, engine_chunk(g, j)))
+                break;
+            int rc = engine_dispatch_one(e, g, j);
+            if (rc < 0)
+                break;
+            published += rc;
+            g->rr++; /* one task per job per turn: fairness between jobs */
+        }
+        if (published)
+            ring_notify_workers(e->shm, gi, published);
+    }
+}
+
+static bool engine_has_work(void *arg)
+{
+    struct engine *e = arg;
+    if (atomic_load_explicit(&e->kick, memory_order_acquire) ||
+        atomic_load_explicit(&e->stop, memory_order_acquire))
+        return true;
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct egroup *g = &e->groups[gi];
+        for (uint32_t k = 0; k < g->n_inflight; k++) {
+            enum ring_code c = ring_state_code(ring_slot_state(e->shm, g->inflight[k]));
+            if (c == RING_DONE || c == RING_DIED)
+                return true;
+        }
+    }
+    return false;
+}
+
+static void *engine_main(void *arg)
+{
+    struct engine *e = arg;
+    while (!atomic_load_explicit(&e->stop, memory_order_acquire)) {
+        atomic_store_explicit(&e->kick, false, memory_order_release);
+        pthread_mutex_lock(&e->mu);
+        engine_collect(e);
+        engine_dispatch(e);
+        pthread_cond_broadcast(&e->progress);
+        pthread_mutex_unlock(&e->mu);
+        ring_wait_engine(e->shm, engine_has_work, e, ENGINE_TICK_MS);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- public */
+
+struct engine *engine_create(const struct config *cfg, struct shm *shm)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->cfg = cfg;
+    e->shm = shm;
+    e->accepting = true;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->progress, &ca);
+    pthread_condattr_destroy(&ca);
+    struct shm_header *h = shm_header(shm);
+    e->epoch = (atomic_fetch_add(&h->api_epoch, 1) + 1) & 0xffffffu;
+    e->n_groups = h->n_groups;
+    e->groups = calloc(e->n_groups, sizeof *e->groups);
+    e->hash_cap = 1024;
+    e->hash = calloc(e->hash_cap, sizeof *e->hash);
+    if (!e->groups || !e->hash)
+        goto fail;
+    /* What a previous api process left in the ring belongs to jobs that died
+     * with it: READY/DONE slots are freed now, CLAIMED ones once their
+     * workers finish (they are watched like our own and dropped). */
+    uint32_t orphans = ring_reclaim_all(shm);
+    if (orphans)
+        log_info("engine: %u task(s) of a previous api process still running", orphans);
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct shm_group *sg = shm_group(shm, gi);
+        struct egroup *g = &e->groups[gi];
+        g->n_workers = sg->n_workers;
+        g->free_slots = calloc(sg->n_slots, sizeof *g->free_slots);
+        g->inflight = calloc(sg->n_slots, sizeof *g->inflight);
+        if (!g->free_slots || !g->inflight)
+            goto fail;
+        for (uint32_t k = 0; k < sg->n_slots; k++) {
+            uint32_t idx = sg->first_slot + k;
+            if (ring_state_code(ring_slot_state(shm, idx)) == RING_FREE)
+                g->free_slots[g->n_free++] = idx;
+            else
+                g->inflight[g->n_inflight++] = idx;
+        }
+    }
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
+        goto fail;
+    e->thread_started = true;
+    return e;
+fail:
+    log_error("engine: cannot start (out of memory or threads)");
+    engine_destroy(e);
+    return NULL;
+}
+
+void engine_destroy(struct engine *e)
+{
+    if (!e)
+        return;
+    atomic_store(&e->stop, true);
+    if (e->thread_started) {
+        ring_notify_engine(e->shm);
+        pthread_join(e->thread, NULL);
+    }
+    pthread_mutex_lock(&e->mu);
+    pthread_cond_broadcast(&e->progress);
+    pthread_mutex_unlock(&e->mu);
+    for (struct job *j = e->newest, *next; j; j = next) {
+        next = j->older;
+        job_free(j);
+    }
+    for (uint32_t gi = 0; e->groups && gi < e->n_groups; gi++) {
+        free(e->groups[gi].free_slots);
+        free(e->groups[gi].inflight);
+        free(e->groups[gi].active);
+    }
+    free(e->groups);
+    free(e->by_seq);
+    free(e->hash);
+    free(e->http);
+    pthread_cond_destroy(&e->progress);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+static int engine_group_of(struct engine *e, const char *model)
+{
+    for (uint32_t g = 0; g < e->n_groups; g++)
+        if (!strcmp(shm_group(e->shm, g)->name, model))
+            return (int)g;
+    return -1;
+}
+
+bool engine_model_exists(struct engine *e, const char *model)
+{
+    return model && engine_group_of(e, model) >= 0;
+}
+
+size_t engine_max_item_bytes(const struct engine *e)
+{
+    size_t slot = shm_header(e->shm)->in_cap - 4;
+    return e->cfg->max_item_bytes < slot ? e->cfg->max_item_bytes : slot;
+}
+
+static void fmt_time(char *buf, size_t len, uint64_t ns)
+{
+    time_t sec = (time_t)(ns / 1000000000ULL);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char day[32];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%.20s.%03uZ", day, (unsigned)((ns / 1000000ULL) % 1000));
+}
+
+static json_t *json_time(uint64_t ns)
+{
+    if (!ns)
+        return json_null();
+    char buf[40];
+    fmt_time(buf, sizeof buf, ns);
+    return json_string(buf);
+}
+
+/* Called with the mutex held. */
+static json_t *job_json(struct engine *e, const struct job *j)
+{
+    uint64_t now = shm_now_real_ns();
+    uint64_t cancelled = 0;
+    if (j->status == JOB_CANCELLED)
+        cancelled = j->total - j->done - j->failed - j->inflight_items;
+    json_t *throughput = json_null(), *eta = json_null();
+    if (j->started_ns) {
+        uint64_t end = j->finished_ns ? j->finished_ns : now;
+        double secs = (double)(end - j->started_ns) / 1e9;
+        double rate = secs > 0 ? (double)(j->done + j->failed) / secs : 0;
+        json_decref(throughput);
+        throughput = json_real(rate);
+        if (j->status == JOB_RUNNING && rate > 0) {
+            json_decref(eta);
+            eta = json_real((double)(j->total - j->done - j->failed) / rate);
+        }
+    }
+    char self[64], results[80];
+    snprintf(self, sizeof self, "/v1/jobs/%s", j->id);
+    snprintf(results, sizeof results, "/v1/jobs/%s/results", j->id);
+    return json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o, "
+                     "s:o, s:{s:s, s:s}}",
+                     "id", j->id, "model", shm_group(e->shm, j->group)->name, "status",
+                     engine_status_name(j->status), "counts", "total", (json_int_t)j->total,
+                     "done", (json_int_t)j->done, "failed", (json_int_t)j->failed, "cancelled",
+                     (json_int_t)cancelled, "created_at", json_time(j->created_ns), "started_at",
+                     json_time(j->started_ns), "finished_at", json_time(j->finished_ns),
+                     "throughput", throughput, "eta_seconds", eta, "chunk_size",
+                     j->chunk_size ? json_integer(j->chunk_size) : json_null(), "error",
+                     j->error ? json_string(j->error) : json_null(), "links", "self", self,
+                     "results", results);
+}
+
+static void job_etag(struct engine *e, const struct job *j, char *etag)
+{
+    snprintf(etag, ENGINE_ETAG_LEN + 1, "\"%x-%" PRIx64 "-%" PRIx64 "\"", e->epoch,
+             (uint64_t)(j->key & ((UINT64_C(1) << 40) - 1)), j->version);
+}
+
+int engine_submit(struct engine *e, const char *model, struct job_items *items,
+                  const struct job_options *opt, char *id, json_t **job_json_out)
+{
+    int g = model ? engine_group_of(e, model) : -1;
+    if (g < 0)
+        return -ENOENT;
+    if (!items || items->n == 0)
+        return -EINVAL;
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->total = items->n;
+    j->res_off = malloc(j->total * sizeof *j->res_off);
+    j->res_len = calloc(j->total, sizeof *j->res_len);
+    j->completion = malloc(j->total * sizeof *j->completion);
+    if (!j->res_off || !j->res_len || !j->completion) {
+        job_free(j);
+        return -ENOMEM;
+    }
+    j->group = (uint32_t)g;
+    j->chunk_size = opt ? opt->chunk_size : 0;
+    j->created_ns = shm_now_real_ns();
+    j->status = JOB_QUEUED;
+    engine_new_id(j->id);
+
+    pthread_mutex_lock(&e->mu);
+    if (!e->accepting) {
+        pthread_mutex_unlock(&e->mu);
+        job_free(j);
+        return -ESHUTDOWN;
+    }
+    if (e->n_seq == e->cap_seq) {
+        size_t nc = e->cap_seq ? e->cap_seq * 2 : 256;
+        struct job **p = realloc(e->by_seq, nc * sizeof *p);
+        if (!p) {
+            pthread_mutex_unlock(&e->mu);
+            job_free(j);
+            return -ENOMEM;
+        }
+        e->by_seq = p;
+        e->cap_seq = nc;
+    }
+    if (engine_hash_insert(e, j) != 0) {
+        pthread_mutex_unlock(&e->mu);
+        job_free(j);
+        return -ENOMEM;
+    }
+    e->by_seq[e->n_seq++] = j;
+    j->key = ((uint64_t)e->epoch << 40) | e->n_seq;
+    j->items = items;
+    j->older = e->newest;
+    if (e->newest)
+        e->newest->newer = j;
+    e->newest = j;
+    if (!e->oldest)
+        e->oldest = j;
+    e->n_jobs++;
+    e->jobs_by_status[JOB_QUEUED]++;
+    group_activate(&e->groups[g], j);
+    memcpy(id, j->id, ENGINE_JOB_ID_LEN + 1);
+    if (job_json_out)
+        *job_json_out = job_json(e, j);
+    pthread_mutex_unlock(&e->mu);
+    atomic_store_explicit(&e->kick, true, memory_order_release);
+    ring_notify_engine(e->shm);
+    return 0;
+}
+
+json_t *engine_job_json(struct engine *e, const char *id, char *etag)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    json_t *r = NULL;
+    if (j) {
+        r = job_json(e, j);
+        if (etag)
+            job_etag(e, j, etag);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+json_t *engine_jobs_json(struct engine *e, int status, size_t limit, const char *after, int *err)
+{
+    *err = 0;
+    json_t *arr = json_array();
+    if (!arr) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    pthread_mutex_lock(&e->mu);
+    struct job *j = e->newest;
+    if (after) {
+        struct job *a = engine_find(e, after);
+        if (!a) {
+            pthread_mutex_unlock(&e->mu);
+            json_decref(arr);
+            *err = -ENOENT;
+            return NULL;
+        }
+        j = a->older;
+    }
+    const char *next = NULL;
+    for (; j; j = j->older) {
+        if (status >= 0 && (int)j->status != status)
+            continue;
+        if (json_array_size(arr) == limit) {
+            next = json_string_value(json_object_get(
+                json_array_get(arr, json_array_size(arr) - 1), "id"));
+            break;
+        }
+        json_array_append_new(arr, job_json(e, j));
+    }
+    json_t *r = json_pack("{s:o, s:o}", "jobs", arr, "next_after",
+                          next ? json_string(next) : json_null());
+    pthread_mutex_unlock(&e->mu);
+    if (!r)
+        *err = -ENOMEM;
+    return r;
+}
+
+int engine_results_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                        struct sbuf *out)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (!j) {
+        pthread_mutex_unlock(&e->mu);
+        return -ENOENT;
+    }
+    int rc = sbuf_puts(out, "{\"results\":[");
+    uint64_t i = offset, end = offset + limit;
+    if (end > j->total || end < offset)
+        end = j->total;
+    bool first = true;
+    for (; !rc && i < end; i++) {
+        if (j->res_len[i] == 0) {
+            /* A gap: stop here so that next_offset never skips an item that
+             * has not finished yet (input order, like map). */
+            break;
+        }
+        if (!first)
+            rc = sbuf_append(out, ",", 1);
+        if (!rc)
+            rc = sbuf_append(out, j->res + j->res_off[i], j->res_len[i]);
+        first = false;
+    }
+    if (!rc) {
+        bool at_end = i >= j->total && job_finished(j);
+        /* A cancelled job's never-run items have no result: past them the
+         * page is complete too. */
+        if (!at_end && job_finished(j) && i < j->total && j->res_len[i] == 0) {
+            uint64_t k = i;
+            while (k < j->total && j->res_len[k] == 0)
+                k++;
+            at_end = k >= j->total;
+        }
+        if (at_end || i >= j->total)
+            rc = sbuf_puts(out, "],\"next_offset\":null}");
+        else
+            rc = sbuf_printf(out, "],\"next_offset\":%" PRIu64 "}", i);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (!j) {
+        pthread_mutex_unlock(&e->mu);
+        return -ENOENT;
+    }
+    int rc = 0;
+    if (job_finished(j) || j->status == JOB_CANCELLED) {
+        rc = -EALREADY;
+    } else {
+        j->cancel_requested = true;
+        j->n_retry = 0;
+        j->next_index = j->total;
+        if (!j->started_ns)
+            j->started_ns = shm_now_real_ns();
+        job_set_status(e, j, JOB_CANCELLED);
+        /* Ask running tasks to stop after their current item. */
+        struct egroup *g = &e->groups[j->group];
+        for (uint32_t k = 0; k < g->n_inflight; k++) {
+            struct ring_slot *s = ring_slot(e->shm, g->inflight[k]);
+            if (s->job_key == j->key)
+                atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
+        }
+        job_check_finished(e, j);
+        pthread_cond_broadcast(&e->progress);
+    }
+    if (job_json_out)
+        *job_json_out = job_json(e, j);
+    pthread_mutex_unlock(&e->mu);
+    atomic_store_explicit(&e->kick, true, memory_order_release);
+    ring_notify_engine(e->shm);
+    return rc;
+}
+
+struct engine_stream {
+    struct engine *e;
+    struct job *job;
+    uint64_t cursor;  /* next completion to send */
+    size_t line_off;  /* bytes of the current line already sent */
+};
+
+struct engine_stream *engine_stream_open(struct engine *e, const char *id)
+{
+    struct engine_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    pthread_mutex_lock(&e->mu);
+    s->job = engine_find(e, id);
+    pthread_mutex_unlock(&e->mu);
+    if (!s->job) {
+        free(s);
+        return NULL;
+    }
+    s->e = e;
+    return s;
+}
+
+ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int timeout_ms)
+{
+    struct engine *e = s->e;
+    struct job *j = s->job;
+    pthread_mutex_lock(&e->mu);
+    if (s->cursor == j->n_completed && !job_finished(j) && !atomic_load(&e->stop) &&
+        timeout_ms > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->progress, &e->mu, &ts);
+    }
+    size_t o = 0;
+    while (s->cursor < j->n_completed && o < max) {
+        uint32_t i = j->completion[s->cursor];
+        size_t len = j->res_len[i] + 1; /* with its newline */
+        size_t n = len - s->line_off;
+        if (n > max - o)
+            n = max - o;
+        size_t from = s->line_off;
+        size_t body = j->res_len[i];
+        if (from < body) {
+            size_t take = n < body - from ? n : body - from;
+            memcpy(buf + o, j->res + j->res_off[i] + from, take);
+            if (take < n)
+                buf[o + take] = '\n';
+        } else {
+            buf[o] = '\n';
+        }
+        o += n;
+        s->line_off += n;
+        if (s->line_off == len) {
+            s->line_off = 0;
+            s->cursor++;
+        }
+    }
+    ssize_t r = (ssize_t)o;
+    if (o == 0 && ((s->cursor == j->n_completed && job_finished(j)) || atomic_load(&e->stop)))
+        r = -1;
+    pthread_mutex_unlock(&e->mu);
+    return r;
+}
+
+void engine_stream_close(struct engine_stream *s) { free(s); }
+
+static const char *worker_state_name(uint32_t st)
+{
+    static const char *const names[] = { "starting", "starting", "idle",  "busy",
+                                         "stopping", "dead",     "failed" };
+    return st < sizeof names / sizeof *names ? names[st] : "dead";
+}
+
+/* Reads Rss and Pss (bytes) from /proc/PID/smaps_rollup. */
+static void proc_mem(pid_t pid, json_int_t *rss, json_int_t *pss)
+{
+    *rss = *pss = -1;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        long long kb;
+        if (sscanf(line, "Rss: %lld kB", &kb) == 1)
+            *rss = (json_int_t)kb * 1024;
+        else if (sscanf(line, "Pss: %lld kB", &kb) == 1)
+            *pss = (json_int_t)kb * 1024;
+    }
+    fclose(f);
+}
+
+json_t *engine_workers_json(struct engine *e)
+{
+    json_t *arr = json_array();
+    struct shm_header *h = shm_header(e->shm);
+    for (uint32_t w = 0; w < h->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        pid_t pid = atomic_load_explicit(&sw->pid, memory_order_acquire);
+        uint64_t job_key = atomic_load_explicit(&sw->current_job, memory_order_relaxed);
+        json_t *cur = json_null();
+        if (job_key) {
+            pthread_mutex_lock(&e->mu);
+            struct job *j = engine_find_key(e, job_key);
+            if (j) {
+                json_decref(cur);
+                cur = json_string(j->id);
+            }
+            pthread_mutex_unlock(&e->mu);
+        }
+        json_int_t rss = -1, pss = -1;
+        if (pid > 0)
+            proc_mem(pid, &rss, &pss);
+        json_array_append_new(
+            arr,
+            json_pack("{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}", "id",
+                      (int)w, "pid", pid > 0 ? json_integer(pid) : json_null(), "model",
+                      shm_group(e->shm, sw->group)->name, "state",
+                      worker_state_name(atomic_load(&sw->state)), "inits",
+                      (int)atomic_load(&sw->inits), "tasks_done",
+                      (json_int_t)atomic_load(&sw->tasks_done), "items_done",
+                      (json_int_t)atomic_load(&sw->items_done), "items_failed",
+                      (json_int_t)atomic_load(&sw->items_failed), "restarts",
+                      (int)atomic_load(&sw->restarts), "current_job", cur, "started_at",
+                      json_time(atomic_load(&sw->started_ns)), "rss_bytes",
+                      rss >= 0 ? json_integer(rss) : json_null(), "pss_bytes",
+                      pss >= 0 ? json_integer(pss) : json_null()));
+    }
+    return json_pack("{s:o}", "workers", arr);
+}
+
+json_t *engine_models_json(struct engine *e)
+{
+    json_t *arr = json_array();
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        struct shm_group *sg = shm_group(e->shm, g);
+        const struct model_ops *ops = model_builtin_find(sg->name);
+        unsigned ready = 0, inited = 0;
+        double init_sum = 0;
+        for (uint32_t k = 0; k < sg->n_workers; k++) {
+            struct shm_worker *sw = shm_worker(e->shm, sg->first_worker + k);
+            uint32_t st = atomic_load(&sw->state);
+            if (st == WORKER_IDLE || st == WORKER_BUSY)
+                ready++;
+            uint64_t ns = atomic_load(&sw->init_ns);
+            if (atomic_load(&sw->inits) > 0) {
+                inited++;
+                init_sum += (double)ns / 1e9;
+            }
+        }
+        json_array_append_new(
+            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b}", "name", sg->name,
+                           "description", ops && ops->description ? ops->description : "",
+                           "workers", (int)sg->n_workers, "ready_workers", (int)ready,
+                           "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
+                           inited ? json_real(init_sum / inited) : json_null(), "builtin",
+                           ops != NULL));
+    }
+    return json_pack("{s:o}", "models", arr);
+}
+
+bool engine_ready(struct engine *e, char *why, size_t whylen)
+{
+    if (atomic_load(&shm_header(e->shm)->shutting_down)) {
+        snprintf(why, whylen, "batchd is shutting down");
+        return false;
+    }
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        struct shm_group *sg = shm_group(e->shm, g);
+        for (uint32_t k = 0; k < sg->n_workers; k++) {
+            uint32_t w = sg->first_worker + k;
+            uint32_t st = atomic_load(&shm_worker(e->shm, w)->state);
+            if (st == WORKER_IDLE || st == WORKER_BUSY)
+                continue;
+            if (st == WORKER_FAILED && sg->load_error[0])
+                snprintf(why, whylen, "model %s: worker %u cannot start: init failed: %s",
+                         sg->name, w, sg->load_error);
+            else
+                snprintf(why, whylen, "model %s: worker %u is %s", sg->name, w,
+                         worker_state_name(st));
+            return false;
+        }
+    }
+    why[0] = '\0';
+    return true;
+}
+
+void engine_count_request(struct engine *e, const char *route, const char *method, int status,
+                          double seconds)
+{
+    static const double bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                        0.025,  0.05,  0.1,    0.5,   1.0 };
+    pthread_mutex_lock(&e->mu);
+    struct http_stat *st = NULL;
+    for (size_t i = 0; i < e->n_http; i++) {
+        if (e->http[i].status == status && !strcmp(e->http[i].route, route) &&
+            !strcmp(e->http[i].method, method)) {
+            st = &e->http[i];
+            break;
+        }
+    }
+    if (!st && e->n_http < 512) {
+        if (e->n_http == e->cap_http) {
+            size_t nc = e->cap_http ? e->cap_http * 2 : 32;
+            struct http_stat *p = realloc(e->http, nc * sizeof *p);
+            if (p) {
+                e->http = p;
+                e->cap_http = nc;
+            }
+        }
+        if (e->n_http < e->cap_http) {
+            st = &e->http[e->n_http++];
+            memset(st, 0, sizeof *st);
+            snprintf(st->route, sizeof st->route, "%s", route);
+            snprintf(st->method, sizeof st->method, "%s", method);
+            st->status = status;
+        }
+    }
+    if (st) {
+        st->count++;
+        st->sum += seconds;
+        for (int b = 0; b < ENGINE_HTTP_BUCKETS; b++)
+            if (seconds <= bounds[b])
+                st->buckets[b]++;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+int engine_metrics(struct engine *e, struct sbuf *o)
+{
+    static const double http_bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                             0.025,  0.05,  0.1,    0.5,   1.0 };
+    int rc = 0;
+    pthread_mutex_lock(&e->mu);
+    rc |= sbuf_puts(o, "# HELP batchd_jobs Jobs held by this api process, by status.\n"
+                       "# TYPE batchd_jobs gauge\n");
+    for (int s = 0; s < JOB_STATUS_COUNT; s++)
+        rc |= sbuf_printf(o, "batchd_jobs{status=\"%s\"} %" PRIu64 "\n", status_names[s],
+                          e->jobs_by_status[s]);
+    rc |= sbuf_printf(o,
+                      "# HELP batchd_items_done_total Items that produced an output.\n"
+                      "# TYPE batchd_items_done_total counter\n"
+                      "batchd_items_done_total %" PRIu64 "\n"
+                      "# HELP batchd_items_failed_total Items that produced an error result.\n"
+                      "# TYPE batchd_items_failed_total counter\n"
+                      "batchd_items_failed_total %" PRIu64 "\n"
+                      "# HELP batchd_items_retried_total Items re-queued after their task "
+                      "ended early (worker death, full output area).\n"
+                      "# TYPE batchd_items_retried_total counter\n"
+                      "batchd_items_retried_total %" PRIu64 "\n",
+                      e->items_done_total, e->items_failed_total, e->items_retried);
+    rc |= sbuf_puts(o, "# HELP batchd_ring_tasks Tasks in the ring per model group.\n"
+                       "# TYPE batchd_ring_tasks gauge\n");
+    for (uint32_t g = 0; g < e->n_groups; g++)
+        rc |= sbuf_printf(o, "batchd_ring_tasks{model=\"%s\"} %u\n",
+                          shm_group(e->shm, g)->name, e->groups[g].n_inflight);
+    rc |= sbuf_puts(o, "# HELP batchd_ring_slots Task slots per model group.\n"
+                       "# TYPE batchd_ring_slots gauge\n");
+    for (uint32_t g = 0; g < e->n_groups; g++)
+        rc |= sbuf_printf(o, "batchd_ring_slots{model=\"%s\"} %u\n",
+                          shm_group(e->shm, g)->name, shm_group(e->shm, g)->n_slots);
+    rc |= sbuf_puts(o, "# HELP batchd_http_requests_total HTTP requests by route, method and "
+                       "status.\n# TYPE batchd_http_requests_total counter\n");
+    for (size_t i = 0; i < e->n_http; i++)
+        rc |= sbuf_printf(o,
+                          "batchd_http_requests_total{route=\"%s\",method=\"%s\",code=\"%d\"} "
+                          "%" PRIu64 "\n",
+                          e->http[i].route, e->http[i].method, e->http[i].status,
+                          e->http[i].count);
+    rc |= sbuf_puts(o, "# HELP batchd_http_request_duration_seconds HTTP request latency.\n"
+                       "# TYPE batchd_http_request_duration_seconds histogram\n");
+    for (size_t i = 0; i < e->n_http; i++) {
+        const struct http_stat *st = &e->http[i];
+        for (int b = 0; b < ENGINE_HTTP_BUCKETS; b++)
+            rc |= sbuf_printf(o,
+                              "batchd_http_request_duration_seconds_bucket{route=\"%s\","
+                              "method=\"%s\",code=\"%d\",le=\"%g\"} %" PRIu64 "\n",
+                              st->route, st->method, st->status, http_bounds[b], st->buckets[b]);
+        rc |= sbuf_printf(o,
+                          "batchd_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
+                          "code=\"%d\",le=\"+Inf\"} %" PRIu64 "\n"
+                          "batchd_http_request_duration_seconds_sum{route=\"%s\",method=\"%s\","
+                          "code=\"%d\"} %.6f\n"
+                          "batchd_http_request_duration_seconds_count{route=\"%s\",method=\"%s\","
+                          "code=\"%d\"} %" PRIu64 "\n",
+                          st->route, st->method, st->status, st->count, st->route, st->method,
+                          st->status, st->sum, st->route, st->method, st->status, st->count);
+    }
+    pthread_mutex_unlock(&e->mu);
+
+    /* Worker-side figures come straight from shared memory (no lock: each
+     * counter has one writer and is read relaxed). */
+    const uint64_t *bounds = shm_hist_bounds();
+    rc |= sbuf_puts(o, "# HELP batchd_item_duration_seconds Time of one model run() per item.\n"
+                       "# TYPE batchd_item_duration_seconds histogram\n");
+    for (uint32_t g = 0; g < e->n_groups; g++) {
+        struct shm_group *sg = shm_group(e->shm, g);
+        uint64_t cum = 0, sum = 0;
+        for (unsigned b = 0; b < SHM_HIST_BUCKETS; b++) {
+            for (uint32_t k = 0; k < sg->n_workers; k++)
+                cum += atomic_load_explicit(&shm_worker(e->shm, sg->first_worker + k)->hist[b],
+                                            memory_order_relaxed);
+            if (b + 1 < SHM_HIST_BUCKETS)
+                rc |= sbuf_printf(o, "batchd_item_duration_seconds_bucket{model=\"%s\",le=\"%g\"} "
+                                     "%" PRIu64 "\n",
+                                  sg->name, (double)bounds[b] / 1e9, cum);
+        }
+        for (uint32_t k = 0; k < sg->n_workers; k++)
+            sum += atomic_load_explicit(&shm_worker(e->shm, sg->first_worker + k)->hist_sum_ns,
+                                        memory_order_relaxed);
+        rc |= sbuf_printf(o,
+                          "batchd_item_duration_seconds_bucket{model=\"%s\",le=\"+Inf\"} %" PRIu64
+                          "\n"
+                          "batchd_item_duration_seconds_sum{model=\"%s\"} %.9f\n"
+                          "batchd_item_duration_seconds_count{model=\"%s\"} %" PRIu64 "\n",
+                          sg->name, cum, sg->name, (double)sum / 1e9, sg->name, cum);
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_worker_restarts_total Re-forks of each worker slot.\n"
+                       "# TYPE batchd_worker_restarts_total counter\n");
+    for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        rc |= sbuf_printf(o, "batchd_worker_restarts_total{model=\"%s\",worker=\"%u\"} %u\n",
+                          shm_group(e->shm, sw->group)->name, w, atomic_load(&sw->restarts));
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_model_load_seconds Time model load() took.\n"
+                       "# TYPE batchd_model_load_seconds gauge\n");
+    for (uint32_t g = 0; g < e->n_groups; g++)
+        rc |= sbuf_printf(o, "batchd_model_load_seconds{model=\"%s\"} %.6f\n",
+                          shm_group(e->shm, g)->name, (double)shm_group(e->shm, g)->load_ns / 1e9);
+    return rc ? -ENOMEM : 0;
+}
+
+void engine_stop_accepting(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->accepting = false;
+    pthread_mutex_unlock(&e->mu);
+}

@@ -1,0 +1,200 @@
+/*
+ * ring: the task slots and ready queues in shared memory, and the protocol
+ * that moves a task from the engine (api process) to a worker and back.
+ *
+ * A task is a chunk of consecutive items of one job. It lives in a task
+ * slot: a 64-bit atomic state word, metadata, and a payload area (inputs,
+ * then outputs). Each model group owns a range of slots and a ready queue:
+ * a ring of 64-bit entries (slot index | generation) with free-running
+ * 64-bit head and tail counters over a power-of-two capacity.
+ *
+ * The state word is  gen:32 | worker:16 | code:8  and moves
+ *
+ *   FREE --engine: fill, then release-store READY(gen+1)--> READY
+ *   READY --worker: CAS acq_rel READY(gen) -> CLAIMED(gen, w)--> CLAIMED
+ *   CLAIMED --worker: outputs, then CAS release -> DONE(gen, w)--> DONE
+ *   CLAIMED --supervisor, worker w dead: CAS release -> DIED(gen, w)--> DIED
+ *   DONE | DIED --engine: read outputs, then release-store FREE(gen)--> FREE
+ *
+ * Who writes what:
+ *   - slot metadata and inputs: the engine, only while the slot is FREE
+ *     (the engine is the only one that moves a slot out of FREE, so it owns
+ *     FREE slots exclusively). Published by the release store of READY;
+ *     the worker's acquire CAS on READY pairs with it.
+ *   - outputs and out_count: the claiming worker, while CLAIMED. Each output
+ *     record is written, then out_count is release-stored (one per item), so
+ *     the engine's acquire load of out_count sees complete records even if
+ *     the worker died half-way through the next one.
+ *   - cancel: the engine, any time; the worker reads it (relaxed) between
+ *     items: a hint, never needed for correctness.
+ *   - died_status: the supervisor, before its release CAS to DIED.
+ *   - queue tail and entries: the engine only (one producer per group).
+ *     Entry store (relaxed) then tail release-store; workers acquire-load
+ *     tail before reading entries.
+ *   - queue head: workers, by CAS. Advisory only: see below.
+ *
+ * The crash rule. A process may die at any instruction, so the single
+ * source of truth is the slot's state word, and every ownership change is
+ * one CAS on it:
+ *   - the claim names the worker in the same CAS that takes the task, so
+ *     the supervisor can always tell what a dead worker held: after reaping
+ *     worker w (and before forking its replacement into the same worker
+ *     slot) it CASes every CLAIMED(w) slot to DIED. The engine then keeps
+ *     the outputs the worker committed (out_count) and re-queues the rest;
+ *     the item that was running gets its attempt count raised.
+ *   - the queue is only a hint of which slot to try next. A worker that dies
+ *     between claiming a slot and advancing head leaves head on an entry
+ *     whose slot is no longer READY with that generation; the next worker
+ *     that looks there sees that and advances head for it (helping). Stale
+ *     entries are harmless for the same reason: an entry is taken only if
+ *     the slot's state is READY with the entry's generation, and every new
+ *     READY has a new generation (no ABA).
+ *   - the engine dying (the api process) leaves slots in any state; the next
+ *     api process's engine reclaims them all (ring_reclaim_all) and ignores
+ *     their outputs: their jobs died with the old process.
+ *
+ * Payload records. Input: n_items records of [u32 len][len bytes of JSON].
+ * Output: records of [u32 len][u8 kind][len bytes], kind 0 = output JSON,
+ * 1 = error message (UTF-8 text); record k is the result of input item k.
+ *
+ * Processes: engine functions run in one thread of the api process; worker
+ * functions in workers; ring_reclaim_worker in the supervisor.
+ */
+#ifndef BATCHD_RING_H
+#define BATCHD_RING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shm.h"
+
+enum ring_code {
+    RING_FREE = 0,
+    RING_READY = 1,
+    RING_CLAIMED = 2,
+    RING_DONE = 3,
+    RING_DIED = 4,
+};
+
+#define RING_OUT_OK 0u
+#define RING_OUT_ERROR 1u
+
+struct ring_slot {
+    _Atomic uint64_t state;     /* gen:32 | worker:16 | code:8 */
+    /* engine, while FREE */
+    uint64_t job_key;           /* opaque to the ring: the engine's job handle */
+    uint64_t first_index;       /* index of the first item in its job */
+    uint32_t n_items;
+    uint32_t in_len;            /* bytes of input records */
+    uint32_t attempt;           /* tries of the first item so far (0 = first) */
+    uint32_t group;
+    _Atomic uint32_t cancel;    /* engine: stop after the current item */
+    /* worker, while CLAIMED */
+    _Atomic uint32_t out_count; /* committed output records */
+    _Atomic uint32_t out_len;   /* bytes of committed output records */
+    uint32_t pad;
+    _Atomic uint64_t run_ns;    /* time spent in model run() for this task */
+    /* supervisor, before DIED */
+    _Atomic int32_t died_status; /* waitpid status of the dead worker */
+} __attribute__((aligned(64)));
+
+static inline uint64_t ring_state(uint32_t gen, uint32_t worker, enum ring_code code)
+{
+    return ((uint64_t)gen << 32) | ((uint64_t)(worker & 0xffffu) << 8) | (uint64_t)code;
+}
+static inline enum ring_code ring_state_code(uint64_t s) { return (enum ring_code)(s & 0xffu); }
+static inline uint32_t ring_state_worker(uint64_t s) { return (uint32_t)((s >> 8) & 0xffffu); }
+static inline uint32_t ring_state_gen(uint64_t s) { return (uint32_t)(s >> 32); }
+
+/* The slot and its payload areas. */
+struct ring_slot *ring_slot(const struct shm *shm, uint32_t idx);
+uint8_t *ring_slot_in(const struct shm *shm, uint32_t idx);
+uint8_t *ring_slot_out(const struct shm *shm, uint32_t idx);
+
+/* ---- engine (api process, one thread) ---- */
+
+/*
+ * Publishes the FREE slot idx, whose metadata and inputs the caller wrote,
+ * on its group's ready queue. Returns 0, or -EAGAIN when the queue has no
+ * room (state unchanged: try again after workers took entries), or -EBUSY
+ * when the slot is not FREE (a bug in the caller).
+ * Does not wake workers: call ring_notify_workers() after a batch.
+ */
+int ring_publish(struct shm *shm, uint32_t idx);
+
+/* Wakes up to n workers of group g sleeping for work. */
+void ring_notify_workers(struct shm *shm, uint32_t g, int n);
+
+/* Returns the slot's state word (acquire: pairs with the worker's release
+ * CAS to DONE and the supervisor's to DIED, so outputs are visible). */
+uint64_t ring_slot_state(const struct shm *shm, uint32_t idx);
+
+/* Returns a DONE or DIED slot to FREE (release: our reads of its outputs
+ * happen before any reuse). */
+void ring_release(struct shm *shm, uint32_t idx);
+
+/*
+ * At start-up of an api process: every slot not FREE belongs to a dead
+ * engine. READY slots are taken back (CAS to FREE, racing workers fairly);
+ * DONE/DIED ones are freed; CLAIMED ones are left for their workers to
+ * finish. Returns the number of slots still CLAIMED (the engine must wait
+ * for them to turn DONE/DIED before it reuses them).
+ */
+uint32_t ring_reclaim_all(struct shm *shm);
+
+/* ---- worker ---- */
+
+/*
+ * Claims the oldest READY task of group g for worker w. Returns 0 with the
+ * slot index in *idx, or -EAGAIN when there is none.
+ */
+int ring_claim(struct shm *shm, uint32_t g, uint32_t w, uint32_t *idx);
+
+/*
+ * Sleeps until a task may be READY in group g, at most timeout_ms.
+ * Returns 0, -ETIMEDOUT or -EINTR (a signal: check the stop flag).
+ */
+int ring_wait_ready(struct shm *shm, uint32_t g, int timeout_ms);
+
+/*
+ * Appends output record for the next item of the CLAIMED slot idx and
+ * commits it (release). Returns 0, or -ENOSPC when it does not fit in the
+ * slot's output area (nothing written).
+ */
+int ring_put_output(struct shm *shm, uint32_t idx, uint32_t kind, const void *data, uint32_t len);
+
+/* Marks the CLAIMED slot idx DONE (release) and wakes the engine. */
+void ring_complete(struct shm *shm, uint32_t idx, uint32_t w);
+
+/* ---- supervisor ---- */
+
+/*
+ * Worker w died with waitpid status `status`: every slot CLAIMED by w
+ * becomes DIED (with the status recorded) and the engine is woken.
+ * Async-signal-unsafe functions are not used, but call it from the
+ * supervisor's loop, not a handler. Returns the number of slots changed.
+ */
+uint32_t ring_reclaim_worker(struct shm *shm, uint32_t w, int status);
+
+/* ---- payload records ---- */
+
+/* Iterates input records: *pos starts at 0. Returns true and the record in
+ * (*data, *len) while records remain within in_len; false at the end or on a
+ * malformed record. */
+bool ring_next_input(const struct shm *shm, uint32_t idx, uint32_t *pos, const uint8_t **data,
+                     uint32_t *len);
+
+/* Iterates committed output records (limit = out_len observed by the
+ * caller). Same contract as ring_next_input, plus the record's kind. */
+bool ring_next_output(const struct shm *shm, uint32_t idx, uint32_t limit, uint32_t *pos,
+                      uint32_t *kind, const uint8_t **data, uint32_t *len);
+
+/* Wakes the engine (workers on completion, supervisor on a death, api
+ * threads on new work). */
+void ring_notify_engine(struct shm *shm);
+
+/* The engine's sleep: returns 0, -ETIMEDOUT or -EINTR. `has_work` is
+ * re-checked after announcing (see futex.h). */
+int ring_wait_engine(struct shm *shm, bool (*has_work)(void *), void *arg, int timeout_ms);
+
+#endif
