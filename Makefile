@@ -14,6 +14,7 @@ CC ?= cc
 BUILD ?= build
 PKGS := libmicrohttpd jansson
 SAN ?=
+.DEFAULT_GOAL := all
 
 ifeq ($(V),1)
 Q :=

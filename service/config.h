@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CONFIG_MAX_MODELS 32
 #define CONFIG_MAX_WORKERS_PER_MODEL 256
@@ -45,6 +46,8 @@ struct config {
     unsigned idle_timeout_s;   /* --idle-timeout / BATCHD_IDLE_TIMEOUT: per connection; default 30 */
     unsigned max_attempts;     /* --max-attempts / BATCHD_MAX_ATTEMPTS: tries of an item whose
                                   worker dies; default 3 */
+    unsigned item_timeout_ms;  /* --item-timeout SECONDS / BATCHD_ITEM_TIMEOUT: per-item
+                                  deadline; default 0 = none */
     char *port_file;           /* --port-file PATH / BATCHD_PORT_FILE: where the api writes the
                                   port it bound (for tests that listen on port 0); NULL = none */
 };
@@ -56,7 +59,10 @@ struct config {
  * Parses argv (argv[0] is the program) and the environment into *cfg.
  * Returns 0 on success; CONFIG_EXIT_OK after printing --help or --version
  * to stdout; -EINVAL with a one-line message in err (no trailing newline)
- * for a bad flag or value. On failure *cfg holds nothing to free.
+ * for a bad flag or value; -ENOMEM. On failure *cfg holds nothing to free.
+ * Rules: a repeated flag's last value wins; any --model replaces
+ * BATCHD_MODELS whole; an empty BATCHD_* variable counts as unset;
+ * "localhost" is stored as 127.0.0.1.
  * Built-in model names are checked here (an unknown name is -EINVAL).
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
@@ -64,7 +70,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
 /* Frees what config_parse allocated. Safe on a zeroed struct. */
 void config_free(struct config *cfg);
 
-/* Prints the usage text (the --help output) to `out` (a FILE *). */
-void config_usage(void *out);
+/* Prints the usage text (the --help output) to `out`. */
+void config_usage(FILE *out);
 
 #endif

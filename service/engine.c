@@ -16,6 +16,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,8 @@ struct job {
     uint64_t inflight_items; /* items in tasks that are in the ring */
     uint32_t inflight_tasks;
     uint32_t chunk_size;     /* fixed by the client, or 0 */
+    uint32_t item_timeout_ms; /* 0 = none */
+    uint32_t max_attempts;
     uint64_t version;        /* bumped on every visible change (ETag) */
     bool cancel_requested;
     char *error;             /* job-level failure, for JOB_FAILED */
@@ -469,15 +472,23 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         }
         uint64_t rest_start = s->first_index + k, rest = s->n_items - k;
         if (rest > 0 && !j->cancel_requested) {
-            if (ring_state_code(st) == RING_DIED) {
+            uint32_t timeout_item = atomic_load_explicit(&s->timeout_item, memory_order_relaxed);
+            if (ring_state_code(st) == RING_DIED && timeout_item == k + 1) {
+                /* Killed for its deadline: that is the item's result; the
+                 * items after it did not run and go back to the queue. */
+                char msg[96];
+                snprintf(msg, sizeof msg, "timed out after %.3f s", j->item_timeout_ms / 1000.0);
+                job_put_result(e, j, rest_start, false, msg, strlen(msg));
+                job_add_retry(j, rest_start + 1, rest - 1);
+            } else if (ring_state_code(st) == RING_DIED) {
                 int status = atomic_load_explicit(&s->died_status, memory_order_relaxed);
                 if (!j->attempts)
                     j->attempts = calloc(j->total, 1);
-                unsigned tries = j->attempts ? ++j->attempts[rest_start] : e->cfg->max_attempts;
-                if (tries >= e->cfg->max_attempts) {
+                unsigned tries = j->attempts ? ++j->attempts[rest_start] : j->max_attempts;
+                if (tries >= j->max_attempts) {
                     /* A poison item: it killed its worker every time. */
                     char msg[160];
-                    describe_death(status, tries, e->cfg->max_attempts, msg, sizeof msg);
+                    describe_death(status, tries, j->max_attempts, msg, sizeof msg);
                     job_put_result(e, j, rest_start, false, msg, strlen(msg));
                     log_warn("job %s item %" PRIu64 ": %s", j->id, rest_start, msg);
                 } else {
@@ -617,6 +628,7 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
     s->n_items = n;
     s->in_len = len;
     s->attempt = attempt;
+    s->item_timeout_ms = j->item_timeout_ms;
     int rc = ring_publish(shm, idx);
     if (rc != 0)
         return -EAGAIN; /* nothing consumed: the cursors move only below */
@@ -668,6 +680,37 @@ static void engine_dispatch(struct engine *e)
     }
 }
 
+/* Kills the worker of any item running past its deadline. The death comes
+ * back as a DIED slot that says which item timed out (see ring.h). */
+static void engine_check_deadlines(struct engine *e)
+{
+    uint64_t now = shm_now_mono_ns();
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct egroup *g = &e->groups[gi];
+        for (uint32_t k = 0; k < g->n_inflight; k++) {
+            uint32_t idx = g->inflight[k];
+            struct ring_slot *s = ring_slot(e->shm, idx);
+            uint64_t st = ring_slot_state(e->shm, idx);
+            if (ring_state_code(st) != RING_CLAIMED || !s->item_timeout_ms ||
+                atomic_load_explicit(&s->timeout_item, memory_order_relaxed))
+                continue;
+            uint64_t started = atomic_load_explicit(&s->item_started_ns, memory_order_relaxed);
+            if (!started || now < started ||
+                now - started <= (uint64_t)s->item_timeout_ms * 1000000ULL)
+                continue;
+            uint32_t w = ring_state_worker(st);
+            pid_t pid = atomic_load_explicit(&shm_worker(e->shm, w)->pid, memory_order_acquire);
+            if (pid <= 0)
+                continue;
+            uint32_t done = atomic_load_explicit(&s->out_count, memory_order_acquire);
+            atomic_store_explicit(&s->timeout_item, done + 1, memory_order_relaxed);
+            log_warn("item %" PRIu64 " ran past its %u ms deadline: killing worker %u (pid %d)",
+                     s->first_index + done, s->item_timeout_ms, w, (int)pid);
+            kill(pid, SIGKILL);
+        }
+    }
+}
+
 static bool engine_has_work(void *arg)
 {
     struct engine *e = arg;
@@ -692,6 +735,7 @@ static void *engine_main(void *arg)
         atomic_store_explicit(&e->kick, false, memory_order_release);
         pthread_mutex_lock(&e->mu);
         engine_collect(e);
+        engine_check_deadlines(e);
         engine_dispatch(e);
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->mu);
@@ -886,6 +930,11 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
     }
     j->group = (uint32_t)g;
     j->chunk_size = opt ? opt->chunk_size : 0;
+    j->item_timeout_ms = opt && opt->item_timeout_ms ? opt->item_timeout_ms
+                                                     : e->cfg->item_timeout_ms;
+    j->max_attempts = opt && opt->max_attempts ? opt->max_attempts : e->cfg->max_attempts;
+    if (j->max_attempts == 0)
+        j->max_attempts = 1;
     j->created_ns = shm_now_real_ns();
     j->status = JOB_QUEUED;
     engine_new_id(j->id);

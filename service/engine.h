@@ -73,7 +73,9 @@ size_t job_items_count(const struct job_items *items);
 void job_items_free(struct job_items *items);
 
 struct job_options {
-    uint32_t chunk_size; /* items per task; 0 = adaptive (the default) */
+    uint32_t chunk_size;      /* items per task; 0 = adaptive (the default) */
+    uint32_t item_timeout_ms; /* per-item deadline; 0 = the configured default */
+    uint32_t max_attempts;    /* tries of an item whose worker dies; 0 = default */
 };
 
 /*

@@ -47,6 +47,8 @@ int ring_publish(struct shm *shm, uint32_t idx)
     atomic_store_explicit(&s->out_len, 0, memory_order_relaxed);
     atomic_store_explicit(&s->run_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->died_status, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
     /* Release: the metadata and inputs written while FREE are visible to the
      * worker whose acquire CAS takes READY. */
     atomic_store_explicit(&s->state, ring_state(gen, 0, RING_READY), memory_order_release);

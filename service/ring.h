@@ -27,6 +27,12 @@
  *     the worker died half-way through the next one.
  *   - cancel: the engine, any time; the worker reads it (relaxed) between
  *     items: a hint, never needed for correctness.
+ *   - item_started_ns: the worker, around each item; the engine reads it
+ *     (relaxed) to enforce deadlines. timeout_item: the engine, just before
+ *     it SIGKILLs a worker whose item ran past its deadline, so that the
+ *     DIED slot says which item timed out (only if out_count still equals
+ *     timeout_item - 1 when the engine collects it: otherwise the worker
+ *     had moved on and the death is treated like any other).
  *   - died_status: the supervisor, before its release CAS to DIED.
  *   - queue tail and entries: the engine only (one producer per group).
  *     Entry store (relaxed) then tail release-store; workers acquire-load
@@ -88,12 +94,17 @@ struct ring_slot {
     uint32_t in_len;            /* bytes of input records */
     uint32_t attempt;           /* tries of the first item so far (0 = first) */
     uint32_t group;
+    uint32_t item_timeout_ms;   /* per-item deadline, 0 = none */
     _Atomic uint32_t cancel;    /* engine: stop after the current item */
+    _Atomic uint32_t timeout_item; /* engine, when it kills the worker for a
+                                      deadline: out_count + 1 at that moment */
     /* worker, while CLAIMED */
     _Atomic uint32_t out_count; /* committed output records */
     _Atomic uint32_t out_len;   /* bytes of committed output records */
     uint32_t pad;
     _Atomic uint64_t run_ns;    /* time spent in model run() for this task */
+    _Atomic uint64_t item_started_ns; /* CLOCK_MONOTONIC start of the running
+                                         item, 0 between items (deadlines) */
     /* supervisor, before DIED */
     _Atomic int32_t died_status; /* waitpid status of the dead worker */
 } __attribute__((aligned(64)));

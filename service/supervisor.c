@@ -145,7 +145,10 @@ static int sup_load_models(struct sup *s)
                                        (const char *const *)m->values };
         char err[SHM_ERR_LEN] = "";
         uint64_t t0 = shm_now_mono_ns();
-        int rc = ops->load ? ops->load(&params, &s->shared[g], err, sizeof err) : 0;
+        /* A model without load() takes no parameters: say so rather than
+         * ignore them. */
+        int rc = ops->load ? ops->load(&params, &s->shared[g], err, sizeof err)
+                           : model_params_none(m->name, &params, err, sizeof err);
         if (rc != 0) {
             log_error("model %s: load failed: %s", m->name, err[0] ? err : strerror(-rc));
             return -1;
@@ -298,8 +301,12 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     } else if (atomic_load_explicit(&sw->inits, memory_order_relaxed) > 0) {
         atomic_store_explicit(&gr->init_failures, 0, memory_order_relaxed);
     }
-    sup_count_failure(c, true);
-    uint64_t delay = (init_failed || c->failures > 1) ? sup_backoff(c) : 0;
+    /* Back off only when the slot cannot get through init(): a crash while
+     * serving (a poison item, a deadline kill) is bounded by max-attempts,
+     * and its replacement is needed now. */
+    bool early = init_failed || atomic_load_explicit(&sw->inits, memory_order_relaxed) == 0;
+    sup_count_failure(c, early);
+    uint64_t delay = early ? sup_backoff(c) : 0;
     if (fatal) {
         log_error("worker %u (model %s) exited fatally (%s): not respawned", w,
                   s->ops[g]->name, how);

@@ -72,6 +72,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
         json_t *out = NULL;
         int rc;
         uint64_t t0 = shm_now_mono_ns();
+        atomic_store_explicit(&slot->item_started_ns, t0, memory_order_relaxed);
         if (!item) {
             snprintf(err, sizeof err, "item is not valid JSON: %s", jerr.text);
             rc = -EINVAL;
@@ -83,6 +84,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
             }
         }
         uint64_t dt = shm_now_mono_ns() - t0;
+        atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
         run_ns += dt;
         json_decref(item);
         atomic_fetch_add_explicit(&me->hist[shm_hist_bucket(dt)], 1, memory_order_relaxed);

@@ -86,7 +86,7 @@ static char *submit_numbers(struct engine *e, uint64_t first, uint64_t n, uint32
         int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(first + i));
         assert_int_equal(job_items_append(items, buf, (size_t)len), 0);
     }
-    struct job_options opt = { chunk };
+    struct job_options opt = { .chunk_size = chunk };
     char *id = calloc(1, ENGINE_JOB_ID_LEN + 1);
     json_t *job = NULL;
     assert_int_equal(engine_submit(e, "square", items, &opt, id, &job), 0);

@@ -1,0 +1,844 @@
+/*
+ * Unit tests for service/config.c: defaults, every flag and variable,
+ * precedence, strict numbers, --listen, --model / BATCHD_MODELS specs, and
+ * every error message (data-driven). Each test starts from an environment
+ * without any BATCHD_* variable.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "model.h"
+
+static const char *const env_names[] = {
+    "BATCHD_LISTEN",         "BATCHD_DATA_DIR",      "BATCHD_WORKERS",
+    "BATCHD_MODELS",         "BATCHD_MAX_BODY_BYTES", "BATCHD_MAX_ITEMS",
+    "BATCHD_MAX_ITEM_BYTES", "BATCHD_MAX_CONNECTIONS", "BATCHD_IDLE_TIMEOUT",
+    "BATCHD_MAX_ATTEMPTS",   "BATCHD_ITEM_TIMEOUT",  "BATCHD_PORT_FILE",
+};
+
+static int clear_env(void **unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        unsetenv(env_names[i]);
+    return 0;
+}
+
+#define MAX_ARGS 80
+
+/* Parses {"batchd", args..., NULL} (args is NULL-terminated). */
+static int parse_argv(struct config *cfg, const char *const *args, char *err, size_t errlen)
+{
+    char *argv[MAX_ARGS + 2];
+    int argc = 0;
+    argv[argc++] = (char *)"batchd";
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(argc <= MAX_ARGS);
+        argv[argc++] = (char *)args[i];
+    }
+    argv[argc] = NULL;
+    return config_parse(cfg, argc, argv, err, errlen);
+}
+
+#define PARSE(cfg, err, ...) \
+    parse_argv((cfg), (const char *const[]){__VA_ARGS__, NULL}, (err), sizeof(err))
+
+static unsigned expected_cpu_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        return 1;
+    return n > CONFIG_MAX_WORKERS_PER_MODEL ? CONFIG_MAX_WORKERS_PER_MODEL : (unsigned)n;
+}
+
+static bool is_zeroed(const struct config *c)
+{
+    static const struct config zero;
+    return memcmp(c, &zero, sizeof zero) == 0;
+}
+
+static void assert_default_models(const struct config *c, unsigned workers)
+{
+    size_t n = 0;
+    const struct model_ops *m;
+    for (size_t i = 0; (m = model_builtin_at(i)) != NULL; i++) {
+        if (m->flags & MODEL_FLAG_NOT_DEFAULT)
+            continue;
+        assert_true(n < c->n_models);
+        assert_string_equal(c->models[n].name, m->name);
+        assert_null(c->models[n].plugin);
+        assert_int_equal(c->models[n].workers, workers);
+        assert_int_equal(c->models[n].n_params, 0);
+        n++;
+    }
+    assert_int_equal(c->n_models, n);
+}
+
+/* ---- defaults, flags, environment ---------------------------------------- */
+
+static void test_defaults(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    char *argv[] = {(char *)"batchd", NULL};
+    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 8080);
+    assert_string_equal(c.data_dir, "./data");
+    assert_int_equal(c.workers, expected_cpu_workers());
+    assert_true(c.workers >= 1);
+    assert_int_equal(c.n_models, 4);
+    assert_default_models(&c, c.workers);
+    assert_int_equal(c.max_body_bytes, 64u << 20);
+    assert_int_equal(c.max_items, 10000000);
+    assert_int_equal(c.max_item_bytes, 256u << 10);
+    assert_int_equal(c.max_connections, 256);
+    assert_int_equal(c.idle_timeout_s, 30);
+    assert_int_equal(c.max_attempts, 3);
+    assert_int_equal(c.item_timeout_ms, 0);
+    assert_null(c.port_file);
+    config_free(&c);
+    assert_true(is_zeroed(&c));
+}
+
+static void check_all_set(const struct config *c)
+{
+    assert_string_equal(c->listen_host, "0.0.0.0");
+    assert_int_equal(c->listen_port, 9001);
+    assert_string_equal(c->data_dir, "/var/lib/batchd");
+    assert_int_equal(c->workers, 5);
+    assert_int_equal(c->n_models, 2);
+    assert_string_equal(c->models[0].name, "square");
+    assert_int_equal(c->models[0].workers, 5);
+    assert_string_equal(c->models[1].name, "echo");
+    assert_int_equal(c->models[1].workers, 2);
+    assert_int_equal(c->max_body_bytes, 2u << 20);
+    assert_int_equal(c->max_items, 1234);
+    assert_int_equal(c->max_item_bytes, 4096);
+    assert_int_equal(c->max_connections, 17);
+    assert_int_equal(c->idle_timeout_s, 9);
+    assert_int_equal(c->max_attempts, 7);
+    assert_int_equal(c->item_timeout_ms, 2500);
+    assert_string_equal(c->port_file, "/tmp/port");
+}
+
+static void test_every_flag(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--listen", "0.0.0.0:9001", "--data-dir", "/var/lib/batchd",
+                           "--workers", "5", "--model", "square", "--model", "echo:workers=2",
+                           "--max-body-bytes", "2M", "--max-items", "1234", "--max-item-bytes",
+                           "4K", "--max-connections", "17", "--idle-timeout", "9",
+                           "--max-attempts", "7", "--item-timeout", "2.5", "--port-file",
+                           "/tmp/port"),
+                     0);
+    check_all_set(&c);
+    config_free(&c);
+
+    /* The same with --flag=value. */
+    assert_int_equal(PARSE(&c, err, "--listen=0.0.0.0:9001", "--data-dir=/var/lib/batchd",
+                           "--workers=5", "--model=square", "--model=echo:workers=2",
+                           "--max-body-bytes=2M", "--max-items=1234", "--max-item-bytes=4096",
+                           "--max-connections=17", "--idle-timeout=9", "--max-attempts=7",
+                           "--item-timeout=2.500", "--port-file=/tmp/port"),
+                     0);
+    check_all_set(&c);
+    config_free(&c);
+}
+
+static void test_every_variable(void **unused)
+{
+    (void)unused;
+    setenv("BATCHD_LISTEN", "0.0.0.0:9001", 1);
+    setenv("BATCHD_DATA_DIR", "/var/lib/batchd", 1);
+    setenv("BATCHD_WORKERS", "5", 1);
+    setenv("BATCHD_MODELS", "square echo:workers=2", 1);
+    setenv("BATCHD_MAX_BODY_BYTES", "2MiB", 1);
+    setenv("BATCHD_MAX_ITEMS", "1234", 1);
+    setenv("BATCHD_MAX_ITEM_BYTES", "4k", 1);
+    setenv("BATCHD_MAX_CONNECTIONS", "17", 1);
+    setenv("BATCHD_IDLE_TIMEOUT", "9", 1);
+    setenv("BATCHD_MAX_ATTEMPTS", "7", 1);
+    setenv("BATCHD_ITEM_TIMEOUT", "2.50", 1);
+    setenv("BATCHD_PORT_FILE", "/tmp/port", 1);
+    struct config c;
+    char err[256];
+    char *argv[] = {(char *)"batchd", NULL};
+    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), 0);
+    check_all_set(&c);
+    config_free(&c);
+}
+
+static void test_flags_win_over_env_over_defaults(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    setenv("BATCHD_WORKERS", "3", 1);
+    setenv("BATCHD_DATA_DIR", "/env/dir", 1);
+    setenv("BATCHD_MODELS", "echo", 1);
+    setenv("BATCHD_PORT_FILE", "/env/port", 1);
+
+    /* Env over defaults. */
+    assert_int_equal(PARSE(&c, err, "--max-attempts", "2"), 0);
+    assert_int_equal(c.workers, 3);
+    assert_string_equal(c.data_dir, "/env/dir");
+    assert_string_equal(c.port_file, "/env/port");
+    assert_int_equal(c.n_models, 1);
+    assert_string_equal(c.models[0].name, "echo");
+    assert_int_equal(c.models[0].workers, 3);
+    assert_int_equal(c.max_attempts, 2);
+    assert_int_equal(c.max_connections, 256);
+    config_free(&c);
+
+    /* Flags over env; --model replaces BATCHD_MODELS, it does not add. */
+    assert_int_equal(PARSE(&c, err, "--workers", "4", "--data-dir", "/flag/dir", "--model",
+                           "square", "--port-file", "/flag/port"),
+                     0);
+    assert_int_equal(c.workers, 4);
+    assert_string_equal(c.data_dir, "/flag/dir");
+    assert_string_equal(c.port_file, "/flag/port");
+    assert_int_equal(c.n_models, 1);
+    assert_string_equal(c.models[0].name, "square");
+    assert_int_equal(c.models[0].workers, 4);
+    config_free(&c);
+
+    /* A bad variable does not matter when the flag overrides it. */
+    setenv("BATCHD_WORKERS", "many", 1);
+    setenv("BATCHD_MODELS", "nope", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "2", "--model", "echo"), 0);
+    assert_int_equal(c.workers, 2);
+    config_free(&c);
+}
+
+static void test_last_repeated_flag_wins(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--workers", "2", "--workers", "3", "--data-dir", "a",
+                           "--data-dir", "b", "--listen", "1.2.3.4:5", "--listen", "localhost:6"),
+                     0);
+    assert_int_equal(c.workers, 3);
+    assert_string_equal(c.data_dir, "b");
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 6);
+    config_free(&c);
+}
+
+static void test_empty_variable_is_unset(void **unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        setenv(env_names[i], "", 1);
+    struct config c;
+    char err[256];
+    char *argv[] = {(char *)"batchd", NULL};
+    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), 0);
+    assert_int_equal(c.listen_port, 8080);
+    assert_string_equal(c.data_dir, "./data");
+    assert_int_equal(c.workers, expected_cpu_workers());
+    assert_null(c.port_file);
+    assert_default_models(&c, c.workers);
+    config_free(&c);
+}
+
+static void test_abbreviated_flag(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    /* getopt_long takes an unambiguous prefix. */
+    assert_int_equal(PARSE(&c, err, "--work", "6", "--max-c", "9"), 0);
+    assert_int_equal(c.workers, 6);
+    assert_int_equal(c.max_connections, 9);
+    config_free(&c);
+}
+
+/* ---- numbers ------------------------------------------------------------- */
+
+struct size_case {
+    const char *text;
+    size_t want;
+};
+
+static void test_sizes_and_suffixes(void **unused)
+{
+    (void)unused;
+    const struct size_case cases[] = {
+        {"1", 1},
+        {"1000", 1000},
+        {"1K", 1024},
+        {"1k", 1024},
+        {"3KiB", 3072},
+        {"3kib", 3072},
+        {"2M", 2u << 20},
+        {"2MiB", 2u << 20},
+        {"1G", 1u << 30},
+        {"1gib", 1u << 30},
+        {"1024G", (size_t)1 << 40},
+        {"007", 7},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config c;
+        char err[256];
+        int rc = PARSE(&c, err, "--max-body-bytes", cases[i].text);
+        if (rc != 0)
+            fail_msg("'%s': rc %d, %s", cases[i].text, rc, err);
+        assert_int_equal(c.max_body_bytes, cases[i].want);
+        config_free(&c);
+    }
+}
+
+static void test_item_timeout_seconds(void **unused)
+{
+    (void)unused;
+    const struct {
+        const char *text;
+        unsigned want_ms;
+    } cases[] = {
+        {"0", 0},         {"0.0", 0},      {"0.001", 1},         {"1", 1000},
+        {"1.05", 1050},   {"1.5", 1500},   {"30.125", 30125},    {"86400", 86400000},
+        {"86400.000", 86400000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config c;
+        char err[256];
+        int rc = PARSE(&c, err, "--item-timeout", cases[i].text);
+        if (rc != 0)
+            fail_msg("'%s': rc %d, %s", cases[i].text, rc, err);
+        assert_int_equal(c.item_timeout_ms, cases[i].want_ms);
+        config_free(&c);
+    }
+}
+
+/* ---- --listen ------------------------------------------------------------ */
+
+struct listen_case {
+    const char *text;
+    const char *host;
+    unsigned port;
+};
+
+static void test_listen_values(void **unused)
+{
+    (void)unused;
+    const struct listen_case cases[] = {
+        {"127.0.0.1:0", "127.0.0.1", 0},
+        {"0.0.0.0:80", "0.0.0.0", 80},
+        {"localhost:9000", "127.0.0.1", 9000},
+        {"10.1.2.3:65535", "10.1.2.3", 65535},
+        {"192.168.0.1:08080", "192.168.0.1", 8080},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config c;
+        char err[256];
+        int rc = PARSE(&c, err, "--listen", cases[i].text);
+        if (rc != 0)
+            fail_msg("'%s': rc %d, %s", cases[i].text, rc, err);
+        assert_string_equal(c.listen_host, cases[i].host);
+        assert_int_equal(c.listen_port, cases[i].port);
+        config_free(&c);
+    }
+}
+
+/* ---- models -------------------------------------------------------------- */
+
+static void test_model_params(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--workers", "2", "--model",
+                           "mlp:plugin=/opt/mlp.so,weights=/w.safetensors,workers=3,alpha=0.5",
+                           "--model", "square:workers=1", "--model", "echo"),
+                     0);
+    assert_int_equal(c.n_models, 3);
+    const struct config_model *m = &c.models[0];
+    assert_string_equal(m->name, "mlp");
+    assert_string_equal(m->plugin, "/opt/mlp.so");
+    assert_int_equal(m->workers, 3);
+    assert_int_equal(m->n_params, 2);
+    assert_string_equal(m->keys[0], "weights");
+    assert_string_equal(m->values[0], "/w.safetensors");
+    assert_string_equal(m->keys[1], "alpha");
+    assert_string_equal(m->values[1], "0.5");
+    assert_string_equal(c.models[1].name, "square");
+    assert_null(c.models[1].plugin);
+    assert_int_equal(c.models[1].workers, 1);
+    assert_int_equal(c.models[1].n_params, 0);
+    assert_string_equal(c.models[2].name, "echo");
+    assert_int_equal(c.models[2].workers, 2);
+    config_free(&c);
+
+    /* Parameters of a built-in model are kept; its load() judges them. */
+    assert_int_equal(PARSE(&c, err, "--model", "square:k=v=w"), 0);
+    assert_int_equal(c.models[0].n_params, 1);
+    assert_string_equal(c.models[0].keys[0], "k");
+    assert_string_equal(c.models[0].values[0], "v=w");
+    config_free(&c);
+
+    /* A plugin may take any valid name, even a built-in one. */
+    assert_int_equal(PARSE(&c, err, "--model", "my-model.v2:plugin=./x.so"), 0);
+    assert_string_equal(c.models[0].name, "my-model.v2");
+    config_free(&c);
+}
+
+struct models_env_case {
+    const char *env;
+    const char *names; /* space-separated expected names, in order */
+    const char *workers; /* space-separated expected workers */
+};
+
+static void test_models_variable(void **unused)
+{
+    (void)unused;
+    const struct models_env_case cases[] = {
+        {"square", "square", "4"},
+        {"square echo", "square echo", "4 4"},
+        {"square;echo", "square echo", "4 4"},
+        {" ; square:workers=2 ;;\texp_sinh\n", "square exp_sinh", "2 4"},
+        {"sum_squares;square;echo;exp_sinh", "sum_squares square echo exp_sinh", "4 4 4 4"},
+        {"x:plugin=/p.so,a=1;echo", "x echo", "4 4"},
+        {" ; ", "echo square sum_squares exp_sinh", "4 4 4 4"},
+    };
+    setenv("BATCHD_WORKERS", "4", 1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("BATCHD_MODELS", cases[i].env, 1);
+        struct config c;
+        char err[256];
+        char *argv[] = {(char *)"batchd", NULL};
+        int rc = config_parse(&c, 1, argv, err, sizeof err);
+        if (rc != 0)
+            fail_msg("BATCHD_MODELS='%s': rc %d, %s", cases[i].env, rc, err);
+        char names[256] = "", workers[256] = "";
+        for (size_t k = 0; k < c.n_models; k++) {
+            size_t nl = strlen(names), wl = strlen(workers);
+            snprintf(names + nl, sizeof names - nl, "%s%s", k ? " " : "", c.models[k].name);
+            snprintf(workers + wl, sizeof workers - wl, "%s%u", k ? " " : "",
+                     c.models[k].workers);
+        }
+        if (strcmp(names, cases[i].names) != 0 || strcmp(workers, cases[i].workers) != 0)
+            fail_msg("BATCHD_MODELS='%s': got [%s] [%s], want [%s] [%s]", cases[i].env, names,
+                     workers, cases[i].names, cases[i].workers);
+        config_free(&c);
+    }
+}
+
+static void test_max_models(void **unused)
+{
+    (void)unused;
+    const char *args[CONFIG_MAX_MODELS * 2 + 3];
+    char specs[CONFIG_MAX_MODELS + 1][32];
+    size_t n = 0;
+    for (int i = 0; i < CONFIG_MAX_MODELS; i++) {
+        snprintf(specs[i], sizeof specs[i], "m%d:plugin=/p.so", i);
+        args[n++] = "--model";
+        args[n++] = specs[i];
+    }
+    args[n] = NULL;
+    struct config c;
+    char err[256];
+    assert_int_equal(parse_argv(&c, args, err, sizeof err), 0);
+    assert_int_equal(c.n_models, CONFIG_MAX_MODELS);
+    config_free(&c);
+
+    snprintf(specs[CONFIG_MAX_MODELS], sizeof specs[0], "extra:plugin=/p.so");
+    args[n++] = "--model";
+    args[n++] = specs[CONFIG_MAX_MODELS];
+    args[n] = NULL;
+    assert_int_equal(parse_argv(&c, args, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "--model: at most 32 models, got more");
+    assert_true(is_zeroed(&c));
+
+    /* The same limit through the variable. */
+    char env[2048] = "";
+    for (int i = 0; i <= CONFIG_MAX_MODELS; i++) {
+        size_t l = strlen(env);
+        snprintf(env + l, sizeof env - l, "m%d:plugin=/p.so;", i);
+    }
+    setenv("BATCHD_MODELS", env, 1);
+    char *argv[] = {(char *)"batchd", NULL};
+    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "BATCHD_MODELS: at most 32 models, got more");
+    assert_true(is_zeroed(&c));
+}
+
+/* ---- errors, data-driven ------------------------------------------------- */
+
+struct error_case {
+    const char *args[6];  /* NULL-terminated */
+    const char *env_name; /* optional variable to set */
+    const char *env_value;
+    const char *message;
+};
+
+static const struct error_case error_cases[] = {
+    /* getopt level */
+    {{"--bogus", NULL}, NULL, NULL, "unknown or ambiguous option '--bogus' (see --help)"},
+    {{"--bogus=1", NULL}, NULL, NULL, "unknown or ambiguous option '--bogus' (see --help)"},
+    {{"--max", "5", NULL}, NULL, NULL, "unknown or ambiguous option '--max' (see --help)"},
+    {{"--max-item", "5", NULL}, NULL, NULL,
+     "unknown or ambiguous option '--max-item' (see --help)"},
+    {{"-x", NULL}, NULL, NULL, "unknown option '-x' (see --help)"},
+    {{"-w", "3", NULL}, NULL, NULL, "unknown option '-w' (see --help)"},
+    {{"--workers", NULL}, NULL, NULL, "option '--workers' needs a value"},
+    {{"--data-dir", "d", "--model", NULL}, NULL, NULL, "option '--model' needs a value"},
+    {{"--version=2", NULL}, NULL, NULL, "option '--version' takes no value"},
+    {{"serve", NULL}, NULL, NULL, "unexpected argument 'serve' (batchd takes only options)"},
+    {{"--workers", "2", "--", "x", NULL}, NULL, NULL,
+     "unexpected argument 'x' (batchd takes only options)"},
+    /* integers */
+    {{"--workers", "abc", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got 'abc'"},
+    {{"--workers", "0", NULL}, NULL, NULL, "--workers: expected an integer from 1 to 256, got '0'"},
+    {{"--workers", "257", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '257'"},
+    {{"--workers", "-1", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '-1'"},
+    {{"--workers", "+2", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '+2'"},
+    {{"--workers", " 2", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got ' 2'"},
+    {{"--workers", "2 ", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '2 '"},
+    {{"--workers", "2x", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '2x'"},
+    {{"--workers", "0x10", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '0x10'"},
+    {{"--workers", "", NULL}, NULL, NULL, "--workers: expected an integer from 1 to 256, got ''"},
+    {{"--workers", "2K", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '2K'"},
+    {{"--workers", "18446744073709551617", NULL}, NULL, NULL,
+     "--workers: expected an integer from 1 to 256, got '18446744073709551617'"},
+    {{NULL}, "BATCHD_WORKERS", "abc",
+     "BATCHD_WORKERS: expected an integer from 1 to 256, got 'abc'"},
+    {{"--max-items", "0", NULL}, NULL, NULL,
+     "--max-items: expected an integer from 1 to 1000000000, got '0'"},
+    {{"--max-items", "1K", NULL}, NULL, NULL,
+     "--max-items: expected an integer from 1 to 1000000000, got '1K'"},
+    {{"--max-connections", "65536", NULL}, NULL, NULL,
+     "--max-connections: expected an integer from 1 to 65535, got '65536'"},
+    {{"--idle-timeout", "0", NULL}, NULL, NULL,
+     "--idle-timeout: expected an integer from 1 to 86400, got '0'"},
+    {{"--idle-timeout", "1.5", NULL}, NULL, NULL,
+     "--idle-timeout: expected an integer from 1 to 86400, got '1.5'"},
+    {{"--max-attempts", "101", NULL}, NULL, NULL,
+     "--max-attempts: expected an integer from 1 to 100, got '101'"},
+    {{NULL}, "BATCHD_MAX_ATTEMPTS", "0",
+     "BATCHD_MAX_ATTEMPTS: expected an integer from 1 to 100, got '0'"},
+    /* seconds with milliseconds */
+#define SECONDS_ERR(x) \
+    "--item-timeout: expected seconds from 0 to 86400 (up to 3 decimals), got '" x "'"
+    {{"--item-timeout", "abc", NULL}, NULL, NULL, SECONDS_ERR("abc")},
+    {{"--item-timeout", "1.2345", NULL}, NULL, NULL, SECONDS_ERR("1.2345")},
+    {{"--item-timeout", "1.", NULL}, NULL, NULL, SECONDS_ERR("1.")},
+    {{"--item-timeout", ".5", NULL}, NULL, NULL, SECONDS_ERR(".5")},
+    {{"--item-timeout", "-1", NULL}, NULL, NULL, SECONDS_ERR("-1")},
+    {{"--item-timeout", "86400.001", NULL}, NULL, NULL, SECONDS_ERR("86400.001")},
+    {{"--item-timeout", "86401", NULL}, NULL, NULL, SECONDS_ERR("86401")},
+    {{"--item-timeout", "1.5s", NULL}, NULL, NULL, SECONDS_ERR("1.5s")},
+    {{"--item-timeout", "1e3", NULL}, NULL, NULL, SECONDS_ERR("1e3")},
+    {{"--item-timeout", "1.-5", NULL}, NULL, NULL, SECONDS_ERR("1.-5")},
+    {{"--item-timeout", "99999999999999999999", NULL}, NULL, NULL,
+     SECONDS_ERR("99999999999999999999")},
+    {{NULL}, "BATCHD_ITEM_TIMEOUT", "soon",
+     "BATCHD_ITEM_TIMEOUT: expected seconds from 0 to 86400 (up to 3 decimals), got 'soon'"},
+    /* sizes */
+    {{"--max-body-bytes", "0", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '0'"},
+    {{"--max-body-bytes", "1.5M", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '1.5M'"},
+    {{"--max-body-bytes", "1T", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '1T'"},
+    {{"--max-body-bytes", "1KB", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '1KB'"},
+    {{"--max-body-bytes", "1Ki", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '1Ki'"},
+    {{"--max-body-bytes", "1025G", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '1025G'"},
+    {{"--max-body-bytes", "17179869184G", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got '17179869184G'"},
+    {{"--max-body-bytes", "K", NULL}, NULL, NULL,
+     "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
+     "got 'K'"},
+    {{"--max-item-bytes", "2G", NULL}, NULL, NULL,
+     "--max-item-bytes: expected a size in bytes from 1 to 1G (K, M, G suffixes allowed), "
+     "got '2G'"},
+    {{NULL}, "BATCHD_MAX_ITEM_BYTES", "-5",
+     "BATCHD_MAX_ITEM_BYTES: expected a size in bytes from 1 to 1G (K, M, G suffixes allowed), "
+     "got '-5'"},
+    /* --listen */
+#define LISTEN_ERR(x) \
+    "--listen: expected HOST:PORT (an IPv4 address or localhost, and a port from 0 to 65535), " \
+    "got '" x "'"
+    {{"--listen", "127.0.0.1", NULL}, NULL, NULL, LISTEN_ERR("127.0.0.1")},
+    {{"--listen", ":80", NULL}, NULL, NULL, LISTEN_ERR(":80")},
+    {{"--listen", "127.0.0.1:", NULL}, NULL, NULL, LISTEN_ERR("127.0.0.1:")},
+    {{"--listen", "127.0.0.1:65536", NULL}, NULL, NULL, LISTEN_ERR("127.0.0.1:65536")},
+    {{"--listen", "127.0.0.1:-1", NULL}, NULL, NULL, LISTEN_ERR("127.0.0.1:-1")},
+    {{"--listen", "127.0.0.1:80x", NULL}, NULL, NULL, LISTEN_ERR("127.0.0.1:80x")},
+    {{"--listen", "example.com:80", NULL}, NULL, NULL, LISTEN_ERR("example.com:80")},
+    {{"--listen", "[::1]:80", NULL}, NULL, NULL, LISTEN_ERR("[::1]:80")},
+    {{"--listen", "1.2.3:80", NULL}, NULL, NULL, LISTEN_ERR("1.2.3:80")},
+    {{"--listen", "256.0.0.1:80", NULL}, NULL, NULL, LISTEN_ERR("256.0.0.1:80")},
+    {{"--listen", "", NULL}, NULL, NULL, LISTEN_ERR("")},
+    {{NULL}, "BATCHD_LISTEN", "8080",
+     "BATCHD_LISTEN: expected HOST:PORT (an IPv4 address or localhost, and a port from 0 to "
+     "65535), got '8080'"},
+    /* paths */
+    {{"--data-dir", "", NULL}, NULL, NULL, "--data-dir: expected a non-empty path, got ''"},
+    {{"--port-file=", NULL}, NULL, NULL, "--port-file: expected a non-empty path, got ''"},
+    /* models */
+#define NO_MODEL(src, x) \
+    src ": no built-in model named '" x "' (built-in: echo, square, sum_squares, exp_sinh; " \
+    "a plugin needs plugin=PATH)"
+    {{"--model", "nope", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
+    {{"--model", "nope:a=1", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
+    {{"--model", "Square", NULL}, NULL, NULL, NO_MODEL("--model", "Square")},
+    {{NULL}, "BATCHD_MODELS", "echo nope", NO_MODEL("BATCHD_MODELS", "nope")},
+#define BAD_NAME(src, x) \
+    src ": expected NAME[:key=value,...] with a NAME of 1 to 64 letters, digits, '_', '-' or " \
+    "'.', got '" x "'"
+    {{"--model", "", NULL}, NULL, NULL, BAD_NAME("--model", "")},
+    {{"--model", ":workers=2", NULL}, NULL, NULL, BAD_NAME("--model", ":workers=2")},
+    {{"--model", "bad name", NULL}, NULL, NULL, BAD_NAME("--model", "bad name")},
+    {{"--model", "sq/uare", NULL}, NULL, NULL, BAD_NAME("--model", "sq/uare")},
+    {{"--model",
+      "a234567890123456789012345678901234567890123456789012345678901234x:plugin=p", NULL},
+     NULL, NULL,
+     BAD_NAME("--model",
+              "a234567890123456789012345678901234567890123456789012345678901234x:plugin=p")},
+#define BAD_PAIR(x) "--model square: expected key=value with a non-empty value, got '" x "'"
+    {{"--model", "square:", NULL}, NULL, NULL, BAD_PAIR("")},
+    {{"--model", "square:workers", NULL}, NULL, NULL, BAD_PAIR("workers")},
+    {{"--model", "square:=1", NULL}, NULL, NULL, BAD_PAIR("=1")},
+    {{"--model", "square:a=", NULL}, NULL, NULL, BAD_PAIR("a=")},
+    {{"--model", "square:a=1,,b=2", NULL}, NULL, NULL, BAD_PAIR("")},
+    {{"--model", "square:a=1,", NULL}, NULL, NULL, BAD_PAIR("")},
+    {{"--model", "square:a b=1", NULL}, NULL, NULL, BAD_PAIR("a b=1")},
+    {{"--model", "square:a=1,a=2", NULL}, NULL, NULL, "--model square: 'a' given twice"},
+    {{"--model", "square:workers=1,workers=2", NULL}, NULL, NULL,
+     "--model square: 'workers' given twice"},
+    {{"--model", "x:plugin=a,plugin=b", NULL}, NULL, NULL, "--model x: 'plugin' given twice"},
+    {{"--model", "square:workers=0", NULL}, NULL, NULL,
+     "--model square: workers: expected an integer from 1 to 256, got '0'"},
+    {{"--model", "square:workers=257", NULL}, NULL, NULL,
+     "--model square: workers: expected an integer from 1 to 256, got '257'"},
+    {{"--model", "square:workers=two", NULL}, NULL, NULL,
+     "--model square: workers: expected an integer from 1 to 256, got 'two'"},
+    {{"--model", "square", "--model", "square:workers=2", NULL}, NULL, NULL,
+     "--model: model 'square' is named twice"},
+    {{NULL}, "BATCHD_MODELS", "echo;square echo", "BATCHD_MODELS: model 'echo' is named twice"},
+    {{NULL}, "BATCHD_MODELS", "echo:workers=0",
+     "BATCHD_MODELS echo: workers: expected an integer from 1 to 256, got '0'"},
+};
+
+static void test_errors(void **unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < sizeof error_cases / sizeof error_cases[0]; i++) {
+        const struct error_case *t = &error_cases[i];
+        clear_env(NULL);
+        if (t->env_name)
+            setenv(t->env_name, t->env_value, 1);
+        struct config c;
+        memset(&c, 0xA5, sizeof c); /* must come back zeroed */
+        char err[512];
+        int rc = parse_argv(&c, t->args, err, sizeof err);
+        if (rc != -EINVAL || strcmp(err, t->message) != 0)
+            fail_msg("case %zu (%s%s%s): rc %d, err\n  '%s'\nwant\n  '%s'", i,
+                     t->args[0] ? t->args[0] : "", t->env_name ? " env " : "",
+                     t->env_name ? t->env_name : "", rc, err, t->message);
+        assert_true(is_zeroed(&c));
+        assert_null(strchr(err, '\n'));
+        config_free(&c); /* safe on what a failure leaves */
+    }
+}
+
+/* A failed parse leaves getopt reusable, and err is always cut to fit. */
+static void test_repeatable_and_truncated(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--bogus"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--workers"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--workers", "7"), 0);
+    assert_int_equal(c.workers, 7);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--workers", "7"), 0);
+    assert_int_equal(c.workers, 7);
+    config_free(&c);
+
+    char small[10];
+    assert_int_equal(PARSE(&c, small, "--workers", "abc"), -EINVAL);
+    assert_string_equal(small, "--workers");
+    assert_int_equal(PARSE(&c, small, "--workers", "1"), 0);
+    config_free(&c);
+
+    /* No error buffer at all is allowed. */
+    const char *args[] = {"--workers", "abc", NULL};
+    assert_int_equal(parse_argv(&c, args, NULL, 0), -EINVAL);
+}
+
+static void test_free_is_safe(void **unused)
+{
+    (void)unused;
+    struct config c = {0};
+    config_free(&c);
+    config_free(&c);
+    config_free(NULL);
+    char err[64];
+    assert_int_equal(PARSE(&c, err, "--model", "x:plugin=/p,a=1,b=2"), 0);
+    config_free(&c);
+    assert_true(is_zeroed(&c));
+    config_free(&c);
+}
+
+/* ---- --help, --version --------------------------------------------------- */
+
+/* Runs config_parse with stdout sent to a temporary file; returns its text
+ * (new, caller frees). */
+static char *capture_stdout(const char *const *args, int *rc)
+{
+    char path[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fd, STDOUT_FILENO) >= 0);
+    struct config c;
+    char err[256];
+    *rc = parse_argv(&c, args, err, sizeof err);
+    fflush(stdout);
+    assert_true(dup2(saved, STDOUT_FILENO) >= 0);
+    close(saved);
+    assert_true(is_zeroed(&c));
+
+    off_t len = lseek(fd, 0, SEEK_END);
+    assert_true(len >= 0);
+    char *text = calloc(1, (size_t)len + 1);
+    assert_non_null(text);
+    assert_int_equal(pread(fd, text, (size_t)len, 0), len);
+    close(fd);
+    return text;
+}
+
+static void test_help(void **unused)
+{
+    (void)unused;
+    int rc;
+    const char *args[] = {"--help", NULL};
+    char *text = capture_stdout(args, &rc);
+    assert_int_equal(rc, CONFIG_EXIT_OK);
+    assert_non_null(strstr(text, "Usage: batchd"));
+    const char *flags[] = {"--listen", "--data-dir", "--workers", "--model", "--max-body-bytes",
+                           "--max-items", "--max-item-bytes", "--max-connections",
+                           "--idle-timeout", "--max-attempts", "--item-timeout",
+                           "--port-file", "--help",
+                           "--version", "echo, square, sum_squares, exp_sinh"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strstr(text, flags[i]))
+            fail_msg("--help does not mention %s", flags[i]);
+    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
+        if (!strstr(text, env_names[i]))
+            fail_msg("--help does not mention %s", env_names[i]);
+    free(text);
+
+    /* The same text through config_usage. */
+    const char *short_args[] = {"-h", NULL};
+    text = capture_stdout(short_args, &rc);
+    assert_int_equal(rc, CONFIG_EXIT_OK);
+    assert_non_null(strstr(text, "Usage: batchd"));
+    free(text);
+}
+
+static void test_version(void **unused)
+{
+    (void)unused;
+    int rc;
+    const char *args[] = {"--version", NULL};
+    char *text = capture_stdout(args, &rc);
+    assert_int_equal(rc, CONFIG_EXIT_OK);
+    assert_string_equal(text, "batchd 0.1.0\n");
+    free(text);
+
+    const char *short_args[] = {"-V", "--help", NULL};
+    text = capture_stdout(short_args, &rc);
+    assert_int_equal(rc, CONFIG_EXIT_OK);
+    assert_string_equal(text, "batchd 0.1.0\n"); /* the first one asked wins */
+    free(text);
+}
+
+static void test_help_wins_over_errors(void **unused)
+{
+    (void)unused;
+    int rc;
+    setenv("BATCHD_WORKERS", "many", 1);
+    const char *cases[][4] = {
+        {"--workers", "abc", "--help", NULL},
+        {"--bogus", "--help", NULL, NULL},
+        {"--help", "stray", NULL, NULL},
+        {"--help", NULL, NULL, NULL}, /* with a bad BATCHD_WORKERS */
+        {"--model", "nope", "--version", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *text = capture_stdout(cases[i], &rc);
+        if (rc != CONFIG_EXIT_OK)
+            fail_msg("case %zu: rc %d", i, rc);
+        assert_true(strlen(text) > 0);
+        free(text);
+    }
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
+    const struct CMUnitTest tests[] = {
+        T(test_defaults),
+        T(test_every_flag),
+        T(test_every_variable),
+        T(test_flags_win_over_env_over_defaults),
+        T(test_last_repeated_flag_wins),
+        T(test_empty_variable_is_unset),
+        T(test_abbreviated_flag),
+        T(test_sizes_and_suffixes),
+        T(test_item_timeout_seconds),
+        T(test_listen_values),
+        T(test_model_params),
+        T(test_models_variable),
+        T(test_max_models),
+        T(test_errors),
+        T(test_repeatable_and_truncated),
+        T(test_free_is_safe),
+        T(test_help),
+        T(test_version),
+        T(test_help_wins_over_errors),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -1,0 +1,300 @@
+/*
+ * models_builtin.c: the built-in models without files or parameters:
+ * echo, square, sum_squares, exp_sinh (see model.h for the table and
+ * models_builtin.h for the kernels shared with the benchmarks).
+ *
+ * These reproduce the workloads that motivated batchd, so each is the
+ * plainest correct computation: what is measured is batchd's overhead
+ * around it, not a clever kernel. None has per-worker state (init is NULL,
+ * run gets state == NULL) and none takes a parameter.
+ *
+ * Numbers follow JSON's two kinds in jansson: an integer result stays an
+ * integer while it fits in json_int_t (checked with __builtin_*_overflow,
+ * never by undefined signed overflow); past that, or when any input is
+ * real, the result is a real. A real result that is not finite cannot be
+ * written as JSON, so it is an item error rather than a silent null.
+ */
+#include "model.h"
+#include "models_builtin.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+__attribute__((format(printf, 3, 4)))
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* The JSON name of a value's type, for error messages. */
+static const char *json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "an unknown value";
+}
+
+int model_params_none(const char *model, const struct model_params *params, char *err,
+                      size_t errlen)
+{
+    if (!params || params->n == 0)
+        return 0;
+    set_err(err, errlen, "model %s takes no parameter '%s'", model ? model : "?",
+            params->keys && params->keys[0] ? params->keys[0] : "?");
+    return -EINVAL;
+}
+
+/* json_real() refuses NaN and infinities (JSON has no spelling for them). */
+static int real_output(const char *model, double v, json_t **output, char *err, size_t errlen)
+{
+    if (!isfinite(v)) {
+        set_err(err, errlen, "%s: the result overflows a double", model);
+        return -ERANGE;
+    }
+    *output = json_real(v);
+    if (!*output) {
+        set_err(err, errlen, "%s: out of memory", model);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int integer_output(const char *model, json_int_t v, json_t **output, char *err,
+                          size_t errlen)
+{
+    *output = json_integer(v);
+    if (!*output) {
+        set_err(err, errlen, "%s: out of memory", model);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- echo ---------------------------------------------------------------- */
+
+static int echo_load(const struct model_params *params, void **shared, char *err, size_t errlen)
+{
+    if (shared)
+        *shared = NULL;
+    return model_params_none("echo", params, err, errlen);
+}
+
+static int echo_run(void *state, const json_t *item, json_t **output, char *err, size_t errlen)
+{
+    (void)state;
+    (void)err;
+    (void)errlen;
+    /* jansson's reference count is the only mutable part of a json_t, so
+     * handing the borrowed item back as a new reference is sound. */
+    *output = json_incref((json_t *)item);
+    return 0;
+}
+
+/* ---- square -------------------------------------------------------------- */
+
+static int square_load(const struct model_params *params, void **shared, char *err, size_t errlen)
+{
+    if (shared)
+        *shared = NULL;
+    return model_params_none("square", params, err, errlen);
+}
+
+static int square_run(void *state, const json_t *item, json_t **output, char *err, size_t errlen)
+{
+    (void)state;
+    if (json_is_integer(item)) {
+        json_int_t x = json_integer_value(item), sq;
+        if (!__builtin_mul_overflow(x, x, &sq))
+            return integer_output("square", sq, output, err, errlen);
+        return real_output("square", (double)x * (double)x, output, err, errlen);
+    }
+    if (json_is_real(item)) {
+        double x = json_real_value(item);
+        return real_output("square", x * x, output, err, errlen);
+    }
+    set_err(err, errlen, "square expects a number, got %s", json_kind(item));
+    return -EINVAL;
+}
+
+/* ---- sum_squares --------------------------------------------------------- */
+
+static int sum_squares_load(const struct model_params *params, void **shared, char *err,
+                            size_t errlen)
+{
+    if (shared)
+        *shared = NULL;
+    return model_params_none("sum_squares", params, err, errlen);
+}
+
+static int sum_squares_run(void *state, const json_t *item, json_t **output, char *err,
+                           size_t errlen)
+{
+    (void)state;
+    if (!json_is_array(item)) {
+        set_err(err, errlen, "sum_squares expects an array of numbers, got %s", json_kind(item));
+        return -EINVAL;
+    }
+    /* Both sums are kept: the integer one is the answer while every element
+     * is an integer and nothing overflowed; the real one takes over after. */
+    json_int_t isum = 0;
+    bool exact = true;
+    double rsum = 0.0;
+    size_t i;
+    json_t *v;
+    json_array_foreach((json_t *)item, i, v) {
+        if (json_is_integer(v)) {
+            json_int_t x = json_integer_value(v), sq;
+            if (exact && (__builtin_mul_overflow(x, x, &sq) ||
+                          __builtin_add_overflow(isum, sq, &isum)))
+                exact = false;
+            rsum += (double)x * (double)x;
+        } else if (json_is_real(v)) {
+            double x = json_real_value(v);
+            exact = false;
+            rsum += x * x;
+        } else {
+            set_err(err, errlen, "sum_squares: element %zu is %s, expected a number", i,
+                    json_kind(v));
+            return -EINVAL;
+        }
+    }
+    if (exact)
+        return integer_output("sum_squares", isum, output, err, errlen);
+    return real_output("sum_squares", rsum, output, err, errlen);
+}
+
+/* ---- exp_sinh ------------------------------------------------------------ */
+
+double model_exp_sinh_kernel(long n)
+{
+    double sum = 0.0;
+    const double dn = (double)n;
+    for (long i = 1; i <= n; i++) {
+        double x = (double)i / dn;
+        sum += exp(x) * sinh(x);
+    }
+    return sum;
+}
+
+static int exp_sinh_load(const struct model_params *params, void **shared, char *err,
+                         size_t errlen)
+{
+    if (shared)
+        *shared = NULL;
+    return model_params_none("exp_sinh", params, err, errlen);
+}
+
+static int exp_sinh_run(void *state, const json_t *item, json_t **output, char *err,
+                        size_t errlen)
+{
+    (void)state;
+    if (!json_is_object(item)) {
+        set_err(err, errlen, "exp_sinh expects an object {\"n\": N}, got %s", json_kind(item));
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    /* An unknown key is most likely a typo of "n"; ignoring it would run
+     * something other than what the client meant. */
+    json_object_foreach((json_t *)item, key, v) {
+        if (strcmp(key, "n") != 0) {
+            set_err(err, errlen, "exp_sinh: unexpected key \"%.64s\" (expects {\"n\": N})", key);
+            return -EINVAL;
+        }
+    }
+    v = json_object_get(item, "n");
+    if (!v) {
+        set_err(err, errlen, "exp_sinh: missing \"n\" (expects {\"n\": N})");
+        return -EINVAL;
+    }
+    if (json_is_real(v)) {
+        set_err(err, errlen, "exp_sinh: \"n\" must be an integer from 1 to %ld, got %.17g",
+                MODEL_EXP_SINH_MAX_N, json_real_value(v));
+        return -EINVAL;
+    }
+    if (!json_is_integer(v)) {
+        set_err(err, errlen, "exp_sinh: \"n\" must be an integer from 1 to %ld, got %s",
+                MODEL_EXP_SINH_MAX_N, json_kind(v));
+        return -EINVAL;
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < 1 || n > MODEL_EXP_SINH_MAX_N) {
+        set_err(err, errlen,
+                "exp_sinh: \"n\" must be an integer from 1 to %ld, got %" JSON_INTEGER_FORMAT,
+                MODEL_EXP_SINH_MAX_N, n);
+        return -EINVAL;
+    }
+    return real_output("exp_sinh", model_exp_sinh_kernel((long)n), output, err, errlen);
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+static const struct model_ops builtin_models[] = {
+    {
+        .abi_version = MODEL_ABI_VERSION,
+        .flags = 0,
+        .name = "echo",
+        .description = "Returns each item unchanged (measures batchd's own overhead).",
+        .load = echo_load,
+        .run = echo_run,
+    },
+    {
+        .abi_version = MODEL_ABI_VERSION,
+        .flags = 0,
+        .name = "square",
+        .description = "A number -> its square (an integer while it fits, else a real).",
+        .load = square_load,
+        .run = square_run,
+    },
+    {
+        .abi_version = MODEL_ABI_VERSION,
+        .flags = 0,
+        .name = "sum_squares",
+        .description = "An array of numbers -> the sum of their squares (the starmap case).",
+        .load = sum_squares_load,
+        .run = sum_squares_run,
+    },
+    {
+        .abi_version = MODEL_ABI_VERSION,
+        .flags = 0,
+        .name = "exp_sinh",
+        .description = "{\"n\": N} -> sum of exp(i/N)*sinh(i/N) for i = 1..N, N from 1 to "
+                       "100000000 (a CPU-bound loop).",
+        .load = exp_sinh_load,
+        .run = exp_sinh_run,
+    },
+};
+
+const struct model_ops *model_builtin_at(size_t i)
+{
+    if (i >= sizeof builtin_models / sizeof builtin_models[0])
+        return NULL;
+    return &builtin_models[i];
+}
+
+const struct model_ops *model_builtin_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof builtin_models / sizeof builtin_models[0]; i++)
+        if (strcmp(builtin_models[i].name, name) == 0)
+            return &builtin_models[i];
+    return NULL;
+}
