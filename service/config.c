@@ -66,6 +66,11 @@ struct setting {
 
 #define FIELD(f) offsetof(struct config, f)
 
+/* The size_t rows' ranges (1024G bytes, 10^10 items) are stored unchecked
+ * into size_t fields. */
+_Static_assert(sizeof(size_t) >= sizeof(unsigned long long),
+               "config's size_t settings need a 64-bit size_t");
+
 static const struct setting settings[] = {
     {"listen", "BATCHD_LISTEN", SET_LISTEN, 0, 0, 0, "HOST:PORT",
      "address to listen on: an IPv4 address or localhost, and a port\n"
@@ -85,6 +90,11 @@ static const struct setting settings[] = {
      "SIZE", "largest request body", "64M"},
     {"max-items", "BATCHD_MAX_ITEMS", SET_COUNT, 1, 1000000000ull, FIELD(max_items), "N",
      "most items in one job", "10000000"},
+    {"max-queued-items", "BATCHD_MAX_QUEUED_ITEMS", SET_COUNT, 1, 10000000000ull,
+     FIELD(max_queued_items), "N",
+     "most items accepted but not yet finished, over all jobs; a job that\n"
+     "would go past it is refused, and may be retried once others finish",
+     "20000000"},
     {"max-item-bytes", "BATCHD_MAX_ITEM_BYTES", SET_BYTES, 1, GIB, FIELD(max_item_bytes), "SIZE",
      "largest item, as compact JSON; also sizes the task slots", "256K"},
     {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 65535, FIELD(max_connections),
@@ -94,8 +104,20 @@ static const struct setting settings[] = {
     {"max-attempts", "BATCHD_MAX_ATTEMPTS", SET_UNSIGNED, 1, 100, FIELD(max_attempts), "N",
      "tries of an item whose worker dies, before the item fails", "3"},
     {"item-timeout", "BATCHD_ITEM_TIMEOUT", SET_MILLIS, 0, 86400000ull, FIELD(item_timeout_ms),
-     "SECONDS", "fail an item that runs longer than this (up to 3 decimals; 0 = no limit)",
+     "SECONDS",
+     "fail an item that runs longer than this, for jobs that set no\n"
+     "item_timeout_s (up to 3 decimals; 0 = no limit); at most\n"
+     "--max-item-timeout",
      "0"},
+    {"max-item-timeout", "BATCHD_MAX_ITEM_TIMEOUT", SET_MILLIS, 1, 86400000ull,
+     FIELD(max_item_timeout_ms), "SECONDS",
+     "the longest item timeout a job may ask for with options.item_timeout_s\n"
+     "(up to 3 decimals)",
+     "3600"},
+    {"grace", "BATCHD_GRACE", SET_MILLIS, 0, 3600000ull, FIELD(grace_ms), "SECONDS",
+     "on shutdown, how long running tasks may finish before their workers\n"
+     "are killed (up to 3 decimals; 0 = do not wait)",
+     "10"},
     {"port-file", "BATCHD_PORT_FILE", SET_STRING, 0, 0, FIELD(port_file), "PATH",
      "write the bound port there once listening", "none"},
 };
@@ -133,6 +155,23 @@ static void format_size(char *buf, size_t len, unsigned long long v)
         snprintf(buf, len, "%lluK", v / KIB);
     else
         snprintf(buf, len, "%llu", v);
+}
+
+/* Formats milliseconds as seconds with only the decimals needed: 2500 ->
+ * "2.5", 1 -> "0.001", 3600000 -> "3600". */
+static void format_seconds(char *buf, size_t len, unsigned long long ms)
+{
+    unsigned long long frac = ms % 1000;
+    if (frac == 0) {
+        snprintf(buf, len, "%llu", ms / 1000);
+        return;
+    }
+    int digits = 3;
+    while (frac % 10 == 0) {
+        frac /= 10;
+        digits--;
+    }
+    snprintf(buf, len, "%llu.%0*llu", ms / 1000, digits, frac);
 }
 
 /*
@@ -221,10 +260,14 @@ static int number_error(const struct setting *st, const char *src, const char *t
                     "%s: expected a size in bytes from %s to %s (K, M, G suffixes allowed), "
                     "got '%s'", src, lo, hi, text);
     }
-    if (st->kind == SET_MILLIS)
+    if (st->kind == SET_MILLIS) {
+        char lo[32], hi[32];
+        format_seconds(lo, sizeof lo, st->min);
+        format_seconds(hi, sizeof hi, st->max);
         return fail(err, errlen, -EINVAL,
-                    "%s: expected seconds from %llu to %llu (up to 3 decimals), got '%s'", src,
-                    st->min / 1000, st->max / 1000, text);
+                    "%s: expected seconds from %s to %s (up to 3 decimals), got '%s'", src, lo,
+                    hi, text);
+    }
     return fail(err, errlen, -EINVAL, "%s: expected an integer from %llu to %llu, got '%s'", src,
                 st->min, st->max, text);
 }
@@ -300,13 +343,17 @@ static void model_free(struct config_model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* "echo, square, ..." for error messages. */
-static void builtin_names(char *buf, size_t len)
+/* "echo, square, ..." for error messages; with `mark`, for --help, the
+ * models that are never loaded by default say so. */
+static void builtin_names(char *buf, size_t len, bool mark)
 {
+    const struct model_ops *m;
     size_t used = 0;
     buf[0] = '\0';
-    for (size_t i = 0; model_builtin_at(i) && used < len; i++) {
-        int n = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", model_builtin_at(i)->name);
+    for (size_t i = 0; (m = model_builtin_at(i)) != NULL && used < len; i++) {
+        bool only_named = mark && (m->flags & MODEL_FLAG_NOT_DEFAULT);
+        int n = snprintf(buf + used, len - used, "%s%s%s", i ? ", " : "", m->name,
+                         only_named ? " (only when named)" : "");
         if (n < 0)
             break;
         used += (size_t)n;
@@ -400,7 +447,7 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
     }
     if (!m->plugin && !model_builtin_find(m->name)) {
         char names[256];
-        builtin_names(names, sizeof names);
+        builtin_names(names, sizeof names, false);
         rc = fail(err, errlen, -EINVAL,
                   "%s: no built-in model named '%s' (built-in: %s; a plugin needs plugin=PATH)",
                   src, m->name, names);
@@ -494,6 +541,9 @@ static int set_defaults(struct config *c)
     c->idle_timeout_s = 30;
     c->max_attempts = 3;
     c->item_timeout_ms = 0;
+    c->max_item_timeout_ms = 3600000;
+    c->max_queued_items = 20000000;
+    c->grace_ms = 10000;
     c->port_file = NULL;
     return 0;
 }
@@ -533,6 +583,61 @@ static int apply_setting(struct config *c, const struct setting *st, const char 
     return 0;
 }
 
+/* Where a setting's value came from, for the errors that involve two. */
+enum setting_source { SRC_DEFAULT, SRC_FLAG, SRC_ENV };
+
+/* The row of the setting stored at `offset` (always present: callers pass
+ * FIELD() of a field that has a row). */
+static const struct setting *setting_at(size_t offset, size_t *index)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        if (settings[i].kind != SET_LISTEN && settings[i].kind != SET_MODELS &&
+            settings[i].offset == offset) {
+            *index = i;
+            return &settings[i];
+        }
+    }
+    abort(); /* a FIELD() without a row is a bug in this file */
+}
+
+/* "--flag", "BATCHD_VAR" or "the default --flag". */
+static void source_name(char *buf, size_t len, const struct setting *st,
+                        enum setting_source src)
+{
+    if (src == SRC_FLAG)
+        snprintf(buf, len, "--%s", st->flag);
+    else if (src == SRC_ENV)
+        snprintf(buf, len, "%s", st->env);
+    else
+        snprintf(buf, len, "the default --%s", st->flag);
+}
+
+/*
+ * The rules between settings, checked once every setting has its final
+ * value so that the order of flags and variables does not matter.
+ * A server-wide item timeout longer than the longest one a job may ask for
+ * would make the default more permissive than any explicit request.
+ * Returns 0, or -EINVAL with the message in err.
+ */
+static int check_settings(const struct config *c, const enum setting_source *from, char *err,
+                          size_t errlen)
+{
+    if (c->item_timeout_ms != 0 && c->item_timeout_ms > c->max_item_timeout_ms) {
+        size_t ti, mi;
+        const struct setting *t = setting_at(FIELD(item_timeout_ms), &ti);
+        const struct setting *m = setting_at(FIELD(max_item_timeout_ms), &mi);
+        char tsrc[80], msrc[80], tval[32], mval[32];
+        source_name(tsrc, sizeof tsrc, t, from[ti]);
+        source_name(msrc, sizeof msrc, m, from[mi]);
+        format_seconds(tval, sizeof tval, c->item_timeout_ms);
+        format_seconds(mval, sizeof mval, c->max_item_timeout_ms);
+        return fail(err, errlen, -EINVAL,
+                    "%s: %s seconds exceeds %s (%s seconds), the longest item timeout a job "
+                    "may ask for", tsrc, tval, msrc, mval);
+    }
+    return 0;
+}
+
 /* "--name" of an option as the user typed it (without any "=value"). */
 static void option_text(char *buf, size_t len, const char *arg)
 {
@@ -561,6 +666,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
 {
     struct option longopts[N_SETTINGS + 3];
     const char *flag_value[N_SETTINGS] = {0};
+    enum setting_source from[N_SETTINGS] = {SRC_DEFAULT};
     const char *model_flags[CONFIG_MAX_MODELS];
     size_t n_model_flags = 0;
     bool too_many_models = false;
@@ -663,7 +769,11 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
         rc = apply_setting(&c, st, optname, text, err, errlen);
         if (rc < 0)
             goto error;
+        from[i] = flag_value[i] ? SRC_FLAG : SRC_ENV;
     }
+    rc = check_settings(&c, from, err, errlen);
+    if (rc < 0)
+        goto error;
     /* BATCHD_MODELS made only of separators names no model: the defaults. */
     if (c.n_models == 0) {
         rc = default_models(&c, err, errlen);
@@ -725,12 +835,15 @@ void config_usage(FILE *out)
             format_size(hi, sizeof hi, st->max);
             fprintf(f, "; %s to %s", lo, hi);
         } else if (st->kind == SET_MILLIS) {
-            fprintf(f, "; %llu to %llu", st->min / 1000, st->max / 1000);
+            char lo[32], hi[32];
+            format_seconds(lo, sizeof lo, st->min);
+            format_seconds(hi, sizeof hi, st->max);
+            fprintf(f, "; %s to %s", lo, hi);
         }
         fputc(']', f);
         fputc('\n', f);
     }
-    builtin_names(names, sizeof names);
+    builtin_names(names, sizeof names, true);
     fprintf(f, "  -h, --help\n      print this help and exit\n"
                "  -V, --version\n      print the version and exit\n\n"
                "Flags override BATCHD_* environment variables, which override the defaults;\n"

@@ -47,7 +47,17 @@ struct config {
     unsigned max_attempts;     /* --max-attempts / BATCHD_MAX_ATTEMPTS: tries of an item whose
                                   worker dies; default 3 */
     unsigned item_timeout_ms;  /* --item-timeout SECONDS / BATCHD_ITEM_TIMEOUT: per-item
-                                  deadline; default 0 = none */
+                                  deadline of a job that sets none; default 0 = none;
+                                  when not 0, at most max_item_timeout_ms (checked here) */
+    unsigned max_item_timeout_ms; /* --max-item-timeout SECONDS / BATCHD_MAX_ITEM_TIMEOUT:
+                                  the largest options.item_timeout_s a job may ask for;
+                                  default 3600 s; 1 ms to 86400 s (never 0) */
+    size_t max_queued_items;   /* --max-queued-items / BATCHD_MAX_QUEUED_ITEMS: admission
+                                  bound on items accepted but not yet finished, summed
+                                  over all jobs; default 20,000,000; 1 to 10^10 */
+    unsigned grace_ms;         /* --grace SECONDS / BATCHD_GRACE: how long a shutdown lets
+                                  running tasks finish before their workers are killed;
+                                  default 10 s; 0 to 3600 s (0 = do not wait) */
     char *port_file;           /* --port-file PATH / BATCHD_PORT_FILE: where the api writes the
                                   port it bound (for tests that listen on port 0); NULL = none */
 };
@@ -63,7 +73,9 @@ struct config {
  * Rules: a repeated flag's last value wins; any --model replaces
  * BATCHD_MODELS whole; an empty BATCHD_* variable counts as unset;
  * "localhost" is stored as 127.0.0.1.
- * Built-in model names are checked here (an unknown name is -EINVAL).
+ * Built-in model names are checked here (an unknown name is -EINVAL), and
+ * so is every rule between settings: a non-zero item timeout that exceeds
+ * the max item timeout is -EINVAL whichever source each came from.
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 

@@ -160,6 +160,7 @@ struct egroup {
     size_t n_active, cap_active, rr;
     double ns_per_item;   /* measured cost (EWMA), 0 = unknown */
     uint32_t n_workers;
+    bool down;            /* its workers cannot get through init() */
 };
 
 struct http_stat {
@@ -182,6 +183,7 @@ struct engine {
     _Atomic bool stop;
     _Atomic bool kick;       /* api threads added work */
     bool accepting;
+    uint64_t pending_items;  /* accepted, not finished: admission control */
 
     uint32_t n_groups;
     struct egroup *groups;
@@ -215,11 +217,7 @@ int engine_status_parse(const char *name)
     return -1;
 }
 
-static bool job_finished(const struct job *j)
-{
-    return j->status == JOB_SUCCEEDED || j->status == JOB_FAILED ||
-           (j->status == JOB_CANCELLED && j->inflight_tasks == 0);
-}
+static bool job_finished(const struct job *j) { return j->finished_ns != 0; }
 
 static uint64_t hash_id(const char *s)
 {
@@ -369,6 +367,7 @@ static bool job_put_result(struct engine *e, struct job *j, uint64_t i, bool ok,
     j->res_len[i] = (uint32_t)o;
     j->res_used += o;
     j->completion[j->n_completed++] = (uint32_t)i;
+    e->pending_items--;
     if (ok) {
         j->done++;
         e->items_done_total++;
@@ -417,19 +416,50 @@ static bool job_has_pending(const struct job *j)
     return !j->cancel_requested && (j->n_retry > 0 || j->next_index < j->total);
 }
 
+/* Items of a job that will never get a result stop counting against
+ * admission control once the job has ended. */
+static void job_mark_finished(struct engine *e, struct job *j)
+{
+    j->finished_ns = shm_now_real_ns();
+    e->pending_items -= j->total - j->done - j->failed;
+    j->version++;
+}
+
 static void job_check_finished(struct engine *e, struct job *j)
 {
-    if (job_finished(j) || j->status == JOB_CANCELLED) {
-        if (j->status == JOB_CANCELLED && j->inflight_tasks == 0 && !j->finished_ns) {
-            j->finished_ns = shm_now_real_ns();
-            j->version++;
-        }
+    if (j->finished_ns)
+        return;
+    if (j->status == JOB_CANCELLED || j->status == JOB_FAILED) {
+        if (j->inflight_tasks == 0)
+            job_mark_finished(e, j);
         return;
     }
     if (j->done + j->failed == j->total) {
-        j->finished_ns = shm_now_real_ns();
+        job_mark_finished(e, j);
         job_set_status(e, j, JOB_SUCCEEDED);
     }
+}
+
+/* Ends a job that cannot run: what is queued never runs, what runs now is
+ * asked to stop; the job is failed with `why`. */
+static void job_fail(struct engine *e, struct job *j, const char *why)
+{
+    if (j->finished_ns || j->status == JOB_CANCELLED || j->status == JOB_FAILED)
+        return;
+    free(j->error);
+    j->error = strdup(why);
+    j->cancel_requested = true;
+    j->n_retry = 0;
+    j->next_index = j->total;
+    job_set_status(e, j, JOB_FAILED);
+    struct egroup *g = &e->groups[j->group];
+    for (uint32_t k = 0; k < g->n_inflight; k++) {
+        struct ring_slot *s = ring_slot(e->shm, g->inflight[k]);
+        if (s->job_key == j->key)
+            atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
+    }
+    job_check_finished(e, j);
+    log_warn("job %s failed: %s", j->id, why);
 }
 
 /* "worker died: signal 11 (SIGSEGV) on attempt 3/3" */
@@ -655,6 +685,9 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
 
 static void engine_dispatch(struct engine *e)
 {
+    /* Draining for shutdown: what runs finishes, nothing new starts. */
+    if (!e->accepting)
+        return;
     for (uint32_t gi = 0; gi < e->n_groups; gi++) {
         struct egroup *g = &e->groups[gi];
         int published = 0;
@@ -711,6 +744,38 @@ static void engine_check_deadlines(struct engine *e)
     }
 }
 
+/* A group whose workers keep failing init() is down: its jobs fail with
+ * the reason instead of waiting forever. It is up again as soon as one of
+ * its workers gets through init(). */
+#define ENGINE_DOWN_AFTER_FAILURES 3
+
+static void engine_check_groups(struct engine *e)
+{
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct shm_group *sg = shm_group(e->shm, gi);
+        struct egroup *g = &e->groups[gi];
+        bool any_ready = false;
+        for (uint32_t k = 0; k < sg->n_workers && !any_ready; k++) {
+            uint32_t st = atomic_load_explicit(&shm_worker(e->shm, sg->first_worker + k)->state,
+                                               memory_order_relaxed);
+            any_ready = st == WORKER_IDLE || st == WORKER_BUSY;
+        }
+        bool down = !any_ready && atomic_load_explicit(&sg->init_failures, memory_order_relaxed) >=
+                                      ENGINE_DOWN_AFTER_FAILURES;
+        if (down != g->down)
+            log_warn("model %s is %s", sg->name, down ? "down: its workers cannot start" : "up");
+        g->down = down;
+        if (!down)
+            continue;
+        char why[SHM_ERR_LEN + SHM_NAME_LEN + 64];
+        snprintf(why, sizeof why, "model %s cannot start: init failed: %s", sg->name,
+                 sg->load_error);
+        for (struct job *j = e->newest; j; j = j->older)
+            if (j->group == gi && !j->finished_ns)
+                job_fail(e, j, why);
+    }
+}
+
 static bool engine_has_work(void *arg)
 {
     struct engine *e = arg;
@@ -735,6 +800,7 @@ static void *engine_main(void *arg)
         atomic_store_explicit(&e->kick, false, memory_order_release);
         pthread_mutex_lock(&e->mu);
         engine_collect(e);
+        engine_check_groups(e);
         engine_check_deadlines(e);
         engine_dispatch(e);
         pthread_cond_broadcast(&e->progress);
@@ -873,7 +939,7 @@ static json_t *job_json(struct engine *e, const struct job *j)
 {
     uint64_t now = shm_now_real_ns();
     uint64_t cancelled = 0;
-    if (j->status == JOB_CANCELLED)
+    if (j->status == JOB_CANCELLED || j->status == JOB_FAILED)
         cancelled = j->total - j->done - j->failed - j->inflight_items;
     json_t *throughput = json_null(), *eta = json_null();
     if (j->started_ns) {
@@ -940,10 +1006,14 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
     engine_new_id(j->id);
 
     pthread_mutex_lock(&e->mu);
-    if (!e->accepting) {
+    int refuse = !e->accepting                 ? -ESHUTDOWN
+                 : e->groups[g].down           ? -EHOSTDOWN
+                 : e->pending_items + j->total > e->cfg->max_queued_items ? -EBUSY
+                                               : 0;
+    if (refuse) {
         pthread_mutex_unlock(&e->mu);
         job_free(j);
-        return -ESHUTDOWN;
+        return refuse;
     }
     if (e->n_seq == e->cap_seq) {
         size_t nc = e->cap_seq ? e->cap_seq * 2 : 256;
@@ -972,6 +1042,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
         e->oldest = j;
     e->n_jobs++;
     e->jobs_by_status[JOB_QUEUED]++;
+    e->pending_items += j->total;
     group_activate(&e->groups[g], j);
     memcpy(id, j->id, ENGINE_JOB_ID_LEN + 1);
     if (job_json_out)
@@ -1089,7 +1160,7 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         return -ENOENT;
     }
     int rc = 0;
-    if (job_finished(j) || j->status == JOB_CANCELLED) {
+    if (job_finished(j) || j->status == JOB_CANCELLED || j->status == JOB_FAILED) {
         rc = -EALREADY;
     } else {
         j->cancel_requested = true;
@@ -1460,4 +1531,14 @@ void engine_stop_accepting(struct engine *e)
     pthread_mutex_lock(&e->mu);
     e->accepting = false;
     pthread_mutex_unlock(&e->mu);
+}
+
+bool engine_drained(struct engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    bool drained = true;
+    for (uint32_t gi = 0; gi < e->n_groups && drained; gi++)
+        drained = e->groups[gi].n_inflight == 0;
+    pthread_mutex_unlock(&e->mu);
+    return drained;
 }

@@ -100,7 +100,9 @@ size_t engine_max_item_bytes(const struct engine *e);
  * id[ENGINE_JOB_ID_LEN + 1], takes `items`, and if job_json is not NULL
  * stores the Job object there (new reference).
  * Errors (items not taken, nothing changed): -ENOENT unknown model,
- * -EINVAL no items, -ENOMEM, -ESHUTDOWN the service is stopping.
+ * -EINVAL no items, -ENOMEM, -ESHUTDOWN the service is stopping,
+ * -EBUSY admission control (accepted-but-unfinished items would pass
+ * --max-queued-items), -EHOSTDOWN the model's workers cannot start.
  */
 int engine_submit(struct engine *e, const char *model, struct job_items *items,
                   const struct job_options *opt, char *id, json_t **job_json);
@@ -175,7 +177,11 @@ int engine_metrics(struct engine *e, struct sbuf *out);
 void engine_count_request(struct engine *e, const char *route, const char *method, int status,
                           double seconds);
 
-/* Called at shutdown: new submissions get -ESHUTDOWN from now on. */
+/* Called at shutdown: new submissions get -ESHUTDOWN from now on, and no
+ * new task is dispatched; tasks in the ring run to their end. */
 void engine_stop_accepting(struct engine *e);
+
+/* True when no task of this engine is in the ring (the drain is over). */
+bool engine_drained(struct engine *e);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * models_builtin.c: the built-in models without files or parameters:
  * echo, square, sum_squares, exp_sinh (see model.h for the table and
- * models_builtin.h for the kernels shared with the benchmarks).
+ * models_builtin.h for the kernels shared with the benchmarks), and the
+ * table of every built-in model, which also lists chaos (model_chaos.c,
+ * fault injection, loaded only when named).
  *
  * These reproduce the workloads that motivated batchd, so each is the
  * plainest correct computation: what is measured is batchd's overhead
@@ -15,6 +17,7 @@
  * written as JSON, so it is an item error rather than a silent null.
  */
 #include "model.h"
+#include "model_chaos.h"
 #include "models_builtin.h"
 
 #include <errno.h>
@@ -246,55 +249,70 @@ static int exp_sinh_run(void *state, const json_t *item, json_t **output, char *
 
 /* ---- the table ----------------------------------------------------------- */
 
-static const struct model_ops builtin_models[] = {
-    {
-        .abi_version = MODEL_ABI_VERSION,
-        .flags = 0,
-        .name = "echo",
-        .description = "Returns each item unchanged (measures batchd's own overhead).",
-        .load = echo_load,
-        .run = echo_run,
-    },
-    {
-        .abi_version = MODEL_ABI_VERSION,
-        .flags = 0,
-        .name = "square",
-        .description = "A number -> its square (an integer while it fits, else a real).",
-        .load = square_load,
-        .run = square_run,
-    },
-    {
-        .abi_version = MODEL_ABI_VERSION,
-        .flags = 0,
-        .name = "sum_squares",
-        .description = "An array of numbers -> the sum of their squares (the starmap case).",
-        .load = sum_squares_load,
-        .run = sum_squares_run,
-    },
-    {
-        .abi_version = MODEL_ABI_VERSION,
-        .flags = 0,
-        .name = "exp_sinh",
-        .description = "{\"n\": N} -> sum of exp(i/N)*sinh(i/N) for i = 1..N, N from 1 to "
-                       "100000000 (a CPU-bound loop).",
-        .load = exp_sinh_load,
-        .run = exp_sinh_run,
-    },
+static const struct model_ops model_echo = {
+    .abi_version = MODEL_ABI_VERSION,
+    .flags = 0,
+    .name = "echo",
+    .description = "Returns each item unchanged (measures batchd's own overhead).",
+    .load = echo_load,
+    .run = echo_run,
 };
+
+static const struct model_ops model_square = {
+    .abi_version = MODEL_ABI_VERSION,
+    .flags = 0,
+    .name = "square",
+    .description = "A number -> its square (an integer while it fits, else a real).",
+    .load = square_load,
+    .run = square_run,
+};
+
+static const struct model_ops model_sum_squares = {
+    .abi_version = MODEL_ABI_VERSION,
+    .flags = 0,
+    .name = "sum_squares",
+    .description = "An array of numbers -> the sum of their squares (the starmap case).",
+    .load = sum_squares_load,
+    .run = sum_squares_run,
+};
+
+static const struct model_ops model_exp_sinh = {
+    .abi_version = MODEL_ABI_VERSION,
+    .flags = 0,
+    .name = "exp_sinh",
+    .description = "{\"n\": N} -> sum of exp(i/N)*sinh(i/N) for i = 1..N, N from 1 to "
+                   "100000000 (a CPU-bound loop).",
+    .load = exp_sinh_load,
+    .run = exp_sinh_run,
+};
+
+/* Pointers rather than the structs themselves, so that models defined in
+ * their own modules (model_chaos.c) can be listed: a struct copied from an
+ * extern object is not a constant initializer in C. The order is the order
+ * of model_builtin_at(), of the default model list and of --help. */
+static const struct model_ops *const builtin_models[] = {
+    &model_echo,
+    &model_square,
+    &model_sum_squares,
+    &model_exp_sinh,
+    &model_chaos, /* MODEL_FLAG_NOT_DEFAULT */
+};
+
+#define N_BUILTIN_MODELS (sizeof builtin_models / sizeof builtin_models[0])
 
 const struct model_ops *model_builtin_at(size_t i)
 {
-    if (i >= sizeof builtin_models / sizeof builtin_models[0])
+    if (i >= N_BUILTIN_MODELS)
         return NULL;
-    return &builtin_models[i];
+    return builtin_models[i];
 }
 
 const struct model_ops *model_builtin_find(const char *name)
 {
     if (!name)
         return NULL;
-    for (size_t i = 0; i < sizeof builtin_models / sizeof builtin_models[0]; i++)
-        if (strcmp(builtin_models[i].name, name) == 0)
-            return &builtin_models[i];
+    for (size_t i = 0; i < N_BUILTIN_MODELS; i++)
+        if (strcmp(builtin_models[i]->name, name) == 0)
+            return builtin_models[i];
     return NULL;
 }

@@ -25,6 +25,7 @@ static const char *const env_names[] = {
     "BATCHD_MODELS",         "BATCHD_MAX_BODY_BYTES", "BATCHD_MAX_ITEMS",
     "BATCHD_MAX_ITEM_BYTES", "BATCHD_MAX_CONNECTIONS", "BATCHD_IDLE_TIMEOUT",
     "BATCHD_MAX_ATTEMPTS",   "BATCHD_ITEM_TIMEOUT",  "BATCHD_PORT_FILE",
+    "BATCHD_MAX_QUEUED_ITEMS", "BATCHD_GRACE",       "BATCHD_MAX_ITEM_TIMEOUT",
 };
 
 static int clear_env(void **unused)
@@ -109,7 +110,14 @@ static void test_defaults(void **unused)
     assert_int_equal(c.idle_timeout_s, 30);
     assert_int_equal(c.max_attempts, 3);
     assert_int_equal(c.item_timeout_ms, 0);
+    assert_int_equal(c.max_item_timeout_ms, 3600000);
+    assert_int_equal(c.max_queued_items, 20000000);
+    assert_int_equal(c.grace_ms, 10000);
     assert_null(c.port_file);
+    /* chaos is built in but never loaded unless named. */
+    assert_non_null(model_builtin_find("chaos"));
+    for (size_t i = 0; i < c.n_models; i++)
+        assert_string_not_equal(c.models[i].name, "chaos");
     config_free(&c);
     assert_true(is_zeroed(&c));
 }
@@ -132,6 +140,9 @@ static void check_all_set(const struct config *c)
     assert_int_equal(c->idle_timeout_s, 9);
     assert_int_equal(c->max_attempts, 7);
     assert_int_equal(c->item_timeout_ms, 2500);
+    assert_int_equal(c->max_item_timeout_ms, 60500);
+    assert_int_equal(c->max_queued_items, 10000000000ull);
+    assert_int_equal(c->grace_ms, 1250);
     assert_string_equal(c->port_file, "/tmp/port");
 }
 
@@ -145,7 +156,8 @@ static void test_every_flag(void **unused)
                            "--max-body-bytes", "2M", "--max-items", "1234", "--max-item-bytes",
                            "4K", "--max-connections", "17", "--idle-timeout", "9",
                            "--max-attempts", "7", "--item-timeout", "2.5", "--port-file",
-                           "/tmp/port"),
+                           "/tmp/port", "--max-queued-items", "10000000000", "--grace", "1.25",
+                           "--max-item-timeout", "60.5"),
                      0);
     check_all_set(&c);
     config_free(&c);
@@ -155,7 +167,9 @@ static void test_every_flag(void **unused)
                            "--workers=5", "--model=square", "--model=echo:workers=2",
                            "--max-body-bytes=2M", "--max-items=1234", "--max-item-bytes=4096",
                            "--max-connections=17", "--idle-timeout=9", "--max-attempts=7",
-                           "--item-timeout=2.500", "--port-file=/tmp/port"),
+                           "--item-timeout=2.500", "--port-file=/tmp/port",
+                           "--max-queued-items=10000000000", "--grace=1.250",
+                           "--max-item-timeout=60.500"),
                      0);
     check_all_set(&c);
     config_free(&c);
@@ -176,6 +190,9 @@ static void test_every_variable(void **unused)
     setenv("BATCHD_MAX_ATTEMPTS", "7", 1);
     setenv("BATCHD_ITEM_TIMEOUT", "2.50", 1);
     setenv("BATCHD_PORT_FILE", "/tmp/port", 1);
+    setenv("BATCHD_MAX_QUEUED_ITEMS", "10000000000", 1);
+    setenv("BATCHD_GRACE", "1.25", 1);
+    setenv("BATCHD_MAX_ITEM_TIMEOUT", "60.5", 1);
     struct config c;
     char err[256];
     char *argv[] = {(char *)"batchd", NULL};
@@ -254,6 +271,9 @@ static void test_empty_variable_is_unset(void **unused)
     assert_string_equal(c.data_dir, "./data");
     assert_int_equal(c.workers, expected_cpu_workers());
     assert_null(c.port_file);
+    assert_int_equal(c.max_queued_items, 20000000);
+    assert_int_equal(c.grace_ms, 10000);
+    assert_int_equal(c.max_item_timeout_ms, 3600000);
     assert_default_models(&c, c.workers);
     config_free(&c);
 }
@@ -267,6 +287,11 @@ static void test_abbreviated_flag(void **unused)
     assert_int_equal(PARSE(&c, err, "--work", "6", "--max-c", "9"), 0);
     assert_int_equal(c.workers, 6);
     assert_int_equal(c.max_connections, 9);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--gr", "3", "--max-q", "5", "--max-item-t", "7"), 0);
+    assert_int_equal(c.grace_ms, 3000);
+    assert_int_equal(c.max_queued_items, 5);
+    assert_int_equal(c.max_item_timeout_ms, 7000);
     config_free(&c);
 }
 
@@ -319,13 +344,112 @@ static void test_item_timeout_seconds(void **unused)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct config c;
         char err[256];
-        int rc = PARSE(&c, err, "--item-timeout", cases[i].text);
+        /* The largest cases need a --max-item-timeout above its default. */
+        int rc = PARSE(&c, err, "--item-timeout", cases[i].text, "--max-item-timeout", "86400");
         if (rc != 0)
             fail_msg("'%s': rc %d, %s", cases[i].text, rc, err);
         assert_int_equal(c.item_timeout_ms, cases[i].want_ms);
         config_free(&c);
     }
 }
+
+/* --grace and --max-item-timeout: the same seconds syntax, their own ranges
+ * (0 allowed for the grace, never for the max). */
+static void test_grace_and_max_item_timeout_seconds(void **unused)
+{
+    (void)unused;
+    const struct {
+        const char *flag;
+        const char *text;
+        unsigned want_ms;
+    } cases[] = {
+        {"--grace", "0", 0},
+        {"--grace", "0.000", 0},
+        {"--grace", "0.5", 500},
+        {"--grace", "10", 10000},
+        {"--grace", "3600", 3600000},
+        {"--grace", "3600.000", 3600000},
+        {"--max-item-timeout", "0.001", 1},
+        {"--max-item-timeout", "1", 1000},
+        {"--max-item-timeout", "2.25", 2250},
+        {"--max-item-timeout", "86400", 86400000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config c;
+        char err[256];
+        int rc = PARSE(&c, err, cases[i].flag, cases[i].text);
+        if (rc != 0)
+            fail_msg("%s '%s': rc %d, %s", cases[i].flag, cases[i].text, rc, err);
+        unsigned got = strcmp(cases[i].flag, "--grace") == 0 ? c.grace_ms : c.max_item_timeout_ms;
+        if (got != cases[i].want_ms)
+            fail_msg("%s '%s': got %u ms, want %u", cases[i].flag, cases[i].text, got,
+                     cases[i].want_ms);
+        config_free(&c);
+    }
+}
+
+static void test_max_queued_items_values(void **unused)
+{
+    (void)unused;
+    const struct size_case cases[] = {
+        {"1", 1},
+        {"20000000", 20000000},
+        {"4294967296", 4294967296ull}, /* past 32 bits */
+        {"10000000000", 10000000000ull},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config c;
+        char err[256];
+        int rc = PARSE(&c, err, "--max-queued-items", cases[i].text);
+        if (rc != 0)
+            fail_msg("'%s': rc %d, %s", cases[i].text, rc, err);
+        assert_int_equal(c.max_queued_items, cases[i].want);
+        config_free(&c);
+    }
+}
+
+/* A non-zero --item-timeout must not exceed --max-item-timeout, whatever
+ * the order and whichever source (flag, variable, default) each comes from. */
+static void test_item_timeout_within_max(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+
+    /* Accepted: equal, below, 0 (no limit) even with the smallest max. */
+    assert_int_equal(PARSE(&c, err, "--item-timeout", "3600"), 0);
+    assert_int_equal(c.item_timeout_ms, 3600000);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--item-timeout", "2.5", "--max-item-timeout", "2.5"), 0);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--max-item-timeout", "100", "--item-timeout", "99.999"), 0);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--item-timeout", "0", "--max-item-timeout", "0.001"), 0);
+    assert_int_equal(c.item_timeout_ms, 0);
+    assert_int_equal(c.max_item_timeout_ms, 1);
+    config_free(&c);
+
+    /* The check runs on the final values: a flag that fixes a bad variable
+     * wins, whichever of the two it overrides. */
+    setenv("BATCHD_ITEM_TIMEOUT", "7200", 1);
+    assert_int_equal(PARSE(&c, err, "--item-timeout", "60"), 0);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--max-item-timeout", "7200"), 0);
+    assert_int_equal(c.item_timeout_ms, 7200000);
+    config_free(&c);
+
+    /* Both from the environment. */
+    setenv("BATCHD_MAX_ITEM_TIMEOUT", "7199.999", 1);
+    memset(&c, 0xA5, sizeof c);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), -EINVAL);
+    assert_string_equal(err, "BATCHD_ITEM_TIMEOUT: 7200 seconds exceeds BATCHD_MAX_ITEM_TIMEOUT "
+                             "(7199.999 seconds), the longest item timeout a job may ask for");
+    assert_true(is_zeroed(&c));
+    setenv("BATCHD_MAX_ITEM_TIMEOUT", "7200", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    config_free(&c);
+}
+
 
 /* ---- --listen ------------------------------------------------------------ */
 
@@ -542,6 +666,16 @@ static const struct error_case error_cases[] = {
      "--max-attempts: expected an integer from 1 to 100, got '101'"},
     {{NULL}, "BATCHD_MAX_ATTEMPTS", "0",
      "BATCHD_MAX_ATTEMPTS: expected an integer from 1 to 100, got '0'"},
+    {{"--max-queued-items", "0", NULL}, NULL, NULL,
+     "--max-queued-items: expected an integer from 1 to 10000000000, got '0'"},
+    {{"--max-queued-items", "10000000001", NULL}, NULL, NULL,
+     "--max-queued-items: expected an integer from 1 to 10000000000, got '10000000001'"},
+    {{"--max-queued-items", "20M", NULL}, NULL, NULL,
+     "--max-queued-items: expected an integer from 1 to 10000000000, got '20M'"},
+    {{"--max-queued-items", "-1", NULL}, NULL, NULL,
+     "--max-queued-items: expected an integer from 1 to 10000000000, got '-1'"},
+    {{NULL}, "BATCHD_MAX_QUEUED_ITEMS", "1e6",
+     "BATCHD_MAX_QUEUED_ITEMS: expected an integer from 1 to 10000000000, got '1e6'"},
     /* seconds with milliseconds */
 #define SECONDS_ERR(x) \
     "--item-timeout: expected seconds from 0 to 86400 (up to 3 decimals), got '" x "'"
@@ -559,6 +693,40 @@ static const struct error_case error_cases[] = {
      SECONDS_ERR("99999999999999999999")},
     {{NULL}, "BATCHD_ITEM_TIMEOUT", "soon",
      "BATCHD_ITEM_TIMEOUT: expected seconds from 0 to 86400 (up to 3 decimals), got 'soon'"},
+#define GRACE_ERR(x) \
+    "--grace: expected seconds from 0 to 3600 (up to 3 decimals), got '" x "'"
+    {{"--grace", "3600.001", NULL}, NULL, NULL, GRACE_ERR("3600.001")},
+    {{"--grace", "3601", NULL}, NULL, NULL, GRACE_ERR("3601")},
+    {{"--grace", "-1", NULL}, NULL, NULL, GRACE_ERR("-1")},
+    {{"--grace", "0.0001", NULL}, NULL, NULL, GRACE_ERR("0.0001")},
+    {{"--grace", "10s", NULL}, NULL, NULL, GRACE_ERR("10s")},
+    {{"--grace", "", NULL}, NULL, NULL, GRACE_ERR("")},
+    {{NULL}, "BATCHD_GRACE", "forever",
+     "BATCHD_GRACE: expected seconds from 0 to 3600 (up to 3 decimals), got 'forever'"},
+#define MAX_TIMEOUT_ERR(x) \
+    "--max-item-timeout: expected seconds from 0.001 to 86400 (up to 3 decimals), got '" x "'"
+    {{"--max-item-timeout", "0", NULL}, NULL, NULL, MAX_TIMEOUT_ERR("0")},
+    {{"--max-item-timeout", "0.000", NULL}, NULL, NULL, MAX_TIMEOUT_ERR("0.000")},
+    {{"--max-item-timeout", "86400.001", NULL}, NULL, NULL, MAX_TIMEOUT_ERR("86400.001")},
+    {{"--max-item-timeout", "1.5e3", NULL}, NULL, NULL, MAX_TIMEOUT_ERR("1.5e3")},
+    {{NULL}, "BATCHD_MAX_ITEM_TIMEOUT", "0",
+     "BATCHD_MAX_ITEM_TIMEOUT: expected seconds from 0.001 to 86400 (up to 3 decimals), "
+     "got '0'"},
+    /* --item-timeout within --max-item-timeout */
+#define OVER_MAX(a, b) \
+    a " seconds exceeds " b " seconds), the longest item timeout a job may ask for"
+    {{"--item-timeout", "3600.001", NULL}, NULL, NULL,
+     OVER_MAX("--item-timeout: 3600.001", "the default --max-item-timeout (3600")},
+    {{"--item-timeout", "86400", NULL}, NULL, NULL,
+     OVER_MAX("--item-timeout: 86400", "the default --max-item-timeout (3600")},
+    {{"--item-timeout", "2.5", "--max-item-timeout", "2", NULL}, NULL, NULL,
+     OVER_MAX("--item-timeout: 2.5", "--max-item-timeout (2")},
+    {{"--max-item-timeout", "0.001", "--item-timeout", "0.002", NULL}, NULL, NULL,
+     OVER_MAX("--item-timeout: 0.002", "--max-item-timeout (0.001")},
+    {{"--max-item-timeout", "30", NULL}, "BATCHD_ITEM_TIMEOUT", "30.05",
+     OVER_MAX("BATCHD_ITEM_TIMEOUT: 30.05", "--max-item-timeout (30")},
+    {{"--item-timeout", "5", NULL}, "BATCHD_MAX_ITEM_TIMEOUT", "4.9",
+     OVER_MAX("--item-timeout: 5", "BATCHD_MAX_ITEM_TIMEOUT (4.9")},
     /* sizes */
     {{"--max-body-bytes", "0", NULL}, NULL, NULL,
      "--max-body-bytes: expected a size in bytes from 1 to 1024G (K, M, G suffixes allowed), "
@@ -613,8 +781,8 @@ static const struct error_case error_cases[] = {
     {{"--port-file=", NULL}, NULL, NULL, "--port-file: expected a non-empty path, got ''"},
     /* models */
 #define NO_MODEL(src, x) \
-    src ": no built-in model named '" x "' (built-in: echo, square, sum_squares, exp_sinh; " \
-    "a plugin needs plugin=PATH)"
+    src ": no built-in model named '" x "' (built-in: echo, square, sum_squares, exp_sinh, " \
+    "chaos; a plugin needs plugin=PATH)"
     {{"--model", "nope", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "nope:a=1", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "Square", NULL}, NULL, NULL, NO_MODEL("--model", "Square")},
@@ -760,8 +928,12 @@ static void test_help(void **unused)
     const char *flags[] = {"--listen", "--data-dir", "--workers", "--model", "--max-body-bytes",
                            "--max-items", "--max-item-bytes", "--max-connections",
                            "--idle-timeout", "--max-attempts", "--item-timeout",
-                           "--port-file", "--help",
-                           "--version", "echo, square, sum_squares, exp_sinh"};
+                           "--port-file", "--max-queued-items", "--grace",
+                           "--max-item-timeout", "--help", "--version",
+                           "echo, square, sum_squares, exp_sinh, chaos (only when named)",
+                           "[BATCHD_MAX_ITEM_TIMEOUT; default 3600; 0.001 to 86400]",
+                           "[BATCHD_GRACE; default 10; 0 to 3600]",
+                           "[BATCHD_MAX_QUEUED_ITEMS; default 20000000; 1 to 10000000000]"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (!strstr(text, flags[i]))
             fail_msg("--help does not mention %s", flags[i]);
@@ -829,6 +1001,9 @@ int main(void)
         T(test_abbreviated_flag),
         T(test_sizes_and_suffixes),
         T(test_item_timeout_seconds),
+        T(test_grace_and_max_item_timeout_seconds),
+        T(test_max_queued_items_values),
+        T(test_item_timeout_within_max),
         T(test_listen_values),
         T(test_model_params),
         T(test_models_variable),

@@ -40,6 +40,7 @@ static int setup_model(void **state, const char *model)
     struct fixture *f = calloc(1, sizeof *f);
     f->cfg.max_item_bytes = 64 * 1024;
     f->cfg.max_attempts = 3;
+    f->cfg.max_queued_items = 5000000;
     uint32_t gw[1] = { N_WORKERS };
     const char *names[1] = { model };
     struct shm_layout lay = { 1, gw, names, 8, 64 * 1024 + 64, 64 * 1024 + 64 };
@@ -192,6 +193,32 @@ static void test_item_errors_do_not_fail_the_job(void **state)
     assert_true(json_is_null(json_object_get(doc, "next_offset")));
     json_decref(doc);
     sbuf_free(&page);
+}
+
+/* Admission control: a job that would put more than max_queued_items in
+ * the queue is refused whole; finished items stop counting. */
+static void test_admission_control(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.max_queued_items = 100;
+    /* Freeze the workers so that nothing finishes while we submit. */
+    for (int w = 0; w < N_WORKERS; w++)
+        kill(f->pids[w], SIGSTOP);
+    char *a = submit_numbers(f->e, 0, 60, 0);
+    struct job_items *items = job_items_new();
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(job_items_append(items, "1", 1), 0);
+    char id[ENGINE_JOB_ID_LEN + 1];
+    assert_int_equal(engine_submit(f->e, "square", items, NULL, id, NULL), -EBUSY);
+    for (int w = 0; w < N_WORKERS; w++)
+        kill(f->pids[w], SIGCONT);
+    json_decref(wait_job(f->e, a));
+    /* a's items are finished: the same submission now fits */
+    assert_int_equal(engine_submit(f->e, "square", items, NULL, id, NULL), 0);
+    json_t *job = wait_job(f->e, id);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_decref(job);
+    free(a);
 }
 
 static void test_bad_submissions(void **state)
@@ -385,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_square_job, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_item_errors_do_not_fail_the_job, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_bad_submissions, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_admission_control, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_fairness, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_worker_killed_mid_job, setup_square, teardown),

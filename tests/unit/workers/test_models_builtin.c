@@ -1,6 +1,7 @@
 /*
- * Unit tests for workers/models_builtin.c: the table (at/find), parameter
- * rejection, and every model's outputs and item errors. Outputs are checked
+ * Unit tests for workers/models_builtin.c: the table (at/find, which models
+ * are defaults), parameter rejection, and every model's outputs and item
+ * errors (chaos's own behaviour is tested in test_model_chaos.c). Outputs are checked
  * as JSON values (integer vs real matters); exp_sinh is checked against its
  * closed form and a long-double loop, both computed here independently.
  */
@@ -13,14 +14,24 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "model.h"
 #include "models_builtin.h"
 
-static const char *const expected_names[] = {"echo", "square", "sum_squares", "exp_sinh"};
-#define N_EXPECTED (sizeof expected_names / sizeof expected_names[0])
+static const struct {
+    const char *name;
+    bool is_default; /* loaded when no --model names any */
+} expected[] = {
+    {"echo", true},
+    {"square", true},
+    {"sum_squares", true},
+    {"exp_sinh", true},
+    {"chaos", false},
+};
+#define N_EXPECTED (sizeof expected / sizeof expected[0])
 
 static json_t *parse(const char *text)
 {
@@ -61,9 +72,9 @@ static void test_at_lists_the_builtins(void **unused)
     for (size_t i = 0; i < N_EXPECTED; i++) {
         const struct model_ops *m = model_builtin_at(i);
         assert_non_null(m);
-        assert_string_equal(m->name, expected_names[i]);
+        assert_string_equal(m->name, expected[i].name);
         assert_int_equal(m->abi_version, MODEL_ABI_VERSION);
-        assert_int_equal(m->flags & MODEL_FLAG_NOT_DEFAULT, 0);
+        assert_int_equal((m->flags & MODEL_FLAG_NOT_DEFAULT) == 0, expected[i].is_default);
         assert_non_null(m->run);
         assert_non_null(m->load);
         assert_non_null(m->description);
@@ -77,7 +88,7 @@ static void test_find(void **unused)
 {
     (void)unused;
     for (size_t i = 0; i < N_EXPECTED; i++)
-        assert_ptr_equal(model_builtin_find(expected_names[i]), model_builtin_at(i));
+        assert_ptr_equal(model_builtin_find(expected[i].name), model_builtin_at(i));
     assert_null(model_builtin_find("nope"));
     assert_null(model_builtin_find(""));
     assert_null(model_builtin_find("Square"));
