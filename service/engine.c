@@ -32,7 +32,8 @@
 
 #define ENGINE_TARGET_TASK_NS 5000000.0 /* aim: ~5 ms of model time per task */
 #define ENGINE_MAX_CHUNK 4096u
-#define ENGINE_FIRST_CHUNK 4u           /* until a cost was measured */
+#define ENGINE_FIRST_CHUNK 1u           /* until a cost was measured: an item of
+                                           unknown cost may take seconds */
 #define ENGINE_TICK_MS 200              /* housekeeping when nothing wakes us */
 #define ENGINE_HTTP_BUCKETS 10
 
@@ -1007,6 +1008,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
 
     pthread_mutex_lock(&e->mu);
     int refuse = !e->accepting                 ? -ESHUTDOWN
+                 : j->total > e->cfg->max_queued_items ? -EFBIG
                  : e->groups[g].down           ? -EHOSTDOWN
                  : e->pending_items + j->total > e->cfg->max_queued_items ? -EBUSY
                                                : 0;

@@ -102,7 +102,9 @@ size_t engine_max_item_bytes(const struct engine *e);
  * Errors (items not taken, nothing changed): -ENOENT unknown model,
  * -EINVAL no items, -ENOMEM, -ESHUTDOWN the service is stopping,
  * -EBUSY admission control (accepted-but-unfinished items would pass
- * --max-queued-items), -EHOSTDOWN the model's workers cannot start.
+ * --max-queued-items), -EFBIG the job alone has more items than
+ * --max-queued-items (it could never be accepted), -EHOSTDOWN the model's
+ * workers cannot start.
  */
 int engine_submit(struct engine *e, const char *model, struct job_items *items,
                   const struct job_options *opt, char *id, json_t **job_json);

@@ -15,15 +15,13 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "listener.h"
 #include "log.h"
 #include "model.h"
 #include "ring.h"
 #include "shm.h"
 #include "worker.h"
 
-/* How long children get to stop after SIGTERM before SIGKILL: under the
- * 10 s that orchestrators usually allow between SIGTERM and SIGKILL. */
-#define SUP_STOP_DEADLINE_MS 8000
 /* Respawn back-off for a child that keeps failing: 100 ms doubling to 30 s. */
 #define SUP_BACKOFF_MIN_MS 100
 #define SUP_BACKOFF_MAX_MS 30000
@@ -49,6 +47,7 @@ struct sup {
     struct sup_child *workers;
     struct sup_child api;
     int lock_fd;
+    int listen_fd;        /* listener.h: bound once, inherited by api processes */
     pid_t self;
     sigset_t orig_mask;
     int exit_code;
@@ -208,6 +207,14 @@ static void sup_child_setup(struct sup *s, const char *name)
         close(s->lock_fd);
 }
 
+/* Workers have no business with the listening socket. */
+static void sup_worker_setup(struct sup *s)
+{
+    sup_child_setup(s, "batchd-worker");
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+}
+
 static void sup_spawn_worker(struct sup *s, uint32_t w)
 {
     struct shm_worker *sw = shm_worker(&s->shm, w);
@@ -226,7 +233,7 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
         return;
     }
     if (pid == 0) {
-        sup_child_setup(s, "batchd-worker");
+        sup_worker_setup(s);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);
     }
     atomic_store_explicit(&sw->pid, pid, memory_order_release);
@@ -249,7 +256,7 @@ static void sup_spawn_api(struct sup *s)
         sup_child_setup(s, "batchd-api");
         log_set_proc("api");
         sigprocmask(SIG_SETMASK, &s->orig_mask, NULL);
-        _exit(api_run(s->cfg, &s->shm));
+        _exit(api_run(s->cfg, &s->shm, s->listen_fd));
     }
     c->pid = pid;
     c->started_ms = sup_now_ms();
@@ -410,37 +417,67 @@ static void sup_signal_children(struct sup *s, int sig)
             kill(s->workers[w].pid, sig);
 }
 
-/* Polite, then firm: SIGTERM, wait up to the deadline, SIGKILL the rest. */
+/* Waits (reaping) until `done(s)` or the deadline; a second stop signal
+ * cuts the wait short. Returns false if it was cut short. */
+static bool sup_wait_until(struct sup *s, const sigset_t *set, uint64_t deadline,
+                           bool (*done)(struct sup *))
+{
+    while (!done(s) && sup_now_ms() < deadline) {
+        struct timespec ts = { 0, 50 * 1000000L };
+        int sig = sigtimedwait(set, NULL, &ts);
+        sup_reap(s);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_warn("second stop signal: not waiting any longer");
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool sup_api_gone(struct sup *s) { return s->api.pid == 0; }
+static bool sup_all_gone(struct sup *s) { return sup_live_children(s) == 0; }
+
+/*
+ * The shutdown sequence, within --grace from the stop signal:
+ *   1. the api process gets SIGTERM: it refuses new jobs (503), lets the
+ *      tasks in the ring finish, and exits when they are done or when the
+ *      grace period is nearly over;
+ *   2. then the workers get SIGTERM: each finishes the task in hand;
+ *   3. whatever still runs at the end of the grace period gets SIGKILL.
+ */
 static void sup_stop_children(struct sup *s, const sigset_t *set)
 {
     atomic_store_explicit(&shm_header(&s->shm)->shutting_down, 1, memory_order_relaxed);
-    sup_signal_children(s, SIGTERM);
-    uint64_t deadline = sup_now_ms() + SUP_STOP_DEADLINE_MS;
-    bool killed = false;
-    while (sup_live_children(s) > 0) {
-        sup_reap(s);
-        if (sup_live_children(s) == 0)
-            break;
-        uint64_t now = sup_now_ms();
-        if (now >= deadline && !killed) {
-            log_warn("%u child process(es) still running after %d ms: SIGKILL",
-                     sup_live_children(s), SUP_STOP_DEADLINE_MS);
-            sup_signal_children(s, SIGKILL);
-            killed = true;
-            deadline = now + 2000;
-        } else if (now >= deadline) {
-            log_error("children did not exit after SIGKILL");
-            break;
+    uint64_t start = sup_now_ms();
+    uint64_t grace = s->cfg->grace_ms;
+    /* Leave the workers at least a moment after the api has gone. */
+    uint64_t api_deadline = start + (grace > 1000 ? grace - 1000 : grace / 2);
+    uint64_t end = start + (grace > 200 ? grace - 200 : grace);
+    bool patient = true;
+    if (s->api.pid) {
+        kill(s->api.pid, SIGTERM);
+        patient = sup_wait_until(s, set, api_deadline, sup_api_gone);
+    }
+    for (uint32_t w = 0; w < s->n_workers; w++)
+        if (s->workers[w].pid)
+            kill(s->workers[w].pid, SIGTERM);
+    if (s->api.pid)
+        kill(s->api.pid, SIGTERM);
+    if (patient)
+        sup_wait_until(s, set, end, sup_all_gone);
+    if (sup_live_children(s) > 0) {
+        log_warn("%u child process(es) still running after %llu ms: SIGKILL",
+                 sup_live_children(s), (unsigned long long)(sup_now_ms() - start));
+        sup_signal_children(s, SIGKILL);
+        /* SIGKILL cannot be ignored: the wait is for the kernel to reap. */
+        uint64_t deadline = sup_now_ms() + 5000;
+        while (sup_live_children(s) > 0 && sup_now_ms() < deadline) {
+            struct timespec ts = { 0, 20 * 1000000L };
+            sigtimedwait(set, NULL, &ts);
+            sup_reap(s);
         }
-        struct timespec ts = { 0, 50 * 1000000L };
-        int sig = sigtimedwait(set, NULL, &ts);
-        if ((sig == SIGINT || sig == SIGTERM) && !killed) {
-            /* A second request to stop: stop waiting for the polite way. */
-            log_warn("second stop signal: SIGKILL");
-            sup_signal_children(s, SIGKILL);
-            killed = true;
-            deadline = sup_now_ms() + 2000;
-        }
+        if (sup_live_children(s) > 0)
+            log_error("%u child process(es) did not exit after SIGKILL", sup_live_children(s));
     }
 }
 
@@ -451,6 +488,7 @@ int sup_run(const struct config *cfg)
     struct sup *s = &sup;
     s->cfg = cfg;
     s->lock_fd = -1;
+    s->listen_fd = -1;
     s->self = getpid();
     s->exit_code = SUP_EXIT_OK;
     s->shm.fd = -1;
@@ -470,6 +508,12 @@ int sup_run(const struct config *cfg)
     int rc = SUP_EXIT_FATAL;
     if (sup_lock_data_dir(s) != 0)
         goto out;
+    char err[256];
+    s->listen_fd = listener_open(s->cfg->listen_host, s->cfg->listen_port, err, sizeof err);
+    if (s->listen_fd < 0) {
+        log_error("%s", err);
+        goto out;
+    }
     if (sup_load_models(s) != 0)
         goto out;
     if (sup_create_shm(s) != 0)
@@ -516,6 +560,8 @@ out:
         shm_destroy(&s->shm);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
     log_info("batchd exits with code %d", rc);
     return rc;
 }

@@ -64,8 +64,9 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
     while (ring_next_input(shm, idx, &pos, &data, &len)) {
         /* A hint from the engine (cancel); stopping early is always safe
          * because the engine re-queues or drops what has no output. */
-        if (atomic_load_explicit(&slot->cancel, memory_order_relaxed))
-            break;
+        if (atomic_load_explicit(&slot->cancel, memory_order_relaxed) || worker_stop)
+            break; /* a stop request is honoured between items too: the
+                      grace period bounds one item, not a whole chunk */
         char err[512] = "";
         json_error_t jerr;
         json_t *item = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);

@@ -1,0 +1,142 @@
+#include "api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "log.h"
+#include "server.h"
+
+/* Writes "PORT\n" to path.tmp, then renames it to path. Returns 0 or -errno. */
+static int write_port_file(const char *path, uint16_t port)
+{
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof tmp)
+        return -ENAMETOOLONG;
+    char text[8];
+    int len = snprintf(text, sizeof text, "%u\n", (unsigned)port);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    ssize_t w = write(fd, text, (size_t)len);
+    int rc = w == len ? 0 : (w < 0 ? -errno : -EIO);
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc)
+        unlink(tmp);
+    return rc;
+}
+
+int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
+{
+    log_set_proc("api");
+
+    /* Before any thread: the mask is inherited by every thread created
+     * from here on. SETMASK, not BLOCK: the supervisor forks us with its
+     * own mask, which is not ours to keep. */
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGHUP);
+    int rc = pthread_sigmask(SIG_SETMASK, &stop_set, NULL);
+    if (rc != 0) {
+        log_error("cannot set the signal mask: %s", strerror(rc));
+        return API_EXIT_FAILED;
+    }
+    /* A signal whose disposition is "ignore" is discarded even while
+     * blocked, and sigwait() would never see it: make sure it is not. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    struct engine *engine = engine_create(cfg, shm);
+    if (!engine) {
+        log_error("the engine could not start");
+        return API_EXIT_FAILED;
+    }
+
+    int err = 0;
+    struct api_server *server = api_server_start(cfg, engine, listen_fd, &err);
+    if (!server) {
+        engine_destroy(engine);
+        return API_EXIT_FATAL;
+    }
+    uint16_t port = api_server_port(server);
+    if (cfg->port_file) {
+        rc = write_port_file(cfg->port_file, port);
+        if (rc) {
+            log_error("cannot write the port file %s: %s", cfg->port_file, strerror(-rc));
+            api_server_stop(server);
+            engine_destroy(engine);
+            return API_EXIT_FATAL;
+        }
+    }
+    bool v6 = cfg->listen_host && strchr(cfg->listen_host, ':') && cfg->listen_host[0] != '[';
+    log_info("listening on %s%s%s:%u", v6 ? "[" : "", cfg->listen_host ? cfg->listen_host : "",
+             v6 ? "]" : "", (unsigned)port);
+
+    int sig = 0;
+    for (;;) {
+        rc = sigwait(&stop_set, &sig);
+        if (rc != 0) {
+            log_warn("sigwait: %s", strerror(rc));
+            continue;
+        }
+        if (sig == SIGHUP) {
+            log_info("SIGHUP ignored: the api process has nothing to reload");
+            continue;
+        }
+        break;
+    }
+    log_info("%s received: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* New jobs are refused first (503), so nothing is accepted that the
+     * stop could lose. The tasks already in the ring run to their end while
+     * the server still answers status polls: the drain lasts until they are
+     * done, the grace period is nearly over (the supervisor stops the
+     * workers one second before its end), or a second stop signal comes.
+     * Then the connections end; the engine goes last because handlers still
+     * running use it. */
+    engine_stop_accepting(engine);
+    uint64_t budget_ms = cfg->grace_ms > 1500 ? cfg->grace_ms - 1500 : cfg->grace_ms / 2;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (engine_drained(engine))
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        uint64_t spent = (uint64_t)(now.tv_sec - t0.tv_sec) * 1000u +
+                         (uint64_t)((now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (spent >= budget_ms) {
+            log_warn("drain: tasks still running after %llu ms; stopping anyway",
+                     (unsigned long long)spent);
+            break;
+        }
+        struct timespec tick = { 0, 50 * 1000000L };
+        int again = sigtimedwait(&stop_set, NULL, &tick);
+        if (again == SIGTERM || again == SIGINT) {
+            log_warn("second stop signal: not draining any longer");
+            break;
+        }
+    }
+    api_server_stop(server);
+    engine_destroy(engine);
+    log_info("stopped");
+    return API_EXIT_OK;
+}

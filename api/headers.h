@@ -1,0 +1,65 @@
+/*
+ * headers: the request headers the api interprets, parsed without a server.
+ *
+ *   Content-Type   which body parser a POST /v1/jobs uses (JSON or NDJSON),
+ *                  or 415; a charset parameter other than UTF-8 is refused
+ *                  because JSON text is UTF-8 (RFC 8259 8.1).
+ *   Accept         whether GET /v1/jobs/{id}/results streams NDJSON.
+ *   If-None-Match  whether a polling client already has the job's ETag.
+ *   X-Request-Id   echoed when sane, else generated.
+ *
+ * Everything here is a pure function of its arguments (api_request_id_new
+ * reads the kernel's random source), so it is unit-tested without HTTP.
+ *
+ * Process and threads: api process, any thread; no shared state.
+ * Ownership: inputs are borrowed; outputs go to caller buffers.
+ */
+#ifndef BATCHD_API_HEADERS_H
+#define BATCHD_API_HEADERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum api_body_type {
+    API_BODY_JSON = 0, /* application/json */
+    API_BODY_NDJSON,   /* application/x-ndjson */
+};
+
+/*
+ * Classifies a Content-Type value (media type names are case-insensitive;
+ * parameters are allowed, and a "charset" parameter must be utf-8, quoted
+ * or not, any case). Returns 0 and sets *type; -ENOENT when the header is
+ * absent (NULL) or empty; -ENOTSUP for another media type or charset, or a
+ * value that does not parse.
+ */
+int api_content_type_parse(const char *value, enum api_body_type *type);
+
+/*
+ * True when an Accept value asks for the NDJSON stream: it names
+ * application/x-ndjson with q > 0, and application/json (if named) with no
+ * higher q. Wildcards alone (* / *, application/ *) do not ask for a
+ * stream: the page is the default. NULL → false.
+ */
+bool api_accept_wants_ndjson(const char *accept);
+
+/*
+ * True when an If-None-Match value matches `etag` (a quoted entity tag):
+ * "*" matches, as does any listed tag equal to it under the weak comparison
+ * RFC 9110 13.1.2 prescribes for If-None-Match (a W/ prefix is ignored on
+ * either side). NULL → false.
+ */
+bool api_etag_matches(const char *if_none_match, const char *etag);
+
+/* Longest X-Request-Id echoed. */
+#define API_REQUEST_ID_MAX 128
+
+/* True when `id` may be echoed: 1..API_REQUEST_ID_MAX characters of
+ * [A-Za-z0-9._-] (nothing that could split a header or a log line). */
+bool api_request_id_valid(const char *id);
+
+/* Writes 16 random lowercase hex digits and a NUL to out[17]. Never fails:
+ * when the random source is unavailable it falls back to a mix of the
+ * clock and a process-wide counter, still unique within the process. */
+void api_request_id_new(char out[17]);
+
+#endif
