@@ -226,6 +226,7 @@ static enum MHD_Result create_job_finish(struct api_req *r)
         .max_items = r->cfg->max_items,
         .max_item_bytes = engine_max_item_bytes(r->engine),
         .max_item_timeout_ms = r->cfg->max_item_timeout_ms,
+        .max_depth = r->cfg->max_json_depth,
     };
     if (r->cfg->max_item_bytes && r->cfg->max_item_bytes < lim.max_item_bytes)
         lim.max_item_bytes = r->cfg->max_item_bytes;

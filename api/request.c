@@ -216,6 +216,86 @@ static int check_shape(const json_t *root, const struct api_request_limits *lim,
     return 0;
 }
 
+/* Appends "/token" (RFC 6901: ~ and / escaped) to ptr[0..*len). Returns
+ * false when it does not fit (the pointer then names an ancestor). */
+static bool pointer_push(char *ptr, size_t cap, size_t *len, const char *token)
+{
+    size_t o = *len;
+    if (o + 1 >= cap)
+        return false;
+    ptr[o++] = '/';
+    for (const char *t = token; *t; t++) {
+        const char *esc = *t == '~' ? "~0" : *t == '/' ? "~1" : NULL;
+        size_t n = esc ? 2 : 1;
+        if (o + n >= cap)
+            return false;
+        memcpy(ptr + o, esc ? esc : t, n);
+        o += n;
+    }
+    ptr[o] = '\0';
+    *len = o;
+    return true;
+}
+
+/* True when v nests deeper than max (v itself at `depth`); then ptr holds
+ * the JSON pointer of the first container past the limit. Recursion is
+ * bounded by jansson's own parsing depth limit. */
+static bool too_deep(const json_t *v, unsigned depth, unsigned max, char *ptr, size_t cap,
+                     size_t len)
+{
+    if (!json_is_object(v) && !json_is_array(v))
+        return false;
+    if (depth > max)
+        return true;
+    if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            char idx[24];
+            snprintf(idx, sizeof idx, "%zu", i);
+            size_t l = len;
+            bool pushed = pointer_push(ptr, cap, &l, idx);
+            if (too_deep(json_array_get(v, i), depth + 1, max, ptr, cap, pushed ? l : len))
+                return true;
+            ptr[len] = '\0';
+        }
+        return false;
+    }
+    const char *key;
+    json_t *child;
+    json_object_foreach((json_t *)v, key, child) {
+        size_t l = len;
+        bool pushed = pointer_push(ptr, cap, &l, key);
+        if (too_deep(child, depth + 1, max, ptr, cap, pushed ? l : len))
+            return true;
+        ptr[len] = '\0';
+    }
+    return false;
+}
+
+/* Refuses a document nested deeper than the limit: 400, with where. */
+static int check_depth(const json_t *root, const struct api_request_limits *lim,
+                       const char *prefix, size_t ndjson_line, struct api_problem *prob)
+{
+    unsigned max = lim->max_depth ? lim->max_depth : API_REQUEST_DEFAULT_MAX_DEPTH;
+    char ptr[API_PROBLEM_POINTER_MAX];
+    snprintf(ptr, sizeof ptr, "%s", prefix);
+    if (!too_deep(root, 1, max, ptr, sizeof ptr, strlen(ptr)))
+        return 0;
+    if (ndjson_line) {
+        api_problem_set(prob, API_PROBLEM_INVALID_JSON,
+                        "NDJSON line %zu nests arrays and objects deeper than %u levels at %s",
+                        ndjson_line, max, ptr[0] ? ptr : "/");
+        prob->line = ndjson_line;
+        prob->has |= API_PROBLEM_HAS_LINE;
+    } else {
+        api_problem_set(prob, API_PROBLEM_INVALID_JSON,
+                        "the body nests arrays and objects deeper than %u levels at %s", max,
+                        ptr[0] ? ptr : "/");
+    }
+    api_problem_set_pointer(prob, "%s", ptr);
+    api_problem_set_limit(prob, max);
+    return -EINVAL;
+}
+
 int api_request_parse_json(const char *body, size_t len, const struct api_request_limits *lim,
                            struct api_job_request *out, struct api_problem *prob)
 {
@@ -228,6 +308,11 @@ int api_request_parse_json(const char *body, size_t len, const struct api_reques
         json_loadb(body, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
     if (!root)
         return decode_error(&err, 0, prob);
+    int depth_rc = check_depth(root, lim, "", 0, prob);
+    if (depth_rc) {
+        json_decref(root);
+        return depth_rc;
+    }
 
     struct item_buf buf = { NULL, 0 };
     const char *model = NULL;
@@ -302,6 +387,13 @@ int api_request_parse_ndjson(const char *body, size_t len, const struct api_requ
                 p, n, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &err);
             if (!item) {
                 rc = decode_error(&err, lineno, prob);
+                goto fail;
+            }
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "/%zu", count);
+            rc = check_depth(item, lim, prefix, lineno, prob);
+            if (rc) {
+                json_decref(item);
                 goto fail;
             }
             rc = append_item(list, &buf, item, lim, count, true, prob);

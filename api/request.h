@@ -41,7 +41,12 @@ struct api_request_limits {
     size_t max_item_bytes; /* compact JSON bytes of one item (what a ring slot carries) */
     unsigned max_item_timeout_ms; /* bound of options.item_timeout_s (--max-item-timeout);
                                      0 = API_REQUEST_DEFAULT_MAX_TIMEOUT_MS */
+    unsigned max_depth;           /* deepest nesting of arrays/objects (--max-json-depth),
+                                     counted from the body's root (NDJSON: each line's);
+                                     0 = API_REQUEST_DEFAULT_MAX_DEPTH */
 };
+
+#define API_REQUEST_DEFAULT_MAX_DEPTH 64u
 
 #define API_REQUEST_DEFAULT_MAX_TIMEOUT_MS 3600000u
 #define API_REQUEST_MAX_ATTEMPTS 100u

@@ -101,6 +101,8 @@ static const struct setting settings[] = {
      "N", "most simultaneous HTTP connections", "256"},
     {"idle-timeout", "BATCHD_IDLE_TIMEOUT", SET_UNSIGNED, 1, 86400, FIELD(idle_timeout_s),
      "SECONDS", "close a connection that stays idle this long", "30"},
+    {"max-json-depth", "BATCHD_MAX_JSON_DEPTH", SET_UNSIGNED, 1, 1000, FIELD(max_json_depth),
+     "N", "deepest nesting of arrays and objects in a request body", "64"},
     {"max-attempts", "BATCHD_MAX_ATTEMPTS", SET_UNSIGNED, 1, 100, FIELD(max_attempts), "N",
      "tries of an item whose worker dies, before the item fails", "3"},
     {"item-timeout", "BATCHD_ITEM_TIMEOUT", SET_MILLIS, 0, 86400000ull, FIELD(item_timeout_ms),
@@ -540,6 +542,7 @@ static int set_defaults(struct config *c)
     c->max_connections = 256;
     c->idle_timeout_s = 30;
     c->max_attempts = 3;
+    c->max_json_depth = 64;
     c->item_timeout_ms = 0;
     c->max_item_timeout_ms = 3600000;
     c->max_queued_items = 20000000;

@@ -42,6 +42,8 @@ struct config {
     size_t max_items;          /* --max-items / BATCHD_MAX_ITEMS: items per job; default 10,000,000 */
     size_t max_item_bytes;     /* --max-item-bytes / BATCHD_MAX_ITEM_BYTES: one item's JSON;
                                   default 256 KiB; also sizes the ring's payload slots */
+    unsigned max_json_depth;   /* --max-json-depth / BATCHD_MAX_JSON_DEPTH: deepest nesting of
+                                  arrays and objects in a request body; default 64 */
     unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS; default 256 */
     unsigned idle_timeout_s;   /* --idle-timeout / BATCHD_IDLE_TIMEOUT: per connection; default 30 */
     unsigned max_attempts;     /* --max-attempts / BATCHD_MAX_ATTEMPTS: tries of an item whose

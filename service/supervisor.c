@@ -319,9 +319,15 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
                   s->ops[g]->name, how);
         return;
     }
+    atomic_fetch_add_explicit(&sw->restarts, 1, memory_order_relaxed);
+    if (init_failed) {
+        log_error("worker %u (model %s) pid %d: init failed: %s; retrying in %llu ms", w,
+                  s->ops[g]->name, (int)pid, sw->init_error, (unsigned long long)delay);
+        c->respawn_at_ms = sup_now_ms() + delay;
+        return;
+    }
     log_warn("worker %u (model %s) pid %d died: %s; %u task(s) handed back; respawn in %llu ms",
              w, s->ops[g]->name, (int)pid, how, n, (unsigned long long)delay);
-    atomic_fetch_add_explicit(&sw->restarts, 1, memory_order_relaxed);
     c->respawn_at_ms = sup_now_ms() + delay;
     if (delay == 0)
         sup_spawn_worker(s, w);

@@ -162,8 +162,8 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     if (rc != 0) {
         if (!err[0])
             snprintf(err, sizeof err, "init() returned %d", rc);
+        /* The supervisor logs it, once per attempt, with its back-off. */
         snprintf(me->init_error, sizeof me->init_error, "%s", err);
-        log_error("worker %u (model %s): init failed: %s", w, ops->name, err);
         atomic_store_explicit(&me->state, WORKER_FAILED, memory_order_release);
         _exit(WORKER_EXIT_INIT);
     }

@@ -318,6 +318,34 @@ static void test_fault_options(void **state)
     assert_int_equal(p.kind, API_PROBLEM_INVALID_JOB);
 }
 
+static void test_depth_limit(void **state)
+{
+    (void)state;
+    struct api_request_limits lim = { .max_items = 10, .max_item_bytes = BIG, .max_depth = 4 };
+    struct api_job_request req;
+    struct api_problem p;
+    /* root(1) > inputs(2) > item(3) > [ (4): at the limit, accepted */
+    const char *ok = "{\"model\":\"echo\",\"inputs\":[[[1]]]}";
+    memset(&p, 0, sizeof p);
+    assert_int_equal(api_request_parse_json(ok, strlen(ok), &lim, &req, &p), 0);
+    api_job_request_clear(&req);
+    const char *deep = "{\"model\":\"echo\",\"inputs\":[1,{\"a/b\":[[2]]}]}";
+    memset(&p, 0, sizeof p);
+    assert_int_equal(api_request_parse_json(deep, strlen(deep), &lim, &req, &p), -EINVAL);
+    assert_int_equal(p.kind, API_PROBLEM_INVALID_JSON);
+    assert_string_equal(p.pointer, "/inputs/1/a~1b/0");
+    assert_int_equal(p.limit, 4);
+    /* NDJSON: counted from each line's item */
+    const char *nd = "1\n[[[[[2]]]]]\n";
+    struct job_items *items = NULL;
+    memset(&p, 0, sizeof p);
+    assert_int_equal(api_request_parse_ndjson(nd, strlen(nd), &lim, &items, &p), -EINVAL);
+    assert_null(items);
+    assert_int_equal(p.kind, API_PROBLEM_INVALID_JSON);
+    assert_int_equal(p.line, 2);
+    assert_string_equal(p.pointer, "/1/0/0/0/0");
+}
+
 static void test_many_items(void **state)
 {
     (void)state;
@@ -352,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_ndjson_line_in_detail),
         cmocka_unit_test(test_many_items),
         cmocka_unit_test(test_fault_options),
+        cmocka_unit_test(test_depth_limit),
     };
     return cmocka_run_group_tests_name("api/request", tests, NULL, NULL);
 }
