@@ -47,6 +47,8 @@ int listener_open(const char *host, uint16_t port, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
+    if (!host || !*host)
+        host = "127.0.0.1";
     if (listener_address(host, port, &ss, &len) != 0) {
         snprintf(err, errlen, "cannot listen on %s: not an IP address or localhost", host);
         return -EINVAL;

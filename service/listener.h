@@ -20,8 +20,8 @@
 
 /*
  * Opens a TCP socket listening on host:port ("localhost", an IPv4 literal,
- * or an IPv6 literal with or without brackets; port 0 lets the kernel
- * choose). Returns the descriptor (close-on-exec, SO_REUSEADDR), or a
+ * or an IPv6 literal with or without brackets; NULL or "" mean 127.0.0.1;
+ * port 0 lets the kernel choose). Returns the descriptor (close-on-exec, SO_REUSEADDR), or a
  * negative errno with a one-line reason in err: -EINVAL for a host that is
  * not an address, or the socket/bind/listen error (-EADDRINUSE, -EACCES...).
  */

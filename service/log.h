@@ -16,6 +16,9 @@
 #ifndef BATCHD_LOG_H
 #define BATCHD_LOG_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 /* Names the process role written in each line ("supervisor", "worker",
@@ -29,6 +32,27 @@ void log_init_from_env(void);
 
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * Like log_msg, with more members after "msg": `fields` is a JSON object's
+ * members without braces, starting with a comma (",\"status\":200"), built
+ * by the caller with log_json_escape() for every string taken from
+ * outside. The line is cut (fields dropped, never torn) when it would not
+ * fit the line buffer.
+ */
+void log_msg_fields(enum log_level level, const char *fields, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* True when lines at `level` are written (to skip building fields). */
+bool log_enabled(enum log_level level);
+
+/*
+ * Escapes `src` for a JSON string (quotes, backslashes, control bytes) into
+ * dst, writing at most cap - 1 bytes and a NUL; stops early rather than
+ * split an escape. Returns the bytes written. Bytes >= 0x80 are copied as
+ * they are: callers pass text that is UTF-8 or checked to be ASCII.
+ */
+size_t log_json_escape(char *dst, size_t cap, const char *src);
 
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

@@ -1,6 +1,7 @@
 #include "sbuf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,9 @@ static size_t sbuf_limit(const struct sbuf *b)
 int sbuf_reserve(struct sbuf *b, size_t extra)
 {
     if (extra > sbuf_limit(b) || b->len > sbuf_limit(b) - extra)
+        return -E2BIG;
+    /* the NUL needs a byte too: with a limit of SIZE_MAX this would wrap */
+    if (b->len + extra == SIZE_MAX)
         return -E2BIG;
     size_t need = b->len + extra + 1;
     if (need <= b->cap)

@@ -10,6 +10,10 @@
 
 #include "ring.h"
 
+/* Task slots in all: 2^24, far beyond any real deployment (0xfffe workers
+ * x 8 slots is under 2^20), and small enough that no count overflows. */
+#define SHM_MAX_SLOTS (1u << 24)
+
 static uint64_t shm_align(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 static uint32_t shm_pow2(uint32_t v)
@@ -28,20 +32,22 @@ int shm_create(struct shm *shm, const struct shm_layout *lay)
         lay->out_cap < 64 || lay->in_cap > (1u << 30) || lay->out_cap > (1u << 30))
         return -EINVAL;
 
-    uint32_t n_workers = 0, n_slots = 0, max_group_slots = 0;
+    /* Counted in 64 bits and capped so that every count, and twice the
+     * biggest group's (the queue), fits the 32-bit fields and shm_pow2(). */
+    uint64_t n_workers = 0, n_slots = 0, max_group_slots = 0;
     for (uint32_t g = 0; g < lay->n_groups; g++) {
         if (lay->group_workers[g] == 0 || lay->group_workers[g] > 0xfffe)
             return -EINVAL;
         n_workers += lay->group_workers[g];
-        uint32_t gs = lay->group_workers[g] * lay->slots_per_worker;
+        uint64_t gs = (uint64_t)lay->group_workers[g] * lay->slots_per_worker;
         n_slots += gs;
         if (gs > max_group_slots)
             max_group_slots = gs;
     }
-    if (n_workers > 0xfffe)
+    if (n_workers > 0xfffe || n_slots > SHM_MAX_SLOTS)
         return -EINVAL;
     /* Room for every slot twice: stale entries (see ring.h) never block. */
-    uint32_t queue_cap = shm_pow2(max_group_slots * 2);
+    uint32_t queue_cap = shm_pow2((uint32_t)max_group_slots * 2);
     long page = sysconf(_SC_PAGESIZE);
     uint32_t in_cap = (uint32_t)shm_align(lay->in_cap, 64);
     uint32_t out_cap = (uint32_t)shm_align(lay->out_cap, 64);
@@ -80,8 +86,8 @@ int shm_create(struct shm *shm, const struct shm_layout *lay)
     h->magic = SHM_MAGIC;
     h->version = SHM_VERSION;
     h->n_groups = lay->n_groups;
-    h->n_workers = n_workers;
-    h->n_slots = n_slots;
+    h->n_workers = (uint32_t)n_workers;
+    h->n_slots = (uint32_t)n_slots;
     h->queue_cap = queue_cap;
     h->in_cap = in_cap;
     h->out_cap = out_cap;
@@ -133,14 +139,14 @@ struct shm_group *shm_group(const struct shm *shm, uint32_t g)
 {
     const struct shm_header *h = shm->base;
     assert(g < h->n_groups);
-    return (struct shm_group *)((char *)shm->base + h->off_groups) + g;
+    return (struct shm_group *)(void *)((char *)shm->base + h->off_groups) + g;
 }
 
 struct shm_worker *shm_worker(const struct shm *shm, uint32_t w)
 {
     const struct shm_header *h = shm->base;
     assert(w < h->n_workers);
-    return (struct shm_worker *)((char *)shm->base + h->off_workers) + w;
+    return (struct shm_worker *)(void *)((char *)shm->base + h->off_workers) + w;
 }
 
 /* Per-item run time buckets: 10 us .. 10 s, roughly x3 apart. */

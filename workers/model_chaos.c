@@ -193,11 +193,85 @@ static void chaos_sleep(long ms)
         ;
 }
 
+/* What load() builds from the parameters; every worker inherits it over
+ * fork (read-only). */
+struct chaos_shared {
+    char *init_fail; /* init() fails with this message; never NULL here */
+};
+
+/* Frees what chaos_load() built; NULL is fine (no parameters). */
+static void chaos_unload(void *shared)
+{
+    struct chaos_shared *cs = shared;
+    if (!cs)
+        return;
+    free(cs->init_fail);
+    free(cs);
+}
+
+/*
+ * Reads the parameters; the only one is init_fail=MESSAGE. Every key is
+ * checked before anything is allocated, so a refused parameter list leaves
+ * nothing behind. Returns 0 with *shared NULL (no parameters) or a new
+ * struct chaos_shared that chaos_unload() frees; -EINVAL with a message
+ * for an unknown key, a repeated one or an empty message; -ENOMEM.
+ */
 static int chaos_load(const struct model_params *params, void **shared, char *err, size_t errlen)
 {
     if (shared)
         *shared = NULL;
-    return model_params_none("chaos", params, err, errlen);
+    const char *init_fail = NULL;
+    for (size_t i = 0; params && i < params->n; i++) {
+        const char *key = params->keys[i], *value = params->values[i];
+        if (strcmp(key, "init_fail") != 0) {
+            chaos_err(err, errlen,
+                      "model chaos has no parameter '%.64s' (its only one is init_fail=MESSAGE)",
+                      key);
+            return -EINVAL;
+        }
+        if (init_fail) {
+            chaos_err(err, errlen, "model chaos: 'init_fail' given twice");
+            return -EINVAL;
+        }
+        if (!value || !*value) {
+            chaos_err(err, errlen, "model chaos: init_fail needs a non-empty message");
+            return -EINVAL;
+        }
+        init_fail = value;
+    }
+    if (!init_fail)
+        return 0;
+    /* params is borrowed during load() only: keep a copy. */
+    struct chaos_shared *cs = calloc(1, sizeof *cs);
+    if (cs)
+        cs->init_fail = strdup(init_fail);
+    if (!cs || !cs->init_fail) {
+        free(cs);
+        chaos_err(err, errlen, "chaos: out of memory");
+        return -ENOMEM;
+    }
+    if (shared)
+        *shared = cs;
+    else
+        chaos_unload(cs);
+    return 0;
+}
+
+/*
+ * Fails with the init_fail message when load() was given one (every call,
+ * in every worker: a model whose workers can never start); otherwise
+ * succeeds. There is no per-worker state (*state is set to NULL).
+ */
+static int chaos_init(const void *shared, void **state, char *err, size_t errlen)
+{
+    const struct chaos_shared *cs = shared;
+    if (state)
+        *state = NULL;
+    if (cs && cs->init_fail) {
+        chaos_err(err, errlen, "%s", cs->init_fail);
+        return -EIO;
+    }
+    return 0;
 }
 
 static int chaos_run(void *state, const json_t *item, json_t **output, char *err, size_t errlen)
@@ -287,7 +361,10 @@ const struct model_ops model_chaos = {
                    "{\"crash\": \"segv\"|\"abort\"|\"exit\"} kills the worker, "
                    "{\"hang_ms\": N} blocks, {\"fail\": \"message\"} is an item error, "
                    "{\"sleep_ms\": N, \"value\": V} returns V after N ms; "
-                   "anything else is echoed.",
+                   "anything else is echoed. "
+                   "Parameter init_fail=MESSAGE: every worker's init fails with MESSAGE.",
     .load = chaos_load,
+    .init = chaos_init,
     .run = chaos_run,
+    .unload = chaos_unload,
 };

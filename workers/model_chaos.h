@@ -26,10 +26,27 @@
  * end, sleep_ms for slow work that should finish.
  *
  * The table entry has MODEL_FLAG_NOT_DEFAULT: a service never runs chaos
- * unless `--model chaos` names it. It takes no parameters, has no shared
- * or per-worker state (load sets *shared to NULL; init is NULL).
+ * unless `--model chaos` names it.
  *
- * Process: run() executes in a worker; the crash kinds end that process,
+ * One parameter, for what the items cannot reach (a worker that never
+ * starts):
+ *
+ *   init_fail=MESSAGE    (`--model chaos:init_fail=boom`) every init()
+ *                        fails with MESSAGE, in every worker, every time:
+ *                        the model's workers can never start, and a
+ *                        deployment sees what batchd does about that
+ *                        (respawn back-off, /readyz, jobs of the model).
+ *                        MESSAGE cannot hold ',' (it separates parameters)
+ *                        nor, in BATCHD_MODELS, blanks or ';'.
+ *
+ * load() refuses any other key, a repeated one and an empty MESSAGE
+ * (-EINVAL, naming the key). Without parameters there is no shared state
+ * (load sets *shared to NULL) and init() succeeds; with init_fail, *shared
+ * holds a copy of MESSAGE that unload() frees. There is never per-worker
+ * state (init sets *state to NULL).
+ *
+ * Process: load() and unload() run in the supervisor, init() and run() in
+ * a worker; the crash kinds end that process,
  * which is their purpose, so never call run() on a crash item in a process
  * that must survive (the tests fork first). Threads: run() is reentrant;
  * a crash ends every thread of the process.

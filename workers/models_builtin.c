@@ -38,6 +38,25 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/*
+ * The length of s's longest prefix of at most `max` bytes that does not end
+ * inside a UTF-8 character. An error message quoting a client's string
+ * ("%.*s") is cut with it: a message is UTF-8 text (ring.h), and the engine
+ * copies it into the Result's JSON as it is, so half a character there
+ * would make GET /v1/jobs/{id}/results invalid JSON. `s` is valid UTF-8
+ * (jansson checked it), so backing over continuation bytes is enough.
+ */
+static int utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    return (int)n;
+}
+
 /* The JSON name of a value's type, for error messages. */
 static const char *json_kind(const json_t *v)
 {
@@ -218,7 +237,8 @@ static int exp_sinh_run(void *state, const json_t *item, json_t **output, char *
      * something other than what the client meant. */
     json_object_foreach((json_t *)item, key, v) {
         if (strcmp(key, "n") != 0) {
-            set_err(err, errlen, "exp_sinh: unexpected key \"%.64s\" (expects {\"n\": N})", key);
+            set_err(err, errlen, "exp_sinh: unexpected key \"%.*s\" (expects {\"n\": N})",
+                    utf8_prefix(key, 64), key);
             return -EINVAL;
         }
     }

@@ -1,6 +1,8 @@
 /*
  * Unit tests for workers/model_chaos.c: its table entry (registered, not a
- * default, no parameters), echo, fail, hang_ms and sleep_ms in process
+ * default), its one parameter (init_fail=MESSAGE: load accepts it and
+ * nothing else, then init fails with MESSAGE, also in a real forked
+ * worker), echo, fail, hang_ms and sleep_ms in process
  * (timed, and under a storm of signals for EINTR), every item error
  * (data-driven; none may crash), and each crash kind in a forked child whose
  * end is read with waitpid.
@@ -25,6 +27,8 @@
 
 #include "model.h"
 #include "model_chaos.h"
+#include "shm.h"
+#include "worker.h"
 
 static json_t *parse(const char *text)
 {
@@ -69,12 +73,18 @@ static void test_registered_not_default(void **unused)
     assert_true(model_chaos.flags & MODEL_FLAG_NOT_DEFAULT);
     assert_string_equal(model_chaos.name, "chaos");
     assert_non_null(strstr(model_chaos.description, "Fault injection"));
+    assert_non_null(strstr(model_chaos.description, "init_fail=MESSAGE"));
     assert_non_null(model_chaos.load);
+    assert_non_null(model_chaos.init);
     assert_non_null(model_chaos.run);
-    assert_null(model_chaos.init);
+    assert_null(model_chaos.fini);
+    assert_non_null(model_chaos.unload);
 }
 
-static void test_load_takes_no_params(void **unused)
+/* ---- load, init, unload: the init_fail parameter ------------------------- */
+
+/* Without parameters: no shared state, and init succeeds (every time). */
+static void test_load_without_params_init_succeeds(void **unused)
 {
     (void)unused;
     char err[128] = "";
@@ -82,13 +92,175 @@ static void test_load_takes_no_params(void **unused)
     struct model_params empty = {0, NULL, NULL};
     assert_int_equal(model_chaos.load(&empty, &shared, err, sizeof err), 0);
     assert_null(shared);
+    shared = (void *)&err;
     assert_int_equal(model_chaos.load(NULL, &shared, err, sizeof err), 0);
+    assert_null(shared);
 
-    const char *keys[] = {"rate"};
-    const char *values[] = {"0.5"};
-    struct model_params one = {1, keys, values};
-    assert_int_equal(model_chaos.load(&one, &shared, err, sizeof err), -EINVAL);
-    assert_string_equal(err, "model chaos takes no parameter 'rate'");
+    for (int i = 0; i < 3; i++) {
+        void *state = (void *)&err; /* must be overwritten */
+        err[0] = '\0';
+        assert_int_equal(model_chaos.init(shared, &state, err, sizeof err), 0);
+        assert_null(state);
+        assert_string_equal(err, "");
+    }
+    /* The items still work after such an init. */
+    json_t *item = json_pack("{s:i}", "a", 1), *out = NULL;
+    assert_int_equal(model_chaos.run(NULL, item, &out, err, sizeof err), 0);
+    assert_ptr_equal(out, item);
+    json_decref(out);
+    json_decref(item);
+    model_chaos.unload(shared);
+}
+
+/* init_fail=MESSAGE: load succeeds, then every init fails with MESSAGE. */
+static void test_init_fail_param(void **unused)
+{
+    (void)unused;
+    /* The parameters are borrowed during load() only: build them in
+     * buffers that are overwritten afterwards, as the config's are freed. */
+    char key[] = "init_fail", value[] = "boom: weights not found";
+    const char *keys[] = {key};
+    const char *values[] = {value};
+    struct model_params params = {1, keys, values};
+    char err[128] = "";
+    void *shared = NULL;
+    assert_int_equal(model_chaos.load(&params, &shared, err, sizeof err), 0);
+    assert_non_null(shared);
+    memset(key, 'x', sizeof key - 1);
+    memset(value, 'y', sizeof value - 1);
+
+    for (int i = 0; i < 3; i++) {
+        void *state = (void *)&err; /* must be overwritten */
+        err[0] = '\0';
+        int rc = model_chaos.init(shared, &state, err, sizeof err);
+        assert_true(rc < 0);
+        assert_string_equal(err, "boom: weights not found");
+        assert_null(state);
+    }
+    /* Cut to the caller's buffer, still terminated. */
+    char small[5];
+    void *state;
+    assert_true(model_chaos.init(shared, &state, small, sizeof small) < 0);
+    assert_string_equal(small, "boom");
+    model_chaos.unload(shared);
+
+    /* What a deployment types: --model chaos:init_fail=boom */
+    const char *k1[] = {"init_fail"}, *v1[] = {"boom"};
+    struct model_params boom = {1, k1, v1};
+    assert_int_equal(model_chaos.load(&boom, &shared, err, sizeof err), 0);
+    assert_true(model_chaos.init(shared, &state, err, sizeof err) < 0);
+    assert_string_equal(err, "boom");
+    model_chaos.unload(shared);
+}
+
+/* Anything but one non-empty init_fail is refused, naming the key, with
+ * no shared state left behind (valgrind checks that nothing leaks). */
+static void test_load_refuses_other_params(void **unused)
+{
+    (void)unused;
+    static const struct {
+        size_t n;
+        const char *keys[3];
+        const char *values[3];
+        const char *message;
+    } cases[] = {
+        {1, {"rate"}, {"0.5"},
+         "model chaos has no parameter 'rate' (its only one is init_fail=MESSAGE)"},
+        {1, {"Init_fail"}, {"x"},
+         "model chaos has no parameter 'Init_fail' (its only one is init_fail=MESSAGE)"},
+        {1, {"init_fail_"}, {"x"},
+         "model chaos has no parameter 'init_fail_' (its only one is init_fail=MESSAGE)"},
+        /* A good key first does not excuse a bad one after it. */
+        {2, {"init_fail", "crash"}, {"boom", "segv"},
+         "model chaos has no parameter 'crash' (its only one is init_fail=MESSAGE)"},
+        {2, {"init_fail", "init_fail"}, {"a", "b"}, "model chaos: 'init_fail' given twice"},
+        {1, {"init_fail"}, {""}, "model chaos: init_fail needs a non-empty message"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct model_params params = {cases[i].n, cases[i].keys, cases[i].values};
+        char err[256] = "";
+        void *shared = (void *)&err; /* must be overwritten */
+        int rc = model_chaos.load(&params, &shared, err, sizeof err);
+        if (rc != -EINVAL || strcmp(err, cases[i].message) != 0)
+            fail_msg("case %zu: rc %d err '%s', want -EINVAL '%s'", i, rc, err,
+                     cases[i].message);
+        assert_null(shared);
+    }
+}
+
+/*
+ * The point of init_fail: a real worker (worker_main, forked as the
+ * supervisor forks it) cannot start. It exits with WORKER_EXIT_INIT and
+ * leaves the message where the supervisor reads it. The same worker
+ * without the parameter starts (reaches IDLE) and stops on SIGTERM.
+ */
+static int run_worker(const void *shared, struct shm *shm, bool stop_when_idle)
+{
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGALRM, SIG_DFL);
+        alarm(30);
+        worker_main(shm, 0, &model_chaos, shared, parent);
+    }
+    struct shm_worker *sw = shm_worker(shm, 0);
+    if (stop_when_idle) {
+        /* Bounded: 20 s of 10 ms naps for init to finish. */
+        for (int i = 0; i < 2000; i++) {
+            uint32_t st = atomic_load(&sw->state);
+            if (st == WORKER_IDLE || st == WORKER_FAILED)
+                break;
+            struct timespec nap = {0, 10000000L};
+            nanosleep(&nap, NULL);
+        }
+        assert_int_equal(atomic_load(&sw->state), WORKER_IDLE);
+        kill(pid, SIGTERM);
+    }
+    int status;
+    pid_t got;
+    while ((got = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+        ;
+    assert_int_equal(got, pid);
+    return status;
+}
+
+static void test_init_fail_in_a_worker(void **unused)
+{
+    (void)unused;
+    uint32_t gw[1] = {1};
+    const char *names[1] = {"chaos"};
+    struct shm_layout lay = {1, gw, names, 1, 4096, 4096};
+    struct shm shm;
+    char err[128] = "";
+
+    assert_int_equal(shm_create(&shm, &lay), 0);
+    const char *keys[] = {"init_fail"}, *values[] = {"boom"};
+    struct model_params params = {1, keys, values};
+    void *shared = NULL;
+    assert_int_equal(model_chaos.load(&params, &shared, err, sizeof err), 0);
+    int status = run_worker(shared, &shm, false);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != WORKER_EXIT_INIT)
+        fail_msg("want exit %d (init failed), got status 0x%x", WORKER_EXIT_INIT,
+                 (unsigned)status);
+    struct shm_worker *sw = shm_worker(&shm, 0);
+    assert_string_equal(sw->init_error, "boom");
+    assert_int_equal(atomic_load(&sw->state), WORKER_FAILED);
+    assert_int_equal(atomic_load(&sw->inits), 0);
+    model_chaos.unload(shared);
+    shm_destroy(&shm);
+
+    assert_int_equal(shm_create(&shm, &lay), 0);
+    assert_int_equal(model_chaos.load(NULL, &shared, err, sizeof err), 0);
+    status = run_worker(shared, &shm, true);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("want exit 0 (stopped), got status 0x%x", (unsigned)status);
+    sw = shm_worker(&shm, 0);
+    assert_int_equal(atomic_load(&sw->inits), 1);
+    assert_string_equal(sw->init_error, "");
+    model_chaos.unload(shared);
+    shm_destroy(&shm);
 }
 
 /* ---- echo, fail ---------------------------------------------------------- */
@@ -389,7 +561,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registered_not_default),
-        cmocka_unit_test(test_load_takes_no_params),
+        cmocka_unit_test(test_load_without_params_init_succeeds),
+        cmocka_unit_test(test_init_fail_param),
+        cmocka_unit_test(test_load_refuses_other_params),
+        cmocka_unit_test(test_init_fail_in_a_worker),
         cmocka_unit_test(test_echoes_everything_else),
         cmocka_unit_test(test_fail_returns_the_message),
         cmocka_unit_test(test_hang_returns_hung_ms),
