@@ -1,5 +1,6 @@
 #include "api.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,6 +13,7 @@
 
 #include "engine.h"
 #include "log.h"
+#include "sanitizer.h"
 #include "server.h"
 
 /* Writes "PORT\n" to path.tmp, then renames it to path. Returns 0 or -errno. */
@@ -35,6 +37,32 @@ static int write_port_file(const char *path, uint16_t port)
     if (rc)
         unlink(tmp);
     return rc;
+}
+
+/* True for 127.0.0.0/8 (config.c stores "localhost" as 127.0.0.1). */
+static bool is_loopback(const char *host)
+{
+    struct in_addr a;
+    return host && inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* Says at start-up whether requests need a token, and shouts when an
+ * address other machines can reach is served without one (the container
+ * image's 0.0.0.0 without BATCHD_API_TOKENS). */
+static void log_exposure(const struct config *cfg, bool auth)
+{
+    if (auth) {
+        log_info("authentication is on: the /v1 routes%s need a bearer token",
+                 cfg->auth_metrics ? " and /metrics" : "");
+        return;
+    }
+    log_info("authentication is off: no API token is configured (BATCHD_API_TOKENS or "
+             "--tokens-file)");
+    if (!is_loopback(cfg->listen_host))
+        log_warn("WARNING: listening on %s without authentication: anyone who can reach this "
+                 "address can submit and cancel jobs. Set BATCHD_API_TOKENS or --tokens-file, "
+                 "or listen on 127.0.0.1",
+                 cfg->listen_host);
 }
 
 int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
@@ -76,7 +104,9 @@ int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
     struct api_server *server = api_server_start(cfg, engine, listen_fd, &err);
     if (!server) {
         engine_destroy(engine);
-        return API_EXIT_FATAL;
+        /* An unreadable tokens file (checked at start, so it changed since)
+         * may be mid-replacement: worth a respawn with back-off. */
+        return err == -EINVAL ? API_EXIT_FAILED : API_EXIT_FATAL;
     }
     uint16_t port = api_server_port(server);
     if (cfg->port_file) {
@@ -89,8 +119,9 @@ int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
         }
     }
     bool v6 = cfg->listen_host && strchr(cfg->listen_host, ':') && cfg->listen_host[0] != '[';
-    log_info("listening on %s%s%s:%u", v6 ? "[" : "", cfg->listen_host ? cfg->listen_host : "",
-             v6 ? "]" : "", (unsigned)port);
+    log_info("listening on %s://%s%s%s:%u", cfg->tls_cert_pem ? "https" : "http", v6 ? "[" : "",
+             cfg->listen_host ? cfg->listen_host : "", v6 ? "]" : "", (unsigned)port);
+    log_exposure(cfg, api_server_auth_enabled(server));
 
     int sig = 0;
     for (;;) {
@@ -100,7 +131,7 @@ int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
             continue;
         }
         if (sig == SIGHUP) {
-            log_info("SIGHUP ignored: the api process has nothing to reload");
+            api_server_reload(server);
             continue;
         }
         break;
@@ -138,5 +169,7 @@ int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
     api_server_stop(server);
     engine_destroy(engine);
     log_info("stopped");
+    /* the supervisor _exit()s us with this status: LSan's only look */
+    san_leak_check();
     return API_EXIT_OK;
 }

@@ -13,14 +13,18 @@
  *      handler ever runs on a libmicrohttpd or engine thread. SIGPIPE is
  *      ignored (a client that leaves must not kill the process).
  *   2. The engine is created (jobs, dispatcher, collector: engine.h).
- *   3. The HTTP server starts serving on the supervisor's listening socket
- *      (listener.h: the same port across api restarts); its port is written to
- *      --port-file (as PATH.tmp, then renamed, so a reader never sees half
- *      a number) and logged as "listening on HOST:PORT".
- *   4. sigwait(): SIGHUP is logged and ignored; SIGTERM or SIGINT stop the
- *      process: the engine stops accepting jobs, the server stops (open
- *      result streams are cut within a poll interval, connection threads are
- *      joined), then the engine is destroyed.
+ *   3. The HTTP server (HTTPS with --tls-cert) starts serving on the
+ *      supervisor's listening socket (listener.h: the same port across api
+ *      restarts); its port is written to --port-file (as PATH.tmp, then
+ *      renamed, so a reader never sees half a number) and logged as
+ *      "listening on http://HOST:PORT" (https with TLS), with whether
+ *      authentication is on (a loud warning when it is off on an address
+ *      other than loopback).
+ *   4. sigwait(): SIGHUP (forwarded by the supervisor) reloads the tokens
+ *      file (auth.h); SIGTERM or SIGINT stop the process: the engine stops
+ *      accepting jobs, the server stops (open result streams are cut within
+ *      a poll interval, connection threads are joined), then the engine is
+ *      destroyed.
  *
  * Process and threads: the api process's main thread only.
  * Ownership: cfg, shm and listen_fd are borrowed from the supervisor
@@ -36,7 +40,8 @@ struct shm;
 
 /* Exit codes of the api process (the supervisor's classification). */
 #define API_EXIT_OK 0      /* stopped by SIGTERM/SIGINT */
-#define API_EXIT_FAILED 1  /* the engine could not start: worth a respawn with back-off */
+#define API_EXIT_FAILED 1  /* the engine could not start, or the tokens file cannot be
+                              read: worth a respawn with back-off */
 #define API_EXIT_FATAL 2   /* cannot listen (bad address, port in use) or write the port
                               file: it would fail again, do not respawn */
 

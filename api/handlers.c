@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cors.h"
 #include "log.h"
 #include "request.h"
+#include "ui.h"
 
 /* Largest response bodies assembled in memory: a results page (its size is
  * chosen by the client through `limit`) and the metrics text. */
@@ -556,6 +558,16 @@ static const struct api_op ops[] = {
     { "getHealth", API_ROUTE_HEALTHZ, API_METHOD_GET, NULL, get_health, NULL },
     { "getReady", API_ROUTE_READYZ, API_METHOD_GET, NULL, get_ready, NULL },
     { "getMetrics", API_ROUTE_METRICS, API_METHOD_GET, NULL, get_metrics, NULL },
+    /* CORS preflights of the /v1 routes (cors.h) */
+    { "preflightJobs", API_ROUTE_JOBS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
+    { "preflightJob", API_ROUTE_JOB, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
+    { "preflightJobResults", API_ROUTE_JOB_RESULTS, API_METHOD_OPTIONS, NULL, api_cors_preflight,
+      NULL },
+    { "preflightModels", API_ROUTE_MODELS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
+    { "preflightWorkers", API_ROUTE_WORKERS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
+    /* the dashboard (ui.h) */
+    { "getDashboard", API_ROUTE_DASHBOARD, API_METHOD_GET, NULL, api_ui_get_dashboard, NULL },
+    { "getUiAsset", API_ROUTE_UI_ASSET, API_METHOD_GET, NULL, api_ui_get_asset, NULL },
 };
 
 const struct api_op *api_op_find(enum api_route route, enum api_method method)

@@ -5,7 +5,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cors.h"
 #include "log.h"
+
+/*
+ * The body size of the last response built on this thread by
+ * api_response_take/static, which api_send() records for the access log.
+ * libmicrohttpd has no getter for a response's size, and the constructors
+ * do not know the request; with one thread per connection, the response a
+ * thread built last is the one it is about to send, and the pointer is
+ * compared so that any other response counts as unknown.
+ */
+static _Thread_local struct {
+    const struct MHD_Response *resp;
+    int64_t bytes;
+} last_built;
+
+static struct MHD_Response *remember_size(struct MHD_Response *resp, size_t len)
+{
+    last_built.resp = resp;
+    last_built.bytes = (int64_t)len;
+    return resp;
+}
 
 struct api_req *api_req_new(struct MHD_Connection *conn, struct engine *engine,
                             const struct config *cfg, const atomic_bool *stopping,
@@ -22,6 +43,7 @@ struct api_req *api_req_new(struct MHD_Connection *conn, struct engine *engine,
     r->method = method;
     r->path = path;
     r->method_bit = api_method_parse(method);
+    r->resp_bytes = -1;
     const char *rid = api_req_header(r, "X-Request-Id");
     if (api_request_id_valid(rid))
         snprintf(r->request_id, sizeof r->request_id, "%s", rid);
@@ -59,7 +81,11 @@ enum MHD_Result api_send(struct api_req *r, unsigned status, struct MHD_Response
 {
     if (!resp)
         return MHD_NO;
+    r->resp_bytes = last_built.resp == resp ? last_built.bytes : -1;
+    last_built.resp = NULL;
     enum MHD_Result ok = MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    if (ok == MHD_YES)
+        ok = api_cors_add_headers(r, resp);
     if (ok == MHD_YES)
         ok = MHD_queue_response(r->conn, status, resp);
     /* the connection holds its own reference once queued */
@@ -86,7 +112,7 @@ struct MHD_Response *api_response_take(char *data, size_t len, const char *ctype
         MHD_destroy_response(resp);
         resp = NULL;
     }
-    return resp;
+    return remember_size(resp, data ? len : 0);
 }
 
 struct MHD_Response *api_response_static(const char *body, const char *ctype)
@@ -97,7 +123,7 @@ struct MHD_Response *api_response_static(const char *body, const char *ctype)
         MHD_destroy_response(resp);
         resp = NULL;
     }
-    return resp;
+    return remember_size(resp, strlen(body));
 }
 
 struct MHD_Response *api_response_json(const json_t *body)
@@ -135,6 +161,12 @@ enum MHD_Result api_send_problem(struct api_req *r, const struct api_problem *p)
     if (p->kind == API_PROBLEM_METHOD_NOT_ALLOWED) {
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                      api_route_allow(r->match.route));
+    } else if (p->kind == API_PROBLEM_UNAUTHORIZED) {
+        /* RFC 6750 3: the scheme and realm; an invalid token is told so */
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                     api_req_header(r, MHD_HTTP_HEADER_AUTHORIZATION)
+                                         ? "Bearer realm=\"batchd\", error=\"invalid_token\""
+                                         : "Bearer realm=\"batchd\"");
     } else if (p->kind == API_PROBLEM_NOT_READY || p->kind == API_PROBLEM_SHUTTING_DOWN ||
                p->kind == API_PROBLEM_OVERLOADED || p->kind == API_PROBLEM_MODEL_UNAVAILABLE) {
         char secs[16];

@@ -9,9 +9,10 @@
  * the first call and frees it in libmicrohttpd's completion callback.
  *
  * Every response goes out through api_send(), which adds X-Request-Id and
- * records the status, so no handler can forget either. Error responses are
- * problem+json (problem.h) built by api_send_problem(), which also adds the
- * headers a problem implies: Allow on 405, Retry-After on 503.
+ * the CORS headers (cors.h) and records the status, so no handler can
+ * forget any of them. Error responses are problem+json (problem.h) built by
+ * api_send_problem(), which also adds the headers a problem implies: Allow
+ * on 405, Retry-After on 503, WWW-Authenticate on 401.
  *
  * Process and threads: api process. With one thread per connection, a
  * request and its api_req live on one libmicrohttpd thread; nothing here is
@@ -69,6 +70,9 @@ struct api_req {
     char request_id[API_REQUEST_ID_MAX + 1];
     struct timespec started;       /* CLOCK_MONOTONIC, for the request duration */
     unsigned status;               /* the status sent; 0 until then */
+    int64_t resp_bytes;            /* body bytes of the response sent, for the access log;
+                                      -1 when not known (a stream, or a response not built by
+                                      api_response_take/static/json) */
     bool begun;                    /* routing and the op's begin step have run */
 
     /* The body (POST /v1/jobs only), capped at cfg->max_body_bytes. */
@@ -100,7 +104,8 @@ double api_req_seconds(const struct api_req *r);
 const char *api_req_header(const struct api_req *r, const char *name);
 
 /*
- * Queues `resp` with `status`, after adding X-Request-Id. Takes `resp`
+ * Queues `resp` with `status`, after adding X-Request-Id and the CORS
+ * headers, and records the status and the body size. Takes `resp`
  * (destroys its reference in every case). Returns MHD_YES when queued;
  * MHD_NO when `resp` is NULL or libmicrohttpd refused it, which makes
  * libmicrohttpd close the connection (the only answer left without memory).

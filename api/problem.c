@@ -30,6 +30,7 @@ static const struct problem_kind_info problem_kinds[API_PROBLEM_KIND_COUNT] = {
     [API_PROBLEM_NOT_READY] = { "not-ready", 503, "Not ready" },
     [API_PROBLEM_SHUTTING_DOWN] = { "shutting-down", 503, "Shutting down" },
     [API_PROBLEM_MODEL_UNAVAILABLE] = { "model-unavailable", 503, "Model unavailable" },
+    [API_PROBLEM_UNAUTHORIZED] = { "unauthorized", 401, "Unauthorized" },
 };
 
 static const struct problem_kind_info *problem_info(enum api_problem_kind kind)

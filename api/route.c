@@ -11,14 +11,20 @@ struct route_info {
 
 static const struct route_info routes[API_ROUTE_COUNT] = {
     [API_ROUTE_NONE] = { "unmatched", 0, "" },
-    [API_ROUTE_JOBS] = { "/v1/jobs", API_METHOD_GET | API_METHOD_POST, "GET, POST" },
-    [API_ROUTE_JOB] = { "/v1/jobs/{id}", API_METHOD_GET | API_METHOD_DELETE, "GET, DELETE" },
-    [API_ROUTE_JOB_RESULTS] = { "/v1/jobs/{id}/results", API_METHOD_GET, "GET" },
-    [API_ROUTE_MODELS] = { "/v1/models", API_METHOD_GET, "GET" },
-    [API_ROUTE_WORKERS] = { "/v1/workers", API_METHOD_GET, "GET" },
+    /* the /v1 routes answer OPTIONS too: browsers preflight cross-origin calls */
+    [API_ROUTE_JOBS] = { "/v1/jobs", API_METHOD_GET | API_METHOD_POST | API_METHOD_OPTIONS,
+                         "GET, POST, OPTIONS" },
+    [API_ROUTE_JOB] = { "/v1/jobs/{id}", API_METHOD_GET | API_METHOD_DELETE | API_METHOD_OPTIONS,
+                        "GET, DELETE, OPTIONS" },
+    [API_ROUTE_JOB_RESULTS] = { "/v1/jobs/{id}/results", API_METHOD_GET | API_METHOD_OPTIONS,
+                                "GET, OPTIONS" },
+    [API_ROUTE_MODELS] = { "/v1/models", API_METHOD_GET | API_METHOD_OPTIONS, "GET, OPTIONS" },
+    [API_ROUTE_WORKERS] = { "/v1/workers", API_METHOD_GET | API_METHOD_OPTIONS, "GET, OPTIONS" },
     [API_ROUTE_HEALTHZ] = { "/healthz", API_METHOD_GET, "GET" },
     [API_ROUTE_READYZ] = { "/readyz", API_METHOD_GET, "GET" },
     [API_ROUTE_METRICS] = { "/metrics", API_METHOD_GET, "GET" },
+    [API_ROUTE_DASHBOARD] = { "/", API_METHOD_GET, "GET" },
+    [API_ROUTE_UI_ASSET] = { "/ui/{asset}", API_METHOD_GET, "GET" },
 };
 
 /* Routes without a parameter, matched by the whole path. */
@@ -29,6 +35,7 @@ static const struct {
     { "/v1/jobs", API_ROUTE_JOBS },       { "/v1/models", API_ROUTE_MODELS },
     { "/v1/workers", API_ROUTE_WORKERS }, { "/healthz", API_ROUTE_HEALTHZ },
     { "/readyz", API_ROUTE_READYZ },      { "/metrics", API_ROUTE_METRICS },
+    { "/", API_ROUTE_DASHBOARD },
 };
 
 bool api_job_id_valid(const char *s, size_t len)
@@ -63,6 +70,15 @@ int api_route_match(const char *path, struct api_match *m)
             return 0;
         }
     }
+    static const char ui_prefix[] = "/ui/";
+    if (strncmp(path, ui_prefix, sizeof ui_prefix - 1) == 0) {
+        const char *asset = path + sizeof ui_prefix - 1;
+        if (asset[0] == '\0' || strchr(asset, '/'))
+            return -ENOENT;
+        m->route = API_ROUTE_UI_ASSET;
+        m->asset = asset;
+        return 0;
+    }
     static const char prefix[] = "/v1/jobs/";
     if (strncmp(path, prefix, sizeof prefix - 1) != 0)
         return -ENOENT;
@@ -93,6 +109,8 @@ enum api_method api_method_parse(const char *method)
         return API_METHOD_POST;
     if (strcmp(method, "DELETE") == 0)
         return API_METHOD_DELETE;
+    if (strcmp(method, "OPTIONS") == 0)
+        return API_METHOD_OPTIONS;
     return API_METHOD_OTHER;
 }
 

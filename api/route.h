@@ -29,6 +29,8 @@ enum api_route {
     API_ROUTE_HEALTHZ,     /* /healthz                 getHealth */
     API_ROUTE_READYZ,      /* /readyz                  getReady */
     API_ROUTE_METRICS,     /* /metrics                 getMetrics */
+    API_ROUTE_DASHBOARD,   /* /                        getDashboard */
+    API_ROUTE_UI_ASSET,    /* /ui/{asset}              getUiAsset */
     API_ROUTE_COUNT
 };
 
@@ -38,24 +40,29 @@ enum api_method {
     API_METHOD_GET = 1u << 0,
     API_METHOD_POST = 1u << 1,
     API_METHOD_DELETE = 1u << 2,
+    API_METHOD_OPTIONS = 1u << 3, /* the /v1 routes: CORS preflight (cors.h) */
 };
 
 struct api_match {
     enum api_route route;
     bool id_valid;                       /* routes with {id}: the id is [a-z2-7]{26} */
     char id[ENGINE_JOB_ID_LEN + 1];      /* the id when id_valid, else "" */
+    const char *asset;                   /* API_ROUTE_UI_ASSET: the {asset} segment,
+                                            borrowed from the path; else NULL */
 };
 
 /*
  * Matches `path` (the request path without the query string). Returns 0
  * and fills *m when the path has the shape of a route, -ENOENT otherwise
  * (m->route is then API_ROUTE_NONE). Paths are exact: no trailing slash, no
- * empty segments, case-sensitive.
+ * empty segments, case-sensitive. "/ui/<one segment>" matches
+ * API_ROUTE_UI_ASSET whatever the segment; whether such an asset exists is
+ * the handler's question (404 problem).
  */
 int api_route_match(const char *path, struct api_match *m);
 
-/* Returns the method's bit, API_METHOD_OTHER for anything else (HEAD and
- * OPTIONS included: no operation defines them). */
+/* Returns the method's bit, API_METHOD_OTHER for anything else (HEAD
+ * included: no operation defines it). */
 enum api_method api_method_parse(const char *method);
 
 /* The API_METHOD_* bits the route implements (0 for API_ROUTE_NONE). */

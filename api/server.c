@@ -12,6 +12,7 @@
 
 #include <microhttpd.h>
 
+#include "auth.h"
 #include "handlers.h"
 #include "http.h"
 #include "listener.h"
@@ -21,6 +22,7 @@ struct api_server {
     struct MHD_Daemon *daemon;
     const struct config *cfg;
     struct engine *engine;
+    struct api_auth *auth;  /* the bearer tokens (auth.h) */
     /* Set once at shutdown, read by streams on other threads; nothing is
      * published through it, so relaxed order is enough. */
     atomic_bool stopping;
@@ -33,6 +35,7 @@ static const char *method_label(enum api_method m)
     case API_METHOD_GET: return "GET";
     case API_METHOD_POST: return "POST";
     case API_METHOD_DELETE: return "DELETE";
+    case API_METHOD_OPTIONS: return "OPTIONS";
     default: return "other"; /* client-chosen strings never become labels */
     }
 }
@@ -86,8 +89,26 @@ static enum MHD_Result refuse_query(struct api_req *r)
                              r->op->operation_id, known);
 }
 
-/* Routing, the query and the operation's begin step: the headers are in. */
-static enum MHD_Result dispatch_begin(struct api_req *r)
+/* Authentication (auth.h), once the route and the method are known to
+ * exist (404 and 405 come first: they say no more than a 401 would, that
+ * the path exists or not) and before anything looks at the request's
+ * parameters or body. */
+static enum MHD_Result refuse_unauthenticated(struct api_server *s, struct api_req *r)
+{
+    enum api_auth_result a =
+        api_auth_check(s->auth, api_req_header(r, MHD_HTTP_HEADER_AUTHORIZATION));
+    if (a == API_AUTH_OK)
+        return MHD_YES;
+    return api_send_problemf(r, API_PROBLEM_UNAUTHORIZED,
+                             a == API_AUTH_MISSING
+                                 ? "%s needs a bearer token (Authorization: Bearer TOKEN)"
+                                 : "the bearer token is not valid for %s",
+                             api_route_template(r->match.route));
+}
+
+/* Routing, authentication, the query and the operation's begin step: the
+ * headers are in. */
+static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
 {
     if (api_route_match(r->path, &r->match) != 0)
         return api_send_problemf(r, API_PROBLEM_NOT_FOUND, "no resource at %s", r->path);
@@ -97,6 +118,12 @@ static enum MHD_Result dispatch_begin(struct api_req *r)
                                  "%s is not allowed on %s (allowed: %s)", r->method,
                                  api_route_template(r->match.route),
                                  api_route_allow(r->match.route));
+    if (api_auth_enabled(s->auth) &&
+        api_auth_protects(s->cfg, r->match.route, r->method_bit)) {
+        enum MHD_Result ret = refuse_unauthenticated(s, r);
+        if (ret != MHD_YES || r->status)
+            return ret;
+    }
     r->op = op;
     bool has_id = r->match.route == API_ROUTE_JOB || r->match.route == API_ROUTE_JOB_RESULTS;
     /* a malformed id is simply a job that does not exist; the engine never sees it */
@@ -182,7 +209,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!has_body(r))
             return MHD_YES;
         r->begun = true;
-        return dispatch_begin(r);
+        return dispatch_begin(s, r);
     }
     if (*upload_data_size > 0) {
         enum MHD_Result ok = body_feed(r, upload_data, *upload_data_size);
@@ -191,7 +218,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     if (!r->begun) {
         r->begun = true;
-        enum MHD_Result ret = dispatch_begin(r);
+        enum MHD_Result ret = dispatch_begin(s, r);
         if (ret != MHD_YES || r->status || !r->wants_body)
             return ret;
         /* a POST without a body goes on to its finish step: the parsers
@@ -205,6 +232,65 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     return api_send_problemf(r, API_PROBLEM_INTERNAL, "the request was not answered");
 }
 
+/* Longest path written whole in an access log line. */
+#define ACCESS_LOG_PATH_MAX 256
+
+/* Appends `"name":"<s as a JSON string>"`, s cut at `max` bytes (a cut
+ * character becomes U+FFFD like any other invalid UTF-8 from a client). */
+static void field_str(struct sbuf *b, const char *name, const char *s, size_t max)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (sbuf_printf(b, ",\"%s\":", name) == 0 &&
+        api_json_string_sanitized(b, s ? s : "", n < max ? n : max) != 0)
+        sbuf_puts(b, "null"); /* never a member without a value */
+}
+
+/*
+ * The access log: one line per request, answered or not (status 0 when
+ * the client left, or timed out, before an answer), with the method, path
+ * (without the query, which may carry anything), route template, status,
+ * body bytes (null when unknown: a stream), duration, request id and the
+ * client's address. The path is cut at ACCESS_LOG_PATH_MAX bytes so that
+ * the line always fits log.c's line buffer.
+ */
+static void access_log(const struct api_req *r, double secs, bool completed)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    struct sbuf b = SBUF_INIT;
+    sbuf_set_limit(&b, 1024 + ACCESS_LOG_PATH_MAX * 6);
+    char addr[INET6_ADDRSTRLEN] = "";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr,
+                      sizeof addr);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                      addr, sizeof addr);
+    }
+    sbuf_puts(&b, ",\"event\":\"access\"");
+    field_str(&b, "method", r->method, 32);
+    field_str(&b, "path", r->path, ACCESS_LOG_PATH_MAX);
+    sbuf_printf(&b, ",\"route\":\"%s\",\"status\":%u", api_route_template(r->match.route),
+                r->status);
+    if (r->resp_bytes >= 0)
+        sbuf_printf(&b, ",\"bytes\":%lld", (long long)r->resp_bytes);
+    else
+        sbuf_puts(&b, ",\"bytes\":null");
+    sbuf_printf(&b, ",\"duration_ms\":%.3f,\"request_id\":\"%s\",\"remote\":\"%s\"%s",
+                secs * 1000.0, r->request_id, addr, completed ? "" : ",\"completed\":false");
+    /* the request id was checked (or generated) to be [A-Za-z0-9._-] */
+    const char *fields = b.len > 0 && b.data ? b.data : NULL;
+    /* the message holds only our own words (the client's are in the fields,
+     * made valid UTF-8 there) */
+    log_msg_fields(LOG_INFO, fields, "%s %s %u", method_label(r->method_bit),
+                   api_route_template(r->match.route), r->status);
+    sbuf_free(&b);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -214,17 +300,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     if (!r)
         return;
     double secs = api_req_seconds(r);
-    if (r->status) {
+    if (r->status)
         engine_count_request(s->engine, api_route_template(r->match.route),
                              method_label(r->method_bit), (int)r->status, secs);
-        log_debug("%s %s -> %u in %.3f s, request %s%s", r->method, r->path, r->status, secs,
-                  r->request_id,
-                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
-    } else {
-        /* nothing was answered (the client left mid-body, or a timeout) */
-        log_debug("%s %s ended without a response (code %d), request %s", r->method, r->path,
-                  (int)toe, r->request_id);
-    }
+    if (s->cfg->access_log)
+        access_log(r, secs, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     api_req_free(r);
     *req_cls = NULL;
 }
@@ -259,9 +339,33 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     s->cfg = cfg;
     s->engine = engine;
     atomic_init(&s->stopping, false);
+    char aerr[256];
+    s->auth = api_auth_create(cfg, aerr, sizeof aerr);
+    if (!s->auth) {
+        log_error("authentication cannot start: %s", aerr);
+        free(s);
+        *err = -EINVAL;
+        return NULL;
+    }
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG;
+    /* HTTPS: the PEM texts were read at start (config.h); libmicrohttpd
+     * copies them into GnuTLS when the daemon starts. */
+    struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
+    if (cfg->tls_cert_pem) {
+        if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+            log_error("--tls-cert: this libmicrohttpd was built without TLS support");
+            api_auth_destroy(s->auth);
+            free(s);
+            *err = -ENOTSUP;
+            return NULL;
+        }
+        flags |= MHD_USE_TLS;
+        tls_opts[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem };
+        tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem };
+        tls_opts[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+    }
     /* poll() has no FD_SETSIZE ceiling, which select() would put on the
      * descriptor numbers of a busy process */
     if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
@@ -279,11 +383,13 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)API_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
     if (!s->daemon) {
         int e = errno ? errno : EIO;
-        log_error("cannot listen on %s:%u: %s", cfg->listen_host, (unsigned)cfg->listen_port,
+        log_error("cannot listen on %s:%u%s: %s", cfg->listen_host, (unsigned)cfg->listen_port,
+                  cfg->tls_cert_pem ? " (HTTPS: is the key the certificate's, both PEM?)" : "",
                   strerror(e));
+        api_auth_destroy(s->auth);
         free(s);
         *err = -e;
         return NULL;
@@ -292,6 +398,7 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     if (s->port == 0) {
         log_error("listening, but the bound port cannot be read");
         MHD_stop_daemon(s->daemon);
+        api_auth_destroy(s->auth);
         free(s);
         *err = -EIO;
         return NULL;
@@ -301,6 +408,22 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
 
 uint16_t api_server_port(const struct api_server *s) { return s->port; }
 
+bool api_server_auth_enabled(const struct api_server *s) { return api_auth_enabled(s->auth); }
+
+void api_server_reload(struct api_server *s)
+{
+    char err[256];
+    if (!s->cfg->tokens_file) {
+        log_info("SIGHUP: nothing to reload (no --tokens-file)");
+        return;
+    }
+    if (api_auth_reload(s->auth, err, sizeof err) < 0)
+        log_error("SIGHUP: tokens not reloaded, the previous ones stay in use: %s", err);
+    else
+        log_info("SIGHUP: tokens file %s reloaded: %zu token(s) accepted", s->cfg->tokens_file,
+                 api_auth_count(s->auth));
+}
+
 void api_server_stop(struct api_server *s)
 {
     if (!s)
@@ -309,5 +432,7 @@ void api_server_stop(struct api_server *s)
      * only ends when it sees this */
     atomic_store_explicit(&s->stopping, true, memory_order_relaxed);
     MHD_stop_daemon(s->daemon);
+    /* after the daemon: no connection thread can be checking a token now */
+    api_auth_destroy(s->auth);
     free(s);
 }

@@ -7,9 +7,10 @@
  * idle connections, and a per-connection memory pool bounds header sizes.
  *
  * Per request the server:
- *   1. matches the route (404) and the method (405 with Allow), refuses a
- *      malformed job id (404) and any query parameter the operation does
- *      not declare, or declares twice (400);
+ *   1. matches the route (404) and the method (405 with Allow), checks
+ *      the bearer token of a protected route (401 with WWW-Authenticate,
+ *      auth.h), refuses a malformed job id (404) and any query parameter
+ *      the operation does not declare, or declares twice (400);
  *   2. runs the operation's begin step (handlers.h), which answers, or asks
  *      for the body. Steps 1 and 2 run as soon as the headers are in when
  *      the request announces a body (so a refused body is never uploaded,
@@ -23,7 +24,9 @@
  *      listening for the answer;
  *   4. runs the finish step with the whole body;
  *   5. when the request completes, counts it (engine_count_request) with
- *      its route template, method, status and duration.
+ *      its route template, method, status and duration, and writes the
+ *      access log line (--access-log): method, path, route, status, body
+ *      bytes, duration, request id, client address.
  *
  * Process and threads: api process. api_server_start/stop are called by the
  * api process's main thread; everything else runs on libmicrohttpd's
@@ -36,6 +39,7 @@
 #ifndef BATCHD_API_SERVER_H
 #define BATCHD_API_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -50,15 +54,28 @@ struct api_server;
 /*
  * Starts serving on listen_fd, a listening socket the supervisor opened
  * (listener.h); libmicrohttpd closes this process's copy when it stops.
+ * Serves HTTPS when cfg->tls_cert_pem is set. Reads the tokens file
+ * (auth.h).
  * Returns the new server, or NULL (logged) with *err = -EIO when
  * libmicrohttpd cannot start (the errno of its last failure is passed on
- * when there is one), or -ENOMEM.
+ * when there is one), -EINVAL when the tokens file cannot be read,
+ * -ENOTSUP for HTTPS without TLS support, or -ENOMEM.
  */
 struct api_server *api_server_start(const struct config *cfg, struct engine *engine,
                                     int listen_fd, int *err);
 
 /* The port actually bound (the kernel's choice when listen_port was 0). */
 uint16_t api_server_port(const struct api_server *s);
+
+/* True when requests need a bearer token (auth.h). */
+bool api_server_auth_enabled(const struct api_server *s);
+
+/*
+ * SIGHUP: reads the tokens file again (auth.h). On failure the tokens in
+ * use stay and the reason is logged. Called by the api process's main
+ * thread while connection threads run.
+ */
+void api_server_reload(struct api_server *s);
 
 /*
  * Stops the server: sets the shutdown flag (open streams end within one

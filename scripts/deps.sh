@@ -3,6 +3,13 @@
 #
 #   sh scripts/deps.sh build   C toolchain and libraries (make, make test)
 #   sh scripts/deps.sh node    Node.js and the npm packages of tests/contract
+#   sh scripts/deps.sh image   buildah, podman, runc, debootstrap (make image-test),
+#                              Node.js and the npm packages of tests/image
+#   sh scripts/deps.sh promtool  Prometheus's promtool (the /metrics format check)
+#   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
+#   sh scripts/deps.sh browser Debian's chromium, Node.js and the npm packages of
+#                              tests/browser (playwright-core drives the system
+#                              chromium: no browser is ever downloaded)
 #
 # Installs only when something is missing, and only as root (otherwise it
 # says what to install and fails). Used by the Makefile and by .ci/run.
@@ -27,8 +34,9 @@ need_pkgs() {
 
 case "${1:-build}" in
 build)
+    # openssl: the command that makes test_tls's self-signed certificate
     need_pkgs build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-        libcmocka-dev libcurl4-openssl-dev
+        libcmocka-dev libcurl4-openssl-dev openssl
     ;;
 node)
     command -v node >/dev/null 2>&1 || need_pkgs nodejs npm
@@ -37,8 +45,37 @@ node)
         (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
     fi
     ;;
+sanitizers)
+    # clang with its sanitizer and libFuzzer runtimes (make fuzz, make tsan),
+    # and valgrind (make valgrind)
+    need_pkgs clang libclang-rt-14-dev valgrind
+    ;;
+browser)
+    command -v node >/dev/null 2>&1 || need_pkgs nodejs npm
+    [ -x /usr/bin/chromium ] || need_pkgs chromium
+    dir=$(dirname "$0")/../tests/browser
+    if [ ! -d "$dir/node_modules/playwright-core" ]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    fi
+    ;;
+image)
+    need_pkgs buildah podman runc debootstrap
+    command -v node >/dev/null 2>&1 || need_pkgs nodejs npm
+    dir=$(dirname "$0")/../tests/image
+    if [ ! -x "$dir/node_modules/.bin/dockerfilelint" ] || [ ! -d "$dir/node_modules/yaml" ]; then
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    fi
+    ;;
+promtool)
+    # Debian ships promtool in the prometheus package (its server is not
+    # started here: there is no init system to start it).
+    command -v promtool >/dev/null 2>&1 || need_pkgs prometheus
+    ;;
+bench)
+    need_pkgs wrk curl
+    ;;
 *)
-    echo "usage: deps.sh build|node" >&2
+    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers" >&2
     exit 2
     ;;
 esac

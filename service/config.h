@@ -1,12 +1,19 @@
 /*
- * config: batchd's settings, from the command line and the environment.
+ * config: batchd's settings, from the command line, the environment and a
+ * configuration file.
  *
- * Precedence: command-line flags over BATCHD_* environment variables over
+ * Precedence, one rule for every setting: command-line flags over BATCHD_*
+ * environment variables over the configuration file (--config PATH /
+ * BATCHD_CONFIG, a JSON object whose keys are the flags' names) over
  * built-in defaults. Parsed once, in the supervisor, before anything else;
- * the struct is then read-only and inherited by every forked child.
+ * the struct is then read-only and inherited by every forked child. The
+ * files a setting names are read here too, at start: the TLS certificate
+ * and key (kept in memory), and the tokens file (checked; the api process
+ * reads it again at its start and on SIGHUP, see config_read_tokens_file).
  *
  * Ownership: config_parse() fills a struct config whose strings and arrays
- * are new allocations; config_free() releases them.
+ * are new allocations; config_free() releases them (and wipes the secrets
+ * first).
  */
 #ifndef BATCHD_CONFIG_H
 #define BATCHD_CONFIG_H
@@ -18,6 +25,21 @@
 
 #define CONFIG_MAX_MODELS 32
 #define CONFIG_MAX_WORKERS_PER_MODEL 256
+/* Bounds of the list settings and of the files a setting names. */
+#define CONFIG_MAX_TOKENS 256          /* API tokens, from every source together */
+#define CONFIG_MAX_TOKEN_LEN 512       /* bytes of one token */
+#define CONFIG_MAX_ORIGINS 64          /* --cors-origins entries */
+#define CONFIG_MAX_FILE_BYTES (1u << 20) /* config file, tokens file, PEM files */
+/* Rows of the settings table (config.c checks that it fits). */
+#define CONFIG_MAX_SETTINGS 40
+
+/* Where a setting's effective value came from (--print-config). */
+enum config_source {
+    CONFIG_SRC_DEFAULT = 0,
+    CONFIG_SRC_FILE,
+    CONFIG_SRC_ENV,
+    CONFIG_SRC_FLAG,
+};
 
 /* One `--model NAME[:key=value,...]`. */
 struct config_model {
@@ -62,27 +84,87 @@ struct config {
                                   default 10 s; 0 to 3600 s (0 = do not wait) */
     char *port_file;           /* --port-file PATH / BATCHD_PORT_FILE: where the api writes the
                                   port it bound (for tests that listen on port 0); NULL = none */
+    unsigned log_level;        /* --log-level / BATCHD_LOG_LEVEL: debug, info, warn or error,
+                                  stored as enum log_level (log.h); default info */
+    bool access_log;           /* --access-log true|false / BATCHD_ACCESS_LOG: one log line
+                                  per request; default true */
+
+    /* Auth and exposure. Authentication is on when api_tokens is not
+     * empty or tokens_file is set (an empty tokens file then lets nobody
+     * in: it fails closed). */
+    char *config_file;         /* --config / BATCHD_CONFIG: the file read; NULL = none */
+    char **api_tokens;         /* --api-tokens / BATCHD_API_TOKENS: comma-separated bearer
+                                  tokens (secret: masked by --print-config); n_api_tokens */
+    size_t n_api_tokens;
+    char *tokens_file;         /* --tokens-file / BATCHD_TOKENS_FILE: one token per line,
+                                  '#' comments; re-read on SIGHUP; NULL = none */
+    bool auth_metrics;         /* --auth-metrics / BATCHD_AUTH_METRICS: /metrics needs a token
+                                  too; default false (/healthz, /readyz are always open) */
+    char **cors_origins;       /* --cors-origins / BATCHD_CORS_ORIGINS: comma-separated
+                                  origins (scheme://host[:port]) or "*"; default none */
+    size_t n_cors_origins;
+    char *tls_cert;            /* --tls-cert / BATCHD_TLS_CERT: PEM certificate (chain) path */
+    char *tls_key;             /* --tls-key / BATCHD_TLS_KEY: PEM private key path; both or
+                                  neither */
+    char *tls_cert_pem;        /* the files' contents, read by config_parse (NUL-terminated) */
+    char *tls_key_pem;         /* secret */
+
+    bool print_config;         /* --print-config was given: main prints and exits */
+    unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source of each row of the
+                                  settings table, for config_print() */
 };
 
 /* Result codes of config_parse besides 0. */
 #define CONFIG_EXIT_OK 1 /* --help or --version was printed: exit 0 */
 
 /*
- * Parses argv (argv[0] is the program) and the environment into *cfg.
- * Returns 0 on success; CONFIG_EXIT_OK after printing --help or --version
- * to stdout; -EINVAL with a one-line message in err (no trailing newline)
- * for a bad flag or value; -ENOMEM. On failure *cfg holds nothing to free.
+ * Parses argv (argv[0] is the program), the environment and the
+ * configuration file into *cfg.
+ * Returns 0 on success (with cfg->print_config set when --print-config was
+ * given: the caller prints and exits); CONFIG_EXIT_OK after printing --help
+ * or --version to stdout; -EINVAL with a one-line message in err (no
+ * trailing newline) for a bad flag, variable, file key or value, or a file
+ * that cannot be read; -ENOMEM. On failure *cfg holds nothing to free.
  * Rules: a repeated flag's last value wins; any --model replaces
- * BATCHD_MODELS whole; an empty BATCHD_* variable counts as unset;
- * "localhost" is stored as 127.0.0.1.
+ * BATCHD_MODELS whole, which replaces the file's "models" whole; an empty
+ * BATCHD_* variable, and a null in the file, count as unset; an unknown
+ * key in the file is an error naming it; "localhost" is stored as
+ * 127.0.0.1.
  * Built-in model names are checked here (an unknown name is -EINVAL), and
  * so is every rule between settings: a non-zero item timeout that exceeds
- * the max item timeout is -EINVAL whichever source each came from.
+ * the max item timeout is -EINVAL whichever source each came from; so is a
+ * TLS certificate without a key (or the reverse).
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 
-/* Frees what config_parse allocated. Safe on a zeroed struct. */
+/* Frees what config_parse allocated, wiping the secrets first. Safe on a
+ * zeroed struct. */
 void config_free(struct config *cfg);
+
+/*
+ * Prints the effective configuration to `out`, one setting per line:
+ * its name (the flag's, which is also the file's key), its value, and
+ * where the value came from (default, file, env or flag). Secrets (API
+ * tokens) are masked: only their number is shown.
+ */
+void config_print(const struct config *cfg, FILE *out);
+
+/*
+ * Reads a tokens file: one token per line; blank lines and lines whose
+ * first non-blank character is '#' are skipped; blanks around a token are
+ * trimmed. A token is 1 to CONFIG_MAX_TOKEN_LEN characters of the RFC 6750
+ * token68 alphabet (letters, digits, - . _ ~ + / and trailing =).
+ * Returns 0 with *tokens (new array of new strings, NULL when *n == 0;
+ * free with config_tokens_free) and *n set; -errno when the file cannot
+ * be read, -EFBIG past CONFIG_MAX_FILE_BYTES, -EINVAL for a bad token or
+ * more than CONFIG_MAX_TOKENS (err then says which line), -ENOMEM. On
+ * failure nothing is allocated and err holds a one-line message.
+ */
+int config_read_tokens_file(const char *path, char ***tokens, size_t *n, char *err,
+                            size_t errlen);
+
+/* Wipes and frees a token array of config_read_tokens_file. NULL is fine. */
+void config_tokens_free(char **tokens, size_t n);
 
 /* Prints the usage text (the --help output) to `out`. */
 void config_usage(FILE *out);

@@ -185,6 +185,7 @@ struct engine {
     _Atomic bool kick;       /* api threads added work */
     bool accepting;
     uint64_t pending_items;  /* accepted, not finished: admission control */
+    uint64_t jobs_submitted; /* jobs accepted since start (/metrics) */
 
     uint32_t n_groups;
     struct egroup *groups;
@@ -1045,6 +1046,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
     e->n_jobs++;
     e->jobs_by_status[JOB_QUEUED]++;
     e->pending_items += j->total;
+    e->jobs_submitted++;
     group_activate(&e->groups[g], j);
     memcpy(id, j->id, ENGINE_JOB_ID_LEN + 1);
     if (job_json_out)
@@ -1447,6 +1449,19 @@ int engine_metrics(struct engine *e, struct sbuf *o)
                       "# TYPE batchd_items_retried_total counter\n"
                       "batchd_items_retried_total %" PRIu64 "\n",
                       e->items_done_total, e->items_failed_total, e->items_retried);
+    rc |= sbuf_printf(o,
+                      "# HELP batchd_jobs_submitted_total Jobs accepted by this api process.\n"
+                      "# TYPE batchd_jobs_submitted_total counter\n"
+                      "batchd_jobs_submitted_total %" PRIu64 "\n"
+                      "# HELP batchd_queued_items Items accepted and not yet finished, over all "
+                      "jobs (the queue depth).\n"
+                      "# TYPE batchd_queued_items gauge\n"
+                      "batchd_queued_items %" PRIu64 "\n"
+                      "# HELP batchd_queued_items_limit Most items accepted and not yet finished "
+                      "(--max-queued-items).\n"
+                      "# TYPE batchd_queued_items_limit gauge\n"
+                      "batchd_queued_items_limit %zu\n",
+                      e->jobs_submitted, e->pending_items, e->cfg->max_queued_items);
     rc |= sbuf_puts(o, "# HELP batchd_ring_tasks Tasks in the ring per model group.\n"
                        "# TYPE batchd_ring_tasks gauge\n");
     for (uint32_t g = 0; g < e->n_groups; g++)
@@ -1519,6 +1534,15 @@ int engine_metrics(struct engine *e, struct sbuf *o)
         struct shm_worker *sw = shm_worker(e->shm, w);
         rc |= sbuf_printf(o, "batchd_worker_restarts_total{model=\"%s\",worker=\"%u\"} %u\n",
                           shm_group(e->shm, sw->group)->name, w, atomic_load(&sw->restarts));
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_worker_init_seconds Time the worker's model init() took "
+                       "(its last start).\n"
+                       "# TYPE batchd_worker_init_seconds gauge\n");
+    for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        rc |= sbuf_printf(o, "batchd_worker_init_seconds{model=\"%s\",worker=\"%u\"} %.6f\n",
+                          shm_group(e->shm, sw->group)->name, w,
+                          (double)atomic_load_explicit(&sw->init_ns, memory_order_relaxed) / 1e9);
     }
     rc |= sbuf_puts(o, "# HELP batchd_model_load_seconds Time model load() took.\n"
                        "# TYPE batchd_model_load_seconds gauge\n");

@@ -543,8 +543,13 @@ int sup_run(const struct config *cfg)
             sup_set_state(s, SUP_STOPPING);
             break;
         }
-        if (sig == SIGHUP)
-            log_info("received SIGHUP: nothing to reload");
+        if (sig == SIGHUP) {
+            /* the api process reloads its tokens file (api.h); workers and
+             * the supervisor have nothing to reload */
+            log_info("received SIGHUP: forwarded to the api process");
+            if (s->api.pid)
+                kill(s->api.pid, SIGHUP);
+        }
         sup_reap(s);
         if (s->state == SUP_RUNNING)
             sup_respawn_due(s);

@@ -1,15 +1,18 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "ring.h"
+#include "sanitizer.h"
 
 static volatile sig_atomic_t worker_stop;
 
@@ -153,6 +156,15 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
+    /* Workers are batch work: SCHED_BATCH and a lower priority let the
+     * api process (status polls, submissions) have a core the moment it
+     * needs one, even when every worker is busy. Throughput is unchanged:
+     * the workers still get all the CPU nobody else wants. */
+    struct sched_param sp = { .sched_priority = 0 };
+    sched_setscheduler(0, SCHED_BATCH, &sp);
+    if (setpriority(PRIO_PROCESS, 0, WORKER_NICE) != 0)
+        log_debug("worker %u: cannot lower its priority: %s", w, strerror(errno));
+
     struct shm_worker *me = shm_worker(shm, w);
     uint32_t g = me->group;
     void *state = NULL;
@@ -191,5 +203,6 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     if (ops->fini)
         ops->fini(state);
     free(buf.p);
+    san_leak_check(); /* _exit skips LSan's own check */
     _exit(0);
 }

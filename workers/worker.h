@@ -30,6 +30,10 @@
 #include "model.h"
 #include "shm.h"
 
+/* Workers run with this nice value (and SCHED_BATCH): the api process
+ * stays responsive while every worker is busy. */
+#define WORKER_NICE 10
+
 #define WORKER_EXIT_FATAL 2
 #define WORKER_EXIT_INIT 3
 

@@ -351,10 +351,12 @@ function tally(opId, statusKey, status) {
 
 function checkRecord(rec) {
   checked++;
-  const method = String(rec.method || '').toLowerCase();
+  // Methods are case-sensitive (RFC 9110 9.1): "get" is not GET and
+  // matches no operation (the service answers it with 405).
+  const method = String(rec.method || '');
   const status = rec.status;
   const tpl = findPath(rec.path);
-  const opKey = tpl ? `${method.toUpperCase()} ${tpl}` : null;
+  const opKey = tpl ? `${method} ${tpl}` : null;
   const entry = opKey ? operations.get(opKey) : undefined;
 
   if (!entry) {
@@ -364,7 +366,7 @@ function checkRecord(rec) {
     tally(label, String(status), status);
     if (!anyRoute || !anyRoute.responses) {
       violation(rec, `no operation ${opKey || rec.path}`,
-        tpl ? `no ${method.toUpperCase()} operation on ${tpl}` : 'no path template matches');
+        tpl ? `no ${method} operation on ${tpl}` : 'no path template matches');
       return;
     }
     if (status !== wantStatus) {

@@ -1071,6 +1071,11 @@ static void contract_log(const struct h_req *req, const struct h_resp *r)
     free(line);
 }
 
+void h_contract_record(const struct h_req *req, const struct h_resp *resp)
+{
+    contract_log(req, resp);
+}
+
 /* Everything one transfer needs while it runs (it must not move). */
 struct xfer {
     CURL *easy;

@@ -256,6 +256,14 @@ int h_multi_add(struct h_multi *m, const struct h_req *req, struct h_resp *resp)
 size_t h_multi_run(struct h_multi *m, int timeout_s, bool until_started);
 void h_multi_free(struct h_multi *m);
 
+/*
+ * Appends *resp to $BATCHD_CONTRACT_LOG exactly as h_request() does with
+ * its own responses, for a response obtained another way (raw.h's
+ * byte-exact exchanges). req->method and req->path (with the query) are
+ * what was sent; both must be valid UTF-8.
+ */
+void h_contract_record(const struct h_req *req, const struct h_resp *resp);
+
 /* Shorthands; each returns as h_request. body is a NUL-terminated string. */
 int h_get(struct h_service *s, const char *path, struct h_resp *resp);
 int h_get_hdr(struct h_service *s, const char *path, const char *const *headers,

@@ -948,14 +948,15 @@ static void test_method_not_allowed(void)
         const char *path;
         const char *allow; /* the methods Allow must list, space-separated */
     } cases[] = {
-        {"PUT", "/v1/jobs", "GET POST"},
-        {"DELETE", "/v1/jobs", "GET POST"},
-        {"PATCH", "/v1/jobs/%s", "GET DELETE"},
-        {"POST", "/v1/jobs/%s", "GET DELETE"},
-        {"POST", "/v1/jobs/%s/results", "GET"},
-        {"DELETE", "/v1/jobs/%s/results", "GET"},
-        {"DELETE", "/v1/models", "GET"},
-        {"POST", "/v1/workers", "GET"},
+        /* the /v1 routes also answer OPTIONS (CORS preflight) */
+        {"PUT", "/v1/jobs", "GET POST OPTIONS"},
+        {"DELETE", "/v1/jobs", "GET POST OPTIONS"},
+        {"PATCH", "/v1/jobs/%s", "GET DELETE OPTIONS"},
+        {"POST", "/v1/jobs/%s", "GET DELETE OPTIONS"},
+        {"POST", "/v1/jobs/%s/results", "GET OPTIONS"},
+        {"DELETE", "/v1/jobs/%s/results", "GET OPTIONS"},
+        {"DELETE", "/v1/models", "GET OPTIONS"},
+        {"POST", "/v1/workers", "GET OPTIONS"},
         {"POST", "/healthz", "GET"},
         {"PUT", "/readyz", "GET"},
         {"DELETE", "/metrics", "GET"},

@@ -36,6 +36,7 @@ static const struct {
     { API_PROBLEM_NOT_READY, "not-ready", 503 },
     { API_PROBLEM_SHUTTING_DOWN, "shutting-down", 503 },
     { API_PROBLEM_MODEL_UNAVAILABLE, "model-unavailable", 503 },
+    { API_PROBLEM_UNAUTHORIZED, "unauthorized", 401 },
 };
 
 static void test_kinds(void **state)

@@ -38,8 +38,18 @@ static const struct {
     { "/v1/jobs/" ID "a", 0, API_ROUTE_JOB, false, "" },                     /* 27 */
     { "/v1/jobs/abcdefghijklmnopqrstuvwxy", 0, API_ROUTE_JOB, false, "" },   /* 25 */
     { "/v1/jobs/x/results", 0, API_ROUTE_JOB_RESULTS, false, "" },
+    /* the dashboard */
+    { "/", 0, API_ROUTE_DASHBOARD, false, "" },
+    { "/ui/app.js", 0, API_ROUTE_UI_ASSET, false, "" },
+    { "/ui/nope", 0, API_ROUTE_UI_ASSET, false, "" },
     /* no route */
-    { "/", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/ui/", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/ui", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/ui/a/b", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/ui/app.js/", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/uiapp.js", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "//", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/index.html", -ENOENT, API_ROUTE_NONE, false, "" },
     { "", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/jobs/", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/jobs//results", -ENOENT, API_ROUTE_NONE, false, "" },
@@ -67,6 +77,12 @@ static void test_match(void **state)
     }
     struct api_match m;
     assert_int_equal(api_route_match(NULL, &m), -ENOENT);
+    /* the asset segment is borrowed from the path; other routes have none */
+    const char *path = "/ui/app.css";
+    assert_int_equal(api_route_match(path, &m), 0);
+    assert_ptr_equal(m.asset, path + 4);
+    assert_int_equal(api_route_match("/v1/models", &m), 0);
+    assert_null(m.asset);
 }
 
 static void test_methods(void **state)
@@ -75,19 +91,27 @@ static void test_methods(void **state)
     assert_int_equal(api_method_parse("GET"), API_METHOD_GET);
     assert_int_equal(api_method_parse("POST"), API_METHOD_POST);
     assert_int_equal(api_method_parse("DELETE"), API_METHOD_DELETE);
+    assert_int_equal(api_method_parse("OPTIONS"), API_METHOD_OPTIONS);
+    assert_int_equal(api_method_parse("options"), API_METHOD_OTHER);
     assert_int_equal(api_method_parse("get"), API_METHOD_OTHER);
     assert_int_equal(api_method_parse("HEAD"), API_METHOD_OTHER);
     assert_int_equal(api_method_parse("PUT"), API_METHOD_OTHER);
     assert_int_equal(api_method_parse(""), API_METHOD_OTHER);
     assert_int_equal(api_method_parse(NULL), API_METHOD_OTHER);
 
-    assert_int_equal(api_route_methods(API_ROUTE_JOBS), API_METHOD_GET | API_METHOD_POST);
-    assert_int_equal(api_route_methods(API_ROUTE_JOB), API_METHOD_GET | API_METHOD_DELETE);
-    assert_int_equal(api_route_methods(API_ROUTE_JOB_RESULTS), API_METHOD_GET);
+    assert_int_equal(api_route_methods(API_ROUTE_JOBS),
+                     API_METHOD_GET | API_METHOD_POST | API_METHOD_OPTIONS);
+    assert_int_equal(api_route_methods(API_ROUTE_JOB),
+                     API_METHOD_GET | API_METHOD_DELETE | API_METHOD_OPTIONS);
+    assert_int_equal(api_route_methods(API_ROUTE_JOB_RESULTS), API_METHOD_GET | API_METHOD_OPTIONS);
+    assert_int_equal(api_route_methods(API_ROUTE_METRICS), API_METHOD_GET);
     assert_int_equal(api_route_methods(API_ROUTE_NONE), 0);
-    assert_string_equal(api_route_allow(API_ROUTE_JOBS), "GET, POST");
-    assert_string_equal(api_route_allow(API_ROUTE_JOB), "GET, DELETE");
+    assert_string_equal(api_route_allow(API_ROUTE_JOBS), "GET, POST, OPTIONS");
+    assert_string_equal(api_route_allow(API_ROUTE_JOB), "GET, DELETE, OPTIONS");
     assert_string_equal(api_route_allow(API_ROUTE_METRICS), "GET");
+    assert_int_equal(api_route_methods(API_ROUTE_DASHBOARD), API_METHOD_GET);
+    assert_int_equal(api_route_methods(API_ROUTE_UI_ASSET), API_METHOD_GET);
+    assert_string_equal(api_route_allow(API_ROUTE_UI_ASSET), "GET");
 }
 
 static void test_templates(void **state)
@@ -106,6 +130,8 @@ static void test_templates(void **state)
         { API_ROUTE_HEALTHZ, "/healthz" },
         { API_ROUTE_READYZ, "/readyz" },
         { API_ROUTE_METRICS, "/metrics" },
+        { API_ROUTE_DASHBOARD, "/" },
+        { API_ROUTE_UI_ASSET, "/ui/{asset}" },
         { (enum api_route)1000, "unmatched" },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)

@@ -26,6 +26,10 @@ static const char *const env_names[] = {
     "BATCHD_MAX_ITEM_BYTES", "BATCHD_MAX_CONNECTIONS", "BATCHD_IDLE_TIMEOUT",
     "BATCHD_MAX_ATTEMPTS",   "BATCHD_ITEM_TIMEOUT",  "BATCHD_PORT_FILE",
     "BATCHD_MAX_QUEUED_ITEMS", "BATCHD_GRACE",       "BATCHD_MAX_ITEM_TIMEOUT",
+    "BATCHD_MAX_JSON_DEPTH", "BATCHD_LOG_LEVEL",     "BATCHD_ACCESS_LOG",
+    "BATCHD_CONFIG",         "BATCHD_API_TOKENS",    "BATCHD_TOKENS_FILE",
+    "BATCHD_AUTH_METRICS",   "BATCHD_CORS_ORIGINS",  "BATCHD_TLS_CERT",
+    "BATCHD_TLS_KEY",
 };
 
 static int clear_env(void **unused)
@@ -988,6 +992,384 @@ static void test_help_wins_over_errors(void **unused)
     }
 }
 
+/* ---- the config file, the new settings, --print-config ------------------ */
+
+/* Writes `text` to a new temporary file; returns its path (static, per slot). */
+static const char *temp_file(int slot, const char *text)
+{
+    static char paths[4][64];
+    snprintf(paths[slot], sizeof paths[slot], "/tmp/test_config_file_XXXXXX");
+    int fd = mkstemp(paths[slot]);
+    assert_true(fd >= 0);
+    size_t len = strlen(text);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    return paths[slot];
+}
+
+static void test_new_settings_defaults(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    char *argv[] = {(char *)"batchd", NULL};
+    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), 0);
+    assert_int_equal(c.log_level, 1); /* info */
+    assert_true(c.access_log);
+    assert_null(c.config_file);
+    assert_int_equal(c.n_api_tokens, 0);
+    assert_null(c.tokens_file);
+    assert_false(c.auth_metrics);
+    assert_int_equal(c.n_cors_origins, 0);
+    assert_null(c.tls_cert);
+    assert_null(c.tls_cert_pem);
+    assert_false(c.print_config);
+    for (size_t i = 0; i < CONFIG_MAX_SETTINGS; i++)
+        assert_int_equal(c.source[i], CONFIG_SRC_DEFAULT);
+    config_free(&c);
+}
+
+static void test_new_settings_three_ways(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    /* flag */
+    assert_int_equal(PARSE(&c, err, "--log-level", "WARN", "--access-log", "false",
+                           "--api-tokens", " a1 ,b2==, ", "--auth-metrics", "true",
+                           "--cors-origins", "https://x.example,http://127.0.0.1:3000",
+                           "--print-config"),
+                     0);
+    assert_int_equal(c.log_level, 2);
+    assert_false(c.access_log);
+    assert_int_equal(c.n_api_tokens, 2);
+    assert_string_equal(c.api_tokens[0], "a1");
+    assert_string_equal(c.api_tokens[1], "b2==");
+    assert_true(c.auth_metrics);
+    assert_int_equal(c.n_cors_origins, 2);
+    assert_string_equal(c.cors_origins[1], "http://127.0.0.1:3000");
+    assert_true(c.print_config);
+    config_free(&c);
+    /* variable */
+    setenv("BATCHD_LOG_LEVEL", "debug", 1);
+    setenv("BATCHD_ACCESS_LOG", "false", 1);
+    setenv("BATCHD_API_TOKENS", "tok", 1);
+    setenv("BATCHD_CORS_ORIGINS", "*", 1);
+    char *argv[] = {(char *)"batchd", NULL};
+    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), 0);
+    assert_int_equal(c.log_level, 0);
+    assert_false(c.access_log);
+    assert_int_equal(c.n_api_tokens, 1);
+    assert_string_equal(c.cors_origins[0], "*");
+    config_free(&c);
+    clear_env(NULL);
+    /* file */
+    const char *f = temp_file(0, "{\"log-level\": \"error\", \"access-log\": false,"
+                                 " \"auth-metrics\": true, \"api-tokens\": [\"t1\", \"t2\"],"
+                                 " \"cors-origins\": [\"https://[::1]:8443\"]}");
+    assert_int_equal(PARSE(&c, err, "--config", f), 0);
+    assert_int_equal(c.log_level, 3);
+    assert_false(c.access_log);
+    assert_true(c.auth_metrics);
+    assert_int_equal(c.n_api_tokens, 2);
+    assert_string_equal(c.api_tokens[1], "t2");
+    assert_string_equal(c.cors_origins[0], "https://[::1]:8443");
+    assert_string_equal(c.config_file, f);
+    config_free(&c);
+    unlink(f);
+}
+
+/* Every setting of test_every_flag, from a file instead. */
+static void test_file_every_setting(void **unused)
+{
+    (void)unused;
+    const char *f = temp_file(0, "{\n"
+                                 "  \"listen\": \"0.0.0.0:9001\",\n"
+                                 "  \"data-dir\": \"/var/lib/batchd\",\n"
+                                 "  \"workers\": 5,\n"
+                                 "  \"models\": [\"square\", \"echo:workers=2\"],\n"
+                                 "  \"max-body-bytes\": \"2M\",\n"
+                                 "  \"max-items\": 1234,\n"
+                                 "  \"max-item-bytes\": 4096,\n"
+                                 "  \"max-connections\": 17,\n"
+                                 "  \"idle-timeout\": 9,\n"
+                                 "  \"max-attempts\": 7,\n"
+                                 "  \"item-timeout\": 2.5,\n"
+                                 "  \"port-file\": \"/tmp/port\",\n"
+                                 "  \"max-queued-items\": 10000000000,\n"
+                                 "  \"grace\": \"1.25\",\n"
+                                 "  \"max-item-timeout\": 60.5\n"
+                                 "}\n");
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--config", f), 0);
+    check_all_set(&c);
+    for (size_t i = 0; i < CONFIG_MAX_SETTINGS; i++)
+        assert_true(c.source[i] == CONFIG_SRC_DEFAULT || c.source[i] == CONFIG_SRC_FILE ||
+                    c.source[i] == CONFIG_SRC_FLAG /* --config itself */);
+    config_free(&c);
+    /* "model" (the flag's name) is accepted too, and a string of specs */
+    const char *g = temp_file(1, "{\"model\": \"square echo:workers=2\", \"workers\": 5}");
+    assert_int_equal(PARSE(&c, err, "--config", g), 0);
+    assert_int_equal(c.n_models, 2);
+    assert_int_equal(c.models[1].workers, 2);
+    config_free(&c);
+    unlink(f);
+    unlink(g);
+}
+
+static void test_file_precedence(void **unused)
+{
+    (void)unused;
+    const char *f = temp_file(0, "{\"workers\": 2, \"max-items\": 100, \"idle-timeout\": 7,"
+                                 " \"models\": [\"echo\"], \"port-file\": null}");
+    const char *g = temp_file(1, "{\"workers\": 3}");
+    struct config c;
+    char err[256];
+    setenv("BATCHD_MAX_ITEMS", "200", 1);
+    setenv("BATCHD_IDLE_TIMEOUT", "8", 1);
+    setenv("BATCHD_CONFIG", g, 1);
+    assert_int_equal(PARSE(&c, err, "--config", f, "--idle-timeout", "9"), 0);
+    assert_string_equal(c.config_file, f);  /* the flag's file, not the variable's */
+    assert_int_equal(c.workers, 2);          /* file */
+    assert_int_equal(c.max_items, 200);      /* env over file */
+    assert_int_equal(c.idle_timeout_s, 9);   /* flag over env over file */
+    assert_null(c.port_file);                /* null is unset */
+    assert_int_equal(c.n_models, 1);
+    assert_int_equal(c.models[0].workers, 2);
+    config_free(&c);
+    /* BATCHD_MODELS replaces the file's models whole; --model replaces both */
+    setenv("BATCHD_MODELS", "square", 1);
+    assert_int_equal(PARSE(&c, err, "--config", f), 0);
+    assert_int_equal(c.n_models, 1);
+    assert_string_equal(c.models[0].name, "square");
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--config", f, "--model", "sum_squares"), 0);
+    assert_string_equal(c.models[0].name, "sum_squares");
+    config_free(&c);
+    /* the variable's file when there is no flag */
+    assert_int_equal(PARSE(&c, err, "--max-attempts", "2"), 0);
+    assert_string_equal(c.config_file, g);
+    assert_int_equal(c.workers, 3);
+    config_free(&c);
+    unlink(f);
+    unlink(g);
+}
+
+struct file_error_case {
+    const char *text;
+    const char *message; /* after "<path>: "; PATH stands for the file's path */
+};
+
+static void test_file_errors(void **unused)
+{
+    (void)unused;
+    static const struct file_error_case cases[] = {
+        {"{\"wokers\": 2}",
+         "unknown key 'wokers' (the keys are the flags' names, see --help; \"models\" for "
+         "--model)"},
+        {"{\"help\": true}",
+         "unknown key 'help' (the keys are the flags' names, see --help; \"models\" for --model)"},
+        {"{\"config\": \"x\"}", "key 'config' cannot be set in a config file"},
+        {"[]", "expected a JSON object of settings keyed by flag name"},
+        {"{\"model\": \"echo\", \"models\": [\"square\"]}",
+         "give \"models\" or \"model\", not both"},
+        {"{\"workers\": 0}", "key 'workers': expected an integer from 1 to 256, got '0'"},
+        {"{\"workers\": -3}", "key 'workers': expected an integer from 1 to 256, got '-3'"},
+        {"{\"workers\": true}", "key 'workers': expected an integer, got a JSON boolean"},
+        {"{\"data-dir\": 5}", "key 'data-dir': expected a string, got a JSON integer"},
+        {"{\"max-body-bytes\": [1]}",
+         "key 'max-body-bytes': expected an integer or a string such as \"64M\", got a JSON "
+         "array"},
+        {"{\"grace\": 1.0005}",
+         "key 'grace': expected seconds from 0 to 3600 (up to 3 decimals), got '1.0005'"},
+        {"{\"access-log\": 1}", "key 'access-log': expected true or false, got a JSON integer"},
+        {"{\"log-level\": \"loud\"}",
+         "key 'log-level': expected debug, info, warn or error, got 'loud'"},
+        {"{\"api-tokens\": [\"ok\", 3]}", "key 'api-tokens': expected an array of strings"},
+        {"{\"api-tokens\": \",,\"}", "key 'api-tokens': expected at least one token, got none"},
+        {"{\"models\": {\"a\": 1}}",
+         "key 'models': expected an array of model specs such as \"square:workers=2\""},
+        {"{\"item-timeout\": 5, \"max-item-timeout\": 4}",
+         "key 'item-timeout': 5 seconds exceeds PATH: key 'max-item-timeout' (4 seconds), the "
+         "longest item timeout a job may ask for"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *f = temp_file(0, cases[i].text);
+        char want[700], with_path[512];
+        const char *pp = strstr(cases[i].message, "PATH");
+        if (pp)
+            snprintf(with_path, sizeof with_path, "%.*s%s%s", (int)(pp - cases[i].message),
+                     cases[i].message, f, pp + 4);
+        else
+            snprintf(with_path, sizeof with_path, "%s", cases[i].message);
+        snprintf(want, sizeof want, "%s: %s", f, with_path);
+        struct config c;
+        memset(&c, 0xA5, sizeof c);
+        char err[512];
+        int rc = PARSE(&c, err, "--config", f);
+        if (rc != -EINVAL || strcmp(err, want) != 0)
+            fail_msg("case %zu: rc %d, err\n  '%s'\nwant\n  '%s'", i, rc, err, want);
+        assert_true(is_zeroed(&c));
+        unlink(f);
+    }
+    /* syntax errors name the line; an unreadable file says why */
+    const char *f = temp_file(0, "{\n\"workers\": 2,\n}");
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--config", f), -EINVAL);
+    assert_non_null(strstr(err, ": line 3, column"));
+    unlink(f);
+    assert_int_equal(PARSE(&c, err, "--config", "/nonexistent/batchd.json"), -EINVAL);
+    assert_string_equal(err, "config file: cannot read /nonexistent/batchd.json: No such file or "
+                             "directory");
+    setenv("BATCHD_CONFIG", "", 1); /* empty: unset */
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_null(c.config_file);
+    config_free(&c);
+}
+
+static void test_token_and_origin_lists(void **unused)
+{
+    (void)unused;
+#define BAD_TOKEN(n)                                                                            \
+    "--api-tokens: token " n " is not a valid bearer token (1 to 512 characters of letters, " \
+    "digits, - . _ ~ + / and a trailing =)"
+#define BAD_ORIGIN(x) "--cors-origins: expected * or origins such as https://host[:port], got '" x "'"
+    static const struct {
+        const char *flag, *value, *message;
+    } bad[] = {
+        {"--api-tokens", "a b", BAD_TOKEN("1")},
+        {"--api-tokens", "ok,=x", BAD_TOKEN("2")},
+        {"--api-tokens", "a=b", BAD_TOKEN("1")},
+        {"--api-tokens", " , ", "--api-tokens: expected at least one token, got none"},
+        {"--cors-origins", "example.com", BAD_ORIGIN("example.com")},
+        {"--cors-origins", "https://a.example/", BAD_ORIGIN("https://a.example/")},
+        {"--cors-origins", "ftp://a.example", BAD_ORIGIN("ftp://a.example")},
+        {"--cors-origins", "https://a.example:123456", BAD_ORIGIN("https://a.example:123456")},
+        {"--cors-origins", "https://", BAD_ORIGIN("https://")},
+        {"--cors-origins", "https://[::1", BAD_ORIGIN("https://[::1")},
+        {"--access-log", "yes", "--access-log: expected true or false, got 'yes'"},
+        {"--log-level", "verbose",
+         "--log-level: expected debug, info, warn or error, got 'verbose'"},
+    };
+#undef BAD_TOKEN
+#undef BAD_ORIGIN
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct config c;
+        char err[512];
+        int rc = PARSE(&c, err, bad[i].flag, bad[i].value);
+        if (rc != -EINVAL || strcmp(err, bad[i].message) != 0)
+            fail_msg("case %zu: rc %d, err\n  '%s'\nwant\n  '%s'", i, rc, err, bad[i].message);
+        /* a secret is never quoted back */
+        if (strcmp(bad[i].flag, "--api-tokens") == 0 && strlen(bad[i].value) > 2)
+            assert_null(strstr(err, bad[i].value));
+    }
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--api-tokens", "abc-DEF_123.~+/xyz==",
+                           "--cors-origins", "HTTPS://A.example:1,http://h-1.example"),
+                     0);
+    assert_int_equal(c.n_api_tokens, 1);
+    assert_int_equal(c.n_cors_origins, 2);
+    config_free(&c);
+}
+
+static void test_tokens_file(void **unused)
+{
+    (void)unused;
+    const char *f = temp_file(0, "# comment\n\n  tok-1  \r\n\t# indented comment\ntok2==\n"
+                                 "last-without-newline");
+    char **t = NULL;
+    size_t n = 0;
+    char err[256] = "";
+    assert_int_equal(config_read_tokens_file(f, &t, &n, err, sizeof err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(t[0], "tok-1");
+    assert_string_equal(t[1], "tok2==");
+    assert_string_equal(t[2], "last-without-newline");
+    config_tokens_free(t, n);
+    unlink(f);
+
+    f = temp_file(0, "# only comments\n\n");
+    assert_int_equal(config_read_tokens_file(f, &t, &n, err, sizeof err), 0);
+    assert_int_equal(n, 0);
+    assert_null(t);
+    unlink(f);
+
+    f = temp_file(0, "good\nbad token\n");
+    assert_int_equal(config_read_tokens_file(f, &t, &n, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, ", line 2: not a valid bearer token"));
+    assert_null(strstr(err, "bad token"));
+    unlink(f);
+
+    assert_int_equal(config_read_tokens_file("/nonexistent/tokens", &t, &n, err, sizeof err),
+                     -ENOENT);
+    assert_non_null(strstr(err, "cannot read /nonexistent/tokens"));
+
+    /* config_parse reads it at start: a bad file is a start-up error */
+    f = temp_file(0, "bad token\n");
+    struct config c;
+    assert_int_equal(PARSE(&c, err, "--tokens-file", f), -EINVAL);
+    assert_true(is_zeroed(&c));
+    unlink(f);
+}
+
+static void test_tls_files(void **unused)
+{
+    (void)unused;
+    const char *cert = temp_file(0, "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n");
+    const char *key = temp_file(1, "-----BEGIN PRIVATE KEY-----\ny\n-----END PRIVATE KEY-----\n");
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--tls-cert", cert, "--tls-key", key), 0);
+    assert_non_null(strstr(c.tls_cert_pem, "BEGIN CERTIFICATE"));
+    assert_non_null(strstr(c.tls_key_pem, "BEGIN PRIVATE KEY"));
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--tls-cert", cert), -EINVAL);
+    assert_string_equal(err, "--tls-cert: --tls-cert and --tls-key go together, got only the "
+                             "certificate");
+    setenv("BATCHD_TLS_KEY", key, 1);
+    assert_int_equal(PARSE(&c, err, "--tls-cert", "/nonexistent.pem"), -EINVAL);
+    assert_string_equal(err, "--tls-cert: cannot read /nonexistent.pem: No such file or directory");
+    assert_int_equal(PARSE(&c, err, "--tls-cert", "/tmp"), -EINVAL);
+    assert_string_equal(err, "--tls-cert: cannot read /tmp: Is a directory");
+    unlink(cert);
+    unlink(key);
+}
+
+static void test_print_config(void **unused)
+{
+    (void)unused;
+    const char *f = temp_file(0, "{\"workers\": 2, \"api-tokens\": \"secret-a,secret-b\"}");
+    setenv("BATCHD_MAX_ITEMS", "7", 1);
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--config", f, "--grace", "2.5", "--print-config"), 0);
+    assert_true(c.print_config);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    config_print(&c, out);
+    fclose(out);
+    config_free(&c);
+    assert_non_null(strstr(text, "\nworkers            2  [file]\n"));
+    assert_non_null(strstr(text, "\nmax-items          7  [env BATCHD_MAX_ITEMS]\n"));
+    assert_non_null(strstr(text, "\ngrace              2.5  [flag --grace]\n"));
+    assert_non_null(strstr(text, "\nmax-body-bytes     64M  [default]\n"));
+    assert_non_null(strstr(text, "\napi-tokens         ******** (2 tokens)  [file]\n"));
+    assert_null(strstr(text, "secret-a"));
+    assert_null(strstr(text, "secret-b"));
+    /* one line per setting (25 of them), after the heading */
+    size_t lines = 0;
+    for (const char *p = text; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 26);
+    free(text);
+    unlink(f);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
@@ -1014,6 +1396,15 @@ int main(void)
         T(test_help),
         T(test_version),
         T(test_help_wins_over_errors),
+        T(test_new_settings_defaults),
+        T(test_new_settings_three_ways),
+        T(test_file_every_setting),
+        T(test_file_precedence),
+        T(test_file_errors),
+        T(test_token_and_origin_lists),
+        T(test_tokens_file),
+        T(test_tls_files),
+        T(test_print_config),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -303,6 +303,13 @@ static const struct error_case error_cases[] = {
      "exp_sinh: \"n\" must be an integer from 1 to 100000000, got a string"},
     {"exp_sinh", "{\"n\":null}", -EINVAL,
      "exp_sinh: \"n\" must be an integer from 1 to 100000000, got null"},
+    /* A long key is quoted up to 64 bytes, never half a character: the
+     * message goes into the results' JSON as it is (fuzz_items found the
+     * key whose 64th byte was the first of "\u00e9"). */
+    {"exp_sinh", "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\":1}", -EINVAL,
+     "exp_sinh: unexpected key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" (expects {\"n\": N})"},
+    {"exp_sinh", "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabc\":1}", -EINVAL,
+     "exp_sinh: unexpected key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\" (expects {\"n\": N})"},
 };
 
 static void test_item_errors(void **unused)
