@@ -16,7 +16,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libmicrohttpd jansson
+PKGS := libmicrohttpd jansson sqlite3
 SAN ?=
 .DEFAULT_GOAL := all
 

@@ -147,6 +147,12 @@ static enum MHD_Result create_job_begin(struct api_req *r)
         if (!engine_model_exists(r->engine, model))
             return unknown_model(r, model);
     }
+    const char *key = api_req_header(r, "Idempotency-Key");
+    if (key && !api_idempotency_key_valid(key))
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "header Idempotency-Key must be 1 to %d visible ASCII "
+                                 "characters (no spaces)",
+                                 API_IDEMPOTENCY_KEY_MAX);
     if (atomic_load_explicit(r->stopping, memory_order_relaxed))
         return api_send_problemf(r, API_PROBLEM_SHUTTING_DOWN,
                                  "the service is shutting down and takes no new jobs");
@@ -157,15 +163,44 @@ static enum MHD_Result create_job_begin(struct api_req *r)
 /* Submits parsed items; takes `items` in every case. */
 static enum MHD_Result create_job_submit(struct api_req *r, const char *model,
                                          struct job_items *items,
-                                         const struct job_options *opt)
+                                         const struct job_options *given)
 {
     char id[ENGINE_JOB_ID_LEN + 1];
     json_t *job = NULL;
     size_t n_items = job_items_count(items);
-    int rc = engine_submit(r->engine, model, items, opt, id, &job);
+    struct job_options opt = *given;
+    opt.idempotency_key = api_req_header(r, "Idempotency-Key");
+    int rc = engine_submit(r->engine, model, items, &opt, id, &job);
+    if (rc == ENGINE_REPLAYED) {
+        /* The same request again: the job it made, not a new one. */
+        job_items_free(items);
+        char location[sizeof "/v1/jobs/" + ENGINE_JOB_ID_LEN];
+        snprintf(location, sizeof location, "/v1/jobs/%s", id);
+        struct MHD_Response *resp = job ? api_response_json(job) : NULL;
+        json_decref(job);
+        if (!resp)
+            return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory");
+        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location) != MHD_YES) {
+            MHD_destroy_response(resp);
+            return MHD_NO;
+        }
+        log_info("job %s returned again for its Idempotency-Key, request %s", id, r->request_id);
+        return api_send(r, MHD_HTTP_OK, resp);
+    }
     if (rc) {
         job_items_free(items);
+        json_decref(job);
         switch (rc) {
+        case -EEXIST:
+            return api_send_problemf(r, API_PROBLEM_CONFLICT,
+                                     "Idempotency-Key %s was used for another request (job %s)",
+                                     opt.idempotency_key, id);
+        case -ENOSPC:
+            return api_send_problemf(r, API_PROBLEM_INSUFFICIENT_STORAGE,
+                                     "the job store is full; nothing was accepted");
+        case -EIO:
+            return api_send_problemf(r, API_PROBLEM_INTERNAL,
+                                     "the job could not be stored; nothing was accepted");
         case -ENOENT:
             return unknown_model(r, model);
         case -EINVAL:
@@ -332,9 +367,36 @@ static enum MHD_Result get_job(struct api_req *r)
 
 /* ------------------------------------------------------------ cancelJob */
 
+static const char *const cancel_job_query[] = { "purge", NULL };
+
+/* operationId cancelJob, with purge=true: delete a finished job now. */
+static enum MHD_Result purge_job(struct api_req *r)
+{
+    int rc = engine_purge(r->engine, r->match.id);
+    if (rc == 0) {
+        log_info("job %s purged, request %s", r->match.id, r->request_id);
+        return api_send(r, MHD_HTTP_NO_CONTENT, api_response_take(NULL, 0, NULL));
+    }
+    if (rc == -ENOENT)
+        return not_found_job(r, r->match.id);
+    if (rc == -EBUSY)
+        return api_send_problemf(r, API_PROBLEM_CONFLICT,
+                                 "job %s has not finished: cancel it first, then purge it",
+                                 r->match.id);
+    return api_send_problemf(r, API_PROBLEM_INTERNAL, "purging job %s failed: %s", r->match.id,
+                             strerror(-rc));
+}
+
 /* operationId cancelJob */
 static enum MHD_Result cancel_job(struct api_req *r)
 {
+    const char *purge = api_query_get(&r->query, "purge");
+    bool do_purge = false;
+    if (purge && api_parse_bool(purge, &do_purge) != 0)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "query parameter purge must be true or false");
+    if (do_purge)
+        return purge_job(r);
     json_t *job = NULL;
     int rc = engine_cancel(r->engine, r->match.id, &job);
     enum MHD_Result ret;
@@ -550,7 +612,7 @@ static const struct api_op ops[] = {
       create_job_finish },
     { "listJobs", API_ROUTE_JOBS, API_METHOD_GET, list_jobs_query, list_jobs, NULL },
     { "getJob", API_ROUTE_JOB, API_METHOD_GET, NULL, get_job, NULL },
-    { "cancelJob", API_ROUTE_JOB, API_METHOD_DELETE, NULL, cancel_job, NULL },
+    { "cancelJob", API_ROUTE_JOB, API_METHOD_DELETE, cancel_job_query, cancel_job, NULL },
     { "getJobResults", API_ROUTE_JOB_RESULTS, API_METHOD_GET, results_query, get_job_results,
       NULL },
     { "listModels", API_ROUTE_MODELS, API_METHOD_GET, NULL, list_models, NULL },

@@ -233,6 +233,17 @@ bool api_etag_matches(const char *if_none_match, const char *etag)
     return false;
 }
 
+bool api_idempotency_key_valid(const char *key)
+{
+    if (!key)
+        return false;
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++, n++)
+        if (*p < 0x21 || *p > 0x7e || n >= API_IDEMPOTENCY_KEY_MAX)
+            return false;
+    return n > 0;
+}
+
 bool api_request_id_valid(const char *id)
 {
     if (!id)

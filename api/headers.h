@@ -57,6 +57,14 @@ bool api_etag_matches(const char *if_none_match, const char *etag);
  * [A-Za-z0-9._-] (nothing that could split a header or a log line). */
 bool api_request_id_valid(const char *id);
 
+/* Longest Idempotency-Key accepted. */
+#define API_IDEMPOTENCY_KEY_MAX 128
+
+/* True when `key` is 1..API_IDEMPOTENCY_KEY_MAX visible ASCII characters
+ * (0x21..0x7e): a UUID, a hash, an order number all fit; nothing that could
+ * split a log line or hide in trailing spaces. */
+bool api_idempotency_key_valid(const char *key);
+
 /* Writes 16 random lowercase hex digits and a NUL to out[17]. Never fails:
  * when the random source is unavailable it falls back to a mix of the
  * clock and a process-wide counter, still unique within the process. */

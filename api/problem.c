@@ -31,6 +31,8 @@ static const struct problem_kind_info problem_kinds[API_PROBLEM_KIND_COUNT] = {
     [API_PROBLEM_SHUTTING_DOWN] = { "shutting-down", 503, "Shutting down" },
     [API_PROBLEM_MODEL_UNAVAILABLE] = { "model-unavailable", 503, "Model unavailable" },
     [API_PROBLEM_UNAUTHORIZED] = { "unauthorized", 401, "Unauthorized" },
+    [API_PROBLEM_INSUFFICIENT_STORAGE] = { "insufficient-storage", 507,
+                                           "Insufficient storage" },
 };
 
 static const struct problem_kind_info *problem_info(enum api_problem_kind kind)

@@ -36,7 +36,7 @@ case "${1:-build}" in
 build)
     # openssl: the command that makes test_tls's self-signed certificate
     need_pkgs build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-        libcmocka-dev libcurl4-openssl-dev openssl
+        libcmocka-dev libcurl4-openssl-dev libsqlite3-dev openssl
     ;;
 node)
     command -v node >/dev/null 2>&1 || need_pkgs nodejs npm

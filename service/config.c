@@ -125,6 +125,10 @@ static const struct setting settings[] = {
      "N", "most simultaneous HTTP connections", "256"},
     {"idle-timeout", "BATCHD_IDLE_TIMEOUT", SET_UNSIGNED, 1, 86400, FIELD(idle_timeout_s),
      "SECONDS", "close a connection that stays idle this long", "30"},
+    {"retention", "BATCHD_RETENTION", SET_UNSIGNED, 1, 315360000, FIELD(retention_s), "SECONDS",
+     "delete finished jobs and their results this long after they finish", "604800"},
+    {"max-store-bytes", "BATCHD_MAX_STORE_BYTES", SET_BYTES, 0, 1ull << 50, FIELD(max_store_bytes),
+     "SIZE", "largest the job store may grow (0 = as large as the disk allows)", "0"},
     {"max-json-depth", "BATCHD_MAX_JSON_DEPTH", SET_UNSIGNED, 1, 1000, FIELD(max_json_depth),
      "N", "deepest nesting of arrays and objects in a request body", "64"},
     {"max-attempts", "BATCHD_MAX_ATTEMPTS", SET_UNSIGNED, 1, 100, FIELD(max_attempts), "N",
@@ -601,6 +605,8 @@ static int set_defaults(struct config *c)
     c->idle_timeout_s = 30;
     c->max_attempts = 3;
     c->max_json_depth = 64;
+    c->retention_s = 604800;
+    c->max_store_bytes = 0;
     c->item_timeout_ms = 0;
     c->max_item_timeout_ms = 3600000;
     c->max_queued_items = 20000000;

@@ -64,6 +64,10 @@ struct config {
     size_t max_items;          /* --max-items / BATCHD_MAX_ITEMS: items per job; default 10,000,000 */
     size_t max_item_bytes;     /* --max-item-bytes / BATCHD_MAX_ITEM_BYTES: one item's JSON;
                                   default 256 KiB; also sizes the ring's payload slots */
+    unsigned retention_s;      /* --retention SECONDS / BATCHD_RETENTION: finished jobs and their
+                                  results are deleted after this; default 7 days */
+    size_t max_store_bytes;    /* --max-store-bytes / BATCHD_MAX_STORE_BYTES: cap on the store's
+                                  size (507 past it); default 0 = the disk's size */
     unsigned max_json_depth;   /* --max-json-depth / BATCHD_MAX_JSON_DEPTH: deepest nesting of
                                   arrays and objects in a request body; default 64 */
     unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS; default 256 */

@@ -29,6 +29,7 @@
 #include "model.h"
 #include "ring.h"
 #include "shm.h"
+#include "store.h"
 
 #define ENGINE_TARGET_TASK_NS 5000000.0 /* aim: ~5 ms of model time per task */
 #define ENGINE_MAX_CHUNK 4096u
@@ -102,6 +103,12 @@ int job_items_append_json(struct job_items *it, const json_t *item)
 
 size_t job_items_count(const struct job_items *it) { return it ? it->n : 0; }
 
+const char *job_items_get(const struct job_items *it, size_t i, size_t *len)
+{
+    *len = (size_t)(it->off[i + 1] - it->off[i]);
+    return it->data + it->off[i];
+}
+
 void job_items_free(struct job_items *it)
 {
     if (!it)
@@ -139,13 +146,19 @@ struct job {
     size_t n_retry, cap_retry;
     uint8_t *attempts;       /* per item, allocated at the first death */
 
-    /* results: the Result JSON text of item i is res[res_off[i] ..+ res_len[i]) */
-    char *res;
-    size_t res_used, res_cap;
-    uint64_t *res_off;
-    uint32_t *res_len;       /* 0 = no result yet */
-    uint32_t *completion;    /* indices in completion order */
-    uint64_t n_completed;
+    /* results live in the store; here only which items have one */
+    uint8_t *has;            /* bitmap: item i has a recorded result */
+    uint64_t sseq;           /* the job's row in the store */
+    uint64_t flushed;        /* results known durable (done + failed at the
+                                last successful store_flush) */
+    uint64_t flush_target;   /* done + failed when the pending flush began */
+    bool dirty;              /* on the engine's dirty list */
+    uint64_t dirty_gen;      /* engine change generation of its last change */
+    bool in_flush;           /* its changes are in the commit under way */
+    bool deleted;            /* purged: freed when the last stream lets go */
+    unsigned refs;           /* open streams */
+    char *idem_key;
+    uint64_t request_hash;
 
     struct job *newer, *older; /* the list, newest first */
     struct job *hnext;         /* id hash chain */
@@ -181,6 +194,9 @@ struct engine {
     pthread_cond_t progress; /* broadcast when results or statuses change */
     pthread_t thread;
     bool thread_started;
+    pthread_t flusher;       /* group commit runs beside the engine thread */
+    bool flusher_started;
+    pthread_cond_t flush_cv; /* wakes the flusher (with mu) */
     _Atomic bool stop;
     _Atomic bool kick;       /* api threads added work */
     bool accepting;
@@ -201,7 +217,22 @@ struct engine {
 
     struct http_stat *http;
     size_t n_http, cap_http;
+
+    struct store *store;
+    struct job **dirty;      /* jobs with results or changes not yet flushed */
+    size_t n_dirty, cap_dirty;
+    uint64_t gen;            /* bumped by every change to a job's row */
+    uint64_t last_flush_ns;  /* CLOCK_MONOTONIC */
+    uint64_t last_retention_ns;
+    int store_error;         /* last flush failure, 0 when healthy */
+    struct sbuf run;         /* Result texts of the run being collected */
+    uint32_t *run_lens;
+    uint64_t run_first;
+    uint32_t run_n;
 };
+
+static int engine_group_of(struct engine *e, const char *model);
+static int engine_insert_job(struct engine *e, struct job *j);
 
 static const char *const status_names[JOB_STATUS_COUNT] = { "queued", "running", "succeeded",
                                                             "failed", "cancelled" };
@@ -272,6 +303,8 @@ static int engine_hash_insert(struct engine *e, struct job *j)
     return 0;
 }
 
+static void job_persist(struct engine *e, struct job *j);
+
 static void job_set_status(struct engine *e, struct job *j, enum job_status st)
 {
     if (j->status == st)
@@ -280,6 +313,7 @@ static void job_set_status(struct engine *e, struct job *j, enum job_status st)
     e->jobs_by_status[st]++;
     j->status = st;
     j->version++;
+    job_persist(e, j);
 }
 
 static void job_free(struct job *j)
@@ -287,12 +321,55 @@ static void job_free(struct job *j)
     job_items_free(j->items);
     free(j->retry);
     free(j->attempts);
-    free(j->res);
-    free(j->res_off);
-    free(j->res_len);
-    free(j->completion);
+    free(j->has);
+    free(j->idem_key);
     free(j->error);
     free(j);
+}
+
+/* Drops a stream's or reader's hold on a job (mutex held); a purged job is
+ * freed when the last hold goes. */
+static void engine_job_release(struct engine *e, struct job *j)
+{
+    (void)e;
+    if (j->refs > 0)
+        j->refs--;
+    if (j->deleted && j->refs == 0)
+        job_free(j);
+}
+
+/* Takes a finished job out of every table (mutex held); it is freed now or
+ * when the last stream lets go. */
+static void engine_forget_job(struct engine *e, struct job *j)
+{
+    struct job **pp = &e->hash[hash_id(j->id) & (e->hash_cap - 1)];
+    while (*pp && *pp != j)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = j->hnext;
+    if (j->newer)
+        j->newer->older = j->older;
+    else
+        e->newest = j->older;
+    if (j->older)
+        j->older->newer = j->newer;
+    else
+        e->oldest = j->newer;
+    uint64_t seq = j->key & ((UINT64_C(1) << 40) - 1);
+    if (seq >= 1 && seq <= e->n_seq)
+        e->by_seq[seq - 1] = NULL;
+    for (size_t i = 0; i < e->n_dirty; i++) {
+        if (e->dirty[i] == j) {
+            e->dirty[i] = e->dirty[--e->n_dirty];
+            break;
+        }
+    }
+    e->jobs_by_status[j->status]--;
+    e->n_jobs--;
+    j->deleted = true;
+    j->version++;
+    if (j->refs == 0)
+        job_free(j);
 }
 
 /* 128 random bits as 26 characters of lowercase base32. */
@@ -323,52 +400,109 @@ static void engine_new_id(char *out)
 /* --------------------------------------------------------------- results */
 
 /* Records item i's result unless it has one. Returns true if recorded. */
+static inline bool job_has(const struct job *j, uint64_t i)
+{
+    return (j->has[i >> 3] >> (i & 7)) & 1;
+}
+
+static inline void job_set_has(struct job *j, uint64_t i)
+{
+    j->has[i >> 3] |= (uint8_t)(1u << (i & 7));
+}
+
+static void engine_mark_dirty(struct engine *e, struct job *j)
+{
+    j->dirty_gen = ++e->gen;
+    if (j->dirty)
+        return;
+    if (e->n_dirty == e->cap_dirty) {
+        size_t nc = e->cap_dirty ? e->cap_dirty * 2 : 32;
+        struct job **p = realloc(e->dirty, nc * sizeof *p);
+        if (!p)
+            abort(); /* a pointer per job; see the OOM policy */
+        e->dirty = p;
+        e->cap_dirty = nc;
+    }
+    e->dirty[e->n_dirty++] = j;
+    j->dirty = true;
+}
+
+/* The job's row, as the store keeps it. */
+static void job_row(const struct engine *e, const struct job *j, struct store_job *r)
+{
+    memset(r, 0, sizeof *r);
+    r->seq = j->sseq;
+    snprintf(r->id, sizeof r->id, "%s", j->id);
+    snprintf(r->model, sizeof r->model, "%s", shm_group(e->shm, j->group)->name);
+    r->status = (int)j->status;
+    r->total = j->total;
+    r->done = j->done;
+    r->failed = j->failed;
+    r->created_ns = j->created_ns;
+    r->started_ns = j->started_ns;
+    r->finished_ns = j->finished_ns;
+    r->chunk_size = j->chunk_size;
+    r->item_timeout_ms = j->item_timeout_ms;
+    r->max_attempts = j->max_attempts;
+    snprintf(r->error, sizeof r->error, "%s", j->error ? j->error : "");
+    snprintf(r->idem_key, sizeof r->idem_key, "%s", j->idem_key ? j->idem_key : "");
+    r->request_hash = j->request_hash;
+}
+
+/* Hands the run collected so far (consecutive items from run_first) to the
+ * store's buffer, with the job's new row. Written by the next flush. */
+static void engine_end_run(struct engine *e, struct job *j)
+{
+    if (e->run_n) {
+        if (store_put_results(e->store, j->sseq, e->run_first, e->run_n, e->run.data,
+                              e->run_lens) != 0)
+            log_error("out of memory buffering results of job %s", j->id);
+        e->run_n = 0;
+        sbuf_reset(&e->run);
+    }
+    struct store_job row;
+    job_row(e, j, &row);
+    store_job_update(e->store, &row);
+    engine_mark_dirty(e, j);
+}
+
+/* Records item i's result unless it has one. Results of one run must be
+ * consecutive (they are: a task's items are). Returns true if recorded. */
 static bool job_put_result(struct engine *e, struct job *j, uint64_t i, bool ok,
                            const char *data, size_t len)
 {
-    if (i >= j->total || j->res_len[i] != 0)
+    if (i >= j->total || job_has(j, i))
         return false;
-    /* `{"index":N,"output":` + data + `}` or the error form, JSON-escaped */
-    size_t need = 64 + (ok ? len : len * 6 + 32);
-    if (j->res_used + need > j->res_cap) {
-        size_t nc = j->res_cap ? j->res_cap : 65536;
-        while (nc < j->res_used + need)
-            nc *= 2;
-        char *p = realloc(j->res, nc);
-        if (!p) {
-            log_error("out of memory recording a result of job %s", j->id);
-            return false;
-        }
-        j->res = p;
-        j->res_cap = nc;
-    }
-    char *dst = j->res + j->res_used;
-    size_t o = (size_t)sprintf(dst, ok ? "{\"index\":%" PRIu64 ",\"output\":"
-                                       : "{\"index\":%" PRIu64 ",\"error\":{\"message\":\"",
-                               i);
+    if (e->run_n && (e->run_first + e->run_n != i || e->run_n == ENGINE_MAX_CHUNK))
+        engine_end_run(e, j);
+    size_t mark = e->run.len;
+    int rc;
     if (ok) {
-        memcpy(dst + o, data, len);
-        o += len;
-        dst[o++] = '}';
+        rc = sbuf_printf(&e->run, "{\"index\":%" PRIu64 ",\"output\":", i);
+        if (!rc)
+            rc = sbuf_append(&e->run, data, len);
+        if (!rc)
+            rc = sbuf_append(&e->run, "}", 1);
     } else {
-        for (size_t k = 0; k < len; k++) {
-            unsigned char c = (unsigned char)data[k];
-            if (c == '"' || c == '\\') {
-                dst[o++] = '\\';
-                dst[o++] = (char)c;
-            } else if (c < 0x20) {
-                o += (size_t)sprintf(dst + o, "\\u%04x", c);
-            } else {
-                dst[o++] = (char)c;
-            }
-        }
-        memcpy(dst + o, "\"}}", 3);
-        o += 3;
+        /* the message is text, not JSON: escape it */
+        char *msg = strndup(data, len);
+        rc = msg ? sbuf_printf(&e->run, "{\"index\":%" PRIu64 ",\"error\":{\"message\":", i)
+                 : -ENOMEM;
+        if (!rc)
+            rc = sbuf_json_string(&e->run, msg);
+        if (!rc)
+            rc = sbuf_append(&e->run, "}}", 2);
+        free(msg);
     }
-    j->res_off[i] = j->res_used;
-    j->res_len[i] = (uint32_t)o;
-    j->res_used += o;
-    j->completion[j->n_completed++] = (uint32_t)i;
+    if (rc) {
+        e->run.len = mark;
+        log_error("out of memory recording a result of job %s", j->id);
+        return false;
+    }
+    if (e->run_n == 0)
+        e->run_first = i;
+    e->run_lens[e->run_n++] = (uint32_t)(e->run.len - mark);
+    job_set_has(j, i);
     e->pending_items--;
     if (ok) {
         j->done++;
@@ -420,25 +554,40 @@ static bool job_has_pending(const struct job *j)
 
 /* Items of a job that will never get a result stop counting against
  * admission control once the job has ended. */
+static void job_persist(struct engine *e, struct job *j)
+{
+    struct store_job row;
+    job_row(e, j, &row);
+    store_job_update(e->store, &row);
+    engine_mark_dirty(e, j);
+}
+
 static void job_mark_finished(struct engine *e, struct job *j)
 {
     j->finished_ns = shm_now_real_ns();
     e->pending_items -= j->total - j->done - j->failed;
+    /* its inputs are in the store; nothing will be dispatched again */
+    job_items_free(j->items);
+    j->items = NULL;
     j->version++;
+    job_persist(e, j);
 }
 
+/* A job ends only once its results are durable: a client that sees
+ * "succeeded" can read every result, even after a crash. */
 static void job_check_finished(struct engine *e, struct job *j)
 {
     if (j->finished_ns)
         return;
+    bool durable = j->flushed == j->done + j->failed;
     if (j->status == JOB_CANCELLED || j->status == JOB_FAILED) {
-        if (j->inflight_tasks == 0)
+        if (j->inflight_tasks == 0 && durable)
             job_mark_finished(e, j);
         return;
     }
-    if (j->done + j->failed == j->total) {
-        job_mark_finished(e, j);
+    if (j->done + j->failed == j->total && durable) {
         job_set_status(e, j, JOB_SUCCEEDED);
+        job_mark_finished(e, j);
     }
 }
 
@@ -539,6 +688,7 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         j->inflight_tasks--;
         j->inflight_items -= s->n_items;
         j->version++;
+        engine_end_run(e, j);
         job_check_finished(e, j);
     }
     ring_release(shm, idx);
@@ -625,7 +775,7 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
         uint64_t i = start + n;
         /* Items that already have a result (from a task that died after
          * committing them) are not run again. */
-        if (j->res_len[i] != 0) {
+        if (job_has(j, i)) {
             if (n == 0) {
                 start++;
                 want--;
@@ -795,6 +945,116 @@ static bool engine_has_work(void *arg)
     return false;
 }
 
+/* Waits on cv (mu held) at most ms milliseconds. */
+static void engine_timedwait(struct engine *e, pthread_cond_t *cv, int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, &e->mu, &ts);
+}
+
+#define ENGINE_FLUSH_NS 20000000ULL     /* group commit: a flush per 20 ms at most */
+#define ENGINE_FLUSH_BYTES (8u << 20)   /* or when this much waits */
+#define ENGINE_RETENTION_EVERY_NS 10000000000ULL
+
+/* Group commit: writes what the dirty jobs accumulated in one transaction,
+ * then lets the jobs whose results are now all durable finish. The commit
+ * waits for the disk outside the mutex, so status polls never wait for it. */
+static void engine_flush(struct engine *e, bool force)
+{
+    pthread_mutex_lock(&e->mu);
+    uint64_t now = shm_now_mono_ns();
+    bool due = force || now - e->last_flush_ns >= ENGINE_FLUSH_NS ||
+               store_pending_bytes(e->store) > ENGINE_FLUSH_BYTES;
+    for (size_t i = 0; !due && i < e->n_dirty; i++) {
+        const struct job *j = e->dirty[i];
+        due = j->done + j->failed == j->total && j->flushed < j->total;
+    }
+    if (e->n_dirty == 0 || !due) {
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    uint64_t gen = e->gen;
+    for (size_t i = 0; i < e->n_dirty; i++) {
+        e->dirty[i]->flush_target = e->dirty[i]->done + e->dirty[i]->failed;
+        e->dirty[i]->in_flush = true;
+    }
+    pthread_mutex_unlock(&e->mu);
+
+    int rc = store_flush(e->store);
+
+    pthread_mutex_lock(&e->mu);
+    e->last_flush_ns = now;
+    if (rc != 0) {
+        if (rc != e->store_error)
+            log_error("engine: results cannot be written (%s); retrying", strerror(-rc));
+        e->store_error = rc;
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    if (e->store_error)
+        log_info("engine: results are written again");
+    e->store_error = 0;
+    /* Jobs marked in_flush were in the transaction; those changed since
+     * (a later generation) stay dirty for the next one. */
+    struct job **done = malloc((e->n_dirty ? e->n_dirty : 1) * sizeof *done);
+    size_t n_done = 0;
+    for (size_t i = 0; i < e->n_dirty;) {
+        struct job *j = e->dirty[i];
+        if (j->in_flush) {
+            j->in_flush = false;
+            j->flushed = j->flush_target;
+            if (j->dirty_gen <= gen) {
+                j->dirty = false;
+                e->dirty[i] = e->dirty[--e->n_dirty];
+                if (done)
+                    done[n_done++] = j;
+                continue;
+            }
+        }
+        i++;
+    }
+    for (size_t i = 0; i < n_done; i++)
+        job_check_finished(e, done[i]);
+    free(done);
+    pthread_cond_broadcast(&e->progress);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Deletes jobs that finished longer ago than --retention, a few at a time. */
+static void engine_retention(struct engine *e)
+{
+    uint64_t now = shm_now_mono_ns();
+    if (now - e->last_retention_ns < ENGINE_RETENTION_EVERY_NS)
+        return;
+    e->last_retention_ns = now;
+    uint64_t cutoff = shm_now_real_ns() - (uint64_t)e->cfg->retention_s * 1000000000ULL;
+    uint64_t seqs[128];
+    size_t n = 0;
+    pthread_mutex_lock(&e->mu);
+    for (struct job *j = e->oldest, *newer; j && n < 128; j = newer) {
+        newer = j->newer;
+        if (j->finished_ns && j->finished_ns < cutoff && !j->dirty) {
+            seqs[n++] = j->sseq;
+            engine_forget_job(e, j);
+        }
+    }
+    pthread_mutex_unlock(&e->mu);
+    for (size_t i = 0; i < n; i++)
+        store_job_delete(e->store, seqs[i]);
+    if (n)
+        log_info("retention: deleted %zu job(s) finished more than %u s ago", n,
+                 e->cfg->retention_s);
+    /* deleted data frees disk space over time, not in one long stall */
+    store_reclaim_space(e->store);
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
@@ -805,11 +1065,125 @@ static void *engine_main(void *arg)
         engine_check_groups(e);
         engine_check_deadlines(e);
         engine_dispatch(e);
+        if (e->n_dirty)
+            pthread_cond_signal(&e->flush_cv);
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->mu);
+        engine_retention(e);
         ring_wait_engine(e->shm, engine_has_work, e, ENGINE_TICK_MS);
     }
     return NULL;
+}
+
+/* The flusher thread: commits what the engine collected, so that the
+ * engine thread keeps dispatching while a commit waits for the disk. */
+static void *engine_flusher_main(void *arg)
+{
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    while (!atomic_load_explicit(&e->stop, memory_order_acquire)) {
+        if (e->n_dirty == 0) {
+            engine_timedwait(e, &e->flush_cv, ENGINE_TICK_MS);
+            continue;
+        }
+        pthread_mutex_unlock(&e->mu);
+        engine_flush(e, false);
+        pthread_mutex_lock(&e->mu);
+        /* not due yet, or just written: look again in a few ms */
+        engine_timedwait(e, &e->flush_cv, 5);
+    }
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+/* ----------------------------------------------------------- recovery */
+
+static int recover_range(void *arg, uint64_t first, uint32_t n)
+{
+    struct job *j = arg;
+    for (uint64_t i = first; i < first + n && i < j->total; i++)
+        job_set_has(j, i);
+    return 0;
+}
+
+/* Rebuilds one job from its row at start-up: finished jobs are served as
+ * they were; unfinished ones go on from where their durable results stop. */
+static int engine_recover_job(void *arg, const struct store_job *row)
+{
+    struct engine *e = arg;
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return -ENOMEM;
+    j->total = row->total;
+    j->has = calloc((j->total + 7) / 8 + 1, 1);
+    if (!j->has) {
+        free(j);
+        return -ENOMEM;
+    }
+    memcpy(j->id, row->id, ENGINE_JOB_ID_LEN);
+    j->id[ENGINE_JOB_ID_LEN] = '\0';
+    j->sseq = row->seq;
+    j->status = row->status >= 0 && row->status < JOB_STATUS_COUNT ? (enum job_status)row->status
+                                                                   : JOB_FAILED;
+    j->done = row->done;
+    j->failed = row->failed;
+    j->flushed = row->done + row->failed;
+    j->created_ns = row->created_ns;
+    j->started_ns = row->started_ns;
+    j->finished_ns = row->finished_ns;
+    j->chunk_size = row->chunk_size;
+    j->item_timeout_ms = row->item_timeout_ms;
+    j->max_attempts = row->max_attempts ? row->max_attempts : e->cfg->max_attempts;
+    j->error = row->error[0] ? strdup(row->error) : NULL;
+    j->idem_key = row->idem_key[0] ? strdup(row->idem_key) : NULL;
+    j->request_hash = row->request_hash;
+    int g = engine_group_of(e, row->model);
+    j->group = g >= 0 ? (uint32_t)g : 0;
+    int rc = engine_insert_job(e, j);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    if (j->finished_ns)
+        return 0;
+
+    e->pending_items += j->total - j->done - j->failed;
+    rc = store_result_ranges(e->store, j->sseq, recover_range, j);
+    if (rc == 0 && g >= 0 && j->status != JOB_CANCELLED && j->status != JOB_FAILED)
+        rc = store_inputs_read(e->store, j->sseq, j->total, &j->items);
+    if (rc != 0 || g < 0) {
+        char why[160];
+        if (g < 0)
+            snprintf(why, sizeof why, "model %s is not loaded by this batchd", row->model);
+        else
+            snprintf(why, sizeof why, "its stored data cannot be read (%s)", strerror(-rc));
+        job_fail(e, j, why);
+        return 0;
+    }
+    if (j->status == JOB_CANCELLED || j->status == JOB_FAILED) {
+        j->cancel_requested = true;
+        j->next_index = j->total;
+        job_check_finished(e, j);
+        return 0;
+    }
+    /* Everything without a durable result runs (again). */
+    j->next_index = j->total;
+    for (uint64_t i = 0; i < j->total;) {
+        if (job_has(j, i)) {
+            i++;
+            continue;
+        }
+        uint64_t start = i;
+        while (i < j->total && !job_has(j, i))
+            i++;
+        if (job_add_retry(j, start, i - start) != 0)
+            return -ENOMEM;
+    }
+    if (j->n_retry)
+        group_activate(&e->groups[j->group], j);
+    else
+        job_check_finished(e, j);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- public */
@@ -827,6 +1201,7 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->progress, &ca);
+    pthread_cond_init(&e->flush_cv, &ca);
     pthread_condattr_destroy(&ca);
     struct shm_header *h = shm_header(shm);
     e->epoch = (atomic_fetch_add(&h->api_epoch, 1) + 1) & 0xffffffu;
@@ -858,9 +1233,31 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
                 g->inflight[g->n_inflight++] = idx;
         }
     }
+    e->run_lens = malloc(sizeof *e->run_lens * (ENGINE_MAX_CHUNK + 1));
+    if (!e->run_lens)
+        goto fail;
+    char err[512];
+    e->store = store_open(cfg->data_dir, cfg->max_store_bytes, err, sizeof err);
+    if (!e->store) {
+        log_error("engine: %s", err);
+        goto fail;
+    }
+    /* Jobs of earlier runs: finished ones are served as they were,
+     * unfinished ones go on where their durable results stop. */
+    int rc = store_jobs_each(e->store, engine_recover_job, e);
+    if (rc != 0) {
+        log_error("engine: cannot recover jobs from the store: %s", strerror(-rc));
+        goto fail;
+    }
+    if (e->n_jobs)
+        log_info("engine: recovered %" PRIu64 " job(s), %" PRIu64 " unfinished item(s)",
+                 e->n_jobs, e->pending_items);
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
         goto fail;
     e->thread_started = true;
+    if (pthread_create(&e->flusher, NULL, engine_flusher_main, e) != 0)
+        goto fail;
+    e->flusher_started = true;
     return e;
 fail:
     log_error("engine: cannot start (out of memory or threads)");
@@ -877,6 +1274,15 @@ void engine_destroy(struct engine *e)
         ring_notify_engine(e->shm);
         pthread_join(e->thread, NULL);
     }
+    if (e->flusher_started) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_signal(&e->flush_cv);
+        pthread_mutex_unlock(&e->mu);
+        pthread_join(e->flusher, NULL);
+    }
+    /* what was collected is written before the process goes */
+    if (e->store)
+        engine_flush(e, true);
     pthread_mutex_lock(&e->mu);
     pthread_cond_broadcast(&e->progress);
     pthread_mutex_unlock(&e->mu);
@@ -893,7 +1299,12 @@ void engine_destroy(struct engine *e)
     free(e->by_seq);
     free(e->hash);
     free(e->http);
+    free(e->dirty);
+    free(e->run_lens);
+    sbuf_free(&e->run);
+    store_close(e->store);
     pthread_cond_destroy(&e->progress);
+    pthread_cond_destroy(&e->flush_cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
@@ -977,6 +1388,53 @@ static void job_etag(struct engine *e, const struct job *j, char *etag)
              (uint64_t)(j->key & ((UINT64_C(1) << 40) - 1)), j->version);
 }
 
+/* Adds a job to the in-memory tables (mutex held). Returns 0 or -ENOMEM. */
+static int engine_insert_job(struct engine *e, struct job *j)
+{
+    if (e->n_seq == e->cap_seq) {
+        size_t nc = e->cap_seq ? e->cap_seq * 2 : 256;
+        struct job **p = realloc(e->by_seq, nc * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        e->by_seq = p;
+        e->cap_seq = nc;
+    }
+    if (engine_hash_insert(e, j) != 0)
+        return -ENOMEM;
+    e->by_seq[e->n_seq++] = j;
+    j->key = ((uint64_t)e->epoch << 40) | e->n_seq;
+    j->older = e->newest;
+    if (e->newest)
+        e->newest->newer = j;
+    e->newest = j;
+    if (!e->oldest)
+        e->oldest = j;
+    e->n_jobs++;
+    e->jobs_by_status[j->status]++;
+    return 0;
+}
+
+/* FNV-1a over the request: the same key with another body is a conflict. */
+static uint64_t engine_request_hash(const char *model, const struct job_options *opt,
+                                    const struct job_items *items)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const unsigned char *parts[2] = { (const unsigned char *)model,
+                                      (const unsigned char *)items->data };
+    size_t lens[2] = { strlen(model) + 1, items->len };
+    for (int p = 0; p < 2; p++)
+        for (size_t i = 0; i < lens[p]; i++)
+            h = (h ^ parts[p][i]) * 1099511628211ULL;
+    uint32_t o[3] = { opt ? opt->chunk_size : 0, opt ? opt->item_timeout_ms : 0,
+                      opt ? opt->max_attempts : 0 };
+    for (size_t i = 0; i < sizeof o; i++)
+        h = (h ^ ((const unsigned char *)o)[i]) * 1099511628211ULL;
+    /* item boundaries count too: ["ab"] is not ["a","b"] */
+    for (size_t i = 0; i <= items->n; i++)
+        h = (h ^ items->off[i]) * 1099511628211ULL;
+    return h;
+}
+
 int engine_submit(struct engine *e, const char *model, struct job_items *items,
                   const struct job_options *opt, char *id, json_t **job_json_out)
 {
@@ -989,15 +1447,15 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
     if (!j)
         return -ENOMEM;
     j->total = items->n;
-    j->res_off = malloc(j->total * sizeof *j->res_off);
-    j->res_len = calloc(j->total, sizeof *j->res_len);
-    j->completion = malloc(j->total * sizeof *j->completion);
-    if (!j->res_off || !j->res_len || !j->completion) {
+    j->has = calloc((j->total + 7) / 8, 1);
+    if (!j->has) {
         job_free(j);
         return -ENOMEM;
     }
     j->group = (uint32_t)g;
-    j->chunk_size = opt ? opt->chunk_size : 0;
+    j->chunk_size = opt && opt->chunk_size ? opt->chunk_size : 0;
+    if (j->chunk_size > ENGINE_MAX_CHUNK)
+        j->chunk_size = ENGINE_MAX_CHUNK;
     j->item_timeout_ms = opt && opt->item_timeout_ms ? opt->item_timeout_ms
                                                      : e->cfg->item_timeout_ms;
     j->max_attempts = opt && opt->max_attempts ? opt->max_attempts : e->cfg->max_attempts;
@@ -1006,46 +1464,69 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
     j->created_ns = shm_now_real_ns();
     j->status = JOB_QUEUED;
     engine_new_id(j->id);
+    if (opt && opt->idempotency_key && opt->idempotency_key[0]) {
+        j->idem_key = strdup(opt->idempotency_key);
+        if (!j->idem_key) {
+            job_free(j);
+            return -ENOMEM;
+        }
+    }
+    j->request_hash = engine_request_hash(model, opt, items);
 
+    /* Admission first, with the items reserved, so that concurrent
+     * submissions cannot pass the limit together. */
     pthread_mutex_lock(&e->mu);
     int refuse = !e->accepting                 ? -ESHUTDOWN
                  : j->total > e->cfg->max_queued_items ? -EFBIG
                  : e->groups[g].down           ? -EHOSTDOWN
                  : e->pending_items + j->total > e->cfg->max_queued_items ? -EBUSY
                                                : 0;
+    if (!refuse)
+        e->pending_items += j->total;
+    pthread_mutex_unlock(&e->mu);
     if (refuse) {
-        pthread_mutex_unlock(&e->mu);
         job_free(j);
         return refuse;
     }
-    if (e->n_seq == e->cap_seq) {
-        size_t nc = e->cap_seq ? e->cap_seq * 2 : 256;
-        struct job **p = realloc(e->by_seq, nc * sizeof *p);
-        if (!p) {
-            pthread_mutex_unlock(&e->mu);
-            job_free(j);
-            return -ENOMEM;
+
+    /* Durable before anything else sees it (outside the mutex: the commit
+     * waits for the disk, and status polls must not). */
+    struct store_job row, existing;
+    job_row(e, j, &row);
+    int rc = store_job_create(e->store, &row, items, &existing);
+    if (rc != 0) {
+        pthread_mutex_lock(&e->mu);
+        e->pending_items -= j->total;
+        int out = rc;
+        if (rc == -EEXIST) {
+            /* The key was used: the same request gets the same job back. */
+            struct job *old = engine_find(e, existing.id);
+            out = old && existing.request_hash == j->request_hash ? ENGINE_REPLAYED : -EEXIST;
+            if (old) {
+                memcpy(id, old->id, ENGINE_JOB_ID_LEN + 1);
+                if (job_json_out)
+                    *job_json_out = job_json(e, old);
+            } else {
+                out = -EEXIST;
+            }
         }
-        e->by_seq = p;
-        e->cap_seq = nc;
-    }
-    if (engine_hash_insert(e, j) != 0) {
         pthread_mutex_unlock(&e->mu);
+        job_free(j);
+        return out;
+    }
+    j->sseq = row.seq;
+
+    pthread_mutex_lock(&e->mu);
+    rc = engine_insert_job(e, j);
+    if (rc != 0) {
+        /* Durable but not runnable now: it runs after the next restart. */
+        e->pending_items -= j->total;
+        pthread_mutex_unlock(&e->mu);
+        log_error("job %s: out of memory after it was stored", j->id);
         job_free(j);
         return -ENOMEM;
     }
-    e->by_seq[e->n_seq++] = j;
-    j->key = ((uint64_t)e->epoch << 40) | e->n_seq;
     j->items = items;
-    j->older = e->newest;
-    if (e->newest)
-        e->newest->newer = j;
-    e->newest = j;
-    if (!e->oldest)
-        e->oldest = j;
-    e->n_jobs++;
-    e->jobs_by_status[JOB_QUEUED]++;
-    e->pending_items += j->total;
     e->jobs_submitted++;
     group_activate(&e->groups[g], j);
     memcpy(id, j->id, ENGINE_JOB_ID_LEN + 1);
@@ -1119,40 +1600,56 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
         pthread_mutex_unlock(&e->mu);
         return -ENOENT;
     }
+    uint64_t sseq = j->sseq, total = j->total;
+    j->refs++; /* not freed by a purge while we read */
+    pthread_mutex_unlock(&e->mu);
+
+    /* Results are read from the store: only durable ones are shown, and a
+     * job's results need not fit in memory. */
+    uint64_t next = offset;
     int rc = sbuf_puts(out, "{\"results\":[");
-    uint64_t i = offset, end = offset + limit;
-    if (end > j->total || end < offset)
-        end = j->total;
-    bool first = true;
-    for (; !rc && i < end; i++) {
-        if (j->res_len[i] == 0) {
-            /* A gap: stop here so that next_offset never skips an item that
-             * has not finished yet (input order, like map). */
-            break;
-        }
-        if (!first)
-            rc = sbuf_append(out, ",", 1);
-        if (!rc)
-            rc = sbuf_append(out, j->res + j->res_off[i], j->res_len[i]);
-        first = false;
+    if (!rc && offset < total)
+        rc = store_results_page(e->store, sseq, offset,
+                                limit < total - offset ? limit : total - offset, out, &next);
+
+    pthread_mutex_lock(&e->mu);
+    bool at_end = next >= total;
+    if (!at_end && job_finished(j)) {
+        /* A cancelled or failed job's never-run items have no result: past
+         * the last result the page is complete too. */
+        uint64_t k = next;
+        while (k < total && !job_has(j, k))
+            k++;
+        at_end = k >= total;
     }
+    engine_job_release(e, j);
+    pthread_mutex_unlock(&e->mu);
     if (!rc) {
-        bool at_end = i >= j->total && job_finished(j);
-        /* A cancelled job's never-run items have no result: past them the
-         * page is complete too. */
-        if (!at_end && job_finished(j) && i < j->total && j->res_len[i] == 0) {
-            uint64_t k = i;
-            while (k < j->total && j->res_len[k] == 0)
-                k++;
-            at_end = k >= j->total;
-        }
-        if (at_end || i >= j->total)
+        if (at_end)
             rc = sbuf_puts(out, "],\"next_offset\":null}");
         else
-            rc = sbuf_printf(out, "],\"next_offset\":%" PRIu64 "}", i);
+            rc = sbuf_printf(out, "],\"next_offset\":%" PRIu64 "}", next);
     }
-    pthread_mutex_unlock(&e->mu);
     return rc;
+}
+
+int engine_purge(struct engine *e, const char *id)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (!j) {
+        pthread_mutex_unlock(&e->mu);
+        return -ENOENT;
+    }
+    if (!job_finished(j)) {
+        pthread_mutex_unlock(&e->mu);
+        return -EBUSY;
+    }
+    engine_forget_job(e, j);
+    uint64_t sseq = j->sseq;
+    pthread_mutex_unlock(&e->mu);
+    int rc = store_job_delete(e->store, sseq);
+    return rc == -ENOENT ? 0 : rc;
 }
 
 int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
@@ -1194,8 +1691,9 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
 struct engine_stream {
     struct engine *e;
     struct job *job;
-    uint64_t cursor;  /* next completion to send */
-    size_t line_off;  /* bytes of the current line already sent */
+    uint64_t cursor;  /* the store's block cursor (store_results_stream) */
+    struct sbuf buf;  /* lines read from the store, not yet sent */
+    size_t sent;      /* bytes of buf already sent */
 };
 
 struct engine_stream *engine_stream_open(struct engine *e, const char *id)
@@ -1205,6 +1703,8 @@ struct engine_stream *engine_stream_open(struct engine *e, const char *id)
         return NULL;
     pthread_mutex_lock(&e->mu);
     s->job = engine_find(e, id);
+    if (s->job)
+        s->job->refs++;
     pthread_mutex_unlock(&e->mu);
     if (!s->job) {
         free(s);
@@ -1218,51 +1718,53 @@ ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int t
 {
     struct engine *e = s->e;
     struct job *j = s->job;
-    pthread_mutex_lock(&e->mu);
-    if (s->cursor == j->n_completed && !job_finished(j) && !atomic_load(&e->stop) &&
-        timeout_ms > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += timeout_ms / 1000;
-        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&e->progress, &e->mu, &ts);
-    }
-    size_t o = 0;
-    while (s->cursor < j->n_completed && o < max) {
-        uint32_t i = j->completion[s->cursor];
-        size_t len = j->res_len[i] + 1; /* with its newline */
-        size_t n = len - s->line_off;
-        if (n > max - o)
-            n = max - o;
-        size_t from = s->line_off;
-        size_t body = j->res_len[i];
-        if (from < body) {
-            size_t take = n < body - from ? n : body - from;
-            memcpy(buf + o, j->res + j->res_off[i] + from, take);
-            if (take < n)
-                buf[o + take] = '\n';
-        } else {
-            buf[o] = '\n';
-        }
-        o += n;
-        s->line_off += n;
-        if (s->line_off == len) {
-            s->line_off = 0;
-            s->cursor++;
+    if (s->sent == s->buf.len) {
+        sbuf_reset(&s->buf);
+        s->sent = 0;
+        /* Whether the job had ended is read before the store: whatever was
+         * durable by then is in what the store returns now. */
+        pthread_mutex_lock(&e->mu);
+        bool ended = job_finished(j) || j->deleted;
+        pthread_mutex_unlock(&e->mu);
+        if (store_results_stream(e->store, j->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
+            return -1;
+        if (s->buf.len == 0) {
+            if (ended || atomic_load(&e->stop))
+                return -1;
+            if (timeout_ms > 0) {
+                pthread_mutex_lock(&e->mu);
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += timeout_ms / 1000;
+                ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&e->progress, &e->mu, &ts);
+                pthread_mutex_unlock(&e->mu);
+            }
+            return 0;
         }
     }
-    ssize_t r = (ssize_t)o;
-    if (o == 0 && ((s->cursor == j->n_completed && job_finished(j)) || atomic_load(&e->stop)))
-        r = -1;
-    pthread_mutex_unlock(&e->mu);
-    return r;
+    size_t n = s->buf.len - s->sent;
+    if (n > max)
+        n = max;
+    memcpy(buf, s->buf.data + s->sent, n);
+    s->sent += n;
+    return (ssize_t)n;
 }
 
-void engine_stream_close(struct engine_stream *s) { free(s); }
+void engine_stream_close(struct engine_stream *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->e->mu);
+    engine_job_release(s->e, s->job);
+    pthread_mutex_unlock(&s->e->mu);
+    sbuf_free(&s->buf);
+    free(s);
+}
 
 static const char *worker_state_name(uint32_t st)
 {

@@ -69,6 +69,9 @@ int job_items_append(struct job_items *items, const char *json, size_t len);
 /* Appends the compact serialization of `item` (borrowed). Same returns. */
 int job_items_append_json(struct job_items *items, const json_t *item);
 size_t job_items_count(const struct job_items *items);
+/* Item i's JSON text (borrowed; not NUL-terminated) and its length. Items
+ * are stored back to back: item i+1 starts where item i ends. */
+const char *job_items_get(const struct job_items *items, size_t i, size_t *len);
 /* Frees the list. NULL is fine. */
 void job_items_free(struct job_items *items);
 
@@ -76,7 +79,12 @@ struct job_options {
     uint32_t chunk_size;      /* items per task; 0 = adaptive (the default) */
     uint32_t item_timeout_ms; /* per-item deadline; 0 = the configured default */
     uint32_t max_attempts;    /* tries of an item whose worker dies; 0 = default */
+    const char *idempotency_key; /* Idempotency-Key header, or NULL (borrowed) */
 };
+
+/* engine_submit's answer when an Idempotency-Key names an earlier job with
+ * the same request: that job is returned, nothing new is created. */
+#define ENGINE_REPLAYED 1
 
 /*
  * Creates the engine and starts its thread. `cfg` and `shm` are borrowed and
@@ -99,7 +107,12 @@ size_t engine_max_item_bytes(const struct engine *e);
  * Submits a job. On success returns 0, writes the id (NUL-terminated) into
  * id[ENGINE_JOB_ID_LEN + 1], takes `items`, and if job_json is not NULL
  * stores the Job object there (new reference).
- * Errors (items not taken, nothing changed): -ENOENT unknown model,
+ * The job and its inputs are durable (store.h) before this returns 0.
+ * ENGINE_REPLAYED: the idempotency key names an earlier job with the same
+ * request: its id and Job object are returned, `items` is not taken.
+ * Errors (items not taken, nothing changed): -EEXIST the idempotency key
+ * names an earlier job with another request, -ENOSPC the store is full,
+ * -EIO the store failed, -ENOENT unknown model,
  * -EINVAL no items, -ENOMEM, -ESHUTDOWN the service is stopping,
  * -EBUSY admission control (accepted-but-unfinished items would pass
  * --max-queued-items), -EFBIG the job alone has more items than
@@ -159,6 +172,13 @@ struct engine_stream *engine_stream_open(struct engine *e, const char *id);
 ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int timeout_ms);
 /* Frees the stream. NULL is fine. */
 void engine_stream_close(struct engine_stream *s);
+
+/*
+ * Deletes a finished job and its results now (DELETE ?purge=true).
+ * Returns 0, -ENOENT, -EBUSY when the job has not finished (cancel it
+ * first), or a store error.
+ */
+int engine_purge(struct engine *e, const char *id);
 
 /* Returns {"models":[Model...]} (new reference). */
 json_t *engine_models_json(struct engine *e);

@@ -20,6 +20,7 @@
 #include "model.h"
 #include "ring.h"
 #include "shm.h"
+#include "store.h"
 #include "worker.h"
 
 /* Respawn back-off for a child that keeps failing: 100 ms doubling to 30 s. */
@@ -514,7 +515,14 @@ int sup_run(const struct config *cfg)
     int rc = SUP_EXIT_FATAL;
     if (sup_lock_data_dir(s) != 0)
         goto out;
-    char err[256];
+    char err[512];
+    /* A store that cannot be used is a start-up error (exit 2), not an api
+     * process that fails in a loop. The connection is closed before any
+     * fork: SQLite handles never cross one. */
+    if (store_check(s->cfg->data_dir, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
     s->listen_fd = listener_open(s->cfg->listen_host, s->cfg->listen_port, err, sizeof err);
     if (s->listen_fd < 0) {
         log_error("%s", err);

@@ -131,6 +131,26 @@ static void test_etag(void **state)
     }
 }
 
+static void test_idempotency_key(void **state)
+{
+    (void)state;
+    char max[API_IDEMPOTENCY_KEY_MAX + 2];
+    memset(max, 'k', API_IDEMPOTENCY_KEY_MAX);
+    max[API_IDEMPOTENCY_KEY_MAX] = '\0';
+    assert_true(api_idempotency_key_valid("order-42"));
+    assert_true(api_idempotency_key_valid("3f2a9c1e-7b4d-4e0a-9a61-0c5d2f8e6b11"));
+    assert_true(api_idempotency_key_valid("a:b/c=d"));
+    assert_true(api_idempotency_key_valid(max));
+    max[API_IDEMPOTENCY_KEY_MAX] = 'k';
+    max[API_IDEMPOTENCY_KEY_MAX + 1] = '\0';
+    assert_false(api_idempotency_key_valid(max));
+    assert_false(api_idempotency_key_valid(""));
+    assert_false(api_idempotency_key_valid(NULL));
+    assert_false(api_idempotency_key_valid("has space"));
+    assert_false(api_idempotency_key_valid("tab\there"));
+    assert_false(api_idempotency_key_valid("caf\xc3\xa9"));
+}
+
 static void test_request_id(void **state)
 {
     (void)state;
@@ -166,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_accept),
         cmocka_unit_test(test_etag),
         cmocka_unit_test(test_request_id),
+        cmocka_unit_test(test_idempotency_key),
     };
     return cmocka_run_group_tests_name("api/headers", tests, NULL, NULL);
 }

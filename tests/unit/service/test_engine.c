@@ -30,6 +30,7 @@
 
 struct fixture {
     struct config cfg;
+    char dir[64];
     struct shm shm;
     pid_t pids[N_WORKERS];
     struct engine *e;
@@ -41,6 +42,10 @@ static int setup_model(void **state, const char *model)
     f->cfg.max_item_bytes = 64 * 1024;
     f->cfg.max_attempts = 3;
     f->cfg.max_queued_items = 5000000;
+    f->cfg.retention_s = 3600;
+    snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-engine.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->cfg.data_dir = f->dir;
     uint32_t gw[1] = { N_WORKERS };
     const char *names[1] = { model };
     struct shm_layout lay = { 1, gw, names, 8, 64 * 1024 + 64, 64 * 1024 + 64 };
@@ -75,6 +80,9 @@ static int teardown(void **state)
         }
     }
     shm_destroy(&f->shm);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
     free(f);
     return 0;
 }
