@@ -1361,11 +1361,11 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\napi-tokens         ******** (2 tokens)  [file]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (25 of them), after the heading */
+    /* one line per setting (27 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 26);
+    assert_int_equal(lines, 28);
     free(text);
     unlink(f);
 }
