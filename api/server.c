@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <microhttpd.h>
@@ -108,8 +109,44 @@ static enum MHD_Result refuse_unauthenticated(struct api_server *s, struct api_r
 
 /* Routing, authentication, the query and the operation's begin step: the
  * headers are in. */
+/* Remembers the first header whose value holds a NUL byte (RFC 9110 5.5:
+ * such a field must be rejected; as a C string it would be cut short). */
+static enum MHD_Result find_nul_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    const char **bad = cls;
+    if (!*bad && (strlen(key) != key_size || (value && strlen(value) != value_size)))
+        *bad = key;
+    return *bad ? MHD_NO : MHD_YES;
+}
+
+/* Refuses what libmicrohttpd would otherwise accept and mishandle: header
+ * values with NUL bytes, and a Transfer-Encoding other than chunked (its
+ * body cannot be delimited: it would wait for it until the idle timeout).
+ * Returns MHD_YES with nothing sent when the headers are fine. */
+static enum MHD_Result check_headers(struct api_req *r, bool *refused)
+{
+    const char *bad = NULL;
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, find_nul_header, &bad);
+    *refused = true;
+    if (bad)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "header %.64s holds a NUL byte", bad);
+    const char *te = api_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (te && strcasecmp(te, "chunked") != 0)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "Transfer-Encoding %.64s is not supported (only chunked)", te);
+    *refused = false;
+    return MHD_YES;
+}
+
 static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
 {
+    bool refused;
+    enum MHD_Result hret = check_headers(r, &refused);
+    if (refused)
+        return hret;
     if (api_route_match(r->path, &r->match) != 0)
         return api_send_problemf(r, API_PROBLEM_NOT_FOUND, "no resource at %s", r->path);
     const struct api_op *op = api_op_find(r->match.route, r->method_bit);
@@ -154,8 +191,13 @@ static enum MHD_Result body_feed(struct api_req *r, const char *data, size_t n)
         r->body_err = rc;
         sbuf_free(&r->body);
     }
+    /* libmicrohttpd cannot answer before the body has ended, so what is
+     * over the limit is read and dropped (no memory) and the 413 goes out at
+     * the end; only a body absurdly far past it (more than the limit again
+     * and 256 MiB on top) makes us close without an answer. */
     size_t cap = r->cfg->max_body_bytes;
-    if (r->body_received > cap && r->body_received - cap > cap) {
+    size_t drop = cap + ((size_t)256 << 20);
+    if (r->body_received > cap && r->body_received - cap > drop) {
         log_info("request %s: body far past the limit, closing the connection",
                  r->request_id);
         return MHD_NO;
