@@ -1774,7 +1774,9 @@ static bool job_is_finished(const json_t *job, void *arg)
         h_jint(job, "counts/done", &d);
         h_jint(job, "counts/failed", &f);
         h_jint(job, "counts/cancelled", &c);
-        return d + f + c == t;
+        /* finished_at comes when the running tasks have returned and their
+         * results are durable: a moment after the counts add up */
+        return d + f + c == t && !json_is_null(h_jget(job, "finished_at"));
     }
     return true;
 }
