@@ -460,7 +460,7 @@ static ssize_t results_stream_read(void *cls, uint64_t pos, char *buf, size_t ma
         if (n > 0)
             return n;
         if (n < 0) {
-            if (atomic_load_explicit(rs->stopping, memory_order_relaxed))
+            if (n == -2 || atomic_load_explicit(rs->stopping, memory_order_relaxed))
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             return MHD_CONTENT_READER_END_OF_STREAM;
         }

@@ -1118,10 +1118,12 @@ static int load_file(const char *path, json_t **root, char *err, size_t errlen)
                         "%s: key 'config' cannot be set in a config file", path);
         }
         if (!st) {
+            /* the message first: `key` belongs to the document */
+            rc = fail(err, errlen, -EINVAL,
+                      "%s: unknown key '%.64s' (the keys are the flags' names, see --help; "
+                      "\"models\" for --model)", path, key);
             json_decref(j);
-            return fail(err, errlen, -EINVAL,
-                        "%s: unknown key '%.64s' (the keys are the flags' names, see --help; "
-                        "\"models\" for --model)", path, key);
+            return rc;
         }
     }
     *root = j;

@@ -225,6 +225,7 @@ struct engine {
     uint64_t last_flush_ns;  /* CLOCK_MONOTONIC */
     uint64_t last_retention_ns;
     int store_error;         /* last flush failure, 0 when healthy */
+    uint64_t flush_retry_ns; /* after a failure: wait this long (doubling) */
     struct sbuf run;         /* Result texts of the run being collected */
     uint32_t *run_lens;
     uint64_t run_first;
@@ -453,16 +454,17 @@ static void job_row(const struct engine *e, const struct job *j, struct store_jo
  * store's buffer, with the job's new row. Written by the next flush. */
 static void engine_end_run(struct engine *e, struct job *j)
 {
+    struct store_job row;
+    job_row(e, j, &row);
     if (e->run_n) {
         if (store_put_results(e->store, j->sseq, e->run_first, e->run_n, e->run.data,
-                              e->run_lens) != 0)
+                              e->run_lens, &row) != 0)
             log_error("out of memory buffering results of job %s", j->id);
         e->run_n = 0;
         sbuf_reset(&e->run);
+    } else {
+        store_job_update(e->store, &row);
     }
-    struct store_job row;
-    job_row(e, j, &row);
-    store_job_update(e->store, &row);
     engine_mark_dirty(e, j);
 }
 
@@ -972,7 +974,10 @@ static void engine_flush(struct engine *e, bool force)
     uint64_t now = shm_now_mono_ns();
     bool due = force || now - e->last_flush_ns >= ENGINE_FLUSH_NS ||
                store_pending_bytes(e->store) > ENGINE_FLUSH_BYTES;
-    for (size_t i = 0; !due && i < e->n_dirty; i++) {
+    /* a failing store (a full disk) is retried with back-off, not hammered */
+    if (!force && e->store_error && now - e->last_flush_ns < e->flush_retry_ns)
+        due = false;
+    for (size_t i = 0; !due && !e->store_error && i < e->n_dirty; i++) {
         const struct job *j = e->dirty[i];
         due = j->done + j->failed == j->total && j->flushed < j->total;
     }
@@ -995,12 +1000,16 @@ static void engine_flush(struct engine *e, bool force)
         if (rc != e->store_error)
             log_error("engine: results cannot be written (%s); retrying", strerror(-rc));
         e->store_error = rc;
+        e->flush_retry_ns = e->flush_retry_ns ? e->flush_retry_ns * 2 : 10000000ULL;
+        if (e->flush_retry_ns > 1000000000ULL)
+            e->flush_retry_ns = 1000000000ULL;
         pthread_mutex_unlock(&e->mu);
         return;
     }
     if (e->store_error)
         log_info("engine: results are written again");
     e->store_error = 0;
+    e->flush_retry_ns = 0;
     /* Jobs marked in_flush were in the transaction; those changed since
      * (a later generation) stay dirty for the next one. */
     struct job **done = malloc((e->n_dirty ? e->n_dirty : 1) * sizeof *done);
@@ -1645,8 +1654,8 @@ int engine_purge(struct engine *e, const char *id)
         pthread_mutex_unlock(&e->mu);
         return -EBUSY;
     }
+    uint64_t sseq = j->sseq; /* before: forgetting may free the job */
     engine_forget_job(e, j);
-    uint64_t sseq = j->sseq;
     pthread_mutex_unlock(&e->mu);
     int rc = store_job_delete(e->store, sseq);
     return rc == -ENOENT ? 0 : rc;
@@ -1724,12 +1733,17 @@ ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int t
         /* Whether the job had ended is read before the store: whatever was
          * durable by then is in what the store returns now. */
         pthread_mutex_lock(&e->mu);
-        bool ended = job_finished(j) || j->deleted;
+        bool ended = job_finished(j), purged = j->deleted;
         pthread_mutex_unlock(&e->mu);
+        /* A purged job's results are gone: the stream is cut, not ended. */
+        if (purged)
+            return -2;
         if (store_results_stream(e->store, j->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
-            return -1;
+            return -2;
         if (s->buf.len == 0) {
-            if (ended || atomic_load(&e->stop))
+            if (atomic_load(&e->stop))
+                return -2;
+            if (ended)
                 return -1;
             if (timeout_ms > 0) {
                 pthread_mutex_lock(&e->mu);

@@ -167,7 +167,9 @@ struct engine_stream *engine_stream_open(struct engine *e, const char *id);
  * Copies whole NDJSON lines into buf (at most max bytes; a single line
  * longer than max is split across calls). Blocks up to timeout_ms for data.
  * Returns bytes written (> 0); 0 when nothing arrived within the timeout;
- * -1 when the job has ended and everything was sent (or the engine stops).
+ * -1 when the job has ended and everything was sent; -2 when the stream is
+ * cut before its end (the job was purged, the engine stops, or the store
+ * cannot be read): the client must not take it for complete.
  */
 ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int timeout_ms);
 /* Frees the stream. NULL is fine. */

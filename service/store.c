@@ -2,7 +2,8 @@
  * store.c: the SQLite implementation of store.h.
  *
  * Schema (version 1):
- *   meta(key PRIMARY KEY, value)            "app" = "batchd", "schema" = "1"
+ *   meta(key PRIMARY KEY, value)            "app" = "batchd", "schema" = "1",
+ *                                           "last_seq" = highest seq ever given
  *   jobs(seq INTEGER PRIMARY KEY, id UNIQUE, model, status, counts...,
  *        idem_key UNIQUE, request_hash)
  *   inputs(job, block, data, PRIMARY KEY(job, block)) WITHOUT ROWID
@@ -47,6 +48,10 @@ struct store {
                             for the disk */
     sqlite3 *w;
     uint64_t max_bytes;
+    unsigned long long cap_pages; /* --max-store-bytes in pages, 0 = none */
+    bool cap_results;             /* the cap applies to result flushes too */
+    int flush_rc; /* the last store_flush's result (under wmu): a failure
+                     that repeats is logged once, not at every retry */
 
     struct pending_block *blocks;
     size_t n_blocks, cap_blocks, pending_bytes;
@@ -141,6 +146,10 @@ static int store_prepare_schema(sqlite3 *db, const char *path, char *err, size_t
     if (!store_query_text(db, "PRAGMA quick_check", buf, sizeof buf) || strcmp(buf, "ok") != 0) {
         snprintf(err, errlen, "%s is not a usable SQLite database (%s)", path,
                  buf[0] ? buf : sqlite3_errmsg(db));
+        /* quick_check's report spans lines; the reason is one line */
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
         return -EIO;
     }
     bool has_meta = false, has_tables = false;
@@ -235,14 +244,36 @@ struct store *store_open(const char *dir, uint64_t max_bytes, char *err, size_t 
         return NULL;
     }
     if (max_bytes) {
-        char sql[96], buf[32];
+        char buf[32];
         store_query_text(s->w, "PRAGMA page_size", buf, sizeof buf);
         unsigned long long page = strtoull(buf, NULL, 10);
-        snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
-                 page ? (unsigned long long)(max_bytes / page) : 1ULL);
-        store_query_text(s->w, sql, buf, sizeof buf);
+        unsigned long long pages = page ? (unsigned long long)(max_bytes / page) : 1ULL;
+        /* 0 would only query the limit, i.e. leave the store uncapped */
+        s->cap_pages = pages ? pages : 1ULL;
     }
     return s;
+}
+
+/* The size cap applies to new jobs only (wmu held): results of a job
+ * already accepted are always written, so an accepted job can finish even
+ * when the store is at its cap. A cap below the current size holds the
+ * store at its current size. */
+static void store_cap(struct store *s, bool capped)
+{
+    if (!s->cap_pages)
+        return;
+    capped = capped || s->cap_results;
+    char sql[64], buf[32];
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
+             capped ? s->cap_pages : 4294967294ULL);
+    store_query_text(s->w, sql, buf, sizeof buf);
+}
+
+void store_cap_results(struct store *s, bool on)
+{
+    pthread_mutex_lock(&s->wmu);
+    s->cap_results = on;
+    pthread_mutex_unlock(&s->wmu);
 }
 
 void store_close(struct store *s)
@@ -317,8 +348,10 @@ static uint8_t *store_encode_block(uint32_t n, const char *texts, const uint32_t
     if (!b)
         return NULL;
     memcpy(b, &n, 4);
-    memcpy(b + 4, lens, (size_t)n * 4);
-    memcpy(b + 4 + (size_t)n * 4, texts, bytes);
+    if (n) {
+        memcpy(b + 4, lens, (size_t)n * 4);
+        memcpy(b + 4 + (size_t)n * 4, texts, bytes);
+    }
     *out_len = len;
     return b;
 }
@@ -404,6 +437,7 @@ int store_job_create(struct store *s, struct store_job *job, const struct job_it
     int rc;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&s->wmu);
+    store_cap(s, true);
     if (sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
         rc = store_errno(sqlite3_errcode(s->w));
         goto out;
@@ -421,20 +455,45 @@ int store_job_create(struct store *s, struct store_job *job, const struct job_it
         sqlite3_finalize(st);
         st = NULL;
     }
+    /* A seq is never given twice, not even after the newest job was
+     * deleted (a rowid alone would be: SQLite reuses max(rowid)+1), so a
+     * reader still holding a deleted job's seq can never see another
+     * job's rows. The high-water mark is kept in meta ("last_seq"). */
     rc = sqlite3_prepare_v2(s->w,
-                            "INSERT INTO jobs(id, model, status, total, done, failed, cancelled,"
-                            " created_ns, started_ns, finished_ns, chunk_size, item_timeout_ms,"
-                            " max_attempts, error, idem_key, request_hash)"
-                            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            "SELECT max(coalesce((SELECT CAST(value AS INTEGER) FROM meta"
+                            " WHERE key='last_seq'), 0), coalesce((SELECT max(seq) FROM jobs), 0))"
+                            " + 1",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         goto fail;
-    store_bind_job(st, job);
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+        goto fail;
+    uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = sqlite3_prepare_v2(s->w, "INSERT OR REPLACE INTO meta VALUES('last_seq', ?)", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
     if ((rc = sqlite3_step(st)) != SQLITE_DONE)
         goto fail;
     sqlite3_finalize(st);
     st = NULL;
-    job->seq = (uint64_t)sqlite3_last_insert_rowid(s->w);
+    rc = sqlite3_prepare_v2(s->w,
+                            "INSERT INTO jobs(id, model, status, total, done, failed, cancelled,"
+                            " created_ns, started_ns, finished_ns, chunk_size, item_timeout_ms,"
+                            " max_attempts, error, idem_key, request_hash, seq)"
+                            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        goto fail;
+    store_bind_job(st, job);
+    sqlite3_bind_int64(st, 17, (sqlite3_int64)seq);
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
 
     rc = sqlite3_prepare_v2(s->w, "INSERT INTO inputs(job, block, data) VALUES(?,?,?)", -1, &st,
                             NULL);
@@ -464,7 +523,7 @@ int store_job_create(struct store *s, struct store_job *job, const struct job_it
             goto fail;
         }
         sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, (sqlite3_int64)job->seq);
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
         sqlite3_bind_int64(st, 2, (sqlite3_int64)b);
         sqlite3_bind_blob(st, 3, blob, (int)blen, free);
         if ((rc = sqlite3_step(st)) != SQLITE_DONE) {
@@ -477,6 +536,7 @@ int store_job_create(struct store *s, struct store_job *job, const struct job_it
     st = NULL;
     if ((rc = sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
         goto fail;
+    job->seq = seq;
     rc = 0;
     goto out;
 fail:
@@ -494,33 +554,38 @@ out:
     return rc;
 }
 
-int store_job_update(struct store *s, const struct store_job *job)
+/* Buffers a row update (bmu held): a newer update of a job replaces the
+ * one waiting. */
+static int store_update_locked(struct store *s, const struct store_job *job)
 {
-    pthread_mutex_lock(&s->bmu);
     for (size_t i = 0; i < s->n_updates; i++) {
         if (s->updates[i].seq == job->seq) {
             s->updates[i] = *job;
-            pthread_mutex_unlock(&s->bmu);
             return 0;
         }
     }
     if (s->n_updates == s->cap_updates) {
         size_t nc = s->cap_updates ? s->cap_updates * 2 : 16;
         struct store_job *p = realloc(s->updates, nc * sizeof *p);
-        if (!p) {
-            pthread_mutex_unlock(&s->bmu);
+        if (!p)
             return -ENOMEM;
-        }
         s->updates = p;
         s->cap_updates = nc;
     }
     s->updates[s->n_updates++] = *job;
-    pthread_mutex_unlock(&s->bmu);
     return 0;
 }
 
+int store_job_update(struct store *s, const struct store_job *job)
+{
+    pthread_mutex_lock(&s->bmu);
+    int rc = store_update_locked(s, job);
+    pthread_mutex_unlock(&s->bmu);
+    return rc;
+}
+
 int store_put_results(struct store *s, uint64_t seq, uint64_t first, uint32_t n,
-                      const char *texts, const uint32_t *lens)
+                      const char *texts, const uint32_t *lens, const struct store_job *row)
 {
     size_t len;
     uint8_t *b = store_encode_block(n, texts, lens, &len);
@@ -537,6 +602,13 @@ int store_put_results(struct store *s, uint64_t seq, uint64_t first, uint32_t n,
         }
         s->blocks = p;
         s->cap_blocks = nc;
+    }
+    /* The block and the counts that include it go into the same flush: a
+     * flush between the two would make the block durable without them. */
+    if (row && store_update_locked(s, row) != 0) {
+        pthread_mutex_unlock(&s->bmu);
+        free(b);
+        return -ENOMEM;
     }
     s->blocks[s->n_blocks++] = (struct pending_block){ seq, first, n, len, b };
     s->pending_bytes += len;
@@ -557,8 +629,9 @@ static void store_requeue(struct store *s, struct pending_block *blocks, size_t 
                           size_t bytes, struct store_job *updates, size_t n_updates)
 {
     pthread_mutex_lock(&s->bmu);
-    struct pending_block *nb = malloc((n_blocks + s->n_blocks + 1) * sizeof *nb);
-    struct store_job *nu = malloc((n_updates + s->n_updates + 1) * sizeof *nu);
+    size_t cap_b = n_blocks + s->n_blocks + 1, cap_u = n_updates + s->n_updates + 1;
+    struct pending_block *nb = malloc(cap_b * sizeof *nb);
+    struct store_job *nu = malloc(cap_u * sizeof *nu);
     if (!nb || !nu) {
         /* Keeping them is impossible: they are lost from the buffer, and the
          * jobs' results are written again by recovery after a restart. */
@@ -568,19 +641,35 @@ static void store_requeue(struct store *s, struct pending_block *blocks, size_t 
         free(nb);
         free(nu);
     } else {
-        memcpy(nb, blocks, n_blocks * sizeof *nb);
-        memcpy(nb + n_blocks, s->blocks, s->n_blocks * sizeof *nb);
-        /* newer updates of the same job win: they come after */
-        memcpy(nu, updates, n_updates * sizeof *nu);
-        memcpy(nu + n_updates, s->updates, s->n_updates * sizeof *nu);
+        /* (memcpy from NULL is undefined even for 0 bytes: the buffers
+         * are NULL when empty) */
+        if (n_blocks)
+            memcpy(nb, blocks, n_blocks * sizeof *nb);
+        if (s->n_blocks)
+            memcpy(nb + n_blocks, s->blocks, s->n_blocks * sizeof *nb);
+        /* An update is a whole row: one buffered since the failed flush
+         * supersedes the failed one of the same job, which is dropped (so
+         * that the buffer keeps at most one update per job, the rule
+         * store_job_update's in-place replacement relies on). */
+        size_t nn = 0;
+        for (size_t i = 0; i < n_updates; i++) {
+            bool newer = false;
+            for (size_t k = 0; k < s->n_updates && !newer; k++)
+                newer = s->updates[k].seq == updates[i].seq;
+            if (!newer)
+                nu[nn++] = updates[i];
+        }
+        if (s->n_updates)
+            memcpy(nu + nn, s->updates, s->n_updates * sizeof *nu);
+        nn += s->n_updates;
         free(s->blocks);
         free(s->updates);
         s->blocks = nb;
         s->n_blocks += n_blocks;
-        s->cap_blocks = n_blocks + s->n_blocks + 1;
+        s->cap_blocks = cap_b;
         s->updates = nu;
-        s->n_updates += n_updates;
-        s->cap_updates = n_updates + s->n_updates + 1;
+        s->n_updates = nn;
+        s->cap_updates = cap_u;
         s->pending_bytes += bytes;
     }
     pthread_mutex_unlock(&s->bmu);
@@ -611,6 +700,7 @@ int store_flush(struct store *s)
         return 0;
     }
     sqlite3_stmt *ins = NULL, *upd = NULL;
+    store_cap(s, false);
     int rc = sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         goto fail;
@@ -644,6 +734,7 @@ int store_flush(struct store *s)
     }
     if ((rc = sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL)) != SQLITE_OK)
         goto fail;
+    s->flush_rc = 0;
     sqlite3_finalize(ins);
     sqlite3_finalize(upd);
     pthread_mutex_unlock(&s->wmu);
@@ -654,13 +745,17 @@ int store_flush(struct store *s)
     return 0;
 fail:
     rc = store_errno(sqlite3_extended_errcode(s->w));
-    log_error("store: cannot write results: %s", sqlite3_errmsg(s->w));
+    if (rc == 0)
+        rc = -EIO;
+    if (rc != s->flush_rc)
+        log_error("store: cannot write results: %s", sqlite3_errmsg(s->w));
+    s->flush_rc = rc;
     sqlite3_finalize(ins);
     sqlite3_finalize(upd);
     sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_unlock(&s->wmu);
     store_requeue(s, blocks, n_blocks, bytes, updates, n_updates);
-    return rc ? rc : -EIO;
+    return rc;
 }
 
 int store_jobs_each(struct store *s, int (*fn)(void *arg, const struct store_job *job), void *arg)
@@ -723,6 +818,18 @@ int store_inputs_read(struct store *s, uint64_t seq, uint64_t total, struct job_
     }
     if (!out && rc != SQLITE_DONE)
         out = -EIO;
+    if (!out && job_items_count(it) == 0 && total > 0) {
+        /* nothing stored: an unknown job, or one whose inputs are lost */
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT 1 FROM jobs WHERE seq=?", -1, &q, NULL) != SQLITE_OK)
+            out = -EIO;
+        else {
+            sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
+            rc = sqlite3_step(q);
+            out = rc == SQLITE_DONE ? -ENOENT : -EIO;
+        }
+        sqlite3_finalize(q);
+    }
     if (!out && job_items_count(it) != total)
         out = -EIO; /* the job's inputs are not all there */
 done:
@@ -730,7 +837,8 @@ done:
     store_reader_done(s, slot);
     if (out) {
         job_items_free(it);
-        log_error("store: cannot read the inputs of job %llu", (unsigned long long)seq);
+        if (out != -ENOENT)
+            log_error("store: cannot read the inputs of job %llu", (unsigned long long)seq);
         return out;
     }
     *items = it;

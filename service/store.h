@@ -68,6 +68,15 @@ struct store_job {
  */
 struct store *store_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen);
 
+/*
+ * max_bytes caps what new jobs may add (store_job_create answers -ENOSPC
+ * past it); result flushes are not capped, so that a job accepted before
+ * the store filled up can always finish (only a really full disk stops
+ * them, and the flush is retried). With on = true the cap applies to
+ * flushes too (a failing flush keeps its buffer: tests use it).
+ */
+void store_cap_results(struct store *s, bool on);
+
 /* Closes every connection. NULL is fine. */
 void store_close(struct store *s);
 
@@ -79,7 +88,8 @@ void store_close(struct store *s);
 int store_check(const char *dir, char *err, size_t errlen);
 
 /*
- * Writes a new job and its inputs, durably (see above). Fills job->seq.
+ * Writes a new job and its inputs, durably (see above). Fills job->seq (on
+ * success only): seqs grow and are never given twice, even after a delete.
  * With an idempotency key that is already used, writes nothing and returns
  * -EEXIST with the existing job's row in *existing (if not NULL).
  */
@@ -92,15 +102,18 @@ int store_job_update(struct store *s, const struct store_job *job);
 
 /* Buffers a block of results: items [first, first+n) of job `seq`, whose
  * Result JSON texts are `texts` (n texts back to back) with lengths
- * `lens`. Copied; written by the next store_flush(). 0 or -ENOMEM. */
+ * `lens`, together with the job's row that counts them (may be NULL):
+ * both go into the same flush, never one without the other. Copied;
+ * written by the next store_flush(). 0 or -ENOMEM. */
 int store_put_results(struct store *s, uint64_t seq, uint64_t first, uint32_t n,
-                      const char *texts, const uint32_t *lens);
+                      const char *texts, const uint32_t *lens, const struct store_job *row);
 
 /* Bytes of results waiting for store_flush(). */
 size_t store_pending_bytes(struct store *s);
 
 /* Commits everything buffered in one transaction. On failure the buffer is
- * kept (the next flush tries again) and the error returned. */
+ * kept (the next flush tries again) and the error returned; the failure is
+ * logged when it differs from the previous flush's, not at every retry. */
 int store_flush(struct store *s);
 
 /* Calls fn for every job, oldest first (start-up recovery). `fn` returns 0

@@ -42,7 +42,9 @@ rm -rf "$reports"
 mkdir -p "$reports"
 
 common="halt_on_error=1:abort_on_error=0:exitcode=23:log_path=$reports/$kind"
-export ASAN_OPTIONS="$common:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
+# allocator_may_return_null: a request-sized allocation that cannot be met
+# fails that request (the OOM policy), as malloc does without ASan
+export ASAN_OPTIONS="$common:allocator_may_return_null=1:detect_leaks=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
 export LSAN_OPTIONS="exitcode=23:log_path=$reports/$kind"
 export UBSAN_OPTIONS="$common:print_stacktrace=1"
 # history_size: longer stacks for the "previous access" of a race

@@ -14,18 +14,21 @@
  */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -662,26 +665,13 @@ static int ready_timeout(const struct h_service_opts *o)
     return 10;
 }
 
-int h_service_start(struct h_service *s, const struct h_service_opts *opts)
+/* Spawns $BATCHD_BIN for s (whose paths are set) listening on `listen`,
+ * and waits for it as h_service_start describes. */
+static int service_launch(struct h_service *s, const struct h_service_opts *opts,
+                          const char *listen)
 {
-    memset(s, 0, sizeof *s);
-    s->fail_mark = failures_total;
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    snprintf(s->tmpdir, sizeof s->tmpdir, "%s/batchd-svc.XXXXXX", base);
-    if (mkdtemp(s->tmpdir) == NULL) {
-        CHECKF(false, "mkdtemp %s: %s", s->tmpdir, strerror(errno));
-        s->tmpdir[0] = '\0';
-        return -1;
-    }
-    snprintf(s->port_file, sizeof s->port_file, "%s/port", s->tmpdir);
-    snprintf(s->log_file, sizeof s->log_file, "%s/service.log", s->tmpdir);
-    char data_dir[300];
-    snprintf(data_dir, sizeof data_dir, "%s/data", s->tmpdir);
-
-    const char *fixed[] = {batchd_bin, "--listen", "127.0.0.1:0", "--port-file", s->port_file,
-                           "--data-dir", data_dir};
+    const char *fixed[] = {batchd_bin, "--listen", listen, "--port-file", s->port_file,
+                           "--data-dir", s->data_dir};
     size_t nfixed = sizeof fixed / sizeof fixed[0], nextra = 0;
     while (opts != NULL && opts->args != NULL && opts->args[nextra] != NULL)
         nextra++;
@@ -771,6 +761,106 @@ int h_service_start(struct h_service *s, const struct h_service_opts *opts)
     h_service_log_tail(s, 30);
     h_service_abort(s);
     return -1;
+}
+
+int h_service_start(struct h_service *s, const struct h_service_opts *opts)
+{
+    memset(s, 0, sizeof *s);
+    s->fail_mark = failures_total;
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    snprintf(s->tmpdir, sizeof s->tmpdir, "%s/batchd-svc.XXXXXX", base);
+    if (mkdtemp(s->tmpdir) == NULL) {
+        CHECKF(false, "mkdtemp %s: %s", s->tmpdir, strerror(errno));
+        s->tmpdir[0] = '\0';
+        return -1;
+    }
+    snprintf(s->port_file, sizeof s->port_file, "%s/port", s->tmpdir);
+    snprintf(s->log_file, sizeof s->log_file, "%s/service.log", s->tmpdir);
+    snprintf(s->data_dir, sizeof s->data_dir, "%s/data", s->tmpdir);
+    return service_launch(s, opts, "127.0.0.1:0");
+}
+
+/* True when 127.0.0.1:port can be bound the way batchd binds it
+ * (SO_REUSEADDR): nothing else listens there or holds it as a local port. */
+static bool port_bindable(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; /* cannot tell: let batchd try */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+int h_service_restart(struct h_service *s, const struct h_service_opts *opts)
+{
+    if (!CHECKF(s->tmpdir[0] != '\0' && s->port > 0, "restart of a service that never started"))
+        return -1;
+    if (!CHECKF(s->reaped || s->pid <= 0, "restart of batchd pid %d, which still runs",
+                (int)s->pid))
+        return -1;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    /* The port was free while no batchd ran: on a shared machine another
+     * program may have taken it since (an ephemeral client port, another
+     * test's listener). Then the restart takes a new port, noted. */
+    for (int i = 0; i < 20 && !port_bindable(s->port); i++)
+        h_sleep_ms(100);
+    if (!port_bindable(s->port)) {
+        h_note("port %d was taken by another program while batchd was down; restarting on "
+               "a new port", s->port);
+        snprintf(listen, sizeof listen, "127.0.0.1:0");
+    }
+    unlink(s->port_file); /* the new run writes it when it listens */
+    s->pid = 0;
+    s->port = 0;
+    s->reaped = false;
+    s->wait_status = 0;
+    return service_launch(s, opts, listen);
+}
+
+int h_service_kill_group(struct h_service *s, int timeout_s)
+{
+    if (timeout_s <= 0)
+        timeout_s = 10;
+    if (!CHECKF(s->pid > 0 && !s->reaped, "no running batchd to kill"))
+        return -1;
+    pid_t desc[H_MAX_PIDS];
+    size_t nd = h_descendants(s->pid, desc, H_MAX_PIDS);
+    if (nd > H_MAX_PIDS)
+        nd = H_MAX_PIDS;
+    /* The group is the one spawn() made for the supervisor (pgid == its
+     * pid); its children inherit it. Descendants are also signalled by
+     * PID, in case one moved to a group of its own. */
+    if (kill(-s->pid, SIGKILL) != 0)
+        CHECKF(false, "kill(-%d, SIGKILL): %s", (int)s->pid, strerror(errno));
+    for (size_t k = 0; k < nd; k++)
+        if (h_pid_alive(desc[k]))
+            kill(desc[k], SIGKILL);
+    int code = h_service_wait_exit(s, timeout_s);
+    if (!CHECKF(code == 128 + SIGKILL, "batchd (pid %d) after SIGKILL: status %d",
+                (int)s->pid, code))
+        return -1;
+    size_t alive = nd;
+    double deadline = h_now() + timeout_s;
+    for (int i = 0; i < 100000 && alive > 0; i++) {
+        alive = 0;
+        for (size_t k = 0; k < nd; k++)
+            alive += h_pid_alive(desc[k]);
+        if (alive == 0 || h_now() > deadline)
+            break;
+        h_sleep_ms(10);
+    }
+    return CHECKF(alive == 0, "%zu process(es) of batchd alive %d s after SIGKILL", alive,
+                  timeout_s)
+               ? 0
+               : -1;
 }
 
 int h_service_wait_exit(struct h_service *s, int timeout_s)
@@ -1767,6 +1857,9 @@ static bool job_is_finished(const json_t *job, void *arg)
     (void)arg;
     const char *st = h_jstr(job, "status");
     if (!is_terminal(st))
+        return false;
+    /* finished_at comes once the results are durable (the store) */
+    if (json_is_null(h_jget(job, "finished_at")))
         return false;
     if (strcmp(st, "cancelled") == 0) {
         long long t = 0, d = 0, f = 0, c = 0;

@@ -14,7 +14,9 @@
  *     wait (bounded) for the port file and GET /readyz == 200; stop it by its
  *     PID with SIGTERM (bounded wait; SIGKILL of its process group only as a
  *     last resort, which fails the test) and check that it exited 0 and left
- *     no child process behind; remove the temp dir;
+ *     no child process behind; crash it whole (SIGKILL to the process group
+ *     the harness made for it); start it again on the same data dir and
+ *     port; remove the temp dir;
  *   - h_request and shorthands: one HTTP request (method, path, headers,
  *     body) with a timeout, returning status, headers and body;
  *   - JSON helpers (jansson) for bodies;
@@ -28,7 +30,8 @@
  * Rules kept here (they are the house rules for tests): every request has a
  * timeout, every wait loop is bounded in count and time, nothing asserts
  * on durations, servers listen on 127.0.0.1 only, and the harness only ever
- * signals processes it started (by PID) or their descendants.
+ * signals processes it started (by PID, or the process group it created
+ * for one) or their descendants.
  *
  * Threads: none; the harness is single-threaded, like the test programs.
  * Ownership: strings passed in are borrowed; struct h_resp owns what it
@@ -121,6 +124,7 @@ struct h_service {
     char tmpdir[256];   /* the temp dir holding data/, port, service.log */
     char port_file[300];
     char log_file[300];
+    char data_dir[300]; /* TMP/data, the --data-dir given */
     void *curl;         /* a reused CURL easy handle (keeps connections) */
     unsigned fail_mark; /* failed checks before it started (its log is shown
                            at cleanup when more failed since) */
@@ -144,6 +148,25 @@ struct h_service_opts {
  * returns -1 (*s is then not running; h_service_cleanup is still fine).
  */
 int h_service_start(struct h_service *s, const struct h_service_opts *opts);
+
+/*
+ * Starts the service again after it exited (stopped or killed): the same
+ * temp dir, so the same --data-dir, the same log file (appended to), and
+ * --listen 127.0.0.1:PORT on the port of the previous run (if another
+ * program took that port meanwhile, a new one, with a note). The caller
+ * passes the options again (they need not be the same). Waits and returns
+ * as h_service_start; on failure *s is not running (cleanup still fine).
+ */
+int h_service_restart(struct h_service *s, const struct h_service_opts *opts);
+
+/*
+ * Crashes the whole service at once: SIGKILL to its process group (the one
+ * h_service_start created: supervisor, api process, workers) and to each
+ * descendant recorded just before, by PID. Reaps the supervisor and waits
+ * (bounded by timeout_s; 0 = 10 s) until every recorded descendant is gone.
+ * Returns 0, or -1 with a failed check.
+ */
+int h_service_kill_group(struct h_service *s, int timeout_s);
 
 /*
  * Stops the service: records its descendants, sends SIGTERM to the
@@ -370,9 +393,11 @@ bool h_submit(struct h_service *s, const char *path, const char *ctype, const ch
 
 /*
  * Polls GET /v1/jobs/{id} until its status is succeeded, failed or
- * cancelled (and, for cancelled, until done+failed+cancelled == total), at
- * most timeout_s. Returns the last Job object (new reference) or NULL on
- * timeout or error (a failed check is counted).
+ * cancelled (and, for cancelled, until done+failed+cancelled == total) and
+ * finished_at is set (a job ends once its results are durable, which can
+ * come a moment after its counts settle), at most timeout_s. Returns the
+ * last Job object (new reference) or NULL on timeout or error (a failed
+ * check is counted).
  */
 json_t *h_wait_job(struct h_service *s, const char *id, int timeout_s);
 
