@@ -595,6 +595,33 @@ static void job_check_finished(struct engine *e, struct job *j)
 
 /* Ends a job that cannot run: what is queued never runs, what runs now is
  * asked to stop; the job is failed with `why`. */
+/* Stops a job's tasks in the ring (mutex held): the ones no worker has
+ * claimed are taken back at once (their items are never run: a model
+ * that cannot start would never claim them), the running ones are asked
+ * to stop after their current item. */
+static void job_stop_tasks(struct engine *e, struct job *j)
+{
+    struct egroup *g = &e->groups[j->group];
+    for (uint32_t k = 0; k < g->n_inflight;) {
+        uint32_t idx = g->inflight[k];
+        struct ring_slot *s = ring_slot(e->shm, idx);
+        if (s->job_key != j->key) {
+            k++;
+            continue;
+        }
+        if (ring_retract(e->shm, idx)) {
+            g->inflight[k] = g->inflight[--g->n_inflight];
+            g->free_slots[g->n_free++] = idx;
+            j->inflight_tasks--;
+            j->inflight_items -= s->n_items;
+            j->version++;
+            continue;
+        }
+        atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
+        k++;
+    }
+}
+
 static void job_fail(struct engine *e, struct job *j, const char *why)
 {
     if (j->finished_ns || j->status == JOB_CANCELLED || j->status == JOB_FAILED)
@@ -605,12 +632,7 @@ static void job_fail(struct engine *e, struct job *j, const char *why)
     j->n_retry = 0;
     j->next_index = j->total;
     job_set_status(e, j, JOB_FAILED);
-    struct egroup *g = &e->groups[j->group];
-    for (uint32_t k = 0; k < g->n_inflight; k++) {
-        struct ring_slot *s = ring_slot(e->shm, g->inflight[k]);
-        if (s->job_key == j->key)
-            atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
-    }
+    job_stop_tasks(e, j);
     job_check_finished(e, j);
     log_warn("job %s failed: %s", j->id, why);
 }
@@ -1679,13 +1701,7 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         if (!j->started_ns)
             j->started_ns = shm_now_real_ns();
         job_set_status(e, j, JOB_CANCELLED);
-        /* Ask running tasks to stop after their current item. */
-        struct egroup *g = &e->groups[j->group];
-        for (uint32_t k = 0; k < g->n_inflight; k++) {
-            struct ring_slot *s = ring_slot(e->shm, g->inflight[k]);
-            if (s->job_key == j->key)
-                atomic_store_explicit(&s->cancel, 1, memory_order_relaxed);
-        }
+        job_stop_tasks(e, j);
         job_check_finished(e, j);
         pthread_cond_broadcast(&e->progress);
     }

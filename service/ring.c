@@ -81,6 +81,17 @@ void ring_release(struct shm *shm, uint32_t idx)
                           memory_order_release);
 }
 
+bool ring_retract(struct shm *shm, uint32_t idx)
+{
+    struct ring_slot *s = ring_slot(shm, idx);
+    uint64_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+    if (ring_state_code(st) != RING_READY)
+        return false;
+    return atomic_compare_exchange_strong_explicit(
+        &s->state, &st, ring_state(ring_state_gen(st), 0, RING_FREE), memory_order_acq_rel,
+        memory_order_acquire);
+}
+
 uint32_t ring_reclaim_all(struct shm *shm)
 {
     uint32_t claimed = 0;

@@ -145,6 +145,14 @@ uint64_t ring_slot_state(const struct shm *shm, uint32_t idx);
 void ring_release(struct shm *shm, uint32_t idx);
 
 /*
+ * Takes back a task no worker has claimed yet (cancel, or a model that
+ * cannot start): CAS READY -> FREE, racing the workers' claim fairly (one
+ * CAS wins). Returns true if the slot is FREE again (the queue entry left
+ * behind is stale and will be skipped), false if a worker claimed it first.
+ */
+bool ring_retract(struct shm *shm, uint32_t idx);
+
+/*
  * At start-up of an api process: every slot not FREE belongs to a dead
  * engine. READY slots are taken back (CAS to FREE, racing workers fairly);
  * DONE/DIED ones are freed; CLAIMED ones are left for their workers to

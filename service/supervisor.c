@@ -351,8 +351,8 @@ static void sup_api_exited(struct sup *s, int status)
     }
     sup_count_failure(&s->api, true);
     uint64_t delay = s->api.failures > 1 ? sup_backoff(&s->api) : 0;
-    log_warn("api process died: %s; restarting in %llu ms (jobs it held are lost)", how,
-             (unsigned long long)delay);
+    log_warn("api process died: %s; restarting in %llu ms (its jobs come back from the store)",
+             how, (unsigned long long)delay);
     s->api.respawn_at_ms = sup_now_ms() + delay;
     if (delay == 0)
         sup_spawn_api(s);

@@ -5,9 +5,14 @@
  *     index has exactly one result (paged and streamed), each correct; the
  *     worker's slot shows restarts >= 1, a new pid, inits == 1.
  *   - SIGKILL the api process (with a job in the ring): /healthz answers
- *     again on the same port, worker pids are unchanged, the old job id
- *     answers 404 (documented until the durable store exists; a 200 is
- *     accepted and noted), and new jobs run.
+ *     again on the same port, worker pids are unchanged, both jobs answer
+ *     200 (the durable store): the finished one as it was, the one in the
+ *     ring goes on to succeed with every result exactly once and correct;
+ *     and new jobs run.
+ *   - SIGKILL of batchd's whole process group mid-job, then a new batchd
+ *     on the same data dir: the finished job is served as it was, the
+ *     unfinished one goes on from its durable results and ends with
+ *     exactly one correct result per item.
  *   - SIGTERM to an idle service: exit status 0, every child gone.
  *   - SIGTERM to a busy service: the same, within the same bound.
  *   - SIGKILL of the supervisor: within a few seconds no worker or api
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #define MAX_W 64
 
@@ -93,6 +99,74 @@ static void exp_sinh_body(struct h_buf *b, int n, long base, int mod, unsigned c
     h_buf_printf(b, "}");
 }
 
+/*
+ * The results of the finished exp_sinh job `id` (built by exp_sinh_body
+ * with n, base, mod): paged, one result per index in order, each correct;
+ * streamed, each index exactly once (a duplicate recorded result would
+ * show there even if the page hid it).
+ */
+static void check_exp_sinh_results(struct h_service *s, const char *id, int n, long base, int mod)
+{
+    double *want = calloc((size_t)mod, sizeof *want);
+    unsigned char *seen = calloc((size_t)n, 1);
+    if (!CHECK(want != NULL && seen != NULL)) {
+        free(want);
+        free(seen);
+        return;
+    }
+    for (int m = 0; m < mod; m++)
+        want[m] = exp_sinh(base + m);
+    json_t *res = h_fetch_results(s, id, (size_t)n, 1000);
+    size_t bad = 0;
+    for (size_t i = 0; res != NULL && i < (size_t)n; i++) {
+        double got = NAN;
+        if (!h_jnum(json_array_get(res, i), "output", &got) ||
+            fabs(got - want[i % (size_t)mod]) > 1e-9 * fabs(want[i % (size_t)mod]))
+            if (bad++ < 3)
+                h_note("item %zu: %.17g, expected %.17g", i, got, want[i % (size_t)mod]);
+    }
+    CHECKF(res != NULL && bad == 0, "job %s: %zu wrong results", id, bad);
+    json_decref(res);
+
+    char path[120];
+    snprintf(path, sizeof path, "/v1/jobs/%s/results?stream=true", id);
+    struct h_req rq = {.method = "GET", .path = path, .timeout_s = 60};
+    struct h_resp r;
+    if (CHECKF(h_request(s, &rq, &r) == 0, "%s", r.error) && CHECK_INT(r.status, 200)) {
+        json_t *lines = h_parse_ndjson_results(r.body, r.len);
+        size_t dup = 0, out_of_range = 0;
+        for (size_t i = 0; lines != NULL && i < json_array_size(lines); i++) {
+            long long idx = -1;
+            h_jint(json_array_get(lines, i), "index", &idx);
+            if (idx < 0 || idx >= n)
+                out_of_range++;
+            else if (seen[idx]++)
+                dup++;
+        }
+        CHECKF(lines != NULL && json_array_size(lines) == (size_t)n && dup == 0 &&
+                   out_of_range == 0,
+               "job %s stream: %zu lines, %zu duplicates, %zu out of range", id,
+               lines ? json_array_size(lines) : 0, dup, out_of_range);
+        json_decref(lines);
+    }
+    h_resp_free(&r);
+    free(want);
+    free(seen);
+}
+
+/* The finished square job `id` of inputs 1..n: n results, output i+1 squared. */
+static void check_square_results(struct h_service *s, const char *id, int n)
+{
+    json_t *res = h_fetch_results(s, id, (size_t)n, 1000);
+    for (size_t i = 0; res != NULL && i < (size_t)n; i++) {
+        long long out = -1, want = (long long)(i + 1) * (long long)(i + 1);
+        CHECKF(h_jint(json_array_get(res, i), "output", &out) && out == want,
+               "job %s item %zu: %lld, expected %lld", id, i, out, want);
+    }
+    CHECK(res != NULL);
+    json_decref(res);
+}
+
 static bool start_service(struct h_service *s)
 {
     static const char *const args[] = {"--workers", "2", "--model", "exp_sinh", "--model",
@@ -150,45 +224,8 @@ static void test_kill_worker(void)
     CHECKF(done == N && failed == 0, "done %lld failed %lld of %d", done, failed, N);
     json_decref(job);
 
-    double want[MOD];
-    for (int m = 0; m < MOD; m++)
-        want[m] = exp_sinh(BASE + m);
-    /* Paged: one result per index, in order, correct. */
-    json_t *res = h_fetch_results(&svc, id, N, 1000);
-    size_t bad = 0;
-    for (size_t i = 0; res != NULL && i < N; i++) {
-        double got = NAN;
-        if (!h_jnum(json_array_get(res, i), "output", &got) ||
-            fabs(got - want[i % MOD]) > 1e-9 * fabs(want[i % MOD]))
-            if (bad++ < 3)
-                h_note("item %zu: %.17g, expected %.17g", i, got, want[i % MOD]);
-    }
-    CHECKF(res != NULL && bad == 0, "%zu wrong results", bad);
-    json_decref(res);
-    /* Streamed: each index exactly once (a duplicate recorded result would
-     * show here even if the page hides it). */
-    char path[120];
-    snprintf(path, sizeof path, "/v1/jobs/%s/results?stream=true", id);
-    struct h_req rq = {.method = "GET", .path = path, .timeout_s = 60};
+    check_exp_sinh_results(&svc, id, N, BASE, MOD);
     struct h_resp r;
-    if (CHECKF(h_request(&svc, &rq, &r) == 0, "%s", r.error) && CHECK_INT(r.status, 200)) {
-        json_t *lines = h_parse_ndjson_results(r.body, r.len);
-        unsigned char seen[N] = {0};
-        size_t dup = 0, out_of_range = 0;
-        for (size_t i = 0; lines != NULL && i < json_array_size(lines); i++) {
-            long long idx = -1;
-            h_jint(json_array_get(lines, i), "index", &idx);
-            if (idx < 0 || idx >= N)
-                out_of_range++;
-            else if (seen[idx]++)
-                dup++;
-        }
-        CHECKF(lines != NULL && json_array_size(lines) == N && dup == 0 && out_of_range == 0,
-               "stream: %zu lines, %zu duplicates, %zu out of range",
-               lines ? json_array_size(lines) : 0, dup, out_of_range);
-        json_decref(lines);
-    }
-    h_resp_free(&r);
 
     /* The slot was refilled: new pid, restarts >= 1, initialised once. */
     struct wk after[MAX_W];
@@ -329,8 +366,10 @@ static void test_kill_api(void)
         return;
     json_decref(job);
     /* A long job in the ring while the api dies. */
+    enum { LONG_N = 400, LONG_MOD = 7 };
+    const long LONG_BASE = 2000000;
     struct h_buf b = {0};
-    exp_sinh_body(&b, 400, 2000000, 7, 0);
+    exp_sinh_body(&b, LONG_N, LONG_BASE, LONG_MOD, 0);
     char long_id[32];
     bool ok = h_submit(&svc, "/v1/jobs", "application/json", b.p, b.len, long_id, 30);
     h_buf_free(&b);
@@ -403,19 +442,45 @@ static void test_kill_api(void)
     }
     CHECKF(api2 > 0 && api2 != api, "new api pid %d (old %d)", (int)api2, (int)api);
 
-    /* The old job: 404 until the durable store exists (then 200). */
+    /* The jobs live in the store, not in the api process: the finished
+     * job answers as it was, and the one whose tasks were in the ring goes
+     * on (the slots the dead api left are reclaimed, their items run
+     * again) to one correct result per item. */
     char path[80];
     snprintf(path, sizeof path, "/v1/jobs/%s", old_id);
     struct h_resp r;
-    if (CHECK(h_get(&svc, path, &r) == 0)) {
-        if (r.status == 200) {
-            h_note("the old job survived the api restart (durable store): %.200s", r.body);
-            CHECK_STR(h_jstr(h_json(&r), "status"), "succeeded");
-        } else {
-            CHECK_PROBLEM(&r, 404, "not-found", path);
-        }
+    if (CHECK(h_get(&svc, path, &r) == 0) && CHECKF(r.status == 200, "GET %s after the api restart: "
+                                                     "%ld %.300s", path, r.status, r.body)) {
+        CHECK_JOB(h_json(&r));
+        CHECK_STR(h_jstr(h_json(&r), "status"), "succeeded");
     }
     h_resp_free(&r);
+    job = h_wait_job(&svc, old_id, 30);
+    if (CHECK(job != NULL)) {
+        CHECK_STR(h_jstr(job, "status"), "succeeded");
+        long long done = -1, failed = -1;
+        h_jint(job, "counts/done", &done);
+        h_jint(job, "counts/failed", &failed);
+        CHECKF(done == 3 && failed == 0, "old job: done %lld failed %lld of 3", done, failed);
+    }
+    json_decref(job);
+    check_square_results(&svc, old_id, 3);
+
+    snprintf(path, sizeof path, "/v1/jobs/%s", long_id);
+    if (CHECK(h_get(&svc, path, &r) == 0))
+        CHECKF(r.status == 200, "GET %s after the api restart: %ld %.300s", path, r.status, r.body);
+    h_resp_free(&r);
+    job = h_wait_job(&svc, long_id, 240);
+    if (CHECK(job != NULL)) {
+        CHECK_STR(h_jstr(job, "status"), "succeeded");
+        long long done = -1, failed = -1;
+        h_jint(job, "counts/done", &done);
+        h_jint(job, "counts/failed", &failed);
+        CHECKF(done == LONG_N && failed == 0, "job in the ring: done %lld failed %lld of %d", done,
+               failed, LONG_N);
+    }
+    json_decref(job);
+    check_exp_sinh_results(&svc, long_id, LONG_N, LONG_BASE, LONG_MOD);
 
     /* Ready again, and new jobs run to the end (the ring slots the dead
      * api left were reclaimed). */
@@ -602,6 +667,113 @@ static void test_kill_supervisor(void)
         }
     }
     h_service_cleanup(&s3);
+}
+
+/* --------------------------------- SIGKILL of the whole group, restart */
+
+static bool done_at_least(const json_t *job, void *arg)
+{
+    long long done = 0;
+    h_jint(job, "counts/done", &done);
+    return done >= *(const long long *)arg;
+}
+
+static void test_kill_group_restart(void)
+{
+    enum { N = 200, MOD = 11, MIN_DONE = 20 };
+    const long BASE = 2000000;
+    struct h_service a, b;
+    memset(&b, 0, sizeof b);
+    if (!start_service(&a)) {
+        h_service_cleanup(&a);
+        return;
+    }
+    const char *small = "{\"model\":\"square\",\"inputs\":[1,2,3]}";
+    char small_id[32] = "", id[32] = "";
+    bool ok = h_submit(&a, "/v1/jobs", "application/json", small, strlen(small), small_id, 30);
+    json_t *job = ok ? h_wait_job(&a, small_id, 60) : NULL;
+    ok = ok && CHECK(job != NULL);
+    json_decref(job);
+    struct h_buf body = {0};
+    exp_sinh_body(&body, N, BASE, MOD, 4);
+    ok = ok && h_submit(&a, "/v1/jobs", "application/json", body.p, body.len, id, 30);
+    h_buf_free(&body);
+    /* Mid-job: some results are in (and, 20 ms later, durable), most not. */
+    long long min_done = MIN_DONE, done = -1;
+    job = ok ? h_poll_job(&a, id, 120, done_at_least, &min_done) : NULL;
+    ok = ok && CHECKF(job != NULL, "job %s never had %d results", id, MIN_DONE);
+    h_jint(job, "counts/done", &done);
+    const char *st = h_jstr(job, "status");
+    printf("  job %s: %s, %lld of %d done\n", id, st ? st : "?", done, N);
+    json_decref(job);
+    if (!ok)
+        goto out;
+
+    pid_t desc[64];
+    size_t nd = h_descendants(a.pid, desc, 64);
+    if (nd > 64)
+        nd = 64;
+    /* The group is the one the harness made for the batchd it started. */
+    if (!CHECKF(getpgid(a.pid) == a.pid, "batchd %d does not lead its process group", (int)a.pid))
+        goto out;
+    printf("  SIGKILL process group %d (%zu descendants)\n", (int)a.pid, nd);
+    CHECK(kill(-a.pid, SIGKILL) == 0);
+    int code = h_service_wait_exit(&a, 10);
+    CHECKF(code == 128 + SIGKILL, "supervisor exit %d", code);
+    size_t alive = nd;
+    double deadline = h_now() + 5;
+    for (int i = 0; i < 1000 && alive > 0 && h_now() < deadline; i++) {
+        alive = 0;
+        for (size_t k = 0; k < nd; k++)
+            alive += h_pid_alive(desc[k]);
+        if (alive > 0)
+            h_sleep_ms(20);
+    }
+    if (!CHECKF(alive == 0, "%zu processes of the killed group are still alive", alive))
+        goto out;
+
+    /* A new batchd on the same data dir (the last --data-dir wins). */
+    char data_dir[320];
+    snprintf(data_dir, sizeof data_dir, "%s/data", a.tmpdir);
+    const char *const args[] = {"--workers", "2", "--model", "exp_sinh", "--model", "square",
+                                "--data-dir", data_dir, NULL};
+    struct h_service_opts o = {.args = args};
+    if (h_service_start(&b, &o) != 0)
+        goto out;
+    char path[80];
+    struct h_resp r;
+    snprintf(path, sizeof path, "/v1/jobs/%s", small_id);
+    if (CHECK(h_get(&b, path, &r) == 0) &&
+        CHECKF(r.status == 200, "GET %s after the restart: %ld %.300s", path, r.status, r.body)) {
+        CHECK_JOB(h_json(&r));
+        CHECK_STR(h_jstr(h_json(&r), "status"), "succeeded");
+    }
+    h_resp_free(&r);
+    check_square_results(&b, small_id, 3);
+
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    if (CHECK(h_get(&b, path, &r) == 0) &&
+        CHECKF(r.status == 200, "GET %s after the restart: %ld %.300s", path, r.status, r.body)) {
+        long long d0 = -1;
+        h_jint(h_json(&r), "counts/done", &d0);
+        printf("  after the restart: %lld of %d done (durable), %s\n", d0, N,
+               h_jstr(h_json(&r), "status") ? h_jstr(h_json(&r), "status") : "?");
+    }
+    h_resp_free(&r);
+    job = h_wait_job(&b, id, 240);
+    if (CHECK(job != NULL)) {
+        long long d = -1, f = -1;
+        h_jint(job, "counts/done", &d);
+        h_jint(job, "counts/failed", &f);
+        CHECK_STR(h_jstr(job, "status"), "succeeded");
+        CHECKF(d == N && f == 0, "done %lld failed %lld of %d", d, f, N);
+    }
+    json_decref(job);
+    check_exp_sinh_results(&b, id, N, BASE, MOD);
+    CHECK_INT(h_service_stop(&b, 15), 0);
+out:
+    h_service_cleanup(&b); /* before a's: b's data dir is in a's temp dir */
+    h_service_cleanup(&a);
 }
 
 /* ----------------------------------------------- the chaos model (if built) */
@@ -889,6 +1061,7 @@ int main(void)
         {"SIGINT: exit 0, no child left", test_sigint},
         {"SIGTERM with a results stream open", test_sigterm_open_stream},
         {"SIGKILL the supervisor: no child survives", test_kill_supervisor},
+        {"SIGKILL the process group mid-job, restart on the same data dir", test_kill_group_restart},
         {"chaos: poison items fail alone after --max-attempts", test_poison_items},
         {"chaos: --item-timeout ends a hung item", test_item_timeout},
         {"chaos: SIGTERM with a hung item", test_sigterm_hung_item},
