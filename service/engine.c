@@ -215,6 +215,8 @@ struct engine {
     uint64_t jobs_by_status[JOB_STATUS_COUNT];
     uint64_t items_done_total, items_failed_total, tasks_retried, items_retried;
 
+    pthread_mutex_t http_mu; /* the request counters: not the job mutex, so
+                                that counting a request never waits for it */
     struct http_stat *http;
     size_t n_http, cap_http;
 
@@ -1228,6 +1230,7 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
     e->shm = shm;
     e->accepting = true;
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->http_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1337,6 +1340,7 @@ void engine_destroy(struct engine *e)
     pthread_cond_destroy(&e->progress);
     pthread_cond_destroy(&e->flush_cv);
     pthread_mutex_destroy(&e->mu);
+    pthread_mutex_destroy(&e->http_mu);
     free(e);
 }
 
@@ -1379,7 +1383,37 @@ static json_t *json_time(uint64_t ns)
 }
 
 /* Called with the mutex held. */
-static json_t *job_json(struct engine *e, const struct job *j)
+/* What a Job object shows, copied under the mutex so that the JSON is
+ * built without it: status polls must not queue behind each other. */
+struct job_view {
+    char id[ENGINE_JOB_ID_LEN + 1];
+    const char *model; /* the group's name in shared memory: lives as long */
+    enum job_status status;
+    uint64_t total, done, failed, inflight_items;
+    uint64_t created_ns, started_ns, finished_ns;
+    uint32_t chunk_size;
+    char error[256];
+    bool has_error;
+};
+
+static void job_view_fill(const struct engine *e, const struct job *j, struct job_view *v)
+{
+    memcpy(v->id, j->id, sizeof v->id);
+    v->model = shm_group(e->shm, j->group)->name;
+    v->status = j->status;
+    v->total = j->total;
+    v->done = j->done;
+    v->failed = j->failed;
+    v->inflight_items = j->inflight_items;
+    v->created_ns = j->created_ns;
+    v->started_ns = j->started_ns;
+    v->finished_ns = j->finished_ns;
+    v->chunk_size = j->chunk_size;
+    v->has_error = j->error != NULL;
+    snprintf(v->error, sizeof v->error, "%s", j->error ? j->error : "");
+}
+
+static json_t *job_view_json(const struct job_view *j)
 {
     uint64_t now = shm_now_real_ns();
     uint64_t cancelled = 0;
@@ -1402,15 +1436,22 @@ static json_t *job_json(struct engine *e, const struct job *j)
     snprintf(results, sizeof results, "/v1/jobs/%s/results", j->id);
     return json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o, "
                      "s:o, s:{s:s, s:s}}",
-                     "id", j->id, "model", shm_group(e->shm, j->group)->name, "status",
-                     engine_status_name(j->status), "counts", "total", (json_int_t)j->total,
-                     "done", (json_int_t)j->done, "failed", (json_int_t)j->failed, "cancelled",
-                     (json_int_t)cancelled, "created_at", json_time(j->created_ns), "started_at",
+                     "id", j->id, "model", j->model, "status", engine_status_name(j->status),
+                     "counts", "total", (json_int_t)j->total, "done", (json_int_t)j->done,
+                     "failed", (json_int_t)j->failed, "cancelled", (json_int_t)cancelled,
+                     "created_at", json_time(j->created_ns), "started_at",
                      json_time(j->started_ns), "finished_at", json_time(j->finished_ns),
                      "throughput", throughput, "eta_seconds", eta, "chunk_size",
                      j->chunk_size ? json_integer(j->chunk_size) : json_null(), "error",
-                     j->error ? json_string(j->error) : json_null(), "links", "self", self,
+                     j->has_error ? json_string(j->error) : json_null(), "links", "self", self,
                      "results", results);
+}
+
+static json_t *job_json(struct engine *e, const struct job *j)
+{
+    struct job_view v;
+    job_view_fill(e, j, &v);
+    return job_view_json(&v);
 }
 
 static void job_etag(struct engine *e, const struct job *j, char *etag)
@@ -1571,16 +1612,16 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
 
 json_t *engine_job_json(struct engine *e, const char *id, char *etag)
 {
+    struct job_view v;
     pthread_mutex_lock(&e->mu);
     struct job *j = engine_find(e, id);
-    json_t *r = NULL;
     if (j) {
-        r = job_json(e, j);
+        job_view_fill(e, j, &v);
         if (etag)
             job_etag(e, j, etag);
     }
     pthread_mutex_unlock(&e->mu);
-    return r;
+    return j ? job_view_json(&v) : NULL;
 }
 
 json_t *engine_jobs_json(struct engine *e, int status, size_t limit, const char *after, int *err)
@@ -1922,7 +1963,7 @@ void engine_count_request(struct engine *e, const char *route, const char *metho
 {
     static const double bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                         0.025,  0.05,  0.1,    0.5,   1.0 };
-    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&e->http_mu);
     struct http_stat *st = NULL;
     for (size_t i = 0; i < e->n_http; i++) {
         if (e->http[i].status == status && !strcmp(e->http[i].route, route) &&
@@ -1955,7 +1996,7 @@ void engine_count_request(struct engine *e, const char *route, const char *metho
             if (seconds <= bounds[b])
                 st->buckets[b]++;
     }
-    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&e->http_mu);
 }
 
 int engine_metrics(struct engine *e, struct sbuf *o)
@@ -2004,6 +2045,7 @@ int engine_metrics(struct engine *e, struct sbuf *o)
     for (uint32_t g = 0; g < e->n_groups; g++)
         rc |= sbuf_printf(o, "batchd_ring_slots{model=\"%s\"} %u\n",
                           shm_group(e->shm, g)->name, shm_group(e->shm, g)->n_slots);
+    pthread_mutex_lock(&e->http_mu);
     rc |= sbuf_puts(o, "# HELP batchd_http_requests_total HTTP requests by route, method and "
                        "status.\n# TYPE batchd_http_requests_total counter\n");
     for (size_t i = 0; i < e->n_http; i++)
@@ -2031,6 +2073,7 @@ int engine_metrics(struct engine *e, struct sbuf *o)
                           st->route, st->method, st->status, st->count, st->route, st->method,
                           st->status, st->sum, st->route, st->method, st->status, st->count);
     }
+    pthread_mutex_unlock(&e->http_mu);
     pthread_mutex_unlock(&e->mu);
 
     /* Worker-side figures come straight from shared memory (no lock: each
