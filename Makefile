@@ -63,7 +63,7 @@ INTEG_LIB := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))
 FLAGS_FILE := $(BUILD)/.flags
 
 .PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
-        valgrind-run bench FORCE
+        valgrind-run test-programs bench FORCE
 
 all: $(BUILD)/batchd
 
@@ -144,21 +144,30 @@ run: $(BUILD)/batchd
 # collected and fatal (tests/sanitize.sh says how, and why files rather
 # than exit codes). The browser test is left out: it adds Chromium's time,
 # not coverage of batchd's C code.
+# The programs are built first, two compilers at a time; the tests then run
+# one program after the other, as in `make test`.
 SAN_TESTS := unit integration contract
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+UBSAN_FLAGS := -fsanitize=undefined -fno-sanitize-recover=all
+TSAN_FLAGS := -fsanitize=thread
+
+# Every program the tests run (a sub-make builds them with -j2).
+test-programs: $(BUILD)/batchd $(UNIT_BIN) $(INTEG_BIN)
 
 asan:
+	$(Q)$(MAKE) -j2 --no-print-directory BUILD=build/asan SAN='$(ASAN_FLAGS)' OPT=-O1 test-programs
 	$(Q)sh tests/sanitize.sh asan build/asan $(MAKE) --no-print-directory BUILD=build/asan \
-	  SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all' \
-	  OPT=-O1 $(SAN_TESTS)
+	  SAN='$(ASAN_FLAGS)' OPT=-O1 $(SAN_TESTS)
 
 ubsan:
+	$(Q)$(MAKE) -j2 --no-print-directory BUILD=build/ubsan SAN='$(UBSAN_FLAGS)' OPT=-O1 test-programs
 	$(Q)sh tests/sanitize.sh ubsan build/ubsan $(MAKE) --no-print-directory BUILD=build/ubsan \
-	  SAN='-fsanitize=undefined -fno-sanitize-recover=all' OPT=-O1 $(SAN_TESTS)
+	  SAN='$(UBSAN_FLAGS)' OPT=-O1 $(SAN_TESTS)
 
 # ThreadSanitizer: the unit tests (test_engine: the engine thread against
 # HTTP-like callers) and the integration tests, whose batchd runs its api
 # process (libmicrohttpd's threads, the engine thread, result streams)
-# under TSan. docs/architecture.md ("Sanitizers") says why fork is no
+# under TSan. docs/architecture.md ("Hostile input") says why fork is no
 # obstacle here and what TSan cannot see. TSan delivers a signal only when
 # the thread reaches an intercepted call, which defeats the signal-storm
 # test of test_model_chaos: that program is skipped, loudly.
@@ -166,8 +175,10 @@ TSAN_UNIT_SKIP := tests/unit/workers/test_model_chaos.c
 
 tsan:
 	@echo "tsan: skipping $(TSAN_UNIT_SKIP) (TSan defers signal delivery)"
+	$(Q)$(MAKE) -j2 --no-print-directory BUILD=build/tsan SAN='$(TSAN_FLAGS)' OPT=-O1 \
+	  UNIT_SRC='$(filter-out $(TSAN_UNIT_SKIP),$(UNIT_SRC))' test-programs
 	$(Q)sh tests/sanitize.sh tsan build/tsan $(MAKE) --no-print-directory BUILD=build/tsan \
-	  SAN='-fsanitize=thread' OPT=-O1 \
+	  SAN='$(TSAN_FLAGS)' OPT=-O1 \
 	  UNIT_SRC='$(filter-out $(TSAN_UNIT_SKIP),$(UNIT_SRC))' unit integration
 
 # The unit tests under memcheck, errors fatal (tests/run_unit.sh), built
@@ -181,6 +192,7 @@ valgrind-run: $(UNIT_BIN)
 
 bench: $(BUILD)/batchd
 	$(Q)sh bench/run.sh
+	$(Q)sh bench/durability.sh
 	$(Q)sh bench/polling.sh
 
 clean:

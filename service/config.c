@@ -1471,7 +1471,7 @@ void config_print(const struct config *cfg, FILE *f)
     char buf[64];
 
     fprintf(f, "# batchd %s: the effective configuration (flag > env > file > default)\n",
-            CONFIG_VERSION_TEXT + 7);
+            &CONFIG_VERSION_TEXT[7]); /* past "batchd " */
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const struct setting *st = &settings[i];
         const void *field = base + st->offset;

@@ -18,9 +18,9 @@
  *   unload(shared) supervisor exit.
  *
  * Any hook may be NULL except run. Errors are reported as a return value < 0
- * and a message written to `err` (NUL-terminated, at most `errlen` bytes):
- * from load/init that message is logged and shown by /readyz; from run it
- * becomes that item's error result, and the job goes on.
+ * and a message written to `err` (NUL-terminated UTF-8, at most `errlen`
+ * bytes): from load/init that message is logged and shown by /readyz; from
+ * run it becomes that item's error result, and the job goes on.
  *
  * Ownership (jansson's words): `item` is borrowed for the duration of the
  * call; on success `*output` is a new reference that the caller releases.
@@ -74,5 +74,16 @@ const struct model_ops *model_builtin_find(const char *name);
  * else -EINVAL with "model NAME takes no parameter 'KEY'" in err. */
 int model_params_none(const char *model, const struct model_params *params, char *err,
                       size_t errlen);
+
+/*
+ * Helper for error messages that quote an item's string: returns the
+ * length of the longest prefix of s (valid UTF-8, as every string jansson
+ * parsed is) of at most max bytes that does not end inside a character,
+ * for "%.*s". A run() error message is UTF-8 text (it becomes the item's
+ * Result): "%.64s" can cut a character in two, and the worker then has to
+ * turn the stray bytes into '?' (worker_utf8_repair) to keep
+ * GET /v1/jobs/{id}/results valid JSON.
+ */
+int model_utf8_prefix(const char *s, size_t max);
 
 #endif

@@ -141,7 +141,8 @@ static int chaos_crash(const json_t *kind, char *err, size_t errlen)
         _exit(1);
     if (s)
         chaos_err(err, errlen,
-                  "chaos: \"crash\" must be \"segv\", \"abort\" or \"exit\", got \"%.64s\"", s);
+                  "chaos: \"crash\" must be \"segv\", \"abort\" or \"exit\", got \"%.*s\"",
+                  model_utf8_prefix(s, 64), s);
     else
         chaos_err(err, errlen,
                   "chaos: \"crash\" must be \"segv\", \"abort\" or \"exit\", got %s",
@@ -308,8 +309,8 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
             continue;
         if (action == CHAOS_SLEEP && strcmp(key, "value") == 0)
             continue;
-        chaos_err(err, errlen, "chaos: unexpected key \"%.64s\" beside \"%s\"", key,
-                  chaos_keys[action]);
+        chaos_err(err, errlen, "chaos: unexpected key \"%.*s\" beside \"%s\"",
+                  model_utf8_prefix(key, 64), key, chaos_keys[action]);
         return -EINVAL;
     }
 

@@ -38,19 +38,13 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/*
- * The length of s's longest prefix of at most `max` bytes that does not end
- * inside a UTF-8 character. An error message quoting a client's string
- * ("%.*s") is cut with it: a message is UTF-8 text (ring.h), and the engine
- * copies it into the Result's JSON as it is, so half a character there
- * would make GET /v1/jobs/{id}/results invalid JSON. `s` is valid UTF-8
- * (jansson checked it), so backing over continuation bytes is enough.
- */
-static int utf8_prefix(const char *s, size_t max)
+int model_utf8_prefix(const char *s, size_t max)
 {
     size_t n = strnlen(s, max + 1);
     if (n > max) {
         n = max;
+        /* s[n] is the first byte left out: while it continues a
+         * character, that character started inside the prefix */
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
             n--;
     }
@@ -238,7 +232,7 @@ static int exp_sinh_run(void *state, const json_t *item, json_t **output, char *
     json_object_foreach((json_t *)item, key, v) {
         if (strcmp(key, "n") != 0) {
             set_err(err, errlen, "exp_sinh: unexpected key \"%.*s\" (expects {\"n\": N})",
-                    utf8_prefix(key, 64), key);
+                    model_utf8_prefix(key, 64), key);
             return -EINVAL;
         }
     }

@@ -45,9 +45,69 @@ static size_t worker_encode(struct worker_buf *b, const json_t *v)
     return json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
 }
 
+/* Length of the well-formed UTF-8 sequence at s (NUL-terminated), or 0
+ * if none starts there (RFC 3629's table: overlongs and surrogates out). */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c == 0xE0) {
+        len = 3;
+        lo = 0xA0;
+    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
+        len = 3;
+    } else if (c == 0xED) {
+        len = 3;
+        hi = 0x9F;
+    } else if (c == 0xF0) {
+        len = 4;
+        lo = 0x90;
+    } else if (c >= 0xF1 && c <= 0xF3) {
+        len = 4;
+    } else if (c == 0xF4) {
+        len = 4;
+        hi = 0x8F;
+    } else {
+        return 0;
+    }
+    /* the NUL ends the string: a sequence cut short fails these tests */
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+size_t worker_utf8_repair(char *s)
+{
+    size_t replaced = 0;
+    unsigned char *u = (unsigned char *)s;
+    while (*u) {
+        size_t n = utf8_seq_len(u);
+        if (n == 0) {
+            *u = '?';
+            replaced++;
+            n = 1;
+        }
+        u += n;
+    }
+    return replaced;
+}
+
+/* Puts an item's error message, repaired to UTF-8 text (models write at
+ * most 511 bytes into their err buffer; a longer message is cut here). */
 static int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
 {
-    return ring_put_output(shm, idx, RING_OUT_ERROR, msg, (uint32_t)strlen(msg));
+    char text[512];
+    snprintf(text, sizeof text, "%s", msg);
+    worker_utf8_repair(text);
+    return ring_put_output(shm, idx, RING_OUT_ERROR, text, (uint32_t)strlen(text));
 }
 
 /* Runs every item of the claimed slot idx. */

@@ -24,6 +24,7 @@
 #ifndef BATCHD_WORKER_H
 #define BATCHD_WORKER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -36,6 +37,18 @@
 
 #define WORKER_EXIT_FATAL 2
 #define WORKER_EXIT_INIT 3
+
+/*
+ * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that
+ * does not begin a well-formed sequence (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF, no sequence cut short) becomes '?'.
+ * The ring's error records are UTF-8 text (ring.h) and the engine copies
+ * them into the results' JSON as they are, so every message a model
+ * returns passes through here: a message its buffer cut in the middle of
+ * a character, a plugin's raw bytes. Returns how many bytes were replaced
+ * (0 for valid text, which is left exactly as it was).
+ */
+size_t worker_utf8_repair(char *s);
 
 /* Runs worker slot w until told to stop; never returns. */
 __attribute__((noreturn)) void worker_main(struct shm *shm, uint32_t w,

@@ -28,7 +28,7 @@ fuzz-ci: fuzz-build
 
 fuzz-build:
 	$(Q)sh scripts/deps.sh sanitizers
-	$(Q)$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
+	$(Q)$(MAKE) -j2 --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT=-O1 \
 	  SAN='$(FUZZ_SAN)' fuzz-bins
 
 # Inside the sub-make: the library objects without the dashboard's generated

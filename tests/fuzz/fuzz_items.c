@@ -20,11 +20,15 @@
  *     or fails with a non-empty error message that is valid UTF-8 (the
  *     ring's output record says "UTF-8 text", and the engine escapes only
  *     quotes, backslashes and control bytes when it puts the message into
- *     a Result: anything else would make GET .../results invalid JSON).
+ *     a Result: anything else would make GET .../results invalid JSON);
+ *   - worker_utf8_repair(), which every model's message passes through on
+ *     its way into the ring, turns the raw input bytes into valid UTF-8 of
+ *     the same length and leaves valid text alone.
  */
 #include "engine.h"
 #include "fuzz.h"
 #include "model.h"
+#include "worker.h"
 
 #define ITEM_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 #define PARSE_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
@@ -126,8 +130,30 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* worker_utf8_repair on the raw bytes: valid UTF-8 afterwards, and valid
+ * input untouched. */
+static void check_repair(const uint8_t *data, size_t size)
+{
+    char *s = fuzz_cstr(data, size);
+    size_t n = strlen(s);
+    bool valid = fuzz_utf8_valid(s, n);
+    char *copy = strdup(s);
+    if (!copy)
+        abort();
+    size_t replaced = worker_utf8_repair(s);
+    FUZZ_ASSERT(strlen(s) == n, "the repair changed the length");
+    FUZZ_ASSERT(fuzz_utf8_valid(s, n), "the repair left invalid UTF-8");
+    FUZZ_ASSERT(valid == (replaced == 0), "%zu replaced in %s input", replaced,
+                valid ? "valid" : "invalid");
+    if (valid)
+        FUZZ_ASSERT(strcmp(s, copy) == 0, "valid text was changed");
+    free(copy);
+    free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_repair(data, size);
     json_error_t jerr;
     json_t *v = json_loadb((const char *)data, size, PARSE_FLAGS, &jerr);
     if (!v)

@@ -451,6 +451,12 @@ static const struct error_case error_cases[] = {
     {"{\"hang_ms\": 1, \"value\": 2}", "chaos: unexpected key \"value\" beside \"hang_ms\""},
     {"{\"fail\": \"x\", \"value\": 2}", "chaos: unexpected key \"value\" beside \"fail\""},
     {"{\"sleep_ms\": 1, \"vlaue\": 2}", "chaos: unexpected key \"vlaue\" beside \"sleep_ms\""},
+    /* quoted strings are cut at 64 bytes, never inside a character: the
+     * message goes into the results' JSON as it is */
+    {"{\"crash\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\"}",
+     "chaos: \"crash\" must be \"segv\", \"abort\" or \"exit\", got \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""},
+    {"{\"fail\": \"x\", \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\": 2}",
+     "chaos: unexpected key \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\" beside \"fail\""},
 };
 
 static void test_item_errors(void **unused)
