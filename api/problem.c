@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "utf8.h"
+
 struct problem_kind_info {
     const char *slug;
     int status;
@@ -140,44 +142,6 @@ void api_problem_set_limit(struct api_problem *p, uint64_t limit)
 {
     p->limit = limit;
     p->has |= API_PROBLEM_HAS_LIMIT;
-}
-
-/* Length of the well-formed UTF-8 sequence at s[0..n), or 0 if it is not
- * one. Follows RFC 3629's table so that overlongs and surrogates are out. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c == 0xE0) {
-        len = 3;
-        lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        len = 3;
-    } else if (c == 0xED) {
-        len = 3;
-        hi = 0x9F;
-    } else if (c == 0xF0) {
-        len = 4;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-        len = 4;
-    } else if (c == 0xF4) {
-        len = 4;
-        hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
 }
 
 int api_json_string_sanitized(struct sbuf *out, const char *s, size_t n)

@@ -1804,15 +1804,7 @@ ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int t
                 return -1;
             if (timeout_ms > 0) {
                 pthread_mutex_lock(&e->mu);
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                ts.tv_sec += timeout_ms / 1000;
-                ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&e->progress, &e->mu, &ts);
+                engine_timedwait(e, &e->progress, timeout_ms);
                 pthread_mutex_unlock(&e->mu);
             }
             return 0;

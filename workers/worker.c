@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "utf8.h"
 #include "ring.h"
 #include "sanitizer.h"
 
@@ -45,57 +46,20 @@ static size_t worker_encode(struct worker_buf *b, const json_t *v)
     return json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (NUL-terminated), or 0
- * if none starts there (RFC 3629's table: overlongs and surrogates out). */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c == 0xE0) {
-        len = 3;
-        lo = 0xA0;
-    } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-        len = 3;
-    } else if (c == 0xED) {
-        len = 3;
-        hi = 0x9F;
-    } else if (c == 0xF0) {
-        len = 4;
-        lo = 0x90;
-    } else if (c >= 0xF1 && c <= 0xF3) {
-        len = 4;
-    } else if (c == 0xF4) {
-        len = 4;
-        hi = 0x8F;
-    } else {
-        return 0;
-    }
-    /* the NUL ends the string: a sequence cut short fails these tests */
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 size_t worker_utf8_repair(char *s)
 {
     size_t replaced = 0;
     unsigned char *u = (unsigned char *)s;
+    size_t left = strlen(s);
     while (*u) {
-        size_t n = utf8_seq_len(u);
+        size_t n = utf8_seq_len(u, left);
         if (n == 0) {
             *u = '?';
             replaced++;
             n = 1;
         }
         u += n;
+        left -= n;
     }
     return replaced;
 }
