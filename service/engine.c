@@ -367,6 +367,16 @@ static void engine_forget_job(struct engine *e, struct job *j)
             break;
         }
     }
+    if (j->active) {
+        struct egroup *g = &e->groups[j->group];
+        for (size_t i = 0; i < g->n_active; i++) {
+            if (g->active[i] == j) {
+                g->active[i] = g->active[--g->n_active];
+                break;
+            }
+        }
+        j->active = false;
+    }
     e->jobs_by_status[j->status]--;
     e->n_jobs--;
     j->deleted = true;
@@ -719,6 +729,32 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
     }
     ring_release(shm, idx);
     g->free_slots[g->n_free++] = idx;
+}
+
+/* Stops the tasks of jobs cancelled since the last pass (engine thread,
+ * mutex held): engine_cancel runs on HTTP threads and only marks the job. */
+static void engine_stop_cancelled(struct engine *e)
+{
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct egroup *g = &e->groups[gi];
+        /* job_stop_tasks reorders the list: after each job, look again (it
+         * ends: a stopped job's slots are gone or flagged) */
+        bool again = true;
+        while (again) {
+            again = false;
+            for (uint32_t k = 0; k < g->n_inflight; k++) {
+                struct ring_slot *s = ring_slot(e->shm, g->inflight[k]);
+                struct job *j = engine_find_key(e, s->job_key);
+                if (j && j->cancel_requested && j->status == JOB_CANCELLED &&
+                    !atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
+                    job_stop_tasks(e, j);
+                    job_check_finished(e, j);
+                    again = true;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 static void engine_collect(struct engine *e)
@@ -1095,6 +1131,7 @@ static void *engine_main(void *arg)
         atomic_store_explicit(&e->kick, false, memory_order_release);
         pthread_mutex_lock(&e->mu);
         engine_collect(e);
+        engine_stop_cancelled(e);
         engine_check_groups(e);
         engine_check_deadlines(e);
         engine_dispatch(e);
@@ -1742,7 +1779,8 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         if (!j->started_ns)
             j->started_ns = shm_now_real_ns();
         job_set_status(e, j, JOB_CANCELLED);
-        job_stop_tasks(e, j);
+        /* Its tasks in the ring are stopped by the engine thread (the only
+         * one that touches the in-flight lists): see engine_stop_cancelled. */
         job_check_finished(e, j);
         pthread_cond_broadcast(&e->progress);
     }

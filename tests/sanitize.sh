@@ -48,7 +48,7 @@ export ASAN_OPTIONS="$common:allocator_may_return_null=1:detect_leaks=1:detect_s
 export LSAN_OPTIONS="exitcode=23:log_path=$reports/$kind"
 export UBSAN_OPTIONS="$common:print_stacktrace=1"
 # history_size: longer stacks for the "previous access" of a race
-export TSAN_OPTIONS="$common:second_deadlock_stack=1:history_size=4"
+export TSAN_OPTIONS="$common:allocator_may_return_null=1:second_deadlock_stack=1:history_size=4"
 export BATCHD_TEST_READY_TIMEOUT="${BATCHD_TEST_READY_TIMEOUT:-60}"
 
 "$@"
@@ -58,7 +58,7 @@ rc=$?
 # provokes -ENOMEM on purpose) leaves a one-line warning and no error: those
 # files are not reports.
 for f in $(find "$reports" -type f 2>/dev/null); do
-    if ! grep -qv 'WARNING: AddressSanitizer failed to allocate' "$f"; then
+    if ! grep -qvE 'WARNING: [A-Za-z]+Sanitizer failed to allocate' "$f"; then
         rm -f "$f"
     fi
 done
