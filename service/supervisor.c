@@ -147,7 +147,7 @@ static int sup_load_models(struct sup *s)
         uint64_t t0 = shm_now_mono_ns();
         /* A model without load() takes no parameters: say so rather than
          * ignore them. */
-        int rc = ops->load ? ops->load(&params, &s->shared[g], err, sizeof err)
+        int rc = ops->load ? ops->load(&params, NULL, &s->shared[g], err, sizeof err)
                            : model_params_none(m->name, &params, err, sizeof err);
         if (rc != 0) {
             log_error("model %s: load failed: %s", m->name, err[0] ? err : strerror(-rc));

@@ -217,8 +217,9 @@ static void chaos_unload(void *shared)
  * struct chaos_shared that chaos_unload() frees; -EINVAL with a message
  * for an unknown key, a repeated one or an empty message; -ENOMEM.
  */
-static int chaos_load(const struct model_params *params, void **shared, char *err, size_t errlen)
+static int chaos_load(const struct model_params *params, const struct model_host *host, void **shared, char *err, size_t errlen)
 {
+    (void)host;
     if (shared)
         *shared = NULL;
     const char *init_fail = NULL;
@@ -263,8 +264,9 @@ static int chaos_load(const struct model_params *params, void **shared, char *er
  * in every worker: a model whose workers can never start); otherwise
  * succeeds. There is no per-worker state (*state is set to NULL).
  */
-static int chaos_init(const void *shared, void **state, char *err, size_t errlen)
+static int chaos_init(const void *shared, const struct model_host *host, void **state, char *err, size_t errlen)
 {
+    (void)host;
     const struct chaos_shared *cs = shared;
     if (state)
         *state = NULL;

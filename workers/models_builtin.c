@@ -105,8 +105,9 @@ static int integer_output(const char *model, json_int_t v, json_t **output, char
 
 /* ---- echo ---------------------------------------------------------------- */
 
-static int echo_load(const struct model_params *params, void **shared, char *err, size_t errlen)
+static int echo_load(const struct model_params *params, const struct model_host *host, void **shared, char *err, size_t errlen)
 {
+    (void)host;
     if (shared)
         *shared = NULL;
     return model_params_none("echo", params, err, errlen);
@@ -125,8 +126,9 @@ static int echo_run(void *state, const json_t *item, json_t **output, char *err,
 
 /* ---- square -------------------------------------------------------------- */
 
-static int square_load(const struct model_params *params, void **shared, char *err, size_t errlen)
+static int square_load(const struct model_params *params, const struct model_host *host, void **shared, char *err, size_t errlen)
 {
+    (void)host;
     if (shared)
         *shared = NULL;
     return model_params_none("square", params, err, errlen);
@@ -151,9 +153,10 @@ static int square_run(void *state, const json_t *item, json_t **output, char *er
 
 /* ---- sum_squares --------------------------------------------------------- */
 
-static int sum_squares_load(const struct model_params *params, void **shared, char *err,
+static int sum_squares_load(const struct model_params *params, const struct model_host *host, void **shared, char *err,
                             size_t errlen)
 {
+    (void)host;
     if (shared)
         *shared = NULL;
     return model_params_none("sum_squares", params, err, errlen);
@@ -209,9 +212,10 @@ double model_exp_sinh_kernel(long n)
     return sum;
 }
 
-static int exp_sinh_load(const struct model_params *params, void **shared, char *err,
+static int exp_sinh_load(const struct model_params *params, const struct model_host *host, void **shared, char *err,
                          size_t errlen)
 {
+    (void)host;
     if (shared)
         *shared = NULL;
     return model_params_none("exp_sinh", params, err, errlen);
@@ -329,4 +333,26 @@ const struct model_ops *model_builtin_find(const char *name)
         if (strcmp(builtin_models[i]->name, name) == 0)
             return builtin_models[i];
     return NULL;
+}
+
+size_t model_dtype_size(uint32_t dtype)
+{
+    switch (dtype) {
+    case MODEL_DTYPE_U8:
+        return 1;
+    case MODEL_DTYPE_I32:
+    case MODEL_DTYPE_F32:
+        return 4;
+    case MODEL_DTYPE_I64:
+    case MODEL_DTYPE_F64:
+        return 8;
+    default:
+        return 0;
+    }
+}
+
+const char *model_dtype_name(uint32_t dtype)
+{
+    static const char *const names[] = {"uint8", "int32", "int64", "float32", "float64"};
+    return dtype < sizeof names / sizeof names[0] ? names[dtype] : NULL;
 }

@@ -194,7 +194,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     void *state = NULL;
     char err[SHM_ERR_LEN] = "";
     uint64_t t0 = shm_now_mono_ns();
-    int rc = ops->init ? ops->init(shared, &state, err, sizeof err) : 0;
+    int rc = ops->init ? ops->init(shared, NULL, &state, err, sizeof err) : 0;
     if (rc != 0) {
         if (!err[0])
             snprintf(err, sizeof err, "init() returned %d", rc);

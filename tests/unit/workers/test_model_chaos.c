@@ -90,16 +90,16 @@ static void test_load_without_params_init_succeeds(void **unused)
     char err[128] = "";
     void *shared = (void *)&err; /* must be overwritten */
     struct model_params empty = {0, NULL, NULL};
-    assert_int_equal(model_chaos.load(&empty, &shared, err, sizeof err), 0);
+    assert_int_equal(model_chaos.load(&empty, NULL, &shared, err, sizeof err), 0);
     assert_null(shared);
     shared = (void *)&err;
-    assert_int_equal(model_chaos.load(NULL, &shared, err, sizeof err), 0);
+    assert_int_equal(model_chaos.load(NULL, NULL, &shared, err, sizeof err), 0);
     assert_null(shared);
 
     for (int i = 0; i < 3; i++) {
         void *state = (void *)&err; /* must be overwritten */
         err[0] = '\0';
-        assert_int_equal(model_chaos.init(shared, &state, err, sizeof err), 0);
+        assert_int_equal(model_chaos.init(shared, NULL, &state, err, sizeof err), 0);
         assert_null(state);
         assert_string_equal(err, "");
     }
@@ -124,7 +124,7 @@ static void test_init_fail_param(void **unused)
     struct model_params params = {1, keys, values};
     char err[128] = "";
     void *shared = NULL;
-    assert_int_equal(model_chaos.load(&params, &shared, err, sizeof err), 0);
+    assert_int_equal(model_chaos.load(&params, NULL, &shared, err, sizeof err), 0);
     assert_non_null(shared);
     memset(key, 'x', sizeof key - 1);
     memset(value, 'y', sizeof value - 1);
@@ -132,7 +132,7 @@ static void test_init_fail_param(void **unused)
     for (int i = 0; i < 3; i++) {
         void *state = (void *)&err; /* must be overwritten */
         err[0] = '\0';
-        int rc = model_chaos.init(shared, &state, err, sizeof err);
+        int rc = model_chaos.init(shared, NULL, &state, err, sizeof err);
         assert_true(rc < 0);
         assert_string_equal(err, "boom: weights not found");
         assert_null(state);
@@ -140,15 +140,15 @@ static void test_init_fail_param(void **unused)
     /* Cut to the caller's buffer, still terminated. */
     char small[5];
     void *state;
-    assert_true(model_chaos.init(shared, &state, small, sizeof small) < 0);
+    assert_true(model_chaos.init(shared, NULL, &state, small, sizeof small) < 0);
     assert_string_equal(small, "boom");
     model_chaos.unload(shared);
 
     /* What a deployment types: --model chaos:init_fail=boom */
     const char *k1[] = {"init_fail"}, *v1[] = {"boom"};
     struct model_params boom = {1, k1, v1};
-    assert_int_equal(model_chaos.load(&boom, &shared, err, sizeof err), 0);
-    assert_true(model_chaos.init(shared, &state, err, sizeof err) < 0);
+    assert_int_equal(model_chaos.load(&boom, NULL, &shared, err, sizeof err), 0);
+    assert_true(model_chaos.init(shared, NULL, &state, err, sizeof err) < 0);
     assert_string_equal(err, "boom");
     model_chaos.unload(shared);
 }
@@ -180,7 +180,7 @@ static void test_load_refuses_other_params(void **unused)
         struct model_params params = {cases[i].n, cases[i].keys, cases[i].values};
         char err[256] = "";
         void *shared = (void *)&err; /* must be overwritten */
-        int rc = model_chaos.load(&params, &shared, err, sizeof err);
+        int rc = model_chaos.load(&params, NULL, &shared, err, sizeof err);
         if (rc != -EINVAL || strcmp(err, cases[i].message) != 0)
             fail_msg("case %zu: rc %d err '%s', want -EINVAL '%s'", i, rc, err,
                      cases[i].message);
@@ -239,7 +239,7 @@ static void test_init_fail_in_a_worker(void **unused)
     const char *keys[] = {"init_fail"}, *values[] = {"boom"};
     struct model_params params = {1, keys, values};
     void *shared = NULL;
-    assert_int_equal(model_chaos.load(&params, &shared, err, sizeof err), 0);
+    assert_int_equal(model_chaos.load(&params, NULL, &shared, err, sizeof err), 0);
     int status = run_worker(shared, &shm, false);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != WORKER_EXIT_INIT)
         fail_msg("want exit %d (init failed), got status 0x%x", WORKER_EXIT_INIT,
@@ -252,7 +252,7 @@ static void test_init_fail_in_a_worker(void **unused)
     shm_destroy(&shm);
 
     assert_int_equal(shm_create(&shm, &lay), 0);
-    assert_int_equal(model_chaos.load(NULL, &shared, err, sizeof err), 0);
+    assert_int_equal(model_chaos.load(NULL, NULL, &shared, err, sizeof err), 0);
     status = run_worker(shared, &shm, true);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail_msg("want exit 0 (stopped), got status 0x%x", (unsigned)status);

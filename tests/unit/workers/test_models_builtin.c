@@ -53,7 +53,7 @@ static int run_text(const char *name, const char *item_text, json_t **output, ch
     void *state = NULL;
     if (m->init) {
         char ierr[256];
-        assert_int_equal(m->init(NULL, &state, ierr, sizeof ierr), 0);
+        assert_int_equal(m->init(NULL, NULL, &state, ierr, sizeof ierr), 0);
     }
     *output = NULL;
     err[0] = '\0';
@@ -129,7 +129,7 @@ static void test_every_builtin_loads_without_params_and_rejects_any(void **unuse
         const struct model_ops *m = model_builtin_at(i);
         char err[128] = "";
         void *shared = (void *)&err; /* must be overwritten */
-        assert_int_equal(m->load(&empty, &shared, err, sizeof err), 0);
+        assert_int_equal(m->load(&empty, NULL, &shared, err, sizeof err), 0);
         assert_null(shared);
         if (m->unload)
             m->unload(shared);
@@ -143,7 +143,7 @@ static void test_every_builtin_loads_without_params_and_rejects_any(void **unuse
         else
             snprintf(want, sizeof want, "model %s takes no parameter 'workers_per_thing'",
                      m->name);
-        assert_int_equal(m->load(&one, &shared, err, sizeof err), -EINVAL);
+        assert_int_equal(m->load(&one, NULL, &shared, err, sizeof err), -EINVAL);
         assert_string_equal(err, want);
     }
 }
