@@ -75,6 +75,9 @@ struct shm_header {
     _Atomic uint32_t shutting_down; /* set by the supervisor on SIGTERM */
 };
 
+/* shm_group.flags */
+#define SHM_GROUP_STATEFUL 0x1u /* the model keeps per-job state (acc_run...) */
+
 struct shm_group {
     char name[SHM_NAME_LEN];
     uint32_t first_worker, n_workers;  /* workers[first_worker..+n_workers) */
@@ -82,7 +85,7 @@ struct shm_group {
     uint64_t off_queue;                /* this group's queue entries */
     uint64_t load_ns;                  /* time model load() took (supervisor) */
     _Atomic uint32_t init_failures;    /* consecutive init() failures (supervisor) */
-    _Atomic uint32_t pad1;
+    uint32_t flags;                    /* SHM_GROUP_* (supervisor, before fork) */
     char load_error[SHM_ERR_LEN];      /* last init() failure, NUL-terminated */
 
     /* Ready queue indices: see ring.h for the protocol. */
@@ -111,6 +114,9 @@ struct shm_worker {
     _Atomic uint64_t hist[SHM_HIST_BUCKETS]; /* per-item run time counts */
     _Atomic uint64_t hist_sum_ns;
     char init_error[SHM_ERR_LEN];       /* why init() failed (worker, before exit) */
+    /* Targeted tasks (ring_publish_to): the engine stores gen<<32 | idx+1,
+     * this worker takes it with an exchange. */
+    _Atomic uint64_t mail;
 } __attribute__((aligned(64)));
 
 struct shm {

@@ -193,8 +193,13 @@ static int sup_create_shm(struct sup *s)
         log_error("cannot create the shared-memory region: %s", strerror(-rc));
         return -1;
     }
-    for (uint32_t g = 0; g < s->n_groups; g++)
+    for (uint32_t g = 0; g < s->n_groups; g++) {
         shm_group(&s->shm, g)->load_ns = s->load_ns[g];
+        /* The engine drives a stateful model's jobs differently (exports,
+         * replays, the reduce): tell it which groups those are. */
+        if (s->ops[g]->acc_run)
+            shm_group(&s->shm, g)->flags |= SHM_GROUP_STATEFUL;
+    }
     return 0;
 }
 
