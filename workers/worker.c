@@ -263,7 +263,15 @@ static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struc
     void **acc = worker_acc_slot(accs, key);
     char err[512] = "";
     json_t *partial = NULL;
-    int rc = acc ? ops->acc_export(state, *acc, &partial, err, sizeof err) : -ENOMEM;
+    int rc;
+    if (!acc)
+        rc = -ENOMEM;
+    else if (!*acc)
+        rc = 0, partial = json_null(); /* no item of the job succeeded here:
+                                          nothing to hand over (the engine
+                                          skips a null partial) */
+    else
+        rc = ops->acc_export(state, *acc, &partial, err, sizeof err);
     if (rc == 0 && partial) {
         worker_put_json(shm, idx, buf, partial, "partial state");
     } else {
