@@ -72,7 +72,7 @@ PLUGIN_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -fPIC -Iworkers $(shell pkg-config 
 PLUGIN_LIBS = $(shell pkg-config --libs jansson) -lm $(SAN) -Wl,-z,defs $(LDFLAGS)
 EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib%.so, \
                      $(wildcard examples/plugins/*.c))
-TEST_PLUGINS := $(foreach v,nosym abi1 norun,$(BUILD)/tests/plugins/libbad_$(v).so)
+TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
 .PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench FORCE

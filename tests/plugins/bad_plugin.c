@@ -6,6 +6,9 @@
  *   BAD_nosym   the table is exported under a misspelt name
  *   BAD_abi1    the table says model ABI version 1
  *   BAD_norun   neither run() nor the stateful hooks
+ *   BAD_short   batchd_model is two words, not a struct model_ops (the
+ *               right version number, then nothing: the loader must not
+ *               read past it)
  *
  * Each is otherwise a working model (it echoes its item), so that the one
  * mistake is what the loader has to find. Used by tests/unit/workers/
@@ -44,6 +47,10 @@ __attribute__((unused)) static int bad_run(void *state, const json_t *item, json
 #define BAD_RUN bad_run
 #endif
 
+#if defined(BAD_short)
+extern const uint32_t batchd_model[2];
+const uint32_t batchd_model[2] = {MODEL_ABI_VERSION, 0};
+#else
 /* Declared first: -Wmissing-variable-declarations in some builds. */
 extern const struct model_ops BAD_SYMBOL;
 
@@ -53,3 +60,4 @@ const struct model_ops BAD_SYMBOL = {
     .description = "A deliberately broken plugin for the loader's tests.",
     .run = BAD_RUN,
 };
+#endif
