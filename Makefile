@@ -1,6 +1,6 @@
 # batchd — build, test, run.
 #
-#   make            build/batchd
+#   make            build/batchd and the example plugins (build/examples/plugins/)
 #   make test       every test: cmocka unit tests, libcurl integration tests,
 #                   responses checked against openapi.yaml
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
