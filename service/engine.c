@@ -2500,7 +2500,6 @@ json_t *engine_models_json(struct engine *e)
     json_t *arr = json_array();
     for (uint32_t g = 0; g < e->n_groups; g++) {
         struct shm_group *sg = shm_group(e->shm, g);
-        const struct model_ops *ops = model_builtin_find(sg->name);
         unsigned ready = 0, inited = 0;
         double init_sum = 0;
         for (uint32_t k = 0; k < sg->n_workers; k++) {
@@ -2515,12 +2514,13 @@ json_t *engine_models_json(struct engine *e)
             }
         }
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b}", "name", sg->name,
-                           "description", ops && ops->description ? ops->description : "",
+            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*}", "name", sg->name,
+                           "description", sg->description, /* the supervisor's copy */
                            "workers", (int)sg->n_workers, "ready_workers", (int)ready,
                            "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
                            inited ? json_real(init_sum / inited) : json_null(), "builtin",
-                           ops != NULL));
+                           sg->plugin[0] == '\0', "plugin",
+                           sg->plugin[0] ? sg->plugin : NULL));
     }
     return json_pack("{s:o}", "models", arr);
 }

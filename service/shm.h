@@ -8,7 +8,7 @@
  *
  *   header       magic, version, layout, the engine's futex word
  *   groups[]     one per model group: its ready queue (see ring.h), futex,
- *                worker range, model load time
+ *                worker range, model load time, description, plugin path
  *   workers[]    one per worker slot: pid, state, counters, heartbeat,
  *                per-item latency histogram (written by that worker only)
  *   slots[]      task slots: state word and task metadata (see ring.h)
@@ -36,6 +36,8 @@
 #define SHM_VERSION 1u
 #define SHM_NAME_LEN 64
 #define SHM_ERR_LEN 256
+#define SHM_DESC_LEN 1024 /* a model's description in groups[] */
+#define SHM_PATH_LEN 512  /* a plugin's path in groups[] */
 #define SHM_HIST_BUCKETS 16 /* per-item latency buckets, see shm_hist_bounds */
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free in shared memory");
@@ -87,6 +89,11 @@ struct shm_group {
     _Atomic uint32_t init_failures;    /* consecutive init() failures (supervisor) */
     uint32_t flags;                    /* SHM_GROUP_* (supervisor, before fork) */
     char load_error[SHM_ERR_LEN];      /* last init() failure, NUL-terminated */
+    /* Written by the supervisor before the first fork, read-only after:
+     * what GET /v1/models shows without looking the model up. UTF-8,
+     * NUL-terminated, cut at a character boundary. */
+    char description[SHM_DESC_LEN];    /* the model's description, "" if none */
+    char plugin[SHM_PATH_LEN];         /* the plugin's path, "" for a built-in */
 
     /* Ready queue indices: see ring.h for the protocol. */
     _Alignas(64) _Atomic uint64_t head; /* next entry to take: workers (CAS) */
