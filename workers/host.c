@@ -123,6 +123,10 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
     }
     struct objects_stats st;
     objects_stats(host.objects, &st);
+    /* only -EINVAL comes before the size is known to fit 64 bits */
+    unsigned long long bytes = model_dtype_size(dtype);
+    for (uint32_t d = 0; rc != -EINVAL && d < ndim; d++)
+        bytes *= shape[d];
     switch (rc) {
     case -EINVAL:
         if (model_dtype_size(dtype) == 0)
@@ -135,15 +139,16 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
         return rc;
     case -EFBIG:
         snprintf(err, errlen,
-                 "object_new: the object is larger than the limit of %llu bytes "
+                 "object_new: %llu bytes is larger than the limit of %llu bytes "
                  "(--max-object-bytes)",
-                 (unsigned long long)st.max_object_bytes);
+                 bytes, (unsigned long long)st.max_object_bytes);
         return rc;
     case -ENOSPC:
         snprintf(err, errlen,
-                 "object_new: object memory is full (%llu of %llu bytes in use, "
-                 "--object-memory)",
-                 (unsigned long long)st.used_bytes, (unsigned long long)st.capacity_bytes);
+                 "object_new: no room for %llu bytes in object memory (%llu of %llu bytes in "
+                 "use, --object-memory)",
+                 bytes, (unsigned long long)st.used_bytes,
+                 (unsigned long long)st.capacity_bytes);
         return rc;
     case -EMFILE:
         /* model.h promises -EFBIG or -ENOSPC: a full table is no room too */
