@@ -26,32 +26,10 @@ static struct {
 static int host_unavailable(const char *what, char *err, size_t errlen)
 {
     if (err && errlen)
-        snprintf(err, errlen, "%s is not available here: objects exist only in workers (resolve "
-                 "or make them in init() or run(), not in load())", what);
+        snprintf(err, errlen, "%s is not available in this process: objects exist only in "
+                 "workers (use it in init(), run() or reduce(), not in load())", what);
     return -ENOTSUP;
 }
-
-static int host_load_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
-{
-    (void)v;
-    (void)obj;
-    return host_unavailable("object_ref", err, errlen);
-}
-
-static int host_load_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
-                         struct model_object *obj, void **data, char *err, size_t errlen)
-{
-    (void)dtype, (void)ndim, (void)shape, (void)obj, (void)data;
-    return host_unavailable("object_new", err, errlen);
-}
-
-static const struct model_host host_load_table = {
-    .abi_version = MODEL_ABI_VERSION,
-    .object_ref = host_load_ref,
-    .object_new = host_load_new,
-};
-
-const struct model_host *host_load(void) { return &host_load_table; }
 
 static int host_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
 {
@@ -161,13 +139,17 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
     }
 }
 
-static const struct model_host host_worker_table = {
+/* One table for load() and init(): what it does depends on the process
+ * (host.h says why). */
+static const struct model_host host_table = {
     .abi_version = MODEL_ABI_VERSION,
     .object_ref = host_ref,
     .object_new = host_new,
 };
 
-const struct model_host *host_worker(void) { return &host_worker_table; }
+const struct model_host *host_load(void) { return &host_table; }
+
+const struct model_host *host_worker(void) { return &host_table; }
 
 void host_worker_setup(struct objects *objects, uint32_t worker)
 {
