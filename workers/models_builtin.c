@@ -3,7 +3,8 @@
  * echo, square, sum_squares, exp_sinh (see model.h for the table and
  * models_builtin.h for the kernels shared with the benchmarks), and the
  * table of every built-in model, which also lists chaos (model_chaos.c,
- * fault injection, loaded only when named).
+ * fault injection, loaded only when named) and mlp (model_mlp.c, a neural
+ * network from a .safetensors file, loaded only when named).
  *
  * These reproduce the workloads that motivated batchd, so each is the
  * plainest correct computation: what is measured is batchd's overhead
@@ -18,6 +19,7 @@
  */
 #include "model.h"
 #include "model_chaos.h"
+#include "model_mlp.h"
 #include "models_builtin.h"
 
 #include <errno.h>
@@ -314,6 +316,7 @@ static const struct model_ops *const builtin_models[] = {
     &model_sum_squares,
     &model_exp_sinh,
     &model_chaos, /* MODEL_FLAG_NOT_DEFAULT */
+    &model_mlp,   /* MODEL_FLAG_NOT_DEFAULT: needs weights= */
 };
 
 #define N_BUILTIN_MODELS (sizeof builtin_models / sizeof builtin_models[0])
