@@ -521,13 +521,17 @@ static int object_source(struct mlp_state *s, const json_t *item, struct model_o
                          struct mlp_source *src, char *err, size_t errlen)
 {
     const uint32_t in = s->m->net.in;
-    if (!s->host || !s->host->object_ref) {
+    char why[256] = "";
+    int rc;
+    if (s->host && s->host->object_ref) {
+        rc = s->host->object_ref(item, obj, why, sizeof why);
+    } else if (json_object_get(item, "$object")) {
         set_err(err, errlen, "mlp: {\"$object\"} items need the object store, which this "
                              "batchd does not have");
         return -ENOTSUP;
+    } else {
+        rc = 0; /* not a reference */
     }
-    char why[256] = "";
-    int rc = s->host->object_ref(item, obj, why, sizeof why);
     if (rc == 0) {
         set_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, "
                              "or {\"$object\": \"ID\"}, got an object",

@@ -518,6 +518,10 @@ static void test_bad_items(void **unused)
     assert_int_equal(model_mlp.run(bare, item, &out, err, sizeof err), -ENOTSUP);
     assert_non_null(strstr(err, "need the object store"));
     json_decref(item);
+    item = json_pack("{s:i}", "a", 1); /* not a reference: the usual message */
+    assert_int_equal(model_mlp.run(bare, item, &out, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "got an object"));
+    json_decref(item);
     model_mlp.fini(bare);
 
     unload(&L);
