@@ -122,16 +122,17 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
         const struct safetensors_tensor *t = &st->tensors[k];
         unsigned long i;
         int kind = layer_name(t->name, &i);
+        char shown[84];
         if (kind < 0) {
             set_err(err, errlen,
-                    "tensor \"%.*s\" is not a layer of an MLP (expected layers.{i}.weight and "
+                    "tensor \"%s\" is not a layer of an MLP (expected layers.{i}.weight and "
                     "layers.{i}.bias only)",
-                    model_utf8_prefix(t->name, 80), t->name);
+                    safetensors_shown(t->name, 80, shown, sizeof shown));
             return -EINVAL;
         }
         if (i >= MLP_MAX_LAYERS) {
-            set_err(err, errlen, "tensor \"%.*s\": mlp supports at most %d layers",
-                    model_utf8_prefix(t->name, 80), t->name, MLP_MAX_LAYERS);
+            set_err(err, errlen, "tensor \"%s\": mlp supports at most %d layers",
+                    safetensors_shown(t->name, 80, shown, sizeof shown), MLP_MAX_LAYERS);
             return -EINVAL;
         }
         (kind == 0 ? w : b)[i] = t; /* names are unique: the header refused duplicates */

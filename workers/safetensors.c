@@ -71,6 +71,20 @@ const struct safetensors_tensor *safetensors_find(const struct safetensors *st,
     return NULL;
 }
 
+const char *safetensors_shown(const char *s, size_t max, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return buf;
+    int n = model_utf8_prefix(s, max);
+    bool cut = s[n] != '\0';
+    if ((size_t)n > cap - 4)
+        n = model_utf8_prefix(s, cap - 4), cut = true;
+    for (int i = 0; i < n; i++)
+        buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+    snprintf(buf + n, cap - (size_t)n, "%s", cut ? "..." : "");
+    return buf;
+}
+
 /* "[2, 3]" into buf (cut with "..." when it does not fit). */
 static const char *shape_str(const uint64_t *shape, uint32_t ndim, char *buf, size_t len)
 {
@@ -109,13 +123,13 @@ static int parse_uint(const json_t *v, uint64_t *out)
 static int parse_tensor(const char *name, const json_t *v, uint64_t data_len,
                         struct safetensors_tensor *t, char *err, size_t errlen)
 {
-    int nl = model_utf8_prefix(name, NAME_MAX_SHOWN);
-    const char *more = (size_t)nl < strlen(name) ? "..." : "";
+    char shown[NAME_MAX_SHOWN + 4], q[40];
+    safetensors_shown(name, NAME_MAX_SHOWN, shown, sizeof shown);
 #define FAIL(...)                                                                        \
     do {                                                                                 \
         char msg_[160];                                                                  \
         snprintf(msg_, sizeof msg_, __VA_ARGS__);                                        \
-        set_err(err, errlen, "tensor \"%.*s%s\": %s", nl, name, more, msg_);             \
+        set_err(err, errlen, "tensor \"%s\": %s", shown, msg_);                          \
         return -EINVAL;                                                                  \
     } while (0)
 
@@ -126,8 +140,8 @@ static int parse_tensor(const char *name, const json_t *v, uint64_t data_len,
     json_object_foreach((json_t *)v, key, m) {
         if (strcmp(key, "dtype") != 0 && strcmp(key, "shape") != 0 &&
             strcmp(key, "data_offsets") != 0)
-            FAIL("unexpected key \"%.*s\" (expected dtype, shape, data_offsets)",
-                 model_utf8_prefix(key, 32), key);
+            FAIL("unexpected key \"%s\" (expected dtype, shape, data_offsets)",
+                 safetensors_shown(key, 32, q, sizeof q));
     }
     t->name = name;
 
@@ -141,8 +155,7 @@ static int parse_tensor(const char *name, const json_t *v, uint64_t data_len,
         if (strcmp(json_string_value(dt), dtypes[d].name) == 0)
             break;
     if (d == N_DTYPES)
-        FAIL("unknown dtype \"%.*s\"", model_utf8_prefix(json_string_value(dt), 24),
-             json_string_value(dt));
+        FAIL("unknown dtype \"%s\"", safetensors_shown(json_string_value(dt), 24, q, sizeof q));
     t->dtype = (enum safetensors_dtype)d;
 
     json_t *sh = json_object_get(v, "shape");
@@ -226,20 +239,20 @@ static int check_tiling(const struct safetensors *st, char *err, size_t errlen)
     const struct safetensors_tensor *prev = NULL;
     for (size_t i = 0; i < st->n && rc == 0; i++) {
         const struct safetensors_tensor *t = by[i];
-        int nl = model_utf8_prefix(t->name, NAME_MAX_SHOWN);
+        char tn[NAME_MAX_SHOWN + 4], pn[NAME_MAX_SHOWN + 4];
+        safetensors_shown(t->name, NAME_MAX_SHOWN, tn, sizeof tn);
         if (t->begin < at) {
-            int pl = model_utf8_prefix(prev->name, NAME_MAX_SHOWN);
             set_err(err, errlen,
-                    "tensor \"%.*s\": data_offsets [%llu, %llu] overlap tensor \"%.*s\" "
+                    "tensor \"%s\": data_offsets [%llu, %llu] overlap tensor \"%s\" "
                     "[%llu, %llu]",
-                    nl, t->name, (unsigned long long)t->begin, (unsigned long long)t->end, pl,
-                    prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end);
+                    tn, (unsigned long long)t->begin, (unsigned long long)t->end,
+                    safetensors_shown(prev->name, NAME_MAX_SHOWN, pn, sizeof pn), (unsigned long long)prev->begin, (unsigned long long)prev->end);
             rc = -EINVAL;
         } else if (t->begin > at) {
             set_err(err, errlen,
-                    "tensor \"%.*s\": data_offsets [%llu, %llu] leave bytes %llu..%llu of the "
+                    "tensor \"%s\": data_offsets [%llu, %llu] leave bytes %llu..%llu of the "
                     "data area unused (tensors must be contiguous)",
-                    nl, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                    tn, (unsigned long long)t->begin, (unsigned long long)t->end,
                     (unsigned long long)at, (unsigned long long)t->begin - 1);
             rc = -EINVAL;
         }
@@ -247,11 +260,12 @@ static int check_tiling(const struct safetensors *st, char *err, size_t errlen)
         prev = t;
     }
     if (rc == 0 && at != st->data_len) {
-        int nl = model_utf8_prefix(prev->name, NAME_MAX_SHOWN);
+        char pn[NAME_MAX_SHOWN + 4];
         set_err(err, errlen,
-                "%llu bytes follow the last tensor (\"%.*s\" ends at %llu, the data area is "
+                "%llu bytes follow the last tensor (\"%s\" ends at %llu, the data area is "
                 "%llu bytes)",
-                (unsigned long long)(st->data_len - at), nl, prev->name, (unsigned long long)at,
+                (unsigned long long)(st->data_len - at),
+                safetensors_shown(prev->name, NAME_MAX_SHOWN, pn, sizeof pn), (unsigned long long)at,
                 (unsigned long long)st->data_len);
         rc = -EINVAL;
     }
@@ -328,8 +342,9 @@ int safetensors_parse(const void *buf, size_t len, struct safetensors *st, char 
             json_t *mv;
             json_object_foreach(v, mk, mv) {
                 if (!json_is_string(mv)) {
-                    set_err(err, errlen, "\"__metadata__\": the value of \"%.*s\" is not a string",
-                            model_utf8_prefix(mk, NAME_MAX_SHOWN), mk);
+                    char kn[NAME_MAX_SHOWN + 4];
+                    set_err(err, errlen, "\"__metadata__\": the value of \"%s\" is not a string",
+                            safetensors_shown(mk, NAME_MAX_SHOWN, kn, sizeof kn));
                     rc = -EINVAL;
                     break;
                 }

@@ -125,6 +125,15 @@ const struct safetensors_tensor *safetensors_find(const struct safetensors *st,
 const char *safetensors_dtype_name(enum safetensors_dtype dtype);
 size_t safetensors_dtype_size(enum safetensors_dtype dtype);
 
+/*
+ * A name (or any header string) as error messages show it: at most `max`
+ * bytes of s, cut on a UTF-8 character boundary with "..." appended when
+ * cut, control bytes replaced by '?' (a name may hold any character JSON
+ * can escape). Writes into buf (cap bytes, NUL-terminated; cap >= 4) and
+ * returns it.
+ */
+const char *safetensors_shown(const char *s, size_t max, char *buf, size_t cap);
+
 /* True when the tensor's data is aligned for its element type (a file whose
  * header length is not a multiple of the element size misaligns it). */
 bool safetensors_aligned(const struct safetensors_tensor *t);

@@ -230,6 +230,9 @@ static const struct bad bad_headers[] = {
     {"{" T("a", "F32", "[1]", "[0,4]") "}", 9, "5 bytes follow the last tensor (\"a\" ends at 4", NULL},
     {"{}", 3, "no tensors, but 3 bytes", NULL},
     {"{\"a\xff\":1}", 0, "not valid JSON", NULL},
+    /* control characters in names are shown as '?' (messages go into logs) */
+    {"{\"a\\u0001b\":{\"dtype\":\"X\\u007f\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
+     "tensor \"a?b\": unknown dtype \"X?\"", NULL},
 };
 
 static void expect_bad(const uint8_t *b, size_t len, const char *want, const char *want2,
