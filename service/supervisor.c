@@ -15,9 +15,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "host.h"
 #include "listener.h"
 #include "log.h"
 #include "model.h"
+#include "plugin.h"
+#include "objects.h"
 #include "ring.h"
 #include "shm.h"
 #include "store.h"
@@ -41,7 +44,9 @@ struct sup {
     const struct config *cfg;
     enum sup_state state;
     struct shm shm;
+    struct objects objects; /* the object store, created before any fork */
     const struct model_ops **ops; /* per group */
+    struct plugin **plugins;      /* per group: the loaded plugin, or NULL for a built-in */
     void **shared;                /* per group, from load() */
     uint64_t *load_ns;            /* per group: how long load() took */
     uint32_t n_groups, n_workers;
@@ -127,19 +132,30 @@ static int sup_load_models(struct sup *s)
     s->ops = calloc(s->n_groups, sizeof *s->ops);
     s->shared = calloc(s->n_groups, sizeof *s->shared);
     s->load_ns = calloc(s->n_groups, sizeof *s->load_ns);
-    if (!s->ops || !s->shared || !s->load_ns)
+    s->plugins = calloc(s->n_groups, sizeof *s->plugins);
+    if (!s->ops || !s->shared || !s->load_ns || !s->plugins)
         abort(); /* start-up may abort on out-of-memory (docs/architecture.md) */
     for (uint32_t g = 0; g < s->n_groups; g++) {
         const struct config_model *m = &cfg->models[g];
+        const struct model_ops *ops;
         if (m->plugin) {
-            log_error("model %s: plugins (plugin=%s) are not supported by this build", m->name,
-                      m->plugin);
-            return -1;
-        }
-        const struct model_ops *ops = model_builtin_find(m->name);
-        if (!ops) {
-            log_error("model %s: no such built-in model", m->name);
-            return -1;
+            /* dlopen here, before the first fork: the workers inherit the
+             * mapped object and never load anything themselves. */
+            char perr[1024];
+            s->plugins[g] = plugin_open(m->plugin, m->name, perr, sizeof perr);
+            if (!s->plugins[g]) {
+                log_error("model %s: %s", m->name, perr);
+                return -1;
+            }
+            ops = plugin_ops(s->plugins[g]);
+            log_info("model %s: plugin %s loaded (it calls itself %s)", m->name, m->plugin,
+                     plugin_own_name(s->plugins[g]));
+        } else {
+            ops = model_builtin_find(m->name);
+            if (!ops) {
+                log_error("model %s: no such built-in model", m->name);
+                return -1;
+            }
         }
         struct model_params params = { m->n_params, (const char *const *)m->keys,
                                        (const char *const *)m->values };
@@ -147,7 +163,7 @@ static int sup_load_models(struct sup *s)
         uint64_t t0 = shm_now_mono_ns();
         /* A model without load() takes no parameters: say so rather than
          * ignore them. */
-        int rc = ops->load ? ops->load(&params, NULL, &s->shared[g], err, sizeof err)
+        int rc = ops->load ? ops->load(&params, host_load(), &s->shared[g], err, sizeof err)
                            : model_params_none(m->name, &params, err, sizeof err);
         if (rc != 0) {
             log_error("model %s: load failed: %s", m->name, err[0] ? err : strerror(-rc));
@@ -193,8 +209,28 @@ static int sup_create_shm(struct sup *s)
         log_error("cannot create the shared-memory region: %s", strerror(-rc));
         return -1;
     }
-    for (uint32_t g = 0; g < s->n_groups; g++)
-        shm_group(&s->shm, g)->load_ns = s->load_ns[g];
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        struct shm_group *gr = shm_group(&s->shm, g);
+        gr->load_ns = s->load_ns[g];
+        /* Copied here so that the api process never looks a model up (a
+         * plugin is in no table it knows). Both become JSON strings: cut at
+         * a character boundary, and a path (bytes, from the command line)
+         * repaired to UTF-8. */
+        const char *desc = s->ops[g]->description ? s->ops[g]->description : "";
+        snprintf(gr->description, sizeof gr->description, "%.*s",
+                 model_utf8_prefix(desc, sizeof gr->description - 1), desc);
+        worker_utf8_repair(gr->description);
+        if (s->plugins[g]) {
+            const char *path = plugin_path(s->plugins[g]);
+            snprintf(gr->plugin, sizeof gr->plugin, "%.*s",
+                     model_utf8_prefix(path, sizeof gr->plugin - 1), path);
+            worker_utf8_repair(gr->plugin);
+        }
+        /* The engine drives a stateful model's jobs differently (exports,
+         * replays, the reduce): tell it which groups those are. */
+        if (s->ops[g]->acc_run)
+            gr->flags |= SHM_GROUP_STATEFUL;
+    }
     return 0;
 }
 
@@ -235,6 +271,7 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
     }
     if (pid == 0) {
         sup_worker_setup(s);
+        host_worker_setup(&s->objects, w);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);
     }
     atomic_store_explicit(&sw->pid, pid, memory_order_release);
@@ -257,7 +294,7 @@ static void sup_spawn_api(struct sup *s)
         sup_child_setup(s, "batchd-api");
         log_set_proc("api");
         sigprocmask(SIG_SETMASK, &s->orig_mask, NULL);
-        _exit(api_run(s->cfg, &s->shm, s->listen_fd));
+        _exit(api_run(s->cfg, &s->shm, &s->objects, s->listen_fd));
     }
     c->pid = pid;
     c->started_ms = sup_now_ms();
@@ -294,6 +331,11 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     atomic_store_explicit(&sw->pid, 0, memory_order_relaxed);
     /* Hand its task back before a replacement can take the same worker id. */
     uint32_t n = ring_reclaim_worker(&s->shm, w, status);
+    /* Objects it was making for a task that never completed: the task runs
+     * again and makes them anew. */
+    uint32_t lost = objects_reclaim_owner(&s->objects, w);
+    if (lost)
+        log_info("worker %u: %u unfinished object(s) freed", w, lost);
     bool init_failed = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_INIT;
     bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL;
     atomic_store_explicit(&sw->state, init_failed ? WORKER_FAILED : WORKER_DEAD,
@@ -339,6 +381,12 @@ static void sup_api_exited(struct sup *s, int status)
     char how[96];
     sup_describe(status, how, sizeof how);
     s->api.pid = 0;
+    /* Its uploads in progress die with it, and so do its jobs' pins (the
+     * next api process pins again what its recovered jobs name). */
+    uint32_t lost = objects_reclaim_owner(&s->objects, OBJECTS_OWNER_API);
+    objects_unpin_all(&s->objects);
+    if (lost)
+        log_info("api process: %u unfinished upload(s) freed", lost);
     if (s->state != SUP_RUNNING) {
         log_info("api process exited: %s", how);
         return;
@@ -499,6 +547,7 @@ int sup_run(const struct config *cfg)
     s->self = getpid();
     s->exit_code = SUP_EXIT_OK;
     s->shm.fd = -1;
+    s->objects.fd = -1;
     log_set_proc("supervisor");
 
     /* All the signals we act on stay blocked: sigtimedwait() takes them
@@ -526,6 +575,14 @@ int sup_run(const struct config *cfg)
     s->listen_fd = listener_open(s->cfg->listen_host, s->cfg->listen_port, err, sizeof err);
     if (s->listen_fd < 0) {
         log_error("%s", err);
+        goto out;
+    }
+    /* Before load() and every fork: each child inherits the mapping. */
+    int orc = objects_create(&s->objects, cfg->object_memory, cfg->max_objects,
+                             cfg->max_object_bytes);
+    if (orc != 0) {
+        log_error("cannot create the object store (--object-memory %zu, --max-objects %u): %s",
+                  cfg->object_memory, cfg->max_objects, strerror(-orc));
         goto out;
     }
     if (sup_load_models(s) != 0)
@@ -571,12 +628,18 @@ out:
     for (uint32_t g = 0; s->ops && g < s->n_groups; g++)
         if (s->ops[g] && s->ops[g]->unload)
             s->ops[g]->unload(s->shared[g]);
+    /* After unload(): its code and the shared state may live in the object. */
+    for (uint32_t g = 0; s->plugins && g < s->n_groups; g++)
+        plugin_close(s->plugins[g]);
+    free(s->plugins);
     free(s->ops);
     free(s->shared);
     free(s->load_ns);
     free(s->workers);
     if (s->shm.base)
         shm_destroy(&s->shm);
+    if (s->objects.base)
+        objects_destroy(&s->objects);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     if (s->listen_fd >= 0)
