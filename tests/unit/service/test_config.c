@@ -791,7 +791,7 @@ static const struct error_case error_cases[] = {
     /* models */
 #define NO_MODEL(src, x) \
     src ": no built-in model named '" x "' (built-in: echo, square, sum_squares, exp_sinh, " \
-    "convolve2d, prefix_count, chaos; a plugin needs plugin=PATH)"
+    "convolve2d, prefix_count, chaos, mlp; a plugin needs plugin=PATH)"
     {{"--model", "nope", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "nope:a=1", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "Square", NULL}, NULL, NULL, NO_MODEL("--model", "Square")},

@@ -1,7 +1,7 @@
 /*
  * Unit tests for workers/models_builtin.c: the table (at/find, which models
  * are defaults), parameter rejection, and every model's outputs and item
- * errors (chaos, convolve2d and prefix_count are tested in their own
+ * errors (chaos, convolve2d, prefix_count and mlp are tested in their own
  * test_model_*.c, beyond their table entries and parameters). Outputs are checked
  * as JSON values (integer vs real matters); exp_sinh is checked against its
  * closed form and a long-double loop, both computed here independently.
@@ -33,6 +33,7 @@ static const struct {
     {"convolve2d", true},
     {"prefix_count", true},
     {"chaos", false},
+    {"mlp", false},
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
 
@@ -136,6 +137,15 @@ static void test_every_builtin_loads_without_params_and_rejects_any(void **unuse
         const struct model_ops *m = model_builtin_at(i);
         char err[128] = "";
         void *shared = (void *)&err; /* must be overwritten */
+        if (strcmp(m->name, "mlp") == 0) {
+            /* mlp needs its weights file (test_model_mlp.c tests its loading) */
+            assert_int_equal(m->load(&empty, NULL, &shared, err, sizeof err), -EINVAL);
+            assert_null(shared);
+            assert_non_null(strstr(err, "weights=PATH"));
+            assert_int_equal(m->load(&one, NULL, &shared, err, sizeof err), -EINVAL);
+            assert_non_null(strstr(err, "unknown parameter 'workers_per_thing'"));
+            continue;
+        }
         assert_int_equal(m->load(&empty, NULL, &shared, err, sizeof err), 0);
         /* prefix_count keeps its threshold (and the host) for reduce() */
         if (strcmp(m->name, "prefix_count") == 0)
