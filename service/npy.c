@@ -136,6 +136,18 @@ static bool str_is(const unsigned char *s, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(s, lit, n) == 0;
 }
 
+/* How much of a quoted string to show in a message: at most 32 bytes,
+ * not ending inside a UTF-8 character (a 3.0 header is UTF-8). */
+static int shown_len(const unsigned char *s, size_t n)
+{
+    if (n <= 32)
+        return (int)n;
+    n = 32;
+    while (n > 0 && (s[n] & 0xc0) == 0x80)
+        n--;
+    return (int)n;
+}
+
 static int parse_descr(struct parser *p, struct npy_info *info)
 {
     skip_ws(p);
@@ -156,7 +168,7 @@ static int parse_descr(struct parser *p, struct npy_info *info)
         }
     }
     p->pos = at;
-    int shown = n > 32 ? 32 : (int)n;
+    int shown = shown_len(s, n);
     if (n > 1 && s[0] == '>')
         return fail(p, -EINVAL,
                     "'descr' '%.*s' is big-endian; only little-endian data is supported "
@@ -298,7 +310,7 @@ static int parse_dict(struct parser *p, struct npy_info *info)
             p->pos = key_at;
             return fail(p, -EINVAL,
                         "unknown key '%.*s' (a header has 'descr', 'fortran_order' and 'shape')",
-                        kn > 32 ? 32 : (int)kn, (const char *)k);
+                        shown_len(k, kn), (const char *)k);
         }
         if (seen & key) {
             p->pos = key_at;
