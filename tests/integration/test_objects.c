@@ -356,6 +356,14 @@ static void test_ids(void)
     struct h_resp r;
     CHECK(h_delete(&svc, "/v1/objects/abc", &r) == 0 && CHECK_INT(r.status, 400));
     h_resp_free(&r);
+    /* the CORS preflights of both paths */
+    static const char *const paths[] = {"/v1/objects", "/v1/objects/gvsydv5897xsjf2db7yemq8kq0"};
+    for (size_t i = 0; i < 2; i++) {
+        struct h_req req = {.method = "OPTIONS", .path = paths[i]};
+        CHECK(h_request(&svc, &req, &r) == 0 && CHECK_INT(r.status, 204));
+        CHECK(h_resp_header(&r, "Allow") != NULL);
+        h_resp_free(&r);
+    }
 }
 
 static void test_refusals(void)
