@@ -26,32 +26,10 @@ static struct {
 static int host_unavailable(const char *what, char *err, size_t errlen)
 {
     if (err && errlen)
-        snprintf(err, errlen, "%s is not available here: objects exist only in workers (resolve "
-                 "or make them in init() or run(), not in load())", what);
+        snprintf(err, errlen, "%s is not available in this process: objects exist only in "
+                 "workers (use it in init(), run() or reduce(), not in load())", what);
     return -ENOTSUP;
 }
-
-static int host_load_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
-{
-    (void)v;
-    (void)obj;
-    return host_unavailable("object_ref", err, errlen);
-}
-
-static int host_load_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
-                         struct model_object *obj, void **data, char *err, size_t errlen)
-{
-    (void)dtype, (void)ndim, (void)shape, (void)obj, (void)data;
-    return host_unavailable("object_new", err, errlen);
-}
-
-static const struct model_host host_load_table = {
-    .abi_version = MODEL_ABI_VERSION,
-    .object_ref = host_load_ref,
-    .object_new = host_load_new,
-};
-
-const struct model_host *host_load(void) { return &host_load_table; }
 
 static int host_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
 {
@@ -123,6 +101,10 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
     }
     struct objects_stats st;
     objects_stats(host.objects, &st);
+    /* only -EINVAL comes before the size is known to fit 64 bits */
+    unsigned long long bytes = model_dtype_size(dtype);
+    for (uint32_t d = 0; rc != -EINVAL && d < ndim; d++)
+        bytes *= shape[d];
     switch (rc) {
     case -EINVAL:
         if (model_dtype_size(dtype) == 0)
@@ -135,15 +117,16 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
         return rc;
     case -EFBIG:
         snprintf(err, errlen,
-                 "object_new: the object is larger than the limit of %llu bytes "
+                 "object_new: %llu bytes is larger than the limit of %llu bytes "
                  "(--max-object-bytes)",
-                 (unsigned long long)st.max_object_bytes);
+                 bytes, (unsigned long long)st.max_object_bytes);
         return rc;
     case -ENOSPC:
         snprintf(err, errlen,
-                 "object_new: object memory is full (%llu of %llu bytes in use, "
-                 "--object-memory)",
-                 (unsigned long long)st.used_bytes, (unsigned long long)st.capacity_bytes);
+                 "object_new: no room for %llu bytes in object memory (%llu of %llu bytes in "
+                 "use, --object-memory)",
+                 bytes, (unsigned long long)st.used_bytes,
+                 (unsigned long long)st.capacity_bytes);
         return rc;
     case -EMFILE:
         /* model.h promises -EFBIG or -ENOSPC: a full table is no room too */
@@ -156,13 +139,17 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
     }
 }
 
-static const struct model_host host_worker_table = {
+/* One table for load() and init(): what it does depends on the process
+ * (host.h says why). */
+static const struct model_host host_table = {
     .abi_version = MODEL_ABI_VERSION,
     .object_ref = host_ref,
     .object_new = host_new,
 };
 
-const struct model_host *host_worker(void) { return &host_worker_table; }
+const struct model_host *host_load(void) { return &host_table; }
+
+const struct model_host *host_worker(void) { return &host_table; }
 
 void host_worker_setup(struct objects *objects, uint32_t worker)
 {
