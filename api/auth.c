@@ -86,6 +86,7 @@ bool api_auth_protects(const struct config *cfg, enum api_route route, enum api_
     case API_ROUTE_JOBS:
     case API_ROUTE_JOB:
     case API_ROUTE_JOB_RESULTS:
+    case API_ROUTE_JOB_RESULT:
     case API_ROUTE_MODELS:
     case API_ROUTE_WORKERS:
     case API_ROUTE_OBJECTS:

@@ -119,6 +119,7 @@ static void test_missing_token(void)
         {"GET", "/v1/jobs/" SOME_ID, NULL},
         {"DELETE", "/v1/jobs/" SOME_ID, NULL},
         {"GET", "/v1/jobs/" SOME_ID "/results", NULL},
+        {"GET", "/v1/jobs/" SOME_ID "/result", NULL},
         {"GET", "/v1/models", NULL},
         {"GET", "/v1/workers", NULL},
     };
@@ -271,7 +272,8 @@ static void test_sighup_reload(void)
 static void test_cors(void)
 {
     static const char *const paths[] = {"/v1/jobs", "/v1/jobs/" SOME_ID,
-                                        "/v1/jobs/" SOME_ID "/results", "/v1/models",
+                                        "/v1/jobs/" SOME_ID "/results",
+                                        "/v1/jobs/" SOME_ID "/result", "/v1/models",
                                         "/v1/workers"};
     const char *allowed[] = {"Origin: " ORIGIN, "Access-Control-Request-Method: GET",
                              "Access-Control-Request-Headers: authorization", NULL};
