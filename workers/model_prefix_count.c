@@ -146,6 +146,22 @@ static int pc_table_grow(struct pc_table *t)
     return 0;
 }
 
+/* Grows the slots until n more keys fit at most half full. A partial
+ * lists its keys in its table's slot order, i.e. sorted by home slot: fed
+ * into a smaller table, they would all pile into one growing cluster at its
+ * front (every insert probing to the cluster's end: quadratic; a 20-document
+ * reduce took minutes). Sized first, the table has at least the partial's
+ * slots and the keys spread as they did there. Returns 0, -EFBIG, -ENOMEM. */
+static int pc_table_reserve(struct pc_table *t, size_t n)
+{
+    while ((t->used + n) * 2 > ((size_t)1 << t->bits)) {
+        int rc = pc_table_grow(t);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* Makes room for n more arena bytes. Returns 0, -EFBIG or -ENOMEM. */
 static int pc_arena_reserve(struct pc_table *t, size_t n)
 {
@@ -593,6 +609,16 @@ static int pc_merge_partial(struct pc_table *t, const unsigned char *data, size_
         pc_err(why, whylen, "\"entries\" is %" JSON_INTEGER_FORMAT ", the object holds %" PRIu32,
                json_integer_value(declared), entries);
         return -EINVAL;
+    }
+    /* every entry takes at least 2 header bytes and 1 of prefix: room is
+     * made for no more than the data can hold (a lying header is caught
+     * below, entry by entry) */
+    size_t room = (n - PC_HEADER) / 3;
+    int grown = pc_table_reserve(t, entries < room ? entries : room);
+    if (grown != 0) {
+        pc_err(why, whylen, "%s",
+               grown == -EFBIG ? "the merged counts pass the table's memory cap" : "out of memory");
+        return grown;
     }
     size_t pos = PC_HEADER;
     for (uint32_t e = 0; e < entries; e++) {
