@@ -1,6 +1,6 @@
 # batchd — build, test, run.
 #
-#   make            build/batchd
+#   make            build/batchd and the example plugins (build/examples/plugins/)
 #   make test       every test: cmocka unit tests, libcurl integration tests,
 #                   responses checked against openapi.yaml
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
@@ -42,7 +42,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 OPT ?= -O2
 CFLAGS_ALL = -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -Iservice -Iapi -Iworkers \
              $(PKG_CFLAGS) $(SAN) $(CFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -lm -lpthread $(SAN) $(LDFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -ldl -lm -lpthread $(SAN) $(LDFLAGS)
 
 SRC := $(wildcard service/*.c api/*.c workers/*.c)
 LIB_SRC := $(filter-out service/main.c,$(SRC))
@@ -62,10 +62,22 @@ INTEG_LIB := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))
 
 FLAGS_FILE := $(BUILD)/.flags
 
+# Plugins (workers/plugin.h): the examples, built as users build theirs
+# (-fPIC -shared, model.h and jansson, nothing of batchd's), and the broken
+# ones the loader's tests load (tests/plugins/bad_plugin.c, one object per
+# -DBAD_VARIANT). -z defs: a library a plugin forgot to link is a build
+# error here, not a dlopen error at start-up.
+PLUGIN_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -fPIC -Iworkers $(shell pkg-config --cflags jansson) \
+                $(SAN) $(CFLAGS)
+PLUGIN_LIBS = $(shell pkg-config --libs jansson) -lm $(SAN) -Wl,-z,defs $(LDFLAGS)
+EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib%.so, \
+                     $(wildcard examples/plugins/*.c))
+TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
+
 .PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench FORCE
 
-all: $(BUILD)/batchd
+all: $(BUILD)/batchd $(EXAMPLE_PLUGINS)
 
 # Rebuild everything when the compiler or flags change.
 $(FLAGS_FILE): FORCE
@@ -99,6 +111,21 @@ $(BUILD)/libbatchd.a: $(LIB_OBJ)
 $(BUILD)/batchd: $(MAIN_OBJ) $(BUILD)/libbatchd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libbatchd.a $(LDLIBS_ALL)
+
+$(BUILD)/examples/plugins/lib%.so: examples/plugins/%.c workers/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
+	$(Q)mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $< $(PLUGIN_LIBS)
+
+$(BUILD)/tests/plugins/libbad_%.so: tests/plugins/bad_plugin.c workers/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
+	$(Q)mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(PLUGIN_CFLAGS) -DBAD_$* -shared -o $@ $< $(PLUGIN_LIBS)
+
+# The tests that load plugins find them next to their own build dir.
+$(BUILD)/tests/unit/workers/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
+$(BUILD)/tests/unit/examples/test_stats: $(EXAMPLE_PLUGINS)
+$(BUILD)/tests/integration/test_plugins: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libbatchd.a $(FLAGS_FILE)
 	$(Q)mkdir -p $(dir $@)

@@ -550,6 +550,39 @@ static enum MHD_Result get_job_results(struct api_req *r)
     return api_send(r, MHD_HTTP_OK, api_response_take(sbuf_steal(&page), len, API_CT_JSON));
 }
 
+/* operationId getJobResult */
+static enum MHD_Result get_job_result(struct api_req *r)
+{
+    struct sbuf body = SBUF_INIT;
+    int rc = engine_job_result(r->engine, r->match.id, &body);
+    if (rc == 0) {
+        size_t len = body.len;
+        return api_send(r, MHD_HTTP_OK, api_response_take(sbuf_steal(&body), len, API_CT_JSON));
+    }
+    sbuf_free(&body);
+    switch (rc) {
+    case -ENOENT:
+        return not_found_job(r, r->match.id);
+    case -ENODATA:
+        return api_send_problemf(r, API_PROBLEM_NOT_FOUND,
+                                 "job %s has no job-level result: its model has no reduce "
+                                 "(its results are per item, at /v1/jobs/%s/results)",
+                                 r->match.id, r->match.id);
+    case -EAGAIN:
+        return api_send_problemf(r, API_PROBLEM_CONFLICT,
+                                 "job %s has no result yet: it is reduced once every item "
+                                 "has run (poll GET /v1/jobs/%s)",
+                                 r->match.id, r->match.id);
+    case -ECANCELED:
+        return api_send_problemf(r, API_PROBLEM_CONFLICT,
+                                 "job %s failed or was cancelled: it has no result",
+                                 r->match.id);
+    default:
+        return api_send_problemf(r, API_PROBLEM_INTERNAL, "reading the result failed: %s",
+                                 strerror(-rc));
+    }
+}
+
 /* ------------------------------------------------------------ service */
 
 /* operationId listModels */
@@ -615,6 +648,7 @@ static const struct api_op ops[] = {
     { "cancelJob", API_ROUTE_JOB, API_METHOD_DELETE, cancel_job_query, cancel_job, NULL },
     { "getJobResults", API_ROUTE_JOB_RESULTS, API_METHOD_GET, results_query, get_job_results,
       NULL },
+    { "getJobResult", API_ROUTE_JOB_RESULT, API_METHOD_GET, NULL, get_job_result, NULL },
     { "listModels", API_ROUTE_MODELS, API_METHOD_GET, NULL, list_models, NULL },
     { "listWorkers", API_ROUTE_WORKERS, API_METHOD_GET, NULL, list_workers, NULL },
     { "getHealth", API_ROUTE_HEALTHZ, API_METHOD_GET, NULL, get_health, NULL },
@@ -624,6 +658,8 @@ static const struct api_op ops[] = {
     { "preflightJobs", API_ROUTE_JOBS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
     { "preflightJob", API_ROUTE_JOB, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
     { "preflightJobResults", API_ROUTE_JOB_RESULTS, API_METHOD_OPTIONS, NULL, api_cors_preflight,
+      NULL },
+    { "preflightJobResult", API_ROUTE_JOB_RESULT, API_METHOD_OPTIONS, NULL, api_cors_preflight,
       NULL },
     { "preflightModels", API_ROUTE_MODELS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
     { "preflightWorkers", API_ROUTE_WORKERS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },

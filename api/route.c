@@ -18,6 +18,8 @@ static const struct route_info routes[API_ROUTE_COUNT] = {
                         "GET, DELETE, OPTIONS" },
     [API_ROUTE_JOB_RESULTS] = { "/v1/jobs/{id}/results", API_METHOD_GET | API_METHOD_OPTIONS,
                                 "GET, OPTIONS" },
+    [API_ROUTE_JOB_RESULT] = { "/v1/jobs/{id}/result", API_METHOD_GET | API_METHOD_OPTIONS,
+                               "GET, OPTIONS" },
     [API_ROUTE_MODELS] = { "/v1/models", API_METHOD_GET | API_METHOD_OPTIONS, "GET, OPTIONS" },
     [API_ROUTE_WORKERS] = { "/v1/workers", API_METHOD_GET | API_METHOD_OPTIONS, "GET, OPTIONS" },
     [API_ROUTE_HEALTHZ] = { "/healthz", API_METHOD_GET, "GET" },
@@ -91,6 +93,8 @@ int api_route_match(const char *path, struct api_match *m)
         m->route = API_ROUTE_JOB;
     } else if (strcmp(slash, "/results") == 0) {
         m->route = API_ROUTE_JOB_RESULTS;
+    } else if (strcmp(slash, "/result") == 0) {
+        m->route = API_ROUTE_JOB_RESULT;
     } else {
         return -ENOENT;
     }

@@ -24,6 +24,7 @@ enum api_route {
     API_ROUTE_JOBS,        /* /v1/jobs                 createJob, listJobs */
     API_ROUTE_JOB,         /* /v1/jobs/{id}            getJob, cancelJob */
     API_ROUTE_JOB_RESULTS, /* /v1/jobs/{id}/results    getJobResults */
+    API_ROUTE_JOB_RESULT,  /* /v1/jobs/{id}/result     getJobResult */
     API_ROUTE_MODELS,      /* /v1/models               listModels */
     API_ROUTE_WORKERS,     /* /v1/workers              listWorkers */
     API_ROUTE_HEALTHZ,     /* /healthz                 getHealth */

@@ -124,6 +124,28 @@ struct range {
     uint64_t start, count;
 };
 
+/* A list of item ranges (what a stateful worker's state holds, what must be
+ * replayed, what must be retried). */
+struct ranges {
+    struct range *r;
+    size_t n, cap;
+};
+
+/*
+ * Stateful jobs (SHM_GROUP_STATEFUL, model.h's acc_run...). For each worker
+ * of the group: which process holds state for this job, and the items
+ * whose successful runs went into that state. A worker process that dies
+ * takes its state with it: its items are then run again (RING_TASK_REPLAY,
+ * outputs ignored: each item keeps its one result) so that the state is
+ * rebuilt somewhere, and the reduced result stays exact.
+ */
+struct job_acc {
+    int32_t pid;       /* the process that ran tasks of this job, 0 = none */
+    bool dirty;        /* it ran some since its last export */
+    bool exporting;    /* an EXPORT task to it is in flight */
+    struct ranges held; /* items whose state it holds */
+};
+
 struct job {
     uint64_t key; /* api epoch << 40 | seq: what ring slots carry */
     char id[ENGINE_JOB_ID_LEN + 1];
@@ -142,8 +164,7 @@ struct job {
 
     struct job_items *items;
     uint64_t next_index;     /* first item never dispatched */
-    struct range *retry;     /* items to run again, in order */
-    size_t n_retry, cap_retry;
+    struct ranges retry;     /* items to run again, in order */
     uint8_t *attempts;       /* per item, allocated at the first death */
 
     /* results live in the store; here only which items have one */
@@ -163,6 +184,19 @@ struct job {
     struct job *newer, *older; /* the list, newest first */
     struct job *hnext;         /* id hash chain */
     bool active;               /* on its group's round-robin list */
+
+    /* stateful models only (see struct job_acc) */
+    bool stateful;
+    bool on_stateful_list;     /* on its group's list of such jobs */
+    struct job_acc *accs;      /* one per worker of the group */
+    uint32_t n_accs;
+    struct ranges replay;      /* items to run again for their state */
+    json_t *partials;          /* exported partial states (array) */
+    uint32_t exports_inflight;
+    bool reduce_inflight;
+    bool reduced;              /* its result is in the store */
+    uint32_t reduce_tries;
+    uint32_t state_losses;     /* worker deaths that took state with them */
 };
 
 struct egroup {
@@ -175,6 +209,13 @@ struct egroup {
     double ns_per_item;   /* measured cost (EWMA), 0 = unknown */
     uint32_t n_workers;
     bool down;            /* its workers cannot get through init() */
+    bool stateful;        /* SHM_GROUP_STATEFUL */
+    uint32_t first_worker, first_slot;
+    uint32_t *target;     /* per slot of the group: worker + 1 of a targeted
+                             task in flight there, 0 = not targeted */
+    bool *mail_busy;      /* per worker: a targeted task is in flight */
+    struct job **sjobs;   /* stateful jobs not yet wound up */
+    size_t n_sjobs, cap_sjobs;
 };
 
 struct http_stat {
@@ -236,6 +277,7 @@ struct engine {
 
 static int engine_group_of(struct engine *e, const char *model);
 static int engine_insert_job(struct engine *e, struct job *j);
+static uint32_t engine_chunk(const struct egroup *g, const struct job *j);
 
 static const char *const status_names[JOB_STATUS_COUNT] = { "queued", "running", "succeeded",
                                                             "failed", "cancelled" };
@@ -321,8 +363,13 @@ static void job_set_status(struct engine *e, struct job *j, enum job_status st)
 
 static void job_free(struct job *j)
 {
+    for (uint32_t k = 0; k < j->n_accs; k++)
+        free(j->accs[k].held.r);
+    free(j->accs);
+    free(j->replay.r);
+    json_decref(j->partials);
     job_items_free(j->items);
-    free(j->retry);
+    free(j->retry.r);
     free(j->attempts);
     free(j->has);
     free(j->idem_key);
@@ -376,6 +423,18 @@ static void engine_forget_job(struct engine *e, struct job *j)
             }
         }
         j->active = false;
+    }
+    if (j->on_stateful_list) {
+        /* purged before its workers' states were dropped: they stay until
+         * those workers end (rare: a purge right after a cancel) */
+        struct egroup *g = &e->groups[j->group];
+        for (size_t i = 0; i < g->n_sjobs; i++) {
+            if (g->sjobs[i] == j) {
+                g->sjobs[i] = g->sjobs[--g->n_sjobs];
+                break;
+            }
+        }
+        j->on_stateful_list = false;
     }
     e->jobs_by_status[j->status]--;
     e->n_jobs--;
@@ -529,20 +588,42 @@ static bool job_put_result(struct engine *e, struct job *j, uint64_t i, bool ok,
     return true;
 }
 
-static int job_add_retry(struct job *j, uint64_t start, uint64_t count)
+/* Appends [start, start+count) to the list, merged with the last range when
+ * they touch. Returns 0 or -ENOMEM. */
+static int ranges_add(struct ranges *l, uint64_t start, uint64_t count)
 {
     if (count == 0)
         return 0;
-    if (j->n_retry == j->cap_retry) {
-        size_t nc = j->cap_retry ? j->cap_retry * 2 : 8;
-        struct range *r = realloc(j->retry, nc * sizeof *r);
+    if (l->n > 0 && l->r[l->n - 1].start + l->r[l->n - 1].count == start) {
+        l->r[l->n - 1].count += count;
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 8;
+        struct range *r = realloc(l->r, nc * sizeof *r);
         if (!r)
             return -ENOMEM;
-        j->retry = r;
-        j->cap_retry = nc;
+        l->r = r;
+        l->cap = nc;
     }
-    j->retry[j->n_retry++] = (struct range){ start, count };
+    l->r[l->n++] = (struct range){ start, count };
     return 0;
+}
+
+/* Removes the first `count` items of the list's first range. */
+static void ranges_consume(struct ranges *l, uint64_t count)
+{
+    l->r[0].start += count;
+    l->r[0].count -= count;
+    if (l->r[0].count == 0) {
+        memmove(l->r, l->r + 1, (l->n - 1) * sizeof *l->r);
+        l->n--;
+    }
+}
+
+static int job_add_retry(struct job *j, uint64_t start, uint64_t count)
+{
+    return ranges_add(&j->retry, start, count);
 }
 
 static void group_activate(struct egroup *g, struct job *j)
@@ -563,7 +644,8 @@ static void group_activate(struct egroup *g, struct job *j)
 
 static bool job_has_pending(const struct job *j)
 {
-    return !j->cancel_requested && (j->n_retry > 0 || j->next_index < j->total);
+    return !j->cancel_requested &&
+           (j->retry.n > 0 || j->replay.n > 0 || j->next_index < j->total);
 }
 
 /* Items of a job that will never get a result stop counting against
@@ -599,7 +681,7 @@ static void job_check_finished(struct engine *e, struct job *j)
             job_mark_finished(e, j);
         return;
     }
-    if (j->done + j->failed == j->total && durable) {
+    if (j->done + j->failed == j->total && durable && (!j->stateful || j->reduced)) {
         job_set_status(e, j, JOB_SUCCEEDED);
         job_mark_finished(e, j);
     }
@@ -617,11 +699,15 @@ static void job_stop_tasks(struct engine *e, struct job *j)
     for (uint32_t k = 0; k < g->n_inflight;) {
         uint32_t idx = g->inflight[k];
         struct ring_slot *s = ring_slot(e->shm, idx);
-        if (s->job_key != j->key) {
+        /* targeted tasks (exports) finish on their own: the worker's
+         * state must be handed over or dropped either way */
+        if (s->job_key != j->key || s->target_pid) {
             k++;
             continue;
         }
         if (ring_retract(e->shm, idx)) {
+            if (s->kind == RING_TASK_REDUCE)
+                j->reduce_inflight = false;
             g->inflight[k] = g->inflight[--g->n_inflight];
             g->free_slots[g->n_free++] = idx;
             j->inflight_tasks--;
@@ -641,7 +727,7 @@ static void job_fail(struct engine *e, struct job *j, const char *why)
     free(j->error);
     j->error = strdup(why);
     j->cancel_requested = true;
-    j->n_retry = 0;
+    j->retry.n = 0;
     j->next_index = j->total;
     job_set_status(e, j, JOB_FAILED);
     job_stop_tasks(e, j);
@@ -664,14 +750,409 @@ static void describe_death(int status, unsigned attempt, unsigned max, char *buf
     }
 }
 
+/* ------------------------------------------------------- stateful jobs */
+
+/* Worker deaths that took a job's state with them before the job gives up
+ * (a model whose replays keep killing workers would otherwise never end). */
+#define ENGINE_MAX_STATE_LOSSES 64u
+
+/* Is `pid` still the live process of worker w? The supervisor writes the
+ * pid at fork and 0 once it reaped the process. */
+static bool engine_worker_alive(const struct engine *e, uint32_t w, int32_t pid)
+{
+    return pid > 0 &&
+           atomic_load_explicit(&shm_worker(e->shm, w)->pid, memory_order_acquire) == pid;
+}
+
+/* The process that held a's state is gone: what it held runs again. */
+static void job_state_lost(struct engine *e, struct job *j, struct job_acc *a)
+{
+    if (a->held.n > 0 || a->dirty) {
+        for (size_t k = 0; k < a->held.n; k++)
+            if (ranges_add(&j->replay, a->held.r[k].start, a->held.r[k].count) != 0)
+                job_fail(e, j, "out of memory rebuilding a worker's state");
+        j->state_losses++;
+        log_info("job %s: a worker died with its state; %zu range(s) of items run again", j->id,
+                 a->held.n);
+    }
+    a->held.n = 0;
+    a->pid = 0;
+    a->dirty = false;
+    if (j->state_losses > ENGINE_MAX_STATE_LOSSES) {
+        char why[128];
+        snprintf(why, sizeof why, "workers died with this job's state %u times: giving up",
+                 j->state_losses);
+        job_fail(e, j, why);
+    }
+}
+
+/*
+ * The accumulator record of the process that ran items task `s` (DONE or
+ * DIED in state st), or NULL when that process is dead: then its
+ * successes must run again. A live process that is not the one recorded
+ * for its worker slot means the recorded one died.
+ */
+static struct job_acc *job_acc_of(struct engine *e, struct egroup *g, struct job *j,
+                                  struct ring_slot *s, uint64_t st)
+{
+    uint32_t w = ring_state_worker(st);
+    int32_t pid = atomic_load_explicit(&s->worker_pid, memory_order_relaxed);
+    if (w < g->first_worker || w - g->first_worker >= j->n_accs)
+        return NULL;
+    struct job_acc *a = &j->accs[w - g->first_worker];
+    if (ring_state_code(st) == RING_DIED || !engine_worker_alive(e, w, pid)) {
+        if (pid && a->pid == pid)
+            job_state_lost(e, j, a);
+        return NULL;
+    }
+    if (a->pid != pid) {
+        if (a->pid)
+            job_state_lost(e, j, a);
+        a->pid = pid;
+    }
+    a->dirty = true;
+    return a;
+}
+
+/* Publishes a targeted task (EXPORT or DROP of job j's state) for worker
+ * wl of group g. Returns 0, or -EAGAIN without a free slot. */
+static int engine_post_targeted(struct engine *e, struct egroup *g, uint32_t gi, struct job *j,
+                                uint32_t wl, enum ring_kind kind)
+{
+    if (g->n_free == 0)
+        return -EAGAIN;
+    uint32_t idx = g->free_slots[--g->n_free];
+    struct ring_slot *s = ring_slot(e->shm, idx);
+    s->job_key = kind == RING_TASK_EXPORT ? j->key : 0; /* a drop is no task of
+                                                           the job's: it may
+                                                           outlive it */
+    s->first_index = j->key; /* whose state */
+    s->n_items = 0;
+    s->in_len = 0;
+    s->attempt = 0;
+    s->item_timeout_ms = 0;
+    s->kind = kind;
+    s->target_pid = j->accs[wl].pid;
+    (void)gi;
+    ring_publish_to(e->shm, idx, g->first_worker + wl);
+    g->inflight[g->n_inflight++] = idx;
+    g->target[idx - g->first_slot] = wl + 1;
+    g->mail_busy[wl] = true;
+    if (kind == RING_TASK_EXPORT) {
+        j->inflight_tasks++;
+        j->exports_inflight++;
+        j->accs[wl].exporting = true;
+    }
+    return 0;
+}
+
+/* Publishes the job's REDUCE task: one input record, the partials. */
+static int engine_post_reduce(struct engine *e, struct egroup *g, uint32_t gi, struct job *j)
+{
+    if (g->n_free == 0)
+        return -EAGAIN;
+    char *text = json_dumps(j->partials, JSON_COMPACT);
+    if (!text) {
+        job_fail(e, j, "out of memory gathering the partial results");
+        return 0;
+    }
+    size_t len = strlen(text);
+    uint32_t cap = shm_header(e->shm)->in_cap;
+    if (len + 4 > cap) {
+        char why[160];
+        snprintf(why, sizeof why,
+                 "the workers' partial results take %zu bytes; a task holds %u (--max-item-bytes)",
+                 len, cap - 4);
+        free(text);
+        job_fail(e, j, why);
+        return 0;
+    }
+    uint32_t idx = g->free_slots[--g->n_free];
+    struct ring_slot *s = ring_slot(e->shm, idx);
+    uint8_t *in = ring_slot_in(e->shm, idx);
+    memcpy(in, &(uint32_t){ (uint32_t)len }, 4);
+    memcpy(in + 4, text, len);
+    free(text);
+    s->job_key = j->key;
+    s->first_index = 0;
+    s->n_items = 1;
+    s->in_len = (uint32_t)len + 4;
+    s->attempt = j->reduce_tries;
+    s->item_timeout_ms = 0;
+    s->kind = RING_TASK_REDUCE;
+    s->target_pid = 0;
+    if (ring_publish(e->shm, idx) != 0) {
+        g->free_slots[g->n_free++] = idx;
+        return -EAGAIN;
+    }
+    g->inflight[g->n_inflight++] = idx;
+    j->inflight_tasks++;
+    j->reduce_inflight = true;
+    ring_notify_workers(e->shm, gi, 1);
+    return 0;
+}
+
+/* The first output record of a finished control task, if it has one. */
+static bool engine_first_output(struct engine *e, uint32_t idx, uint32_t *kind,
+                                const uint8_t **data, uint32_t *len)
+{
+    struct ring_slot *s = ring_slot(e->shm, idx);
+    uint32_t count = atomic_load_explicit(&s->out_count, memory_order_acquire);
+    uint32_t limit = atomic_load_explicit(&s->out_len, memory_order_acquire);
+    uint32_t pos = 0;
+    return count >= 1 && ring_next_output(e->shm, idx, limit, &pos, kind, data, len);
+}
+
+/* Collects an EXPORT, DROP or REDUCE task (DONE or DIED). */
+static void engine_collect_control(struct engine *e, struct egroup *g, uint32_t idx, uint64_t st)
+{
+    struct ring_slot *s = ring_slot(e->shm, idx);
+    uint32_t wl1 = g->target[idx - g->first_slot];
+    g->target[idx - g->first_slot] = 0;
+    if (wl1)
+        g->mail_busy[wl1 - 1] = false;
+    struct job *j = s->kind == RING_TASK_DROP ? NULL : engine_find_key(e, s->job_key);
+    if (!j)
+        return;
+    j->inflight_tasks--;
+    j->version++;
+    uint32_t kind = RING_OUT_ERROR, len = 0;
+    const uint8_t *data = NULL;
+    bool done = ring_state_code(st) == RING_DONE &&
+                engine_first_output(e, idx, &kind, &data, &len);
+    char msg[600];
+    if (s->kind == RING_TASK_EXPORT && wl1) {
+        struct job_acc *a = &j->accs[wl1 - 1];
+        a->exporting = false;
+        j->exports_inflight--;
+        if (!done) {
+            job_state_lost(e, j, a);
+        } else if (kind == RING_OUT_OK) {
+            /* the worker dropped its state with the export */
+            json_t *p = json_loadb((const char *)data, len, JSON_DECODE_ANY, NULL);
+            if (p && !json_is_null(p))
+                json_array_append(j->partials, p);
+            json_decref(p);
+            a->held.n = 0;
+            a->dirty = false;
+        } else {
+            snprintf(msg, sizeof msg, "exporting worker %u's state failed: %.*s",
+                     g->first_worker + wl1 - 1, (int)(len < 400 ? len : 400), data);
+            a->held.n = 0;
+            a->dirty = false;
+            job_fail(e, j, msg);
+        }
+    } else if (s->kind == RING_TASK_REDUCE) {
+        j->reduce_inflight = false;
+        if (j->cancel_requested) {
+            /* cancelled meanwhile: no result */
+        } else if (done && kind == RING_OUT_OK) {
+            int rc = store_put_job_result(e->store, j->sseq, (const char *)data, len);
+            if (rc != 0) {
+                snprintf(msg, sizeof msg, "the job's result cannot be stored: %s",
+                         strerror(-rc));
+                job_fail(e, j, msg);
+            } else {
+                j->reduced = true;
+            }
+        } else if (done) {
+            snprintf(msg, sizeof msg, "reduce failed: %.*s", (int)(len < 400 ? len : 400),
+                     data);
+            job_fail(e, j, msg);
+        } else if (++j->reduce_tries >= j->max_attempts) {
+            char death[160];
+            describe_death(atomic_load_explicit(&s->died_status, memory_order_relaxed),
+                           j->reduce_tries, j->max_attempts, death, sizeof death);
+            snprintf(msg, sizeof msg, "reduce: %s", death);
+            job_fail(e, j, msg);
+        }
+    }
+    job_check_finished(e, j);
+}
+
+/* Targeted tasks whose process died before taking them are taken back
+ * (the worker that replaces it will not take them: they name the dead
+ * process). */
+static void engine_retract_orphans(struct engine *e, struct egroup *g)
+{
+    for (uint32_t k = 0; k < g->n_inflight;) {
+        uint32_t idx = g->inflight[k];
+        struct ring_slot *s = ring_slot(e->shm, idx);
+        uint32_t wl1 = g->target[idx - g->first_slot];
+        if (!wl1 || engine_worker_alive(e, g->first_worker + wl1 - 1, s->target_pid) ||
+            !ring_retract(e->shm, idx)) {
+            k++;
+            continue;
+        }
+        g->inflight[k] = g->inflight[--g->n_inflight];
+        /* as if it died: an export's state is lost, a drop has nothing
+         * left to drop */
+        engine_collect_control(e, g, idx, ring_state(0, 0, RING_DIED));
+        g->free_slots[g->n_free++] = idx;
+    }
+}
+
+/*
+ * Moves a stateful job on once its items are done (engine thread, mutex
+ * held): states of dead processes are replayed, every process holding
+ * state exports it, then one worker reduces the partials. A cancelled or
+ * failed job's states are dropped. Returns true when the job needs
+ * nothing more from this loop.
+ */
+static bool job_wind(struct engine *e, struct egroup *g, uint32_t gi, struct job *j)
+{
+    bool ended = j->status == JOB_CANCELLED || j->status == JOB_FAILED;
+    if (ended) {
+        if (j->inflight_tasks > 0)
+            return false;
+        bool left = false;
+        for (uint32_t wl = 0; wl < j->n_accs; wl++) {
+            struct job_acc *a = &j->accs[wl];
+            if (!a->pid)
+                continue;
+            if (!engine_worker_alive(e, g->first_worker + wl, a->pid) ||
+                (!g->mail_busy[wl] && engine_post_targeted(e, g, gi, j, wl, RING_TASK_DROP) == 0))
+                a->pid = 0;
+            else
+                left = true;
+        }
+        return !left;
+    }
+    if (j->reduced)
+        return true;
+    if (j->done + j->failed < j->total || j->inflight_tasks > j->exports_inflight ||
+        j->replay.n > 0 || j->retry.n > 0)
+        return false;
+    bool waiting = false;
+    for (uint32_t wl = 0; wl < j->n_accs && !j->cancel_requested; wl++) {
+        struct job_acc *a = &j->accs[wl];
+        if (!a->pid || a->exporting) {
+            waiting |= a->exporting;
+            continue;
+        }
+        if (!engine_worker_alive(e, g->first_worker + wl, a->pid)) {
+            job_state_lost(e, j, a);
+            continue;
+        }
+        if (!a->dirty)
+            continue;
+        waiting = true;
+        if (!g->mail_busy[wl])
+            engine_post_targeted(e, g, gi, j, wl, RING_TASK_EXPORT);
+    }
+    if (j->cancel_requested)
+        return false; /* failed while winding: the next pass drops */
+    if (j->replay.n > 0) {
+        group_activate(g, j);
+        return false;
+    }
+    if (!waiting && !j->reduce_inflight)
+        engine_post_reduce(e, g, gi, j);
+    return false;
+}
+
+static void engine_wind_stateful(struct engine *e)
+{
+    for (uint32_t gi = 0; gi < e->n_groups; gi++) {
+        struct egroup *g = &e->groups[gi];
+        if (!g->stateful)
+            continue;
+        engine_retract_orphans(e, g);
+        for (size_t k = 0; k < g->n_sjobs;) {
+            struct job *j = g->sjobs[k];
+            if (job_wind(e, g, gi, j)) {
+                j->on_stateful_list = false;
+                g->sjobs[k] = g->sjobs[--g->n_sjobs];
+            } else {
+                k++;
+            }
+        }
+    }
+}
+
+/* Replays part of j->replay: items that already have their result, run
+ * again only for the state (mutex held). Same returns as
+ * engine_dispatch_one. */
+static int engine_dispatch_replay(struct engine *e, struct egroup *g, struct job *j)
+{
+    struct shm *shm = e->shm;
+    uint32_t idx = g->free_slots[g->n_free - 1];
+    struct ring_slot *s = ring_slot(shm, idx);
+    uint32_t cap = shm_header(shm)->in_cap;
+    uint8_t *in = ring_slot_in(shm, idx);
+    uint64_t start = j->replay.r[0].start, want = engine_chunk(g, j);
+    if (want > j->replay.r[0].count)
+        want = j->replay.r[0].count;
+    uint32_t n = 0, len = 0;
+    while (n < want) {
+        uint64_t i = start + n;
+        uint64_t ilen = j->items->off[i + 1] - j->items->off[i];
+        if ((uint64_t)len + 4 + ilen > cap)
+            break;
+        memcpy(in + len, &(uint32_t){ (uint32_t)ilen }, 4);
+        memcpy(in + len + 4, j->items->data + j->items->off[i], ilen);
+        len += 4 + (uint32_t)ilen;
+        n++;
+    }
+    s->job_key = j->key;
+    s->first_index = start;
+    s->n_items = n;
+    s->in_len = len;
+    s->attempt = 0;
+    s->item_timeout_ms = j->item_timeout_ms;
+    s->kind = RING_TASK_REPLAY;
+    s->target_pid = 0;
+    if (ring_publish(shm, idx) != 0)
+        return -EAGAIN;
+    g->n_free--;
+    g->inflight[g->n_inflight++] = idx;
+    ranges_consume(&j->replay, n);
+    j->inflight_tasks++;
+    j->inflight_items += n;
+    return 1;
+}
+
+/* Makes j a stateful job if its group's model is one (mutex held). */
+static int job_make_stateful(struct engine *e, struct job *j)
+{
+    struct egroup *g = &e->groups[j->group];
+    if (!g->stateful || j->finished_ns)
+        return 0;
+    j->stateful = true;
+    j->n_accs = g->n_workers;
+    j->accs = calloc(j->n_accs ? j->n_accs : 1, sizeof *j->accs);
+    j->partials = json_array();
+    if (g->n_sjobs == g->cap_sjobs) {
+        size_t nc = g->cap_sjobs ? g->cap_sjobs * 2 : 16;
+        struct job **a = realloc(g->sjobs, nc * sizeof *a);
+        if (a) {
+            g->sjobs = a;
+            g->cap_sjobs = nc;
+        }
+    }
+    if (!j->accs || !j->partials || g->n_sjobs == g->cap_sjobs)
+        return -ENOMEM;
+    g->sjobs[g->n_sjobs++] = j;
+    j->on_stateful_list = true;
+    return 0;
+}
+
 /* Takes the outputs of a DONE or DIED slot into its job, re-queues what has
  * no result, and frees the slot. */
 static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx, uint64_t st)
 {
     struct shm *shm = e->shm;
     struct ring_slot *s = ring_slot(shm, idx);
+    if (s->kind != RING_TASK_ITEMS && s->kind != RING_TASK_REPLAY) {
+        engine_collect_control(e, g, idx, st);
+        ring_release(shm, idx);
+        g->free_slots[g->n_free++] = idx;
+        return;
+    }
     struct job *j = engine_find_key(e, s->job_key);
     if (j) {
+        bool replay = s->kind == RING_TASK_REPLAY;
+        struct job_acc *a = j->stateful ? job_acc_of(e, g, j, s, st) : NULL;
         /* Acquire: pairs with the worker's release per committed record. */
         uint32_t count = atomic_load_explicit(&s->out_count, memory_order_acquire);
         uint32_t limit = atomic_load_explicit(&s->out_len, memory_order_acquire);
@@ -679,8 +1160,25 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         const uint8_t *data;
         while (k < count && k < s->n_items &&
                ring_next_output(shm, idx, limit, &pos, &kind, &data, &len)) {
-            job_put_result(e, j, s->first_index + k, kind == RING_OUT_OK, (const char *)data, len);
+            if (!replay)
+                job_put_result(e, j, s->first_index + k, kind == RING_OUT_OK,
+                               (const char *)data, len);
+            /* A success went into the state of the process that ran it:
+             * held there, or run again if that process is gone. */
+            if (j->stateful && kind == RING_OUT_OK)
+                ranges_add(a ? &a->held : &j->replay, s->first_index + k, 1);
             k++;
+        }
+        if (replay) {
+            /* what did not run goes back; a replay never makes results */
+            ranges_add(&j->replay, s->first_index + k, s->n_items - k);
+            j->inflight_tasks--;
+            j->inflight_items -= s->n_items;
+            if (job_has_pending(j))
+                group_activate(g, j);
+            ring_release(shm, idx);
+            g->free_slots[g->n_free++] = idx;
+            return;
         }
         uint64_t run_ns = atomic_load_explicit(&s->run_ns, memory_order_relaxed);
         if (k > 0 && run_ns > 0 && !j->chunk_size) {
@@ -809,6 +1307,8 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
 {
     if (!job_has_pending(j) || g->n_free == 0)
         return 0;
+    if (j->replay.n > 0)
+        return engine_dispatch_replay(e, g, j);
     struct shm *shm = e->shm;
     uint32_t idx = g->free_slots[g->n_free - 1];
     struct ring_slot *s = ring_slot(shm, idx);
@@ -817,10 +1317,10 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
 
     uint64_t start, avail;
     uint32_t attempt = 0;
-    bool from_retry = j->n_retry > 0;
+    bool from_retry = j->retry.n > 0;
     if (from_retry) {
-        start = j->retry[0].start;
-        avail = j->retry[0].count;
+        start = j->retry.r[0].start;
+        avail = j->retry.r[0].count;
         if (j->attempts && j->attempts[start] > 0) {
             attempt = j->attempts[start];
             avail = 1; /* a suspect runs alone */
@@ -843,8 +1343,8 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
                 want--;
                 avail--;
                 if (from_retry) {
-                    j->retry[0].start++;
-                    j->retry[0].count--;
+                    j->retry.r[0].start++;
+                    j->retry.r[0].count--;
                 } else {
                     j->next_index++;
                 }
@@ -860,10 +1360,8 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
         len += 4 + (uint32_t)ilen;
         n++;
     }
-    if (from_retry && j->retry[0].count == 0) {
-        memmove(j->retry, j->retry + 1, (j->n_retry - 1) * sizeof *j->retry);
-        j->n_retry--;
-    }
+    if (from_retry && j->retry.r[0].count == 0)
+        ranges_consume(&j->retry, 0);
     if (n == 0)
         return job_has_pending(j) ? engine_dispatch_one(e, g, j) : 0;
 
@@ -873,18 +1371,15 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
     s->in_len = len;
     s->attempt = attempt;
     s->item_timeout_ms = j->item_timeout_ms;
+    s->kind = RING_TASK_ITEMS;
+    s->target_pid = 0;
     int rc = ring_publish(shm, idx);
     if (rc != 0)
         return -EAGAIN; /* nothing consumed: the cursors move only below */
     g->n_free--;
     g->inflight[g->n_inflight++] = idx;
     if (from_retry) {
-        j->retry[0].start += n;
-        j->retry[0].count -= n;
-        if (j->retry[0].count == 0) {
-            memmove(j->retry, j->retry + 1, (j->n_retry - 1) * sizeof *j->retry);
-            j->n_retry--;
-        }
+        ranges_consume(&j->retry, n);
     } else {
         j->next_index += n;
     }
@@ -1132,6 +1627,7 @@ static void *engine_main(void *arg)
         pthread_mutex_lock(&e->mu);
         engine_collect(e);
         engine_stop_cancelled(e);
+        engine_wind_stateful(e);
         engine_check_groups(e);
         engine_check_deadlines(e);
         engine_dispatch(e);
@@ -1249,7 +1745,29 @@ static int engine_recover_job(void *arg, const struct store_job *row)
         if (job_add_retry(j, start, i - start) != 0)
             return -ENOMEM;
     }
-    if (j->n_retry)
+    if (j->stateful) {
+        /* The workers' states were keyed to the old api process's jobs (they
+         * drop them): every item that has a result runs again for its
+         * state, unless the result was reduced before the restart. */
+        struct sbuf b = SBUF_INIT;
+        if (store_job_result(e->store, j->sseq, &b) == 0) {
+            j->reduced = true;
+        } else {
+            for (uint64_t i = 0; i < j->total;) {
+                uint64_t start = i;
+                while (i < j->total && job_has(j, i))
+                    i++;
+                if (ranges_add(&j->replay, start, i - start) != 0) {
+                    sbuf_free(&b);
+                    return -ENOMEM;
+                }
+                while (i < j->total && !job_has(j, i))
+                    i++;
+            }
+        }
+        sbuf_free(&b);
+    }
+    if (job_has_pending(j))
         group_activate(&e->groups[j->group], j);
     else
         job_check_finished(e, j);
@@ -1292,9 +1810,14 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
         struct shm_group *sg = shm_group(shm, gi);
         struct egroup *g = &e->groups[gi];
         g->n_workers = sg->n_workers;
+        g->stateful = sg->flags & SHM_GROUP_STATEFUL;
+        g->first_worker = sg->first_worker;
+        g->first_slot = sg->first_slot;
         g->free_slots = calloc(sg->n_slots, sizeof *g->free_slots);
         g->inflight = calloc(sg->n_slots, sizeof *g->inflight);
-        if (!g->free_slots || !g->inflight)
+        g->target = calloc(sg->n_slots, sizeof *g->target);
+        g->mail_busy = calloc(sg->n_workers ? sg->n_workers : 1, sizeof *g->mail_busy);
+        if (!g->free_slots || !g->inflight || !g->target || !g->mail_busy)
             goto fail;
         for (uint32_t k = 0; k < sg->n_slots; k++) {
             uint32_t idx = sg->first_slot + k;
@@ -1365,6 +1888,9 @@ void engine_destroy(struct engine *e)
         free(e->groups[gi].free_slots);
         free(e->groups[gi].inflight);
         free(e->groups[gi].active);
+        free(e->groups[gi].target);
+        free(e->groups[gi].mail_busy);
+        free(e->groups[gi].sjobs);
     }
     free(e->groups);
     free(e->by_seq);
@@ -1431,6 +1957,7 @@ struct job_view {
     uint32_t chunk_size;
     char error[256];
     bool has_error;
+    bool stateful; /* the job carries a reduced result (links.result) */
 };
 
 static void job_view_fill(const struct engine *e, const struct job *j, struct job_view *v)
@@ -1447,6 +1974,7 @@ static void job_view_fill(const struct engine *e, const struct job *j, struct jo
     v->finished_ns = j->finished_ns;
     v->chunk_size = j->chunk_size;
     v->has_error = j->error != NULL;
+    v->stateful = j->stateful;
     snprintf(v->error, sizeof v->error, "%s", j->error ? j->error : "");
 }
 
@@ -1471,7 +1999,7 @@ static json_t *job_view_json(const struct job_view *j)
     char self[64], results[80];
     snprintf(self, sizeof self, "/v1/jobs/%s", j->id);
     snprintf(results, sizeof results, "/v1/jobs/%s/results", j->id);
-    return json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o, "
+    json_t *out = json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o, "
                      "s:o, s:{s:s, s:s}}",
                      "id", j->id, "model", j->model, "status", engine_status_name(j->status),
                      "counts", "total", (json_int_t)j->total, "done", (json_int_t)j->done,
@@ -1482,6 +2010,12 @@ static json_t *job_view_json(const struct job_view *j)
                      j->chunk_size ? json_integer(j->chunk_size) : json_null(), "error",
                      j->has_error ? json_string(j->error) : json_null(), "links", "self", self,
                      "results", results);
+    if (out && j->stateful) {
+        char result[80];
+        snprintf(result, sizeof result, "/v1/jobs/%s/result", j->id);
+        json_object_set_new(json_object_get(out, "links"), "result", json_string(result));
+    }
+    return out;
 }
 
 static json_t *job_json(struct engine *e, const struct job *j)
@@ -1520,7 +2054,7 @@ static int engine_insert_job(struct engine *e, struct job *j)
         e->oldest = j;
     e->n_jobs++;
     e->jobs_by_status[j->status]++;
-    return 0;
+    return job_make_stateful(e, j);
 }
 
 /* FNV-1a over the request: the same key with another body is a conflict. */
@@ -1742,6 +2276,35 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
     return rc;
 }
 
+int engine_job_result(struct engine *e, const char *id, struct sbuf *out)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (!j) {
+        pthread_mutex_unlock(&e->mu);
+        return -ENOENT;
+    }
+    int rc = 0;
+    if (!e->groups[j->group].stateful)
+        rc = -ENODATA;
+    else if (j->status == JOB_CANCELLED || j->status == JOB_FAILED)
+        rc = -ECANCELED;
+    else if (!j->reduced)
+        rc = -EAGAIN;
+    uint64_t sseq = j->sseq;
+    if (rc) {
+        pthread_mutex_unlock(&e->mu);
+        return rc;
+    }
+    j->refs++; /* not freed by a purge while we read */
+    pthread_mutex_unlock(&e->mu);
+    rc = store_job_result(e->store, sseq, out);
+    pthread_mutex_lock(&e->mu);
+    engine_job_release(e, j);
+    pthread_mutex_unlock(&e->mu);
+    return rc == -ENOENT ? -EAGAIN : rc;
+}
+
 int engine_purge(struct engine *e, const char *id)
 {
     pthread_mutex_lock(&e->mu);
@@ -1774,7 +2337,7 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         rc = -EALREADY;
     } else {
         j->cancel_requested = true;
-        j->n_retry = 0;
+        j->retry.n = 0;
         j->next_index = j->total;
         if (!j->started_ns)
             j->started_ns = shm_now_real_ns();
@@ -1937,7 +2500,6 @@ json_t *engine_models_json(struct engine *e)
     json_t *arr = json_array();
     for (uint32_t g = 0; g < e->n_groups; g++) {
         struct shm_group *sg = shm_group(e->shm, g);
-        const struct model_ops *ops = model_builtin_find(sg->name);
         unsigned ready = 0, inited = 0;
         double init_sum = 0;
         for (uint32_t k = 0; k < sg->n_workers; k++) {
@@ -1952,12 +2514,13 @@ json_t *engine_models_json(struct engine *e)
             }
         }
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b}", "name", sg->name,
-                           "description", ops && ops->description ? ops->description : "",
+            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*}", "name", sg->name,
+                           "description", sg->description, /* the supervisor's copy */
                            "workers", (int)sg->n_workers, "ready_workers", (int)ready,
                            "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
                            inited ? json_real(init_sum / inited) : json_null(), "builtin",
-                           ops != NULL));
+                           sg->plugin[0] == '\0', "plugin",
+                           sg->plugin[0] ? sg->plugin : NULL));
     }
     return json_pack("{s:o}", "models", arr);
 }

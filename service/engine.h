@@ -149,6 +149,14 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
                         struct sbuf *out);
 
 /*
+ * Appends the reduced result of a job of a stateful model (model.h: reduce)
+ * to `out`. Returns 0, -ENOENT (no such job), -ENODATA (its model has no
+ * reduce: per-item results only), -EAGAIN (not reduced yet), -ECANCELED
+ * (the job failed or was cancelled: it never gets one), or a storage error.
+ */
+int engine_job_result(struct engine *e, const char *id, struct sbuf *out);
+
+/*
  * Cancels a job: items not yet dispatched are never run; tasks in the ring
  * are asked to stop after their current item. Returns 0 and the Job object
  * in *job_json (new reference, may be NULL to skip), -ENOENT, or

@@ -51,6 +51,7 @@ int ring_publish(struct shm *shm, uint32_t idx)
     atomic_store_explicit(&s->died_status, 0, memory_order_relaxed);
     atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
     atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->worker_pid, 0, memory_order_relaxed);
     /* Release: the metadata and inputs written while FREE are visible to the
      * worker whose acquire CAS takes READY. */
     atomic_store_explicit(&s->state, ring_state(gen, 0, RING_READY), memory_order_release);
@@ -161,12 +162,58 @@ int ring_claim(struct shm *shm, uint32_t gi, uint32_t w, uint32_t *idx)
     }
 }
 
-int ring_wait_ready(struct shm *shm, uint32_t gi, int timeout_ms)
+void ring_publish_to(struct shm *shm, uint32_t idx, uint32_t w)
+{
+    struct ring_slot *s = ring_slot(shm, idx);
+    uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+    uint32_t gen = ring_state_gen(st) + 1;
+    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->out_count, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->out_len, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->run_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->died_status, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->worker_pid, 0, memory_order_relaxed);
+    /* Release, as in ring_publish: metadata and inputs before READY. */
+    atomic_store_explicit(&s->state, ring_state(gen, 0, RING_READY), memory_order_release);
+    /* Release: the worker's exchange (acquire) then sees READY(gen). */
+    atomic_store_explicit(&shm_worker(shm, w)->mail, ((uint64_t)gen << 32) | (idx + 1u),
+                          memory_order_release);
+    struct shm_group *g = shm_group(shm, s->group);
+    futex_notify(&g->ready_seq, &g->ready_waiters, (int)g->n_workers);
+}
+
+int ring_claim_mail(struct shm *shm, uint32_t w, int32_t pid, uint32_t *idx)
+{
+    _Atomic uint64_t *mail = &shm_worker(shm, w)->mail;
+    if (!atomic_load_explicit(mail, memory_order_relaxed))
+        return -EAGAIN; /* the common case: no exchange, no cache-line write */
+    uint64_t m = atomic_exchange_explicit(mail, 0, memory_order_acquire);
+    if (!m)
+        return -EAGAIN;
+    uint32_t i = (uint32_t)m - 1u, gen = (uint32_t)(m >> 32);
+    if (i >= ring_hdr(shm)->n_slots)
+        return -EAGAIN;
+    struct ring_slot *s = ring_slot(shm, i);
+    uint64_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+    if (ring_state_code(st) != RING_READY || ring_state_gen(st) != gen || s->target_pid != pid)
+        return -EAGAIN;
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &st, ring_state(gen, w, RING_CLAIMED),
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return -EAGAIN;
+    atomic_store_explicit(&s->worker_pid, pid, memory_order_relaxed);
+    *idx = i;
+    return 0;
+}
+
+int ring_wait_ready(struct shm *shm, uint32_t gi, uint32_t w, int timeout_ms)
 {
     struct shm_group *g = shm_group(shm, gi);
     uint32_t seq = futex_prepare(&g->ready_seq, &g->ready_waiters);
     if (atomic_load_explicit(&g->head, memory_order_acquire) <
-        atomic_load_explicit(&g->tail, memory_order_acquire)) {
+            atomic_load_explicit(&g->tail, memory_order_acquire) ||
+        atomic_load_explicit(&shm_worker(shm, w)->mail, memory_order_acquire)) {
         futex_cancel(&g->ready_waiters);
         return 0;
     }

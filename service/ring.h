@@ -101,13 +101,40 @@ struct ring_slot {
     /* worker, while CLAIMED */
     _Atomic uint32_t out_count; /* committed output records */
     _Atomic uint32_t out_len;   /* bytes of committed output records */
-    uint32_t pad;
+    uint32_t kind;              /* engine, while FREE: enum ring_kind */
     _Atomic uint64_t run_ns;    /* time spent in model run() for this task */
     _Atomic uint64_t item_started_ns; /* CLOCK_MONOTONIC start of the running
                                          item, 0 between items (deadlines) */
     /* supervisor, before DIED */
     _Atomic int32_t died_status; /* waitpid status of the dead worker */
+    /* engine, while FREE: a targeted task (ring_publish_to) names the one
+     * worker process that may run it; 0 for any worker of the group */
+    int32_t target_pid;
+    /* worker, right after its claim: which process ran the task (a worker
+     * slot is reused by the replacement of a dead process; stateful jobs
+     * must know which process holds which state) */
+    _Atomic int32_t worker_pid;
 } __attribute__((aligned(64)));
+
+/*
+ * What a task asks of its worker (ring_slot.kind). Plain models only ever
+ * see RING_TASK_ITEMS. A stateful model (model.h: acc_run...) also gets:
+ *   REPLAY   items that already have their results, run again only to
+ *            rebuild state a dead worker took with it (outputs ignored)
+ *   EXPORT   targeted: hand over this worker's state for job first_index's
+ *            job_key as one output record (acc_export), then drop it
+ *   DROP     targeted: drop the state of the job whose key is in
+ *            first_index (cancelled or failed job); no output
+ *   REDUCE   one input record, the JSON array of every partial: one output
+ *            record, the job's result (reduce)
+ */
+enum ring_kind {
+    RING_TASK_ITEMS = 0,
+    RING_TASK_REPLAY = 1,
+    RING_TASK_EXPORT = 2,
+    RING_TASK_DROP = 3,
+    RING_TASK_REDUCE = 4,
+};
 
 static inline uint64_t ring_state(uint32_t gen, uint32_t worker, enum ring_code code)
 {
@@ -132,6 +159,15 @@ uint8_t *ring_slot_out(const struct shm *shm, uint32_t idx);
  * Does not wake workers: call ring_notify_workers() after a batch.
  */
 int ring_publish(struct shm *shm, uint32_t idx);
+
+/*
+ * Publishes the FREE slot idx for worker w only (its target_pid written by
+ * the caller): READY, then w's mailbox (shm_worker.mail), then every
+ * sleeping worker of the group is woken (only w will act). The engine keeps
+ * at most one targeted task per worker in flight, so the mailbox is empty
+ * here; a stale entry is overwritten (its slot is the engine's to retract).
+ */
+void ring_publish_to(struct shm *shm, uint32_t idx, uint32_t w);
 
 /* Wakes up to n workers of group g sleeping for work. */
 void ring_notify_workers(struct shm *shm, uint32_t g, int n);
@@ -170,10 +206,19 @@ uint32_t ring_reclaim_all(struct shm *shm);
 int ring_claim(struct shm *shm, uint32_t g, uint32_t w, uint32_t *idx);
 
 /*
- * Sleeps until a task may be READY in group g, at most timeout_ms.
+ * Takes the task in worker w's mailbox, if any, for the process `pid`:
+ * returns 0 with its slot in *idx (now CLAIMED by w), or -EAGAIN. A task
+ * targeted at another process (w's dead predecessor) is left READY: the
+ * engine sees its target is gone and takes it back.
+ */
+int ring_claim_mail(struct shm *shm, uint32_t w, int32_t pid, uint32_t *idx);
+
+/*
+ * Sleeps until a task may be READY in group g or in worker w's mailbox, at
+ * most timeout_ms.
  * Returns 0, -ETIMEDOUT or -EINTR (a signal: check the stop flag).
  */
-int ring_wait_ready(struct shm *shm, uint32_t g, int timeout_ms);
+int ring_wait_ready(struct shm *shm, uint32_t g, uint32_t w, int timeout_ms);
 
 /*
  * Appends output record for the next item of the CLAIMED slot idx and

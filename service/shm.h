@@ -8,7 +8,7 @@
  *
  *   header       magic, version, layout, the engine's futex word
  *   groups[]     one per model group: its ready queue (see ring.h), futex,
- *                worker range, model load time
+ *                worker range, model load time, description, plugin path
  *   workers[]    one per worker slot: pid, state, counters, heartbeat,
  *                per-item latency histogram (written by that worker only)
  *   slots[]      task slots: state word and task metadata (see ring.h)
@@ -36,6 +36,8 @@
 #define SHM_VERSION 1u
 #define SHM_NAME_LEN 64
 #define SHM_ERR_LEN 256
+#define SHM_DESC_LEN 1024 /* a model's description in groups[] */
+#define SHM_PATH_LEN 512  /* a plugin's path in groups[] */
 #define SHM_HIST_BUCKETS 16 /* per-item latency buckets, see shm_hist_bounds */
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free in shared memory");
@@ -75,6 +77,9 @@ struct shm_header {
     _Atomic uint32_t shutting_down; /* set by the supervisor on SIGTERM */
 };
 
+/* shm_group.flags */
+#define SHM_GROUP_STATEFUL 0x1u /* the model keeps per-job state (acc_run...) */
+
 struct shm_group {
     char name[SHM_NAME_LEN];
     uint32_t first_worker, n_workers;  /* workers[first_worker..+n_workers) */
@@ -82,8 +87,13 @@ struct shm_group {
     uint64_t off_queue;                /* this group's queue entries */
     uint64_t load_ns;                  /* time model load() took (supervisor) */
     _Atomic uint32_t init_failures;    /* consecutive init() failures (supervisor) */
-    _Atomic uint32_t pad1;
+    uint32_t flags;                    /* SHM_GROUP_* (supervisor, before fork) */
     char load_error[SHM_ERR_LEN];      /* last init() failure, NUL-terminated */
+    /* Written by the supervisor before the first fork, read-only after:
+     * what GET /v1/models shows without looking the model up. UTF-8,
+     * NUL-terminated, cut at a character boundary. */
+    char description[SHM_DESC_LEN];    /* the model's description, "" if none */
+    char plugin[SHM_PATH_LEN];         /* the plugin's path, "" for a built-in */
 
     /* Ready queue indices: see ring.h for the protocol. */
     _Alignas(64) _Atomic uint64_t head; /* next entry to take: workers (CAS) */
@@ -111,6 +121,9 @@ struct shm_worker {
     _Atomic uint64_t hist[SHM_HIST_BUCKETS]; /* per-item run time counts */
     _Atomic uint64_t hist_sum_ns;
     char init_error[SHM_ERR_LEN];       /* why init() failed (worker, before exit) */
+    /* Targeted tasks (ring_publish_to): the engine stores gen<<32 | idx+1,
+     * this worker takes it with an exchange. */
+    _Atomic uint64_t mail;
 } __attribute__((aligned(64)));
 
 struct shm {

@@ -136,6 +136,9 @@ static const char *const store_schema_sql =
     "CREATE TABLE IF NOT EXISTS results(job INTEGER NOT NULL, first INTEGER NOT NULL,"
     " n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(job, first));"
     "CREATE INDEX IF NOT EXISTS results_in_order ON results(job);"
+    /* a stateful job's reduced result (added after schema 1 was out: a
+     * table of its own keeps older databases readable as they are) */
+    "CREATE TABLE IF NOT EXISTS job_results(job INTEGER PRIMARY KEY, data BLOB NOT NULL);"
     "INSERT OR IGNORE INTO meta VALUES('app', 'batchd');"
     "INSERT OR IGNORE INTO meta VALUES('schema', '" STORE_SCHEMA "');";
 
@@ -980,9 +983,10 @@ int store_job_delete(struct store *s, uint64_t seq)
     int rc = sqlite3_exec(s->w, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     static const char *const sql[] = { "DELETE FROM results WHERE job=?",
                                        "DELETE FROM inputs WHERE job=?",
+                                       "DELETE FROM job_results WHERE job=?",
                                        "DELETE FROM jobs WHERE seq=?" };
     int changed = 0;
-    for (int i = 0; rc == SQLITE_OK && i < 3; i++) {
+    for (int i = 0; rc == SQLITE_OK && i < 4; i++) {
         rc = sqlite3_prepare_v2(s->w, sql[i], -1, &st, NULL);
         if (rc != SQLITE_OK)
             break;
@@ -1012,4 +1016,49 @@ void store_reclaim_space(struct store *s)
     /* A few hundred pages per call: never a long stall of the writer. */
     sqlite3_exec(s->w, "PRAGMA incremental_vacuum(512)", NULL, NULL, NULL);
     pthread_mutex_unlock(&s->wmu);
+}
+
+int store_put_job_result(struct store *s, uint64_t seq, const char *text, size_t len)
+{
+    pthread_mutex_lock(&s->wmu);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->w, "INSERT OR REPLACE INTO job_results VALUES(?1, ?2)", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        sqlite3_bind_blob64(st, 2, text, len, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    }
+    int out = 0;
+    if (rc != SQLITE_OK) {
+        out = store_errno(sqlite3_extended_errcode(s->w));
+        if (!out)
+            out = -EIO;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->wmu);
+    return out;
+}
+
+int store_job_result(struct store *s, uint64_t seq, struct sbuf *out)
+{
+    int slot;
+    sqlite3 *db = store_reader(s, &slot);
+    if (!db)
+        return -EIO;
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "SELECT data FROM job_results WHERE job=?1", -1, &st, NULL);
+    int err = -EIO;
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            err = sbuf_append(out, sqlite3_column_blob(st, 0),
+                              (size_t)sqlite3_column_bytes(st, 0));
+        else if (rc == SQLITE_DONE)
+            err = -ENOENT;
+        sqlite3_finalize(st);
+    }
+    store_reader_done(s, slot);
+    return err;
 }

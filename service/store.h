@@ -149,6 +149,15 @@ int store_results_stream(struct store *s, uint64_t seq, uint64_t *cursor, size_t
 /* Deletes a job, its inputs and its results. Returns 0 or -ENOENT. */
 int store_job_delete(struct store *s, uint64_t seq);
 
+/* A stateful job's reduced result (JSON text): written durably at once (one
+ * per job, in its own transaction, before the job is marked finished).
+ * Returns 0 or a storage error. */
+int store_put_job_result(struct store *s, uint64_t seq, const char *text, size_t len);
+
+/* Appends job `seq`'s reduced result to `out`. Returns 0, -ENOENT (none),
+ * -EIO, -ENOMEM. */
+int store_job_result(struct store *s, uint64_t seq, struct sbuf *out);
+
 /* Gives freed pages back to the file system, a little at a time. */
 void store_reclaim_space(struct store *s);
 

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "model.h"
+#include "plugin.h"
 #include "ring.h"
 #include "shm.h"
 #include "store.h"
@@ -42,6 +43,7 @@ struct sup {
     enum sup_state state;
     struct shm shm;
     const struct model_ops **ops; /* per group */
+    struct plugin **plugins;      /* per group: the loaded plugin, or NULL for a built-in */
     void **shared;                /* per group, from load() */
     uint64_t *load_ns;            /* per group: how long load() took */
     uint32_t n_groups, n_workers;
@@ -127,19 +129,30 @@ static int sup_load_models(struct sup *s)
     s->ops = calloc(s->n_groups, sizeof *s->ops);
     s->shared = calloc(s->n_groups, sizeof *s->shared);
     s->load_ns = calloc(s->n_groups, sizeof *s->load_ns);
-    if (!s->ops || !s->shared || !s->load_ns)
+    s->plugins = calloc(s->n_groups, sizeof *s->plugins);
+    if (!s->ops || !s->shared || !s->load_ns || !s->plugins)
         abort(); /* start-up may abort on out-of-memory (docs/architecture.md) */
     for (uint32_t g = 0; g < s->n_groups; g++) {
         const struct config_model *m = &cfg->models[g];
+        const struct model_ops *ops;
         if (m->plugin) {
-            log_error("model %s: plugins (plugin=%s) are not supported by this build", m->name,
-                      m->plugin);
-            return -1;
-        }
-        const struct model_ops *ops = model_builtin_find(m->name);
-        if (!ops) {
-            log_error("model %s: no such built-in model", m->name);
-            return -1;
+            /* dlopen here, before the first fork: the workers inherit the
+             * mapped object and never load anything themselves. */
+            char perr[1024];
+            s->plugins[g] = plugin_open(m->plugin, m->name, perr, sizeof perr);
+            if (!s->plugins[g]) {
+                log_error("model %s: %s", m->name, perr);
+                return -1;
+            }
+            ops = plugin_ops(s->plugins[g]);
+            log_info("model %s: plugin %s loaded (it calls itself %s)", m->name, m->plugin,
+                     plugin_own_name(s->plugins[g]));
+        } else {
+            ops = model_builtin_find(m->name);
+            if (!ops) {
+                log_error("model %s: no such built-in model", m->name);
+                return -1;
+            }
         }
         struct model_params params = { m->n_params, (const char *const *)m->keys,
                                        (const char *const *)m->values };
@@ -193,8 +206,28 @@ static int sup_create_shm(struct sup *s)
         log_error("cannot create the shared-memory region: %s", strerror(-rc));
         return -1;
     }
-    for (uint32_t g = 0; g < s->n_groups; g++)
-        shm_group(&s->shm, g)->load_ns = s->load_ns[g];
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        struct shm_group *gr = shm_group(&s->shm, g);
+        gr->load_ns = s->load_ns[g];
+        /* Copied here so that the api process never looks a model up (a
+         * plugin is in no table it knows). Both become JSON strings: cut at
+         * a character boundary, and a path (bytes, from the command line)
+         * repaired to UTF-8. */
+        const char *desc = s->ops[g]->description ? s->ops[g]->description : "";
+        snprintf(gr->description, sizeof gr->description, "%.*s",
+                 model_utf8_prefix(desc, sizeof gr->description - 1), desc);
+        worker_utf8_repair(gr->description);
+        if (s->plugins[g]) {
+            const char *path = plugin_path(s->plugins[g]);
+            snprintf(gr->plugin, sizeof gr->plugin, "%.*s",
+                     model_utf8_prefix(path, sizeof gr->plugin - 1), path);
+            worker_utf8_repair(gr->plugin);
+        }
+        /* The engine drives a stateful model's jobs differently (exports,
+         * replays, the reduce): tell it which groups those are. */
+        if (s->ops[g]->acc_run)
+            gr->flags |= SHM_GROUP_STATEFUL;
+    }
     return 0;
 }
 
@@ -571,6 +604,10 @@ out:
     for (uint32_t g = 0; s->ops && g < s->n_groups; g++)
         if (s->ops[g] && s->ops[g]->unload)
             s->ops[g]->unload(s->shared[g]);
+    /* After unload(): its code and the shared state may live in the object. */
+    for (uint32_t g = 0; s->plugins && g < s->n_groups; g++)
+        plugin_close(s->plugins[g]);
+    free(s->plugins);
     free(s->ops);
     free(s->shared);
     free(s->load_ns);

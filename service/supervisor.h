@@ -4,7 +4,8 @@
  * It reads nothing from the network and runs no model code after start-up.
  * In order, before any thread exists anywhere:
  *   1. opens and locks the data directory (one batchd per directory);
- *   2. calls each model's load() once (read-only state shared by workers);
+ *   2. calls each model's load() once (read-only state shared by workers),
+ *      after dlopen()ing a plugin model's shared object (workers/plugin.h);
  *   3. creates the shared-memory region (shm.h, ring.h);
  *   4. forks every worker (worker.h), then the api process (api.h).
  * Then it waits for signals in sigtimedwait() with all of them blocked, so
@@ -15,7 +16,8 @@
  *
  * Why single-threaded: the supervisor forks for the whole life of the
  * service (respawns hours later), and fork() is only safe in a process with
- * one thread. Nothing here may start a thread, including model load().
+ * one thread. Nothing here may start a thread, including model load() and
+ * a plugin's constructors.
  *
  * Ownership: sup_run() owns everything it creates and frees it on return.
  */

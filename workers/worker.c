@@ -23,6 +23,65 @@ static void worker_on_term(int sig)
     worker_stop = 1;
 }
 
+/*
+ * A stateful model's accumulators, one per job this process has run items
+ * of (model.h: acc_run). Few at a time (jobs run side by side), so a small
+ * array searched linearly. Keys are the engine's job keys: api epoch << 40
+ * | sequence; an accumulator of an older epoch belongs to a job of a dead
+ * api process that will never export it, and is dropped.
+ */
+struct worker_acc {
+    uint64_t key;
+    void *acc;
+};
+
+struct worker_accs {
+    struct worker_acc *a;
+    size_t n, cap;
+};
+
+static void **worker_acc_slot(struct worker_accs *m, uint64_t key)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->a[i].key == key)
+            return &m->a[i].acc;
+    if (m->n == m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 8;
+        struct worker_acc *a = realloc(m->a, nc * sizeof *a);
+        if (!a)
+            return NULL;
+        m->a = a;
+        m->cap = nc;
+    }
+    m->a[m->n] = (struct worker_acc){ key, NULL };
+    return &m->a[m->n++].acc;
+}
+
+/* Frees the accumulator of `key` (if any) and forgets it. */
+static void worker_acc_drop(struct worker_accs *m, const struct model_ops *ops, void *state,
+                            uint64_t key)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->a[i].key != key)
+            continue;
+        if (m->a[i].acc)
+            ops->acc_free(state, m->a[i].acc);
+        m->a[i] = m->a[--m->n];
+        return;
+    }
+}
+
+static void worker_acc_drop_stale(struct worker_accs *m, const struct model_ops *ops, void *state,
+                                  uint32_t epoch)
+{
+    for (size_t i = 0; i < m->n;) {
+        if ((uint32_t)(m->a[i].key >> 40) != epoch)
+            worker_acc_drop(m, ops, state, m->a[i].key);
+        else
+            i++;
+    }
+}
+
 /* Output encoding buffer, reused across items: one allocation per worker,
  * not per item, on the hot path. */
 struct worker_buf {
@@ -74,20 +133,40 @@ static int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
     return ring_put_output(shm, idx, RING_OUT_ERROR, text, (uint32_t)strlen(text));
 }
 
+/* The bookkeeping around every task: the worker's visible state. */
+static void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
+{
+    struct shm_worker *me = shm_worker(shm, w);
+    atomic_store_explicit(&me->current_job, job_key, memory_order_relaxed);
+    atomic_store_explicit(&me->task_started_ns, shm_now_mono_ns(), memory_order_relaxed);
+    atomic_store_explicit(&me->state, WORKER_BUSY, memory_order_relaxed);
+}
+
+static void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
+{
+    struct shm_worker *me = shm_worker(shm, w);
+    atomic_store_explicit(&me->current_job, 0, memory_order_relaxed);
+    atomic_store_explicit(&me->task_started_ns, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&me->tasks_done, 1, memory_order_relaxed);
+    atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_relaxed);
+    ring_complete(shm, idx, w);
+}
+
 /* Runs every item of the claimed slot idx. */
 static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
-                            const struct model_ops *ops, void *state, struct worker_buf *buf)
+                            const struct model_ops *ops, void *state, struct worker_buf *buf,
+                            struct worker_accs *accs)
 {
     struct shm_worker *me = shm_worker(shm, w);
     struct ring_slot *slot = ring_slot(shm, idx);
-    atomic_store_explicit(&me->current_job, slot->job_key, memory_order_relaxed);
-    atomic_store_explicit(&me->task_started_ns, shm_now_mono_ns(), memory_order_relaxed);
-    atomic_store_explicit(&me->state, WORKER_BUSY, memory_order_relaxed);
+    worker_task_begin(shm, w, slot->job_key);
 
     uint32_t pos = 0, k = 0;
     const uint8_t *data;
     uint32_t len;
     uint64_t run_ns = 0;
+    /* A stateful model's items add to this job's accumulator. */
+    void **acc = ops->acc_run ? worker_acc_slot(accs, slot->job_key) : NULL;
     while (ring_next_input(shm, idx, &pos, &data, &len)) {
         /* A hint from the engine (cancel); stopping early is always safe
          * because the engine re-queues or drops what has no output. */
@@ -104,8 +183,12 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
         if (!item) {
             snprintf(err, sizeof err, "item is not valid JSON: %s", jerr.text);
             rc = -EINVAL;
+        } else if (ops->acc_run && !acc) {
+            snprintf(err, sizeof err, "out of memory for the job's state");
+            rc = -ENOMEM;
         } else {
-            rc = ops->run(state, item, &out, err, sizeof err);
+            rc = acc ? ops->acc_run(state, acc, item, &out, err, sizeof err)
+                     : ops->run(state, item, &out, err, sizeof err);
             if (rc == 0 && !out) {
                 snprintf(err, sizeof err, "model %s returned no output", ops->name);
                 rc = -EINVAL;
@@ -150,11 +233,84 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
         k++;
     }
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
-    atomic_store_explicit(&me->current_job, 0, memory_order_relaxed);
-    atomic_store_explicit(&me->task_started_ns, 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&me->tasks_done, 1, memory_order_relaxed);
-    atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_relaxed);
-    ring_complete(shm, idx, w);
+    worker_task_done(shm, w, idx);
+}
+
+/* Puts one JSON output record, or the error that it could not be. */
+static void worker_put_json(struct shm *shm, uint32_t idx, struct worker_buf *buf, json_t *v,
+                            const char *what)
+{
+    size_t n = worker_encode(buf, v);
+    if (n == 0 || n > UINT32_MAX) {
+        worker_put_error(shm, idx, "output could not be encoded as JSON");
+        return;
+    }
+    if (ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n) == -ENOSPC) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s too large: %zu bytes, a task slot holds %u", what, n,
+                 shm_header(shm)->out_cap - 5);
+        worker_put_error(shm, idx, msg);
+    }
+}
+
+/* EXPORT: this process's state for the job, as one record; then drop it. */
+static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struct model_ops *ops,
+                          void *state, struct worker_buf *buf, struct worker_accs *accs)
+{
+    struct ring_slot *slot = ring_slot(shm, idx);
+    uint64_t key = slot->first_index;
+    worker_task_begin(shm, w, key);
+    void **acc = worker_acc_slot(accs, key);
+    char err[512] = "";
+    json_t *partial = NULL;
+    int rc;
+    if (!acc)
+        rc = -ENOMEM;
+    else if (!*acc)
+        rc = 0, partial = json_null(); /* no item of the job succeeded here:
+                                          nothing to hand over (the engine
+                                          skips a null partial) */
+    else
+        rc = ops->acc_export(state, *acc, &partial, err, sizeof err);
+    if (rc == 0 && partial) {
+        worker_put_json(shm, idx, buf, partial, "partial state");
+    } else {
+        if (!err[0])
+            snprintf(err, sizeof err, "model %s could not export its state (%d)", ops->name, rc);
+        worker_put_error(shm, idx, err);
+    }
+    json_decref(partial);
+    worker_acc_drop(accs, ops, state, key);
+    worker_task_done(shm, w, idx);
+}
+
+/* REDUCE: the one input record is the array of partials. */
+static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struct model_ops *ops,
+                          const void *shared, struct worker_buf *buf)
+{
+    struct ring_slot *slot = ring_slot(shm, idx);
+    worker_task_begin(shm, w, slot->job_key);
+    uint32_t pos = 0, len;
+    const uint8_t *data;
+    char err[512] = "";
+    json_t *partials = NULL, *result = NULL;
+    int rc = -EINVAL;
+    if (ring_next_input(shm, idx, &pos, &data, &len))
+        partials = json_loadb((const char *)data, len, 0, NULL);
+    if (!json_is_array(partials))
+        snprintf(err, sizeof err, "the partial results are not a JSON array");
+    else
+        rc = ops->reduce(shared, partials, &result, err, sizeof err);
+    if (rc == 0 && result) {
+        worker_put_json(shm, idx, buf, result, "reduced result");
+    } else {
+        if (!err[0])
+            snprintf(err, sizeof err, "model %s: reduce failed (%d)", ops->name, rc);
+        worker_put_error(shm, idx, err);
+    }
+    json_decref(partials);
+    json_decref(result);
+    worker_task_done(shm, w, idx);
 }
 
 void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const void *shared,
@@ -211,19 +367,46 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     struct worker_buf buf = { malloc(4096), 4096 };
     if (!buf.p)
         _exit(WORKER_EXIT_FATAL);
+    struct worker_accs accs = { NULL, 0, 0 };
+    int32_t pid = (int32_t)getpid();
     while (!worker_stop) {
         uint32_t idx;
-        if (ring_claim(shm, g, w, &idx) == 0) {
-            worker_run_task(shm, w, idx, ops, state, &buf);
+        /* Targeted tasks first: an export holds up its job's result. */
+        if (ring_claim_mail(shm, w, pid, &idx) == 0 || ring_claim(shm, g, w, &idx) == 0) {
+            struct ring_slot *slot = ring_slot(shm, idx);
+            atomic_store_explicit(&slot->worker_pid, pid, memory_order_relaxed);
+            if (ops->acc_run)
+                worker_acc_drop_stale(&accs, ops, state,
+                                      atomic_load_explicit(&shm_header(shm)->api_epoch,
+                                                           memory_order_relaxed));
+            switch (ops->acc_run ? slot->kind : RING_TASK_ITEMS) {
+            case RING_TASK_EXPORT:
+                worker_export(shm, w, idx, ops, state, &buf, &accs);
+                break;
+            case RING_TASK_DROP:
+                worker_task_begin(shm, w, slot->first_index);
+                worker_acc_drop(&accs, ops, state, slot->first_index);
+                worker_task_done(shm, w, idx);
+                break;
+            case RING_TASK_REDUCE:
+                worker_reduce(shm, w, idx, ops, shared, &buf);
+                break;
+            default:
+                worker_run_task(shm, w, idx, ops, state, &buf, &accs);
+                break;
+            }
             continue;
         }
         /* A bounded sleep: the stop flag and a vanished parent are noticed
          * even if no wake-up ever comes. */
-        ring_wait_ready(shm, g, 1000);
+        ring_wait_ready(shm, g, w, 1000);
         if (getppid() != supervisor)
             break;
     }
     atomic_store_explicit(&me->state, WORKER_STOPPING, memory_order_relaxed);
+    while (accs.n > 0)
+        worker_acc_drop(&accs, ops, state, accs.a[0].key);
+    free(accs.a);
     if (ops->fini)
         ops->fini(state);
     free(buf.p);

@@ -38,6 +38,7 @@ static const struct {
     { "/v1/jobs/" ID "a", 0, API_ROUTE_JOB, false, "" },                     /* 27 */
     { "/v1/jobs/abcdefghijklmnopqrstuvwxy", 0, API_ROUTE_JOB, false, "" },   /* 25 */
     { "/v1/jobs/x/results", 0, API_ROUTE_JOB_RESULTS, false, "" },
+    { "/v1/jobs/" ID "/result", 0, API_ROUTE_JOB_RESULT, true, ID },
     /* the dashboard */
     { "/", 0, API_ROUTE_DASHBOARD, false, "" },
     { "/ui/app.js", 0, API_ROUTE_UI_ASSET, false, "" },
@@ -55,7 +56,8 @@ static const struct {
     { "/v1/jobs//results", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/jobs/" ID "/", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/jobs/" ID "/results/", -ENOENT, API_ROUTE_NONE, false, "" },
-    { "/v1/jobs/" ID "/result", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/v1/jobs/" ID "/result/", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/v1/jobs/" ID "/resul", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/jobs/" ID "/results/x", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/Jobs", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/V1/models", -ENOENT, API_ROUTE_NONE, false, "" },

@@ -174,7 +174,7 @@ static void consumer(struct shm *shm, uint32_t w, bool hang_on_zero)
     for (;;) {
         uint32_t idx;
         if (ring_claim(shm, 0, w, &idx) != 0) {
-            ring_wait_ready(shm, 0, 100);
+            ring_wait_ready(shm, 0, 0, 100);
             continue;
         }
         uint32_t pos = 0, len;
