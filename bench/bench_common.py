@@ -25,11 +25,13 @@ def args(description, items, runs=5, extra=None):
     return a
 
 
-def result(key, n, secs, unit="items/s"):
-    """Prints the RESULT line for len(secs) runs of n items each."""
+def result(key, n, secs, unit="items/s", startup=None):
+    """Prints the RESULT line for len(secs) runs of n items each; startup
+    (seconds), if given, is shown in the table's start-up column."""
     med = statistics.median(secs)
-    print("RESULT %s median=%.6g min=%.6g max=%.6g runs=%d unit=%s n=%d seconds=%.6f"
-          % (key, n / med, n / max(secs), n / min(secs), len(secs), unit, n, med), flush=True)
+    print("RESULT %s median=%.6g min=%.6g max=%.6g runs=%d unit=%s n=%d seconds=%.6f%s"
+          % (key, n / med, n / max(secs), n / min(secs), len(secs), unit, n, med,
+             "" if startup is None else " startup_s=%.3f" % startup), flush=True)
 
 
 def result_value(key, values, unit):

@@ -46,10 +46,16 @@ PY_ES_ITEMS=${BENCH_PY_ES_ITEMS:-200}
 MLP_BATCHES=${BENCH_MLP_BATCHES:-10}
 MLP_IMAGES=${BENCH_MLP_IMAGES:-10000}
 MLP_SPLIT=${BENCH_MLP_SPLIT:-4}
+PY_MLP_RELOAD_BATCHES=${BENCH_PY_MLP_RELOAD_BATCHES:-2}
 CONV_ROUNDS=${BENCH_CONV_ROUNDS:-10}
+PY_CONV_ROUNDS=${BENCH_PY_CONV_ROUNDS:-1}
 CONV_SIZE=${BENCH_CONV_SIZE:-3000}
 PREFIX_DOCS=${BENCH_PREFIX_DOCS:-20}
+PY_PREFIX_DOCS=${BENCH_PY_PREFIX_DOCS:-4}
 PREFIX_WORDS=${BENCH_PREFIX_WORDS:-10000}
+# Objects for workloads 4 and 5 (uploads are deleted after each job), and
+# task slots big enough for an mlp item's output (about 230 bytes an image).
+OBJ_OPTS="--object-memory 2G --max-item-bytes 4M"
 BENCH_CC=${BENCH_CC:-gcc}
 WARN="-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
 -Wvla -Wformat=2 -Wundef -Wcast-align"
@@ -242,15 +248,16 @@ w4() {
         notrun w4 "the mlp model (workers/model_mlp.h, build/mkmlp) is not on this branch yet"
         return
     fi
-    "$BUILD/mkmlp" "$tmp/mlp.safetensors" >/dev/null 2>"$tmp/err" || {
+    "$BUILD/mkmlp" --layers 784,512,10 --out "$tmp/mlp.safetensors" >/dev/null 2>"$tmp/err" || {
         notrun w4 "build/mkmlp failed: $(head -c 200 "$tmp/err")"
         return
     }
     [ $built_mlp = 1 ] && run w4.serial "$OUT/serial_mlp" --weights "$tmp/mlp.safetensors" \
         --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --runs "$RUNS"
     run w4.py "$PY" bench/py_mlp.py --weights "$tmp/mlp.safetensors" --batches "$MLP_BATCHES" \
-        --images "$MLP_IMAGES" --runs "$RUNS"
-    start_batchd --workers 2 --model "mlp:weights=$tmp/mlp.safetensors,load_delay_ms=1000" ||
+        --images "$MLP_IMAGES" --runs "$RUNS" --reload-batches "$PY_MLP_RELOAD_BATCHES"
+    # shellcheck disable=SC2086
+    start_batchd --workers 2 $OBJ_OPTS --model "mlp:weights=$tmp/mlp.safetensors,load_delay_ms=1000" ||
         { notrun w4.batchd "batchd did not start with the mlp model"; return; }
     objects_ready
     if [ -n "$why" ]; then
@@ -271,9 +278,10 @@ w5() {
     fi
     [ $built_conv = 1 ] && run w5.serial "$OUT/serial_convolve" --size "$CONV_SIZE" \
         --rounds "$CONV_ROUNDS" --runs "$RUNS"
-    run w5.py "$PY" bench/py_convolve.py --size "$CONV_SIZE" --rounds "$CONV_ROUNDS" \
+    run w5.py "$PY" bench/py_convolve.py --size "$CONV_SIZE" --rounds "$PY_CONV_ROUNDS" \
         --runs "$RUNS"
-    start_batchd --workers 2 --model convolve2d ||
+    # shellcheck disable=SC2086
+    start_batchd --workers 2 $OBJ_OPTS --model convolve2d ||
         { notrun w5.batchd "batchd did not start with the convolve2d model"; return; }
     objects_ready
     if [ -n "$why" ]; then
@@ -292,10 +300,10 @@ w6() {
         return
     fi
     "$PY" bench/py_prefix.py --docs "$PREFIX_DOCS" --words "$PREFIX_WORDS" \
-        --write "$tmp/docs.json" >/dev/null
+        --write "$tmp/docs.json" --expect "$tmp/expect.json" >/dev/null
     [ $built_prefix = 1 ] && run w6.serial "$OUT/serial_prefix" --docs "$tmp/docs.json" \
         --runs "$RUNS"
-    run w6.py "$PY" bench/py_prefix.py --docs "$PREFIX_DOCS" --words "$PREFIX_WORDS" \
+    run w6.py "$PY" bench/py_prefix.py --docs "$PY_PREFIX_DOCS" --words "$PREFIX_WORDS" \
         --runs "$RUNS"
     start_batchd --workers 2 --model prefix_count ||
         { notrun w6.batchd "batchd did not start with the prefix_count model"; return; }
@@ -304,7 +312,7 @@ w6() {
         notrun w6.batchd "GET /v1/jobs/{id}/result is not on this branch (got $code)"
     else
         run w6.batchd "$PY" bench/e2e_objects.py --url "$base" prefix --docs "$tmp/docs.json" \
-            --runs "$RUNS"
+            --expect "$tmp/expect.json" --runs "$RUNS"
         add_startup w6.batchd
     fi
     stop_batchd
@@ -357,9 +365,11 @@ done
 
 sizes="runs $RUNS per system; 1: $DISPATCH_ITEMS echo items (Python: $PY_DISPATCH_ITEMS); \
 2: $SQUARE_ITEMS square items; 3: $ES_ITEMS exp_sinh items (Python: $PY_ES_ITEMS); \
-4: $MLP_BATCHES batches of $MLP_IMAGES images, $MLP_SPLIT objects each; \
-5: $CONV_ROUNDS rounds of a ${CONV_SIZE}x$CONV_SIZE image; \
-6: $PREFIX_DOCS documents of $PREFIX_WORDS words; 7: ${BENCH_POLL_SECONDS:-2} s of wrk per run"
+4: $MLP_BATCHES batches of $MLP_IMAGES images, $MLP_SPLIT objects/items each, Python \
+Pools 2 halves per batch (reload pool: $PY_MLP_RELOAD_BATCHES batches); \
+5: $CONV_ROUNDS rounds of a ${CONV_SIZE}x$CONV_SIZE image (Python: $PY_CONV_ROUNDS); \
+6: $PREFIX_DOCS documents of $PREFIX_WORDS words (Python: $PY_PREFIX_DOCS); \
+7: ${BENCH_POLL_SECONDS:-2} s of wrk per run; 8: ${BENCH_MEM_MB:-200} MB of weights"
 elapsed=$(($(date +%s) - t_start))
 echo
 echo "make bench: batchd against serial C, Python and the limit ($(date -u '+%Y-%m-%d %H:%M UTC'))"
