@@ -65,9 +65,15 @@ static void log_exposure(const struct config *cfg, bool auth)
                  cfg->listen_host);
 }
 
-int api_run(const struct config *cfg, struct shm *shm, int listen_fd)
+int api_run(const struct config *config, struct shm *shm, struct objects *objects,
+            int listen_fd)
 {
     log_set_proc("api");
+    /* A shallow copy that lives as long as the process: its strings stay
+     * the supervisor's; only the object store is added. */
+    struct config acfg = *config;
+    acfg.objects = objects;
+    const struct config *cfg = &acfg;
 
     /* Before any thread: the mask is inherited by every thread created
      * from here on. SETMASK, not BLOCK: the supervisor forks us with its

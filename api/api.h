@@ -27,9 +27,10 @@
  *      destroyed.
  *
  * Process and threads: the api process's main thread only.
- * Ownership: cfg, shm and listen_fd are borrowed from the supervisor
- * (inherited across fork); everything created here is freed before
- * api_run() returns.
+ * Ownership: cfg, shm, objects and listen_fd are borrowed from the
+ * supervisor (inherited across fork); everything created here is freed
+ * before api_run() returns. The object store reaches the engine and the
+ * handlers as cfg->objects, in api_run's own copy of the config.
  */
 #ifndef BATCHD_API_H
 #define BATCHD_API_H
@@ -37,6 +38,7 @@
 #include "config.h"
 
 struct shm;
+struct objects;
 
 /* Exit codes of the api process (the supervisor's classification). */
 #define API_EXIT_OK 0      /* stopped by SIGTERM/SIGINT */
@@ -51,6 +53,6 @@ struct shm;
  * API_EXIT_FATAL when the server cannot listen or the port file cannot be
  * written. Every failure is logged.
  */
-int api_run(const struct config *cfg, struct shm *shm, int listen_fd);
+int api_run(const struct config *cfg, struct shm *shm, struct objects *objects, int listen_fd);
 
 #endif

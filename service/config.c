@@ -51,6 +51,7 @@
 
 #include "log.h"
 #include "model.h"
+#include "objects.h"
 
 #define CONFIG_VERSION_TEXT "batchd 0.1.0"
 
@@ -121,6 +122,15 @@ static const struct setting settings[] = {
      "20000000"},
     {"max-item-bytes", "BATCHD_MAX_ITEM_BYTES", SET_BYTES, 1, GIB, FIELD(max_item_bytes), "SIZE",
      "largest item, as compact JSON; also sizes the task slots", "256K"},
+    {"object-memory", "BATCHD_OBJECT_MEMORY", SET_BYTES, OBJECTS_PAGE, OBJECTS_MAX_CAPACITY,
+     FIELD(object_memory), "SIZE",
+     "shared memory for objects (POST /v1/objects), a ceiling: pages cost\n"
+     "memory only while objects use them; lost on restart",
+     "1G"},
+    {"max-object-bytes", "BATCHD_MAX_OBJECT_BYTES", SET_BYTES, 1, OBJECTS_MAX_CAPACITY,
+     FIELD(max_object_bytes), "SIZE", "largest object; at most --object-memory", "256M"},
+    {"max-objects", "BATCHD_MAX_OBJECTS", SET_UNSIGNED, 1, OBJECTS_MAX_OBJECTS,
+     FIELD(max_objects), "N", "most objects kept at once (uploads and models' outputs)", "4096"},
     {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 65535, FIELD(max_connections),
      "N", "most simultaneous HTTP connections", "256"},
     {"idle-timeout", "BATCHD_IDLE_TIMEOUT", SET_UNSIGNED, 1, 86400, FIELD(idle_timeout_s),
@@ -601,6 +611,9 @@ static int set_defaults(struct config *c)
     c->max_body_bytes = 64 * MIB;
     c->max_items = 10000000;
     c->max_item_bytes = 256 * KIB;
+    c->object_memory = GIB;
+    c->max_object_bytes = 256 * MIB;
+    c->max_objects = 4096;
     c->max_connections = 256;
     c->idle_timeout_s = 30;
     c->max_attempts = 3;
@@ -987,7 +1000,8 @@ static void source_name(char *buf, size_t len, const struct setting *st,
  * A server-wide item timeout longer than the longest one a job may ask for
  * would make the default more permissive than any explicit request. A TLS
  * certificate without its key (or the reverse) is a half-done HTTPS setup
- * that must not quietly serve plain HTTP.
+ * that must not quietly serve plain HTTP. An object larger than the memory
+ * all objects share could never be stored.
  * Returns 0, or -EINVAL with the message in err.
  */
 static int check_settings(const struct config *c, char *err, size_t errlen)
@@ -1004,6 +1018,19 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
         return fail(err, errlen, -EINVAL,
                     "%s: %s seconds exceeds %s (%s seconds), the longest item timeout a job "
                     "may ask for", tsrc, tval, msrc, mval);
+    }
+    if (c->max_object_bytes > c->object_memory) {
+        size_t bi, mi;
+        const struct setting *b = setting_at(FIELD(max_object_bytes), &bi);
+        const struct setting *m = setting_at(FIELD(object_memory), &mi);
+        char bsrc[300], msrc[300], bval[32], mval[32];
+        source_name(bsrc, sizeof bsrc, b, c->source[bi], c->config_file);
+        source_name(msrc, sizeof msrc, m, c->source[mi], c->config_file);
+        format_size(bval, sizeof bval, c->max_object_bytes);
+        format_size(mval, sizeof mval, c->object_memory);
+        return fail(err, errlen, -EINVAL,
+                    "%s: %s exceeds %s (%s), the memory all objects share", bsrc, bval, msrc,
+                    mval);
     }
     if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
         size_t i;
@@ -1397,6 +1424,13 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             goto error;
         c.source[i] = (unsigned char)from;
     }
+    /* A small --object-memory with the default object size limit means
+     * "objects up to the whole memory", not an error about a setting the
+     * user never gave. */
+    size_t mob;
+    setting_at(FIELD(max_object_bytes), &mob);
+    if (c.source[mob] == CONFIG_SRC_DEFAULT && c.max_object_bytes > c.object_memory)
+        c.max_object_bytes = c.object_memory;
     rc = check_settings(&c, err, errlen);
     if (rc < 0)
         goto error;

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct objects;
+
 #define CONFIG_MAX_MODELS 32
 #define CONFIG_MAX_WORKERS_PER_MODEL 256
 /* Bounds of the list settings and of the files a setting names. */
@@ -70,6 +72,12 @@ struct config {
                                   size (507 past it); default 0 = the disk's size */
     unsigned max_json_depth;   /* --max-json-depth / BATCHD_MAX_JSON_DEPTH: deepest nesting of
                                   arrays and objects in a request body; default 64 */
+    size_t object_memory;      /* --object-memory / BATCHD_OBJECT_MEMORY: the object store's data
+                                  area (a ceiling, not a reservation); default 1 GiB */
+    size_t max_object_bytes;   /* --max-object-bytes / BATCHD_MAX_OBJECT_BYTES: largest object;
+                                  default 256 MiB; at most object_memory (checked here) */
+    unsigned max_objects;      /* --max-objects / BATCHD_MAX_OBJECTS: table entries; default
+                                  4096 */
     unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS; default 256 */
     unsigned idle_timeout_s;   /* --idle-timeout / BATCHD_IDLE_TIMEOUT: per connection; default 30 */
     unsigned max_attempts;     /* --max-attempts / BATCHD_MAX_ATTEMPTS: tries of an item whose
@@ -113,6 +121,11 @@ struct config {
     char *tls_cert_pem;        /* the files' contents, read by config_parse (NUL-terminated) */
     char *tls_key_pem;         /* secret */
 
+    /* Not a setting: the object store (objects.h), borrowed. NULL as
+     * parsed; api_run() sets it in its own copy of the config, which is
+     * how the engine (e->cfg) and the HTTP handlers (r->cfg) reach it. */
+    struct objects *objects;
+
     bool print_config;         /* --print-config was given: main prints and exits */
     unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source of each row of the
                                   settings table, for config_print() */
@@ -137,7 +150,8 @@ struct config {
  * Built-in model names are checked here (an unknown name is -EINVAL), and
  * so is every rule between settings: a non-zero item timeout that exceeds
  * the max item timeout is -EINVAL whichever source each came from; so is a
- * TLS certificate without a key (or the reverse).
+ * TLS certificate without a key (or the reverse), and a max object size
+ * above the object memory.
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
 

@@ -54,6 +54,10 @@
 
 #define OBJECTS_PAGE (64u * 1024u)
 #define OBJECTS_OWNER_API 0xffffu /* owner of uploads in progress */
+/* Bounds of objects_create's arguments (config.c checks the settings
+ * against the same numbers). */
+#define OBJECTS_MAX_OBJECTS (1u << 20)
+#define OBJECTS_MAX_CAPACITY (1ull << 40) /* 1 TiB of object memory */
 
 struct objects {
     void *base;
@@ -81,8 +85,10 @@ struct objects_stats {
 /*
  * Supervisor, before any fork: creates and maps a region with a data area
  * of `capacity` bytes (rounded up to pages), room for `max_objects`
- * entries, and a per-object limit of `max_object_bytes`. Returns 0 or a
- * negative errno; nothing is left mapped on failure.
+ * entries, and a per-object limit of `max_object_bytes`. Returns 0,
+ * -EINVAL (a zero argument, max_objects > OBJECTS_MAX_OBJECTS, capacity >
+ * OBJECTS_MAX_CAPACITY, max_object_bytes > capacity) or another negative
+ * errno (memfd_create, ftruncate, mmap); nothing is left mapped on failure.
  */
 int objects_create(struct objects *o, uint64_t capacity, uint32_t max_objects,
                    uint64_t max_object_bytes);
@@ -94,7 +100,9 @@ void objects_destroy(struct objects *o);
  * fills *obj (id, dtype, ndim, shape, bytes, data = where to write).
  * Returns 0, -EINVAL (bad dtype/shape, or bytes overflow), -EFBIG (larger
  * than max_object_bytes), -ENOSPC (no run of free pages that long) or
- * -EMFILE (the table is full).
+ * -EMFILE (the table is full); nothing changes on failure. The new
+ * object's bytes read as zeros. A zero-sized shape (a dimension of 0) is
+ * allowed and takes no page.
  */
 int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
                   const uint64_t *shape, struct model_object *obj);
@@ -123,13 +131,27 @@ void objects_unpin_all(struct objects *o);
 uint32_t objects_reclaim_owner(struct objects *o, uint32_t owner);
 
 /*
- * Copies up to `max` READY objects, oldest first, starting after the one
- * with id `after` (NULL or "" = from the start) into out[]. Returns how many
- * were copied; *more is set when others follow.
+ * Copies up to `max` READY objects, oldest first (in the order they were
+ * committed), starting after the one with id `after` (NULL or "" = from
+ * the start) into out[]. Returns how many were copied; *more is set when
+ * others follow. A cursor naming an object deleted since still works while
+ * its table entry is not reused; an unknown cursor lists nothing (0, *more
+ * false): the caller checks objects_id_valid() first to tell a malformed
+ * one apart.
  */
 size_t objects_list(struct objects *o, const char *after, struct objects_info *out, size_t max,
                     bool *more);
 
 void objects_stats(struct objects *o, struct objects_stats *st);
+
+/* True when `id` has the form of an object id: MODEL_OBJECT_ID_LEN
+ * characters of Crockford's base32 alphabet, lowercase ("0-9a-z" without
+ * i, l, o, u), and nothing after. Says nothing of whether it exists. */
+bool objects_id_valid(const char *id);
+
+/* TESTS ONLY: takes the store's mutex and returns holding it, so that a
+ * test can kill the process that holds it (the robust mutex's EOWNERDEAD
+ * path). Never called by batchd. */
+void objects_test_lock(struct objects *o);
 
 #endif

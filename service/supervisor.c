@@ -15,10 +15,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "host.h"
 #include "listener.h"
 #include "log.h"
 #include "model.h"
 #include "plugin.h"
+#include "objects.h"
 #include "ring.h"
 #include "shm.h"
 #include "store.h"
@@ -42,6 +44,7 @@ struct sup {
     const struct config *cfg;
     enum sup_state state;
     struct shm shm;
+    struct objects objects; /* the object store, created before any fork */
     const struct model_ops **ops; /* per group */
     struct plugin **plugins;      /* per group: the loaded plugin, or NULL for a built-in */
     void **shared;                /* per group, from load() */
@@ -160,7 +163,7 @@ static int sup_load_models(struct sup *s)
         uint64_t t0 = shm_now_mono_ns();
         /* A model without load() takes no parameters: say so rather than
          * ignore them. */
-        int rc = ops->load ? ops->load(&params, NULL, &s->shared[g], err, sizeof err)
+        int rc = ops->load ? ops->load(&params, host_load(), &s->shared[g], err, sizeof err)
                            : model_params_none(m->name, &params, err, sizeof err);
         if (rc != 0) {
             log_error("model %s: load failed: %s", m->name, err[0] ? err : strerror(-rc));
@@ -268,6 +271,7 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
     }
     if (pid == 0) {
         sup_worker_setup(s);
+        host_worker_setup(&s->objects, w);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);
     }
     atomic_store_explicit(&sw->pid, pid, memory_order_release);
@@ -290,7 +294,7 @@ static void sup_spawn_api(struct sup *s)
         sup_child_setup(s, "batchd-api");
         log_set_proc("api");
         sigprocmask(SIG_SETMASK, &s->orig_mask, NULL);
-        _exit(api_run(s->cfg, &s->shm, s->listen_fd));
+        _exit(api_run(s->cfg, &s->shm, &s->objects, s->listen_fd));
     }
     c->pid = pid;
     c->started_ms = sup_now_ms();
@@ -327,6 +331,11 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     atomic_store_explicit(&sw->pid, 0, memory_order_relaxed);
     /* Hand its task back before a replacement can take the same worker id. */
     uint32_t n = ring_reclaim_worker(&s->shm, w, status);
+    /* Objects it was making for a task that never completed: the task runs
+     * again and makes them anew. */
+    uint32_t lost = objects_reclaim_owner(&s->objects, w);
+    if (lost)
+        log_info("worker %u: %u unfinished object(s) freed", w, lost);
     bool init_failed = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_INIT;
     bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL;
     atomic_store_explicit(&sw->state, init_failed ? WORKER_FAILED : WORKER_DEAD,
@@ -372,6 +381,12 @@ static void sup_api_exited(struct sup *s, int status)
     char how[96];
     sup_describe(status, how, sizeof how);
     s->api.pid = 0;
+    /* Its uploads in progress die with it, and so do its jobs' pins (the
+     * next api process pins again what its recovered jobs name). */
+    uint32_t lost = objects_reclaim_owner(&s->objects, OBJECTS_OWNER_API);
+    objects_unpin_all(&s->objects);
+    if (lost)
+        log_info("api process: %u unfinished upload(s) freed", lost);
     if (s->state != SUP_RUNNING) {
         log_info("api process exited: %s", how);
         return;
@@ -532,6 +547,7 @@ int sup_run(const struct config *cfg)
     s->self = getpid();
     s->exit_code = SUP_EXIT_OK;
     s->shm.fd = -1;
+    s->objects.fd = -1;
     log_set_proc("supervisor");
 
     /* All the signals we act on stay blocked: sigtimedwait() takes them
@@ -559,6 +575,14 @@ int sup_run(const struct config *cfg)
     s->listen_fd = listener_open(s->cfg->listen_host, s->cfg->listen_port, err, sizeof err);
     if (s->listen_fd < 0) {
         log_error("%s", err);
+        goto out;
+    }
+    /* Before load() and every fork: each child inherits the mapping. */
+    int orc = objects_create(&s->objects, cfg->object_memory, cfg->max_objects,
+                             cfg->max_object_bytes);
+    if (orc != 0) {
+        log_error("cannot create the object store (--object-memory %zu, --max-objects %u): %s",
+                  cfg->object_memory, cfg->max_objects, strerror(-orc));
         goto out;
     }
     if (sup_load_models(s) != 0)
@@ -614,6 +638,8 @@ out:
     free(s->workers);
     if (s->shm.base)
         shm_destroy(&s->shm);
+    if (s->objects.base)
+        objects_destroy(&s->objects);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     if (s->listen_fd >= 0)

@@ -2,8 +2,9 @@
  * models_builtin.c: the built-in models without files or parameters:
  * echo, square, sum_squares, exp_sinh (see model.h for the table and
  * models_builtin.h for the kernels shared with the benchmarks), and the
- * table of every built-in model, which also lists chaos (model_chaos.c,
- * fault injection, loaded only when named).
+ * table of every built-in model, which also lists convolve2d
+ * (model_convolve2d.c), prefix_count (model_prefix_count.c, stateful) and
+ * chaos (model_chaos.c, fault injection, loaded only when named).
  *
  * These reproduce the workloads that motivated batchd, so each is the
  * plainest correct computation: what is measured is batchd's overhead
@@ -18,6 +19,8 @@
  */
 #include "model.h"
 #include "model_chaos.h"
+#include "model_convolve2d.h"
+#include "model_prefix_count.h"
 #include "models_builtin.h"
 
 #include <errno.h>
@@ -313,6 +316,8 @@ static const struct model_ops *const builtin_models[] = {
     &model_square,
     &model_sum_squares,
     &model_exp_sinh,
+    &model_convolve2d,
+    &model_prefix_count,
     &model_chaos, /* MODEL_FLAG_NOT_DEFAULT */
 };
 

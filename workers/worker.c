@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "host.h"
 #include "log.h"
 #include "utf8.h"
 #include "ring.h"
@@ -149,6 +150,7 @@ static void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
     atomic_store_explicit(&me->task_started_ns, 0, memory_order_relaxed);
     atomic_fetch_add_explicit(&me->tasks_done, 1, memory_order_relaxed);
     atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_relaxed);
+    host_task_commit(); /* before complete: never READY for a task run again */
     ring_complete(shm, idx, w);
 }
 
@@ -212,6 +214,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
                 if (put == -ENOSPC && k == 0) {
                     /* Alone in the output area and still too big: that is
                      * the item's result, not a reason to retry. */
+                    host_item_end(false); /* its objects go with its output */
                     char msg[160];
                     snprintf(msg, sizeof msg,
                              "output too large: %zu bytes, a task slot holds %u", n,
@@ -224,6 +227,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
                 snprintf(err, sizeof err, "model %s failed (%d)", ops->name, rc);
             put = worker_put_error(shm, idx, err);
         }
+        host_item_end(rc == 0 && put == 0); /* a re-queued item makes them anew */
         if (put != 0)
             break; /* output area full: the engine re-queues the rest */
         if (rc == 0)
@@ -280,6 +284,7 @@ static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struc
         worker_put_error(shm, idx, err);
     }
     json_decref(partial);
+    host_item_end(rc == 0); /* a failed export's objects go at once */
     worker_acc_drop(accs, ops, state, key);
     worker_task_done(shm, w, idx);
 }
@@ -310,6 +315,7 @@ static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struc
     }
     json_decref(partials);
     json_decref(result);
+    host_item_end(rc == 0);
     worker_task_done(shm, w, idx);
 }
 
@@ -350,7 +356,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     void *state = NULL;
     char err[SHM_ERR_LEN] = "";
     uint64_t t0 = shm_now_mono_ns();
-    int rc = ops->init ? ops->init(shared, NULL, &state, err, sizeof err) : 0;
+    int rc = ops->init ? ops->init(shared, host_worker(), &state, err, sizeof err) : 0;
     if (rc != 0) {
         if (!err[0])
             snprintf(err, sizeof err, "init() returned %d", rc);

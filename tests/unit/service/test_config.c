@@ -29,7 +29,8 @@ static const char *const env_names[] = {
     "BATCHD_MAX_JSON_DEPTH", "BATCHD_LOG_LEVEL",     "BATCHD_ACCESS_LOG",
     "BATCHD_CONFIG",         "BATCHD_API_TOKENS",    "BATCHD_TOKENS_FILE",
     "BATCHD_AUTH_METRICS",   "BATCHD_CORS_ORIGINS",  "BATCHD_TLS_CERT",
-    "BATCHD_TLS_KEY",
+    "BATCHD_TLS_KEY",        "BATCHD_OBJECT_MEMORY", "BATCHD_MAX_OBJECT_BYTES",
+    "BATCHD_MAX_OBJECTS",
 };
 
 static int clear_env(void **unused)
@@ -117,6 +118,10 @@ static void test_defaults(void **unused)
     assert_int_equal(c.max_item_timeout_ms, 3600000);
     assert_int_equal(c.max_queued_items, 20000000);
     assert_int_equal(c.grace_ms, 10000);
+    assert_int_equal(c.object_memory, 1ull << 30);
+    assert_int_equal(c.max_object_bytes, 256ull << 20);
+    assert_int_equal(c.max_objects, 4096);
+    assert_null(c.objects);
     assert_null(c.port_file);
     /* chaos is built in but never loaded unless named. */
     assert_non_null(model_builtin_find("chaos"));
@@ -1338,6 +1343,74 @@ static void test_tls_files(void **unused)
     unlink(key);
 }
 
+/* The object store's three settings: each source, the size suffixes, the
+ * ranges, and max-object-bytes <= object-memory whichever source each
+ * came from (the message names both). */
+static void test_object_settings(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--object-memory", "2G", "--max-object-bytes", "512K",
+                           "--max-objects", "10"),
+                     0);
+    assert_int_equal(c.object_memory, 2ull << 30);
+    assert_int_equal(c.max_object_bytes, 512ull << 10);
+    assert_int_equal(c.max_objects, 10);
+    config_free(&c);
+
+    setenv("BATCHD_OBJECT_MEMORY", "64M", 1);
+    setenv("BATCHD_MAX_OBJECT_BYTES", "1048576", 1);
+    setenv("BATCHD_MAX_OBJECTS", "7", 1);
+    assert_int_equal(PARSE(&c, err, "--max-objects", "8"), 0);
+    assert_int_equal(c.object_memory, 64ull << 20);
+    assert_int_equal(c.max_object_bytes, 1ull << 20);
+    assert_int_equal(c.max_objects, 8); /* the flag wins */
+    config_free(&c);
+    clear_env(NULL);
+
+    const char *f = temp_file(0, "{\"object-memory\": \"128M\", \"max-object-bytes\": 4096, "
+                                 "\"max-objects\": 99}");
+    assert_int_equal(PARSE(&c, err, "--config", f), 0);
+    assert_int_equal(c.object_memory, 128ull << 20);
+    assert_int_equal(c.max_object_bytes, 4096);
+    assert_int_equal(c.max_objects, 99);
+    config_free(&c);
+
+    /* Equal is fine; one byte more is not, from any source. */
+    assert_int_equal(PARSE(&c, err, "--object-memory", "1M", "--max-object-bytes", "1M"), 0);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--object-memory", "1M", "--max-object-bytes", "1048577"),
+                     -EINVAL);
+    assert_string_equal(err, "--max-object-bytes: 1048577 exceeds --object-memory (1M), the "
+                             "memory all objects share");
+    assert_true(is_zeroed(&c));
+    setenv("BATCHD_OBJECT_MEMORY", "100M", 1);
+    assert_int_equal(PARSE(&c, err, "--max-object-bytes", "200M"), -EINVAL);
+    assert_string_equal(err, "--max-object-bytes: 200M exceeds BATCHD_OBJECT_MEMORY (100M), the "
+                             "memory all objects share");
+    /* the default limit (256M) shrinks to a smaller object memory: the
+     * user set only one of the two */
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_int_equal(c.max_object_bytes, 100ull << 20);
+    config_free(&c);
+    clear_env(NULL);
+    assert_int_equal(PARSE(&c, err, "--config", f, "--object-memory", "2K"), -EINVAL);
+    assert_string_equal(err, "--object-memory: expected a size in bytes from 64K to 1024G (K, M, "
+                             "G suffixes allowed), got '2K'");
+
+    /* ranges */
+    assert_int_equal(PARSE(&c, err, "--max-objects", "0"), -EINVAL);
+    assert_string_equal(err, "--max-objects: expected an integer from 1 to 1048576, got '0'");
+    assert_int_equal(PARSE(&c, err, "--max-objects", "1048577"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--max-object-bytes", "0"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--object-memory", "2T"), -EINVAL);
+    assert_int_equal(PARSE(&c, err, "--object-memory", "1024G", "--max-objects", "1048576"), 0);
+    assert_int_equal(c.object_memory, 1ull << 40);
+    config_free(&c);
+    unlink(f);
+}
+
 static void test_print_config(void **unused)
 {
     (void)unused;
@@ -1359,13 +1432,16 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\ngrace              2.5  [flag --grace]\n"));
     assert_non_null(strstr(text, "\nmax-body-bytes     64M  [default]\n"));
     assert_non_null(strstr(text, "\napi-tokens         ******** (2 tokens)  [file]\n"));
+    assert_non_null(strstr(text, "\nobject-memory      1G  [default]\n"));
+    assert_non_null(strstr(text, "\nmax-object-bytes   256M  [default]\n"));
+    assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (27 of them), after the heading */
+    /* one line per setting (30 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 28);
+    assert_int_equal(lines, 31);
     free(text);
     unlink(f);
 }
@@ -1404,6 +1480,7 @@ int main(void)
         T(test_token_and_origin_lists),
         T(test_tokens_file),
         T(test_tls_files),
+        T(test_object_settings),
         T(test_print_config),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
