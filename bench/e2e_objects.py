@@ -84,7 +84,8 @@ class Client:
                     sys.exit("e2e_objects: job %s: counts %s, expected %d done" % (jid, j["counts"], n))
                 return
             if j["status"] in ("failed", "cancelled"):
-                sys.exit("e2e_objects: job %s ended %s" % (jid, j["status"]))
+                sys.exit("e2e_objects: job %s ended %s: %s" % (jid, j["status"],
+                                                              j.get("error", "")))
             if time.monotonic() > deadline:
                 sys.exit("e2e_objects: job %s not done in %d s" % (jid, TIMEOUT_S))
             time.sleep(0.005)

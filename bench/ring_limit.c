@@ -43,7 +43,7 @@ static void consume(struct shm *shm, uint32_t w)
     while (!atomic_load_explicit(&h->shutting_down, memory_order_acquire)) {
         uint32_t idx;
         if (ring_claim(shm, 0, w, &idx) != 0) {
-            ring_wait_ready(shm, 0, 100);
+            ring_wait_ready(shm, 0, w, 100);
             continue;
         }
         uint32_t pos = 0, len;
@@ -87,6 +87,8 @@ static int publish(struct engine *e, uint32_t idx, uint64_t i)
     s->in_len = 4 + len;
     s->attempt = 0;
     s->item_timeout_ms = 0;
+    s->kind = RING_TASK_ITEMS;
+    s->target_pid = 0;
     e->item_of[idx] = i;
     return ring_publish(e->shm, idx);
 }

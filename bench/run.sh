@@ -158,7 +158,7 @@ run() {
         echo "bench: $k FAILED: $*" >&2
         tail -n 20 "$tmp/err" >&2
         grep '^NOTRUN ' "$tmp/out" >>"$res" || true
-        notrun "$k" "failed (see the log)"
+        notrun "$k" "FAILED: $(tail -n 1 "$tmp/err" | cut -c 1-200)"
         fail=1
     fi
 }
