@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "model.h"
+#include "objects.h"
 #include "ring.h"
 #include "shm.h"
 #include "store.h"
@@ -197,6 +198,11 @@ struct job {
     bool reduced;              /* its result is in the store */
     uint32_t reduce_tries;
     uint32_t state_losses;     /* worker deaths that took state with them */
+
+    /* objects its items name ({"$object": ID}), pinned while it runs so
+     * that a DELETE /v1/objects/{id} cannot free them under a task */
+    char (*pins)[MODEL_OBJECT_ID_LEN + 1];
+    size_t n_pins;
 };
 
 struct egroup {
@@ -368,6 +374,7 @@ static void job_free(struct job *j)
     free(j->accs);
     free(j->replay.r);
     json_decref(j->partials);
+    free(j->pins);
     job_items_free(j->items);
     free(j->retry.r);
     free(j->attempts);
@@ -658,8 +665,101 @@ static void job_persist(struct engine *e, struct job *j)
     engine_mark_dirty(e, j);
 }
 
+/* Calls fn(arg, id) for every object reference {"$object": "ID"} in v. */
+static void json_each_object_ref(const json_t *v, void (*fn)(void *, const char *), void *arg)
+{
+    if (json_is_object(v)) {
+        const json_t *id = json_object_get(v, "$object");
+        if (json_is_string(id) && json_object_size(v) == 1) {
+            fn(arg, json_string_value(id));
+            return;
+        }
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+            json_each_object_ref(x, fn, arg);
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+            json_each_object_ref(x, fn, arg);
+    }
+}
+
+struct pin_ctx {
+    struct engine *e;
+    struct job *j;
+};
+
+/* Pins an object an item names, once per job; an unknown id is left to
+ * the model, which answers that item with "object 'ID' not found". */
+static void job_pin_one(void *arg, const char *id)
+{
+    struct pin_ctx *c = arg;
+    struct job *j = c->j;
+    if (!c->e->cfg->objects || strlen(id) != MODEL_OBJECT_ID_LEN)
+        return;
+    for (size_t i = 0; i < j->n_pins; i++)
+        if (strcmp(j->pins[i], id) == 0)
+            return;
+    if (objects_pin(c->e->cfg->objects, id) != 0)
+        return;
+    void *p = realloc(j->pins, (j->n_pins + 1) * sizeof *j->pins);
+    if (!p) {
+        objects_unpin(c->e->cfg->objects, id);
+        return;
+    }
+    j->pins = p;
+    memcpy(j->pins[j->n_pins++], id, MODEL_OBJECT_ID_LEN + 1);
+}
+
+/* Pins every object the job's items name. Only items whose text mentions
+ * "$object" are parsed: the common job names none and pays one memmem. */
+static void job_pin_objects(struct engine *e, struct job *j, const struct job_items *items)
+{
+    static const char needle[] = "\"$object\"";
+    struct pin_ctx c = { e, j };
+    for (size_t i = 0; i < items->n; i++) {
+        size_t len;
+        const char *t = job_items_get(items, i, &len);
+        if (!memmem(t, len, needle, sizeof needle - 1))
+            continue;
+        json_t *v = json_loadb(t, len, JSON_DECODE_ANY, NULL);
+        json_each_object_ref(v, job_pin_one, &c);
+        json_decref(v);
+    }
+}
+
+static void job_unpin_objects(struct engine *e, struct job *j)
+{
+    for (size_t i = 0; i < j->n_pins; i++)
+        objects_unpin(e->cfg->objects, j->pins[i]);
+    free(j->pins);
+    j->pins = NULL;
+    j->n_pins = 0;
+}
+
+static void delete_object(void *arg, const char *id)
+{
+    struct engine *e = arg;
+    if (e->cfg->objects)
+        objects_delete(e->cfg->objects, id);
+}
+
+/* The partial states exported for a reduce live in objects made by the
+ * workers: once the reduce ran (or the job ended), they go. */
+static void job_drop_partials(struct engine *e, struct job *j)
+{
+    if (!j->partials)
+        return;
+    json_each_object_ref(j->partials, delete_object, e);
+    json_array_clear(j->partials);
+}
+
 static void job_mark_finished(struct engine *e, struct job *j)
 {
+    job_unpin_objects(e, j);
+    job_drop_partials(e, j);
     j->finished_ns = shm_now_real_ns();
     e->pending_items -= j->total - j->done - j->failed;
     /* its inputs are in the store; nothing will be dispatched again */
@@ -955,6 +1055,7 @@ static void engine_collect_control(struct engine *e, struct egroup *g, uint32_t 
             } else {
                 j->reduced = true;
             }
+            job_drop_partials(e, j);
         } else if (done) {
             snprintf(msg, sizeof msg, "reduce failed: %.*s", (int)(len < 400 ? len : 400),
                      data);
@@ -1710,8 +1811,11 @@ static int engine_recover_job(void *arg, const struct store_job *row)
         job_free(j);
         return rc;
     }
-    if (j->finished_ns)
+    if (j->finished_ns) {
+        /* a stateful job succeeds only once its result is stored */
+        j->reduced = j->status == JOB_SUCCEEDED;
         return 0;
+    }
 
     e->pending_items += j->total - j->done - j->failed;
     rc = store_result_ranges(e->store, j->sseq, recover_range, j);
@@ -1745,6 +1849,7 @@ static int engine_recover_job(void *arg, const struct store_job *row)
         if (job_add_retry(j, start, i - start) != 0)
             return -ENOMEM;
     }
+    job_pin_objects(e, j, j->items);
     if (j->stateful) {
         /* The workers' states were keyed to the old api process's jobs (they
          * drop them): every item that has a result runs again for its
@@ -2170,6 +2275,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
         return -ENOMEM;
     }
     j->items = items;
+    job_pin_objects(e, j, items);
     e->jobs_submitted++;
     group_activate(&e->groups[g], j);
     memcpy(id, j->id, ENGINE_JOB_ID_LEN + 1);

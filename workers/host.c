@@ -31,17 +31,25 @@ static int host_unavailable(const char *what, char *err, size_t errlen)
     return -ENOTSUP;
 }
 
+static int host_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen);
+static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
+                    struct model_object *obj, void **data, char *err, size_t errlen);
+
+/* The load() table outlives load(): a model keeps it in its shared state
+ * and uses it in the workers (reduce gets no host of its own), where it
+ * does what the worker's table does. */
 static int host_load_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
 {
-    (void)v;
-    (void)obj;
+    if (host.objects)
+        return host_ref(v, obj, err, errlen);
     return host_unavailable("object_ref", err, errlen);
 }
 
 static int host_load_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
                          struct model_object *obj, void **data, char *err, size_t errlen)
 {
-    (void)dtype, (void)ndim, (void)shape, (void)obj, (void)data;
+    if (host.objects)
+        return host_new(dtype, ndim, shape, obj, data, err, errlen);
     return host_unavailable("object_new", err, errlen);
 }
 

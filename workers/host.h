@@ -4,8 +4,10 @@
  *
  * Two tables:
  *   - host_load(), in the supervisor, for load(): no object exists before
- *     the workers start, so its object functions answer -ENOTSUP with a
- *     message saying so.
+ *     the workers start, so there its object functions answer -ENOTSUP
+ *     with a message saying so. A model may keep this table in its shared
+ *     state: in a worker (after host_worker_setup) it works like the
+ *     worker's table (reduce() is given no host of its own).
  *   - host_worker(), in a worker, for init() (and, through what init keeps,
  *     run()): object_ref resolves {"$object": "ID"} to a READY object of the
  *     store; object_new allocates a PENDING object owned by this worker.

@@ -185,7 +185,7 @@ static bool submit(const char *body, char *id, size_t idlen)
     if (ok) {
         const char *s = h_jstr(h_json(&r), "id");
         snprintf(id, idlen, "%s", s ? s : "");
-        const char *link = h_jstr(h_json(&r), "links.result");
+        const char *link = h_jstr(h_json(&r), "links/result");
         CHECKF(link && strstr(link, "/result"), "a stateful job links its result");
     }
     h_resp_free(&r);
@@ -226,7 +226,7 @@ static void check_item_results(const char *id, const struct corpus *c)
             json_array_foreach(arr, i, res) {
                 long long idx = -1, words = -1;
                 h_jint(res, "index", &idx);
-                if (idx != (long long)(off + i) || !h_jint(res, "output.words", &words) ||
+                if (idx != (long long)(off + i) || !h_jint(res, "output/words", &words) ||
                     words != (long long)c->words_per_doc)
                     bad++;
                 seen++;
@@ -299,7 +299,7 @@ static bool log_contains(const char *needle)
 static void test_worker_death(void)
 {
     struct corpus c;
-    corpus_make(&c, 6000, 20);
+    corpus_make(&c, 40000, 20);
     char *body = corpus_job(&c, "prefix_count", "{\"chunk_size\": 1}");
     char id[64];
     pid_t pids[8];
@@ -317,7 +317,7 @@ static void test_worker_death(void)
     for (int i = 0; i < 2000 && done < 200; i++) {
         struct h_resp r;
         if (h_get(&svc, path, &r) == 0)
-            h_jint(h_json(&r), "counts.done", &done);
+            h_jint(h_json(&r), "counts/done", &done);
         h_resp_free(&r);
         usleep(1000);
     }
@@ -331,8 +331,8 @@ static void test_worker_death(void)
     json_t *job = h_wait_job(&svc, id, 120);
     CHECK_STR(h_jstr(job, "status"), "succeeded");
     long long total = 0, jdone = 0;
-    h_jint(job, "counts.total", &total);
-    h_jint(job, "counts.done", &jdone);
+    h_jint(job, "counts/total", &total);
+    h_jint(job, "counts/done", &jdone);
     CHECK_INT(jdone, total);
     json_decref(job);
     json_t *res = NULL;
@@ -355,7 +355,7 @@ static void test_errors(void)
     if (h_post(&svc, "/v1/jobs", "application/json", "{\"model\":\"square\",\"inputs\":[1,2]}",
                &r) == 0 && CHECK_INT(r.status, 202))
         snprintf(id, sizeof id, "%s", h_jstr(h_json(&r), "id"));
-    CHECK(h_jget(h_json(&r), "links.result") == NULL);
+    CHECK(h_jget(h_json(&r), "links/result") == NULL);
     h_resp_free(&r);
     if (id[0])
         CHECK_INT(get_result(id, NULL), 404);
@@ -368,7 +368,7 @@ static void test_errors(void)
     h_resp_free(&r);
     json_t *job = h_wait_job(&svc, id, 30);
     long long failed = -1;
-    CHECK(h_jint(job, "counts.failed", &failed) && failed == 2);
+    CHECK(h_jint(job, "counts/failed", &failed) && failed == 2);
     CHECK_STR(h_jstr(job, "status"), "succeeded");
     json_decref(job);
     json_t *res = NULL;
@@ -413,6 +413,7 @@ static void test_result_survives_restart(void)
         static const char *const args[] = {"--workers", "2", "--model", "prefix_count",
                                            "--model", "square", NULL};
         struct h_service_opts o = {.args = args};
+        CHECK_INT(h_service_stop(&svc, 30), 0);
         if (CHECK_INT(h_service_restart(&svc, &o), 0)) {
             json_t *res = NULL;
             if (CHECK_INT(get_result(id, &res), 200))
