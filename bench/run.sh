@@ -54,7 +54,8 @@ PREFIX_DOCS=${BENCH_PREFIX_DOCS:-20}
 PY_PREFIX_DOCS=${BENCH_PY_PREFIX_DOCS:-4}
 PREFIX_WORDS=${BENCH_PREFIX_WORDS:-10000}
 # Objects for workloads 4 and 5 (uploads are deleted after each job), and
-# task slots big enough for an mlp item's output (about 230 bytes an image).
+# task slots big enough for an mlp item's output (about 230 bytes an image)
+# and prefix_count's reduced result.
 OBJ_OPTS="--object-memory 2G --max-item-bytes 4M"
 BENCH_CC=${BENCH_CC:-gcc}
 WARN="-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
@@ -305,7 +306,10 @@ w6() {
         --runs "$RUNS"
     run w6.py "$PY" bench/py_prefix.py --docs "$PY_PREFIX_DOCS" --words "$PREFIX_WORDS" \
         --runs "$RUNS"
-    start_batchd --workers 2 --model prefix_count ||
+    # The reduced result travels in one task slot, sized by --max-item-bytes
+    # (20 documents: about 0.8 MB of prefixes).
+    # shellcheck disable=SC2086
+    start_batchd --workers 2 $OBJ_OPTS --model prefix_count ||
         { notrun w6.batchd "batchd did not start with the prefix_count model"; return; }
     code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$base/v1/jobs/none/result" || true)
     if [ "$code" = 405 ] || [ "$code" = 000 ]; then
