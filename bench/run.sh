@@ -53,6 +53,10 @@ CONV_SIZE=${BENCH_CONV_SIZE:-3000}
 PREFIX_DOCS=${BENCH_PREFIX_DOCS:-20}
 PY_PREFIX_DOCS=${BENCH_PY_PREFIX_DOCS:-4}
 PREFIX_WORDS=${BENCH_PREFIX_WORDS:-10000}
+# batchd's runs of workloads 4-6 stop once they took this long in all (at
+# least one run; the table's runs column says how many): keeps make bench
+# under 10 minutes if a system is far slower than it should be.
+E2E_BUDGET_S=${BENCH_E2E_BUDGET_S:-60}
 # Objects for workloads 4 and 5 (uploads are deleted after each job), and
 # task slots big enough for an mlp item's output (about 230 bytes an image)
 # and prefix_count's reduced result.
@@ -266,7 +270,7 @@ w4() {
     else
         run w4.batchd "$PY" bench/e2e_objects.py --url "$base" mlp \
             --weights "$tmp/mlp.safetensors" --batches "$MLP_BATCHES" --images "$MLP_IMAGES" \
-            --split "$MLP_SPLIT" --runs "$RUNS"
+            --split "$MLP_SPLIT" --runs "$RUNS" --budget-s "$E2E_BUDGET_S"
         add_startup w4.batchd
     fi
     stop_batchd
@@ -289,7 +293,7 @@ w5() {
         notrun w5.batchd "$why"
     else
         run w5.batchd "$PY" bench/e2e_objects.py --url "$base" convolve --size "$CONV_SIZE" \
-            --rounds "$CONV_ROUNDS" --runs "$RUNS"
+            --rounds "$CONV_ROUNDS" --runs "$RUNS" --budget-s "$E2E_BUDGET_S"
         add_startup w5.batchd
     fi
     stop_batchd
@@ -316,7 +320,7 @@ w6() {
         notrun w6.batchd "GET /v1/jobs/{id}/result is not on this branch (got $code)"
     else
         run w6.batchd "$PY" bench/e2e_objects.py --url "$base" prefix --docs "$tmp/docs.json" \
-            --expect "$tmp/expect.json" --runs "$RUNS"
+            --expect "$tmp/expect.json" --runs "$RUNS" --budget-s "$E2E_BUDGET_S"
         add_startup w6.batchd
     fi
     stop_batchd
