@@ -39,12 +39,25 @@ $(DEPS_STAMP): scripts/deps.sh
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
+# BLAS for the mlp model: Debian's *serial* OpenBLAS (libopenblas-serial-dev),
+# named by its own directory rather than through the libopenblas.so.0
+# alternative, which points at the pthread or OpenMP build whenever one of
+# those is installed too. A threaded OpenBLAS starts its thread pool when
+# it is loaded, i.e. in the supervisor at exec, and the supervisor must have
+# one thread because it forks for its whole life. The RUNPATH makes the
+# dynamic linker pick the serial build at run time as well
+# (docs/architecture.md, "Models").
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLAS_DIR := /usr/lib/$(MULTIARCH)/openblas-serial
+BLAS_CFLAGS := -I/usr/include/$(MULTIARCH)/openblas-serial
+BLAS_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
+
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wvla -Wformat=2 -Wundef -Wcast-align
 OPT ?= -O2
 CFLAGS_ALL = -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -Iservice -Iapi -Iworkers \
-             $(PKG_CFLAGS) $(SAN) $(CFLAGS)
-LDLIBS_ALL = $(PKG_LIBS) -ldl -lm -lpthread $(SAN) $(LDFLAGS)
+             $(PKG_CFLAGS) $(BLAS_CFLAGS) $(SAN) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) $(BLAS_LIBS) -ldl -lm -lpthread $(SAN) $(LDFLAGS)
 
 SRC := $(wildcard service/*.c api/*.c workers/*.c)
 LIB_SRC := $(filter-out service/main.c,$(SRC))
@@ -79,7 +92,7 @@ TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad
 .PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench FORCE
 
-all: $(BUILD)/batchd $(EXAMPLE_PLUGINS)
+all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
 # Rebuild everything when the compiler or flags change.
 $(FLAGS_FILE): FORCE
@@ -114,6 +127,13 @@ $(BUILD)/batchd: $(MAIN_OBJ) $(BUILD)/libbatchd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libbatchd.a $(LDLIBS_ALL)
 
+# tools/mkmlp: writes a .safetensors MLP with seeded random weights (tests,
+# benchmarks, README); links nothing of batchd's.
+$(BUILD)/mkmlp: tools/mkmlp.c $(FLAGS_FILE) | $(DEPS_STAMP)
+	$(Q)mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -o $@ $< $(LDLIBS_ALL)
+
 $(BUILD)/examples/plugins/lib%.so: examples/plugins/%.c workers/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
 	$(Q)mkdir -p $(dir $@)
 	@$(if $(Q),echo "  PLUGIN  $@")
@@ -144,7 +164,7 @@ test: unit integration contract browser
 unit: $(UNIT_BIN)
 	$(Q)sh tests/run_unit.sh $(UNIT_BIN)
 
-integration: $(BUILD)/batchd $(INTEG_BIN)
+integration: $(BUILD)/batchd $(BUILD)/mkmlp $(INTEG_BIN)
 	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) BATCHD_CONTRACT_LOG=$(abspath $(BUILD)/contract.jsonl) \
 	  sh tests/run_integration.sh $(INTEG_BIN)
 
@@ -181,7 +201,7 @@ UBSAN_FLAGS := -fsanitize=undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -fsanitize=thread
 
 # Every program the tests run (a sub-make builds them with -j2).
-test-programs: $(BUILD)/batchd $(UNIT_BIN) $(INTEG_BIN)
+test-programs: $(BUILD)/batchd $(BUILD)/mkmlp $(UNIT_BIN) $(INTEG_BIN)
 
 asan:
 	$(Q)$(MAKE) -j2 --no-print-directory BUILD=build/asan SAN='$(ASAN_FLAGS)' OPT=-O1 test-programs
@@ -235,3 +255,4 @@ include tests/fuzz/fuzz.mk
 
 -include $(ALL_OBJ:.o=.d)
 -include $(UNIT_BIN:=.d)
+-include $(BUILD)/mkmlp.d

@@ -88,6 +88,8 @@ bool api_auth_protects(const struct config *cfg, enum api_route route, enum api_
     case API_ROUTE_JOB_RESULTS:
     case API_ROUTE_MODELS:
     case API_ROUTE_WORKERS:
+    case API_ROUTE_OBJECTS:
+    case API_ROUTE_OBJECT:
         return true;
     case API_ROUTE_METRICS:
         return cfg->auth_metrics;

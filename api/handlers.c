@@ -8,6 +8,7 @@
 
 #include "cors.h"
 #include "log.h"
+#include "object_ops.h"
 #include "request.h"
 #include "ui.h"
 
@@ -629,6 +630,8 @@ static enum MHD_Result get_metrics(struct api_req *r)
     struct sbuf text = SBUF_INIT;
     sbuf_set_limit(&text, METRICS_MAX_BYTES);
     int rc = engine_metrics(r->engine, &text);
+    if (rc == 0)
+        rc = api_objects_metrics(r->cfg->objects, &text);
     if (rc) {
         sbuf_free(&text);
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "collecting metrics failed: %s",
@@ -654,6 +657,13 @@ static const struct api_op ops[] = {
     { "getHealth", API_ROUTE_HEALTHZ, API_METHOD_GET, NULL, get_health, NULL },
     { "getReady", API_ROUTE_READYZ, API_METHOD_GET, NULL, get_ready, NULL },
     { "getMetrics", API_ROUTE_METRICS, API_METHOD_GET, NULL, get_metrics, NULL },
+    /* the object store (object_ops.h) */
+    { "createObject", API_ROUTE_OBJECTS, API_METHOD_POST, api_create_object_query,
+      api_create_object_begin, api_create_object_finish },
+    { "listObjects", API_ROUTE_OBJECTS, API_METHOD_GET, api_list_objects_query, api_list_objects,
+      NULL },
+    { "getObject", API_ROUTE_OBJECT, API_METHOD_GET, api_get_object_query, api_get_object, NULL },
+    { "deleteObject", API_ROUTE_OBJECT, API_METHOD_DELETE, NULL, api_delete_object, NULL },
     /* CORS preflights of the /v1 routes (cors.h) */
     { "preflightJobs", API_ROUTE_JOBS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
     { "preflightJob", API_ROUTE_JOB, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
@@ -663,6 +673,8 @@ static const struct api_op ops[] = {
       NULL },
     { "preflightModels", API_ROUTE_MODELS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
     { "preflightWorkers", API_ROUTE_WORKERS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
+    { "preflightObjects", API_ROUTE_OBJECTS, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
+    { "preflightObject", API_ROUTE_OBJECT, API_METHOD_OPTIONS, NULL, api_cors_preflight, NULL },
     /* the dashboard (ui.h) */
     { "getDashboard", API_ROUTE_DASHBOARD, API_METHOD_GET, NULL, api_ui_get_dashboard, NULL },
     { "getUiAsset", API_ROUTE_UI_ASSET, API_METHOD_GET, NULL, api_ui_get_asset, NULL },

@@ -11,7 +11,8 @@
  *           (Content-Length against --max-body-bytes, Content-Type, the
  *           NDJSON query parameters and model) and then asks for the body by
  *           setting r->wants_body.
- *   finish  the whole body is in r->body (createJob only).
+ *   finish  the whole body is in r->body (createJob), or was streamed
+ *           into its sink (createObject, object_ops.h).
  *
  * Each step returns what libmicrohttpd's access handler must return: MHD_YES
  * when a response was queued or the body is wanted, MHD_NO to drop the

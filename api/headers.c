@@ -147,6 +147,24 @@ int api_content_type_parse(const char *value, enum api_body_type *type)
     return 0;
 }
 
+int api_object_type_parse(const char *value, bool *npy)
+{
+    if (!value || *skip_ows(value) == '\0')
+        return -ENOENT;
+    const char *p = value;
+    struct media m;
+    if (media_parse(&p, &m) != 0 || *p != '\0')
+        return -ENOTSUP;
+    /* parameters are allowed and mean nothing for bytes */
+    if (span_eq(m.type, m.type_len, "application/octet-stream"))
+        *npy = false;
+    else if (span_eq(m.type, m.type_len, "application/x-npy"))
+        *npy = true;
+    else
+        return -ENOTSUP;
+    return 0;
+}
+
 /* q-value (RFC 9110 12.4.2) in thousandths; a malformed one counts as 1. */
 static int qvalue_parse(const char *s, size_t n)
 {
@@ -190,6 +208,31 @@ bool api_accept_wants_ndjson(const char *accept)
             p++;
     }
     return q_ndjson > 0 && q_ndjson >= q_json;
+}
+
+bool api_accept_wants_npy(const char *accept)
+{
+    if (!accept)
+        return false;
+    int q_npy = -1, q_raw = -1;
+    const char *p = accept;
+    while (*p) {
+        struct media m;
+        if (media_parse(&p, &m) == 0) {
+            const struct media_param *qp = media_param_find(&m, "q");
+            int q = qp ? qvalue_parse(qp->value, qp->value_len) : 1000;
+            if (span_eq(m.type, m.type_len, "application/x-npy") && q > q_npy)
+                q_npy = q;
+            else if (span_eq(m.type, m.type_len, "application/octet-stream") && q > q_raw)
+                q_raw = q;
+        } else {
+            while (*p && *p != ',')
+                p++;
+        }
+        while (*p == ',' || *p == ' ' || *p == '\t')
+            p++;
+    }
+    return q_npy > 0 && q_npy >= q_raw;
 }
 
 /* The opaque part of an entity tag: the quoted string without a W/. */

@@ -4,7 +4,9 @@
  *   Content-Type   which body parser a POST /v1/jobs uses (JSON or NDJSON),
  *                  or 415; a charset parameter other than UTF-8 is refused
  *                  because JSON text is UTF-8 (RFC 8259 8.1).
- *   Accept         whether GET /v1/jobs/{id}/results streams NDJSON.
+ *   Content-Type   also: raw bytes or .npy for a POST /v1/objects body.
+ *   Accept         whether GET /v1/jobs/{id}/results streams NDJSON, and
+ *                  whether an object's download is .npy.
  *   If-None-Match  whether a polling client already has the job's ETag.
  *   X-Request-Id   echoed when sane, else generated.
  *
@@ -41,6 +43,21 @@ int api_content_type_parse(const char *value, enum api_body_type *type);
  * stream: the page is the default. NULL → false.
  */
 bool api_accept_wants_ndjson(const char *accept);
+
+/*
+ * Classifies the Content-Type of a POST /v1/objects body: *npy = false for
+ * application/octet-stream, true for application/x-npy (case-insensitive,
+ * parameters allowed and ignored). Returns 0; -ENOENT when absent or
+ * empty; -ENOTSUP for another media type or a value that does not parse.
+ */
+int api_object_type_parse(const char *value, bool *npy);
+
+/*
+ * True when an Accept value asks for an object's download as .npy: it
+ * names application/x-npy with q > 0, and application/octet-stream (if
+ * named) with no higher q. Wildcards alone get the raw bytes. NULL → false.
+ */
+bool api_accept_wants_npy(const char *accept);
 
 /*
  * True when an If-None-Match value matches `etag` (a quoted entity tag):

@@ -60,6 +60,8 @@ void api_req_free(struct api_req *r)
 {
     if (!r)
         return;
+    if (r->sink_free)
+        r->sink_free(r->sink);
     sbuf_free(&r->body);
     free(r);
 }

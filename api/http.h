@@ -75,13 +75,23 @@ struct api_req {
                                       api_response_take/static/json) */
     bool begun;                    /* routing and the op's begin step have run */
 
-    /* The body (POST /v1/jobs only), capped at cfg->max_body_bytes. */
+    /* The body (POST /v1/jobs), capped at cfg->max_body_bytes. */
     bool wants_body;
     enum api_body_type body_type;
     struct sbuf body;
     int body_err;                  /* 0, or why the body could not be kept (-E2BIG past
                                       the cap, -ENOMEM): answered 413 at the end */
     uint64_t body_received;        /* bytes of body received, kept or not */
+
+    /* A body streamed elsewhere instead of into `body` (createObject writes
+     * it into shared memory as it arrives): set by the begin step. Each
+     * piece goes to sink_feed (MHD_YES to go on, MHD_NO to close the
+     * connection); the sink remembers its own errors for the finish step.
+     * sink_free(sink) runs when the request ends, answered or not (a
+     * client that left mid-body), and releases what the sink holds. */
+    enum MHD_Result (*sink_feed)(void *sink, const char *data, size_t n);
+    void (*sink_free)(void *sink);
+    void *sink;
     const struct api_op *op;       /* the operation (handlers.h), once matched */
 };
 

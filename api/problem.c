@@ -35,6 +35,7 @@ static const struct problem_kind_info problem_kinds[API_PROBLEM_KIND_COUNT] = {
     [API_PROBLEM_UNAUTHORIZED] = { "unauthorized", 401, "Unauthorized" },
     [API_PROBLEM_INSUFFICIENT_STORAGE] = { "insufficient-storage", 507,
                                            "Insufficient storage" },
+    [API_PROBLEM_INVALID_OBJECT] = { "invalid-object", 400, "Invalid object" },
 };
 
 static const struct problem_kind_info *problem_info(enum api_problem_kind kind)

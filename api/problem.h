@@ -48,6 +48,7 @@ enum api_problem_kind {
     API_PROBLEM_MODEL_UNAVAILABLE,     /* 503 */
     API_PROBLEM_UNAUTHORIZED,          /* 401, with WWW-Authenticate: Bearer */
     API_PROBLEM_INSUFFICIENT_STORAGE,  /* 507 */
+    API_PROBLEM_INVALID_OBJECT,        /* 400: a malformed .npy upload (upload.h) */
     API_PROBLEM_KIND_COUNT
 };
 

@@ -3,6 +3,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "objects.h"
+
+_Static_assert(MODEL_OBJECT_ID_LEN == ENGINE_JOB_ID_LEN, "api_match.id holds both kinds of id");
+
 struct route_info {
     const char *template;
     unsigned methods;
@@ -27,6 +31,11 @@ static const struct route_info routes[API_ROUTE_COUNT] = {
     [API_ROUTE_METRICS] = { "/metrics", API_METHOD_GET, "GET" },
     [API_ROUTE_DASHBOARD] = { "/", API_METHOD_GET, "GET" },
     [API_ROUTE_UI_ASSET] = { "/ui/{asset}", API_METHOD_GET, "GET" },
+    [API_ROUTE_OBJECTS] = { "/v1/objects", API_METHOD_GET | API_METHOD_POST | API_METHOD_OPTIONS,
+                            "GET, POST, OPTIONS" },
+    [API_ROUTE_OBJECT] = { "/v1/objects/{id}",
+                           API_METHOD_GET | API_METHOD_DELETE | API_METHOD_OPTIONS,
+                           "GET, DELETE, OPTIONS" },
 };
 
 /* Routes without a parameter, matched by the whole path. */
@@ -37,7 +46,7 @@ static const struct {
     { "/v1/jobs", API_ROUTE_JOBS },       { "/v1/models", API_ROUTE_MODELS },
     { "/v1/workers", API_ROUTE_WORKERS }, { "/healthz", API_ROUTE_HEALTHZ },
     { "/readyz", API_ROUTE_READYZ },      { "/metrics", API_ROUTE_METRICS },
-    { "/", API_ROUTE_DASHBOARD },
+    { "/", API_ROUTE_DASHBOARD },         { "/v1/objects", API_ROUTE_OBJECTS },
 };
 
 bool api_job_id_valid(const char *s, size_t len)
@@ -79,6 +88,18 @@ int api_route_match(const char *path, struct api_match *m)
             return -ENOENT;
         m->route = API_ROUTE_UI_ASSET;
         m->asset = asset;
+        return 0;
+    }
+    static const char obj_prefix[] = "/v1/objects/";
+    if (strncmp(path, obj_prefix, sizeof obj_prefix - 1) == 0) {
+        const char *seg = path + sizeof obj_prefix - 1;
+        /* one segment: "/v1/objects/a/b" is no route at all */
+        if (seg[0] == '\0' || strchr(seg, '/'))
+            return -ENOENT;
+        m->route = API_ROUTE_OBJECT;
+        m->id_valid = objects_id_valid(seg);
+        if (m->id_valid)
+            memcpy(m->id, seg, MODEL_OBJECT_ID_LEN + 1);
         return 0;
     }
     static const char prefix[] = "/v1/jobs/";

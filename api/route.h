@@ -32,6 +32,8 @@ enum api_route {
     API_ROUTE_METRICS,     /* /metrics                 getMetrics */
     API_ROUTE_DASHBOARD,   /* /                        getDashboard */
     API_ROUTE_UI_ASSET,    /* /ui/{asset}              getUiAsset */
+    API_ROUTE_OBJECTS,     /* /v1/objects              createObject, listObjects */
+    API_ROUTE_OBJECT,      /* /v1/objects/{id}         getObject, deleteObject */
     API_ROUTE_COUNT
 };
 
@@ -46,8 +48,10 @@ enum api_method {
 
 struct api_match {
     enum api_route route;
-    bool id_valid;                       /* routes with {id}: the id is [a-z2-7]{26} */
-    char id[ENGINE_JOB_ID_LEN + 1];      /* the id when id_valid, else "" */
+    bool id_valid;                       /* routes with {id}: a job id is [a-z2-7]{26},
+                                            an object id objects_id_valid() */
+    char id[ENGINE_JOB_ID_LEN + 1];      /* the id when id_valid, else "" (both kinds of
+                                            id are 26 characters) */
     const char *asset;                   /* API_ROUTE_UI_ASSET: the {asset} segment,
                                             borrowed from the path; else NULL */
 };

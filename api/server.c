@@ -18,6 +18,7 @@
 #include "http.h"
 #include "listener.h"
 #include "log.h"
+#include "model.h"
 
 struct api_server {
     struct MHD_Daemon *daemon;
@@ -167,6 +168,13 @@ static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
     if (has_id && !r->match.id_valid)
         return api_send_problemf(r, API_PROBLEM_NOT_FOUND,
                                  "no such job (a job id is 26 characters of [a-z2-7])");
+    /* an object id is checked before the engine or the store sees it too;
+     * a malformed one is a client error (400), never a lookup */
+    if (r->match.route == API_ROUTE_OBJECT && !r->match.id_valid)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "malformed object id: an object id is %d characters of "
+                                 "0-9 and a-z without i, l, o, u",
+                                 MODEL_OBJECT_ID_LEN);
     api_query_init(&r->query, op->query);
     MHD_get_connection_values_n(r->conn, MHD_GET_ARGUMENT_KIND, collect_arg, &r->query);
     if (r->query.bad_key)
@@ -183,6 +191,10 @@ static enum MHD_Result body_feed(struct api_req *r, const char *data, size_t n)
     if (!r->wants_body)
         return MHD_YES;
     r->body_received += n;
+    /* an operation that streams its body elsewhere (http.h: sink) keeps
+     * its own limits and errors */
+    if (r->sink_feed)
+        return r->sink_feed(r->sink, data, n);
     if (!r->body_err) {
         int rc = sbuf_append(&r->body, data, n);
         if (rc == 0)

@@ -91,7 +91,7 @@ static struct obj_header *obj_hdr(const struct objects *o) { return o->base; }
 
 static struct obj_entry *obj_table(const struct objects *o)
 {
-    return (struct obj_entry *)((char *)o->base + obj_hdr(o)->table_off);
+    return (struct obj_entry *)(void *)((char *)o->base + obj_hdr(o)->table_off);
 }
 
 static uint64_t *obj_tags(const struct objects *o)

@@ -26,40 +26,10 @@ static struct {
 static int host_unavailable(const char *what, char *err, size_t errlen)
 {
     if (err && errlen)
-        snprintf(err, errlen, "%s is not available here: objects exist only in workers (resolve "
-                 "or make them in init() or run(), not in load())", what);
+        snprintf(err, errlen, "%s is not available in this process: objects exist only in "
+                 "workers (use it in init(), run() or reduce(), not in load())", what);
     return -ENOTSUP;
 }
-
-static int host_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen);
-static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
-                    struct model_object *obj, void **data, char *err, size_t errlen);
-
-/* The load() table outlives load(): a model keeps it in its shared state
- * and uses it in the workers (reduce gets no host of its own), where it
- * does what the worker's table does. */
-static int host_load_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
-{
-    if (host.objects)
-        return host_ref(v, obj, err, errlen);
-    return host_unavailable("object_ref", err, errlen);
-}
-
-static int host_load_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
-                         struct model_object *obj, void **data, char *err, size_t errlen)
-{
-    if (host.objects)
-        return host_new(dtype, ndim, shape, obj, data, err, errlen);
-    return host_unavailable("object_new", err, errlen);
-}
-
-static const struct model_host host_load_table = {
-    .abi_version = MODEL_ABI_VERSION,
-    .object_ref = host_load_ref,
-    .object_new = host_load_new,
-};
-
-const struct model_host *host_load(void) { return &host_load_table; }
 
 static int host_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
 {
@@ -169,13 +139,17 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
     }
 }
 
-static const struct model_host host_worker_table = {
+/* One table for load() and init(): what it does depends on the process
+ * (host.h says why). */
+static const struct model_host host_table = {
     .abi_version = MODEL_ABI_VERSION,
     .object_ref = host_ref,
     .object_new = host_new,
 };
 
-const struct model_host *host_worker(void) { return &host_worker_table; }
+const struct model_host *host_load(void) { return &host_table; }
+
+const struct model_host *host_worker(void) { return &host_table; }
 
 void host_worker_setup(struct objects *objects, uint32_t worker)
 {

@@ -2,15 +2,18 @@
  * host: the struct model_host that batchd gives a model (model.h), and the
  * bookkeeping of the objects a model makes while it runs a task.
  *
- * Two tables:
- *   - host_load(), in the supervisor, for load(): no object exists before
- *     the workers start, so there its object functions answer -ENOTSUP
- *     with a message saying so. A model may keep this table in its shared
- *     state: in a worker (after host_worker_setup) it works like the
- *     worker's table (reduce() is given no host of its own).
- *   - host_worker(), in a worker, for init() (and, through what init keeps,
- *     run()): object_ref resolves {"$object": "ID"} to a READY object of the
- *     store; object_new allocates a PENDING object owned by this worker.
+ One table, given to load() (host_load()) and to init() (host_worker()),
+ * whose functions act according to the process they are called in:
+ *   - in the supervisor (no host_worker_setup() was made): no object
+ *     exists before the workers start, so they answer -ENOTSUP with a
+ *     message saying so;
+ *   - in a worker: object_ref resolves {"$object": "ID"} to a READY object
+ *     of the store; object_new allocates a PENDING object owned by this
+ *     worker.
+ * It is one table, not two, because a model may keep the pointer load()
+ * got in its shared state and use it in a worker later: reduce() is given
+ * only the shared state (prefix_count reads its partials' objects so).
+ * The static table is at the same address in every forked worker.
  *
  * The objects a task makes become visible only when the task completes:
  * worker.c calls host_item_end() after each item (a failed item's objects
@@ -22,8 +25,8 @@
  * ring_complete() leaves READY objects that no result names; they are
  * deleted like any other object (DELETE /v1/objects/{id}).
  *
- * Process: host_load() in the supervisor; everything else in one worker
- * process, after host_worker_setup(). Not thread-safe: a model calls
+ * Process: the supervisor (where the object functions refuse) and each
+ * worker, after host_worker_setup(). Not thread-safe: a model calls
  * object_new from the thread that runs run() (or init()).
  *
  * Ownership: the tables are static and valid for the life of the process.
@@ -40,7 +43,8 @@
 
 struct objects;
 
-/* The table for load(), in the supervisor. Borrowed, static. */
+/* The table for load(), in the supervisor. Borrowed, static; the same as
+ * host_worker()'s. */
 const struct model_host *host_load(void);
 
 /* In a worker, right after fork: the store this worker resolves and makes

@@ -633,8 +633,13 @@ static int pc_merge_partial(struct pc_table *t, const unsigned char *data, size_
 
 /* ---- the model ----------------------------------------------------------- */
 
+/* reduce() gets only `shared`, and runs in a worker, where the host that
+ * load() was given (the supervisor's) cannot reach objects: init() records
+ * the worker's host here. After fork this struct is the worker's own
+ * copy-on-write page, so each worker writes only its own copy. */
 struct pc_shared {
-    const struct model_host *host;
+    const struct model_host *load_host;
+    const struct model_host *worker_host; /* set by init() */
     uint64_t threshold;
 };
 
@@ -675,7 +680,8 @@ static int pc_load(const struct model_params *params, const struct model_host *h
         pc_err(err, errlen, "model prefix_count: out of memory");
         return -ENOMEM;
     }
-    sh->host = host;
+    sh->load_host = host;
+    sh->worker_host = NULL;
     sh->threshold = threshold;
     *shared = sh;
     return 0;
@@ -689,13 +695,16 @@ static void pc_unload(void *shared)
 static int pc_init(const void *shared, const struct model_host *host, void **state, char *err,
                    size_t errlen)
 {
-    (void)shared;
     struct pc_state *st = malloc(sizeof *st);
     if (!st) {
         pc_err(err, errlen, "prefix_count: out of memory for the worker state");
         return -ENOMEM;
     }
     st->host = host;
+    /* malloc'ed by load(), so writing through the cast is sound; see
+     * struct pc_shared for why it is written at all */
+    if (shared && host)
+        ((struct pc_shared *)shared)->worker_host = host;
     *state = st;
     return 0;
 }
@@ -791,7 +800,9 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
                      size_t errlen)
 {
     const struct pc_shared *sh = shared;
-    if (!sh || !sh->host || !sh->host->object_ref) {
+    const struct model_host *host = sh ? (sh->worker_host ? sh->worker_host : sh->load_host)
+                                       : NULL;
+    if (!host || !host->object_ref) {
         pc_err(err, errlen, "prefix_count: objects are not available to reduce the partials");
         return -ENOTSUP;
     }
@@ -828,7 +839,7 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         }
         struct model_object obj;
         char why[256] = "";
-        rc = sh->host->object_ref(ref, &obj, why, sizeof why);
+        rc = host->object_ref(ref, &obj, why, sizeof why);
         json_decref(ref);
         if (rc <= 0) {
             pc_err(err, errlen, "prefix_count: partial %zu (object %.*s): %s", i,

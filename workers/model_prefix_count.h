@@ -52,7 +52,12 @@
  * Process and threads: load()/unload() in the supervisor; the others in a
  * worker, one call at a time per state and per accumulator. The serial
  * function is reentrant.
- * Ownership: as model.h says. load()'s *shared (the host pointer and the
+ * The host: reduce() runs in a worker but is given only `shared`, and the
+ * host that load() gets (the supervisor's) cannot reach objects; so init()
+ * also records its (the worker's) host in the worker's copy-on-write copy
+ * of *shared, and reduce() uses that one, falling back to load()'s.
+ *
+ * Ownership: as model.h says. load()'s *shared (the hosts and the
  * threshold) is freed by unload(); init()'s *state (the host pointer) by
  * fini(); an accumulator by acc_free(). Partials passed to reduce() are
  * borrowed; its *result is new.

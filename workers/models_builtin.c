@@ -3,8 +3,10 @@
  * echo, square, sum_squares, exp_sinh (see model.h for the table and
  * models_builtin.h for the kernels shared with the benchmarks), and the
  * table of every built-in model, which also lists convolve2d
- * (model_convolve2d.c), prefix_count (model_prefix_count.c, stateful) and
- * chaos (model_chaos.c, fault injection, loaded only when named).
+ * (model_convolve2d.c), prefix_count (model_prefix_count.c, stateful),
+ * chaos (model_chaos.c, fault injection, loaded only when named) and mlp
+ * (model_mlp.c, a neural network from a .safetensors file, loaded only
+ * when named: it needs weights=).
  *
  * These reproduce the workloads that motivated batchd, so each is the
  * plainest correct computation: what is measured is batchd's overhead
@@ -21,6 +23,7 @@
 #include "model_chaos.h"
 #include "model_convolve2d.h"
 #include "model_prefix_count.h"
+#include "model_mlp.h"
 #include "models_builtin.h"
 
 #include <errno.h>
@@ -319,6 +322,7 @@ static const struct model_ops *const builtin_models[] = {
     &model_convolve2d,
     &model_prefix_count,
     &model_chaos, /* MODEL_FLAG_NOT_DEFAULT */
+    &model_mlp,   /* MODEL_FLAG_NOT_DEFAULT: needs weights= */
 };
 
 #define N_BUILTIN_MODELS (sizeof builtin_models / sizeof builtin_models[0])

@@ -208,6 +208,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
             size_t n = worker_encode(buf, out);
             json_decref(out);
             if (n == 0 || n > UINT32_MAX) {
+                host_item_end(false); /* its objects go with its output */
                 put = worker_put_error(shm, idx, "output could not be encoded as JSON");
             } else {
                 put = ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n);

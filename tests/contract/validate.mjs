@@ -7,7 +7,9 @@
 // The log has one JSON object per line, written by tests/integration/harness.c:
 //   {"method","path" (no query),"query" (string|null),"status","content_type",
 //    "headers": {lowercased location, etag, allow, retry-after, x-request-id},
-//    "body" (text, or null for 304 / HEAD), ["body_error"]}
+//    "body" (text, or null for 304 / HEAD and for binary bodies:
+//    application/octet-stream and application/x-npy, whose "body_length" is
+//    logged instead), ["body_error"]}
 //
 // For each response:
 //   1. the path template and method are found in `paths` (a request that

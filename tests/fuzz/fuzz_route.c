@@ -12,7 +12,9 @@
  *   - the path has the shape of the template: as many '/'-separated
  *     segments, each equal to the template's or, for a "{param}" segment,
  *     non-empty;
- *   - routes with {id}: id_valid is api_job_id_valid() of the segment, a
+ *   - /v1/objects/{id}: id_valid says whether the segment is an object id
+ *     (26 characters of lowercase Crockford base32);
+ *   - routes with a job {id}: id_valid is api_job_id_valid() of the segment, a
  *     valid id is copied whole (26 characters of [a-z2-7]) and an invalid
  *     one leaves id empty;
  *   - api_method_parse() gives one bit per method, only for tokens of
@@ -22,6 +24,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
+#include "model.h"
 #include "route.h"
 
 static bool id_ref(const char *s, size_t n)
@@ -119,6 +122,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_ASSERT(strlen(m.id) == plen && memcmp(m.id, param, plen) == 0, "id copy");
             else
                 FUZZ_ASSERT(m.id[0] == '\0', "an invalid id was copied");
+        }
+        if (m.route == API_ROUTE_OBJECT) {
+            /* lowercase Crockford base32, written out here independently */
+            static const char crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
+            bool valid = param != NULL && plen == MODEL_OBJECT_ID_LEN;
+            for (size_t i = 0; valid && i < plen; i++)
+                valid = param[i] != '\0' && strchr(crockford, param[i]) != NULL;
+            FUZZ_ASSERT(m.id_valid == valid, "object id_valid %d for %.*s", m.id_valid,
+                        (int)plen, param);
+            if (valid)
+                FUZZ_ASSERT(strlen(m.id) == plen && memcmp(m.id, param, plen) == 0, "id copy");
+            else
+                FUZZ_ASSERT(m.id[0] == '\0', "an invalid object id was copied");
         }
         FUZZ_ASSERT(api_route_methods(m.route) &
                         (API_METHOD_GET | API_METHOD_POST | API_METHOD_DELETE),

@@ -179,6 +179,42 @@ static void test_request_id(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* POST /v1/objects: octet-stream or x-npy, parameters ignored. */
+static void test_object_type(void **state)
+{
+    (void)state;
+    bool npy = true;
+    assert_int_equal(api_object_type_parse("application/octet-stream", &npy), 0);
+    assert_false(npy);
+    assert_int_equal(api_object_type_parse("Application/X-NPY", &npy), 0);
+    assert_true(npy);
+    assert_int_equal(api_object_type_parse("application/x-npy; version=1", &npy), 0);
+    assert_true(npy);
+    assert_int_equal(api_object_type_parse(" application/octet-stream ", &npy), 0);
+    assert_false(npy);
+    assert_int_equal(api_object_type_parse(NULL, &npy), -ENOENT);
+    assert_int_equal(api_object_type_parse("  ", &npy), -ENOENT);
+    assert_int_equal(api_object_type_parse("application/json", &npy), -ENOTSUP);
+    assert_int_equal(api_object_type_parse("application/x-npyz", &npy), -ENOTSUP);
+    assert_int_equal(api_object_type_parse("application/octet-stream, application/x-npy", &npy),
+                     -ENOTSUP);
+    assert_int_equal(api_object_type_parse("application", &npy), -ENOTSUP);
+}
+
+static void test_accept_npy(void **state)
+{
+    (void)state;
+    assert_false(api_accept_wants_npy(NULL));
+    assert_false(api_accept_wants_npy("*/*"));
+    assert_false(api_accept_wants_npy("application/octet-stream"));
+    assert_true(api_accept_wants_npy("application/x-npy"));
+    assert_true(api_accept_wants_npy("application/octet-stream;q=0.5, application/x-npy"));
+    assert_false(api_accept_wants_npy("application/octet-stream, application/x-npy;q=0.5"));
+    assert_true(api_accept_wants_npy("application/x-npy, application/octet-stream"));
+    assert_false(api_accept_wants_npy("application/x-npy;q=0"));
+    assert_true(api_accept_wants_npy("text/html, APPLICATION/X-NPY;q=0.1"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +223,8 @@ int main(void)
         cmocka_unit_test(test_etag),
         cmocka_unit_test(test_request_id),
         cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_object_type),
+        cmocka_unit_test(test_accept_npy),
     };
     return cmocka_run_group_tests_name("api/headers", tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ static const struct {
     { API_PROBLEM_MODEL_UNAVAILABLE, "model-unavailable", 503 },
     { API_PROBLEM_UNAUTHORIZED, "unauthorized", 401 },
     { API_PROBLEM_INSUFFICIENT_STORAGE, "insufficient-storage", 507 },
+    { API_PROBLEM_INVALID_OBJECT, "invalid-object", 400 },
 };
 
 static void test_kinds(void **state)

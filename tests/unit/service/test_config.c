@@ -106,7 +106,7 @@ static void test_defaults(void **unused)
     assert_string_equal(c.data_dir, "./data");
     assert_int_equal(c.workers, expected_cpu_workers());
     assert_true(c.workers >= 1);
-    assert_int_equal(c.n_models, 4);
+    assert_int_equal(c.n_models, 6); /* echo, square, sum_squares, exp_sinh, convolve2d, prefix_count */
     assert_default_models(&c, c.workers);
     assert_int_equal(c.max_body_bytes, 64u << 20);
     assert_int_equal(c.max_items, 10000000);
@@ -548,7 +548,7 @@ static void test_models_variable(void **unused)
         {" ; square:workers=2 ;;\texp_sinh\n", "square exp_sinh", "2 4"},
         {"sum_squares;square;echo;exp_sinh", "sum_squares square echo exp_sinh", "4 4 4 4"},
         {"x:plugin=/p.so,a=1;echo", "x echo", "4 4"},
-        {" ; ", "echo square sum_squares exp_sinh", "4 4 4 4"},
+        {" ; ", "echo square sum_squares exp_sinh convolve2d prefix_count", "4 4 4 4 4 4"},
     };
     setenv("BATCHD_WORKERS", "4", 1);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -791,7 +791,7 @@ static const struct error_case error_cases[] = {
     /* models */
 #define NO_MODEL(src, x) \
     src ": no built-in model named '" x "' (built-in: echo, square, sum_squares, exp_sinh, " \
-    "chaos; a plugin needs plugin=PATH)"
+    "convolve2d, prefix_count, chaos, mlp; a plugin needs plugin=PATH)"
     {{"--model", "nope", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "nope:a=1", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "Square", NULL}, NULL, NULL, NO_MODEL("--model", "Square")},
@@ -939,7 +939,8 @@ static void test_help(void **unused)
                            "--idle-timeout", "--max-attempts", "--item-timeout",
                            "--port-file", "--max-queued-items", "--grace",
                            "--max-item-timeout", "--help", "--version",
-                           "echo, square, sum_squares, exp_sinh, chaos (only when named)",
+                           "echo, square, sum_squares, exp_sinh, convolve2d, prefix_count, "
+                           "chaos (only when named)",
                            "[BATCHD_MAX_ITEM_TIMEOUT; default 3600; 0.001 to 86400]",
                            "[BATCHD_GRACE; default 10; 0 to 3600]",
                            "[BATCHD_MAX_QUEUED_ITEMS; default 20000000; 1 to 10000000000]"};

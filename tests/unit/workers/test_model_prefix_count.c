@@ -107,6 +107,35 @@ static const struct model_host th_host = {
     .object_new = th_object_new,
 };
 
+/* What batchd gives load() in the supervisor: no object exists yet, so
+ * both functions refuse (service/host.c's host_load()). reduce() runs in a
+ * worker and must use the host init() got there instead. */
+static int th_load_ref(const json_t *v, struct model_object *obj, char *err, size_t errlen)
+{
+    (void)v;
+    (void)obj;
+    snprintf(err, errlen, "object_ref is not available in load()");
+    return -ENOTSUP;
+}
+
+static int th_load_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
+                       struct model_object *obj, void **data, char *err, size_t errlen)
+{
+    (void)dtype;
+    (void)ndim;
+    (void)shape;
+    (void)obj;
+    (void)data;
+    snprintf(err, errlen, "object_new is not available in load()");
+    return -ENOTSUP;
+}
+
+static const struct model_host th_load_host = {
+    .abi_version = MODEL_ABI_VERSION,
+    .object_ref = th_load_ref,
+    .object_new = th_load_new,
+};
+
 /* ---- the naive count ------------------------------------------------------ */
 
 struct naive_entry {
@@ -318,10 +347,14 @@ static void *load_threshold(const char *value)
     struct model_params p = {value ? 1 : 0, keys, values};
     char err[256] = "";
     void *shared = NULL;
-    int rc = model_prefix_count.load(&p, &th_host, &shared, err, sizeof err);
+    int rc = model_prefix_count.load(&p, &th_load_host, &shared, err, sizeof err);
     if (rc != 0)
         fail_msg("load: %s", err);
     assert_non_null(shared);
+    /* as in a worker: init() gives reduce() a host that reaches objects */
+    void *state = NULL;
+    assert_int_equal(model_prefix_count.init(shared, &th_host, &state, err, sizeof err), 0);
+    model_prefix_count.fini(state);
     return shared;
 }
 
@@ -696,6 +729,18 @@ static void test_export_and_reduce_failures(void **unused)
     assert_string_equal(err, "prefix_count: objects are not available to reduce the partials");
     json_decref(none);
     model_prefix_count.unload(nohost);
+
+    /* without an init() in this process, reduce has only load()'s host,
+     * which cannot reach objects (the supervisor's): an error, not a crash */
+    void *sup = NULL;
+    assert_int_equal(model_prefix_count.load(NULL, &th_load_host, &sup, err, sizeof err), 0);
+    json_t *one = json_pack("[{s:s}]", "$object", "anything");
+    assert_int_equal(model_prefix_count.reduce(sup, one, &result, err, sizeof err), -ENOTSUP);
+    assert_string_equal(err, "prefix_count: partial 0 (object anything): object_ref is not "
+                             "available in load()");
+    assert_null(result);
+    json_decref(one);
+    model_prefix_count.unload(sup);
     th_reset();
 }
 

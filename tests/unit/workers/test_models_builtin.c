@@ -1,7 +1,8 @@
 /*
  * Unit tests for workers/models_builtin.c: the table (at/find, which models
  * are defaults), parameter rejection, and every model's outputs and item
- * errors (chaos's own behaviour is tested in test_model_chaos.c). Outputs are checked
+ * errors (chaos, convolve2d, prefix_count and mlp are tested in their own
+ * test_model_*.c, beyond their table entries and parameters). Outputs are checked
  * as JSON values (integer vs real matters); exp_sinh is checked against its
  * closed form and a long-double loop, both computed here independently.
  */
@@ -29,7 +30,10 @@ static const struct {
     {"square", true},
     {"sum_squares", true},
     {"exp_sinh", true},
+    {"convolve2d", true},
+    {"prefix_count", true},
     {"chaos", false},
+    {"mlp", false},
 };
 #define N_EXPECTED (sizeof expected / sizeof expected[0])
 
@@ -75,7 +79,11 @@ static void test_at_lists_the_builtins(void **unused)
         assert_string_equal(m->name, expected[i].name);
         assert_int_equal(m->abi_version, MODEL_ABI_VERSION);
         assert_int_equal((m->flags & MODEL_FLAG_NOT_DEFAULT) == 0, expected[i].is_default);
-        assert_non_null(m->run);
+        /* a stateful model has acc_run (and its three other hooks) instead */
+        if (m->acc_run)
+            assert_true(m->acc_export && m->acc_free && m->reduce);
+        else
+            assert_non_null(m->run);
         assert_non_null(m->load);
         assert_non_null(m->description);
         assert_true(strlen(m->description) > 0);
@@ -129,14 +137,32 @@ static void test_every_builtin_loads_without_params_and_rejects_any(void **unuse
         const struct model_ops *m = model_builtin_at(i);
         char err[128] = "";
         void *shared = (void *)&err; /* must be overwritten */
+        if (strcmp(m->name, "mlp") == 0) {
+            /* mlp needs its weights file (test_model_mlp.c tests its loading) */
+            assert_int_equal(m->load(&empty, NULL, &shared, err, sizeof err), -EINVAL);
+            assert_null(shared);
+            assert_non_null(strstr(err, "weights=PATH"));
+            assert_int_equal(m->load(&one, NULL, &shared, err, sizeof err), -EINVAL);
+            assert_non_null(strstr(err, "unknown parameter 'workers_per_thing'"));
+            continue;
+        }
         assert_int_equal(m->load(&empty, NULL, &shared, err, sizeof err), 0);
-        assert_null(shared);
+        /* prefix_count keeps its threshold (and the host) for reduce() */
+        if (strcmp(m->name, "prefix_count") == 0)
+            assert_true(shared != NULL && shared != (void *)&err);
+        else
+            assert_null(shared);
         if (m->unload)
             m->unload(shared);
 
-        char want[128];
-        /* chaos has one parameter (init_fail, test_model_chaos.c) and says so */
-        if (strcmp(m->name, "chaos") == 0)
+        char want[160];
+        /* chaos has one parameter (init_fail, test_model_chaos.c) and says so;
+         * so does prefix_count (threshold, test_model_prefix_count.c) */
+        if (strcmp(m->name, "prefix_count") == 0)
+            snprintf(want, sizeof want,
+                     "model prefix_count has no parameter 'workers_per_thing' (its only one is "
+                     "threshold=N)");
+        else if (strcmp(m->name, "chaos") == 0)
             snprintf(want, sizeof want,
                      "model chaos has no parameter 'workers_per_thing' (its only one is "
                      "init_fail=MESSAGE)");
