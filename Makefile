@@ -9,7 +9,9 @@
 #   make run        build and start batchd on 127.0.0.1:8080 with ./data
 #   make asan / ubsan / tsan / valgrind   the tests under sanitizers / memcheck
 #   make fuzz / fuzz-ci   the libFuzzer targets (tests/fuzz/)
-#   make bench      benchmarks (bench/)
+#   make bench      batchd against serial C, Python (multiprocessing) and the
+#                   hardware limit, eight workloads side by side, under 10 min on
+#                   2 cores; the table goes to bench/RESULTS.md (bench/run.sh)
 #   make clean
 #
 # V=1 shows the commands. Objects are rebuilt when the flags change.
@@ -237,10 +239,14 @@ valgrind:
 valgrind-run: $(UNIT_BIN)
 	$(Q)VALGRIND=1 sh tests/run_unit.sh $(UNIT_BIN)
 
-bench: $(BUILD)/batchd
+# bench/run.sh runs the eight workloads (polling under load is its
+# workload 7, bench/polling.sh) and writes bench/RESULTS.md; then the
+# durable store against tmpfs. `all` builds what the workloads start
+# (build/batchd, and build/mkmlp where the mlp model is built in).
+bench: all
+	$(Q)sh scripts/deps.sh bench
 	$(Q)sh bench/run.sh
 	$(Q)sh bench/durability.sh
-	$(Q)sh bench/polling.sh
 
 clean:
 	rm -rf build

@@ -1,8 +1,9 @@
 /*
  * bench_e2e: end-to-end throughput of a running batchd over HTTP.
  *
- * For each run: POST /v1/jobs with the square workload of bench_body.h
- * (n items in one JSON body), poll GET /v1/jobs/{id} until the job has
+ * For each run: POST /v1/jobs with a workload of bench_body.h (square,
+ * echo or exp_sinh: n items in one JSON body, optionally with a fixed
+ * chunk_size), poll GET /v1/jobs/{id} until the job has
  * succeeded, then read every result with GET /v1/jobs/{id}/results paged
  * (limit=10000, following next_offset), checking that every index is
  * present, in order, once, with the right output. The clock runs from the
@@ -11,10 +12,15 @@
  * back to a full jansson parse), so the figure is batchd's time and not
  * that of building a million-node JSON tree in the client.
  *
- * Usage: bench_e2e --url http://127.0.0.1:PORT [--items N] [--runs R]
+ * Usage: bench_e2e --url http://127.0.0.1:PORT [--workload square|echo|exp_sinh]
+ *                  [--chunk-size N] [--items N] [--runs R] [--key KEY]
  *                  [--page N] [--poll-ms N] [--timeout S]
  * Prints one line per run on stderr and, on stdout, the median run as
  *   RESULT batchd items=N seconds=S items_per_s=X submit_s=A run_s=B fetch_s=C
+ * and, with --key, the line of bench_stats.h (median, min, max items/s).
+ * The expected exp_sinh outputs are computed with the model's own kernel
+ * (build/libbatchd.a) before the clock starts; the worker writes reals
+ * with 17 significant digits, so they must match exactly.
  * Exit status 0, or 1 on any failure (HTTP error, wrong or missing result,
  * timeout). Every request has a timeout; every wait is bounded.
  */
@@ -22,6 +28,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +37,8 @@
 #include <unistd.h>
 
 #include "bench_body.h"
+#include "bench_stats.h"
+#include "models_builtin.h"
 
 #define RESPONSE_CAP ((size_t)512 << 20) /* no page comes near this */
 
@@ -41,6 +50,9 @@ struct resp {
 
 struct opts {
     const char *url;
+    const char *key;
+    enum bench_workload workload;
+    uint32_t chunk_size;
     size_t items;
     int runs;
     long page;
@@ -163,6 +175,38 @@ static int wait_ready(CURL *h, const struct opts *o, struct resp *r)
 
 /* ---- checking result pages ---------------------------------------------- */
 
+/* exp_sinh's 7 distinct answers, computed before the clock starts. */
+static double es_expected[7];
+
+/* Checks the output text [p, end) of item idx (a JSON number). Returns
+ * true when it is the expected value. */
+static bool output_ok(enum bench_workload w, size_t idx, const char *p, const char *end)
+{
+    char tmp[64];
+    size_t n = (size_t)(end - p);
+    if (n == 0 || n >= sizeof tmp)
+        return false;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *e;
+    if (w == BENCH_EXP_SINH) {
+        double v = strtod(tmp, &e);
+        return *e == '\0' && v == es_expected[idx % 7];
+    }
+    long long v = strtoll(tmp, &e, 10);
+    long long x = bench_square_item(idx);
+    return *e == '\0' && v == (w == BENCH_SQUARE ? x * x : x);
+}
+
+/* The end of the JSON number at p (no validation: output_ok parses it). */
+static const char *number_end(const char *p, const char *end)
+{
+    while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
+                       *p == 'e' || *p == 'E'))
+        p++;
+    return p;
+}
+
 /* Reads a JSON integer at *p (no leading zeros, optional minus), advancing
  * *p. Returns false when the text is not one or does not fit. */
 static bool scan_int(const char **p, const char *end, long long *out)
@@ -205,24 +249,27 @@ static bool scan_lit(const char **p, const char *end, const char *lit)
  * Returns 1 (matched and checked; *next_index advanced), 0 (not in that
  * form: nothing changed), -1 (a wrong result, printed).
  */
-static int scan_page(const struct resp *r, size_t *next_index, long long *next_offset)
+static int scan_page(const struct opts *o, const struct resp *r, size_t *next_index,
+                     long long *next_offset)
 {
     const char *p = r->p, *end = r->p + r->len;
     size_t idx = *next_index;
-    long long index, output;
+    long long index;
 
     if (!p || !scan_lit(&p, end, "{\"results\":["))
         return 0;
     if (!scan_lit(&p, end, "]")) {
         for (;;) {
             if (!scan_lit(&p, end, "{\"index\":") || !scan_int(&p, end, &index) ||
-                !scan_lit(&p, end, ",\"output\":") || !scan_int(&p, end, &output) ||
-                !scan_lit(&p, end, "}"))
+                !scan_lit(&p, end, ",\"output\":"))
                 return 0;
-            long long x = bench_square_item(idx);
-            if (index != (long long)idx || output != x * x) {
-                fprintf(stderr, "bench_e2e: result for index %lld (expected %zu): output %lld, "
-                                "expected %lld\n", index, idx, output, x * x);
+            const char *out = p;
+            p = number_end(p, end);
+            if (p == out || !scan_lit(&p, end, "}"))
+                return 0;
+            if (index != (long long)idx || !output_ok(o->workload, idx, out, p - 1)) {
+                fprintf(stderr, "bench_e2e: result for index %lld (expected %zu): wrong output "
+                                "%.*s\n", index, idx, (int)(p - 1 - out), out);
                 return -1;
             }
             idx++;
@@ -253,9 +300,10 @@ static int scan_page(const struct resp *r, size_t *next_index, long long *next_o
  * advances *next_index past its results. Returns 0, or -1 on a wrong page
  * (printed). *next_offset is set to the page's next_offset, or -1 for null.
  */
-static int check_page(const struct resp *r, size_t *next_index, long long *next_offset)
+static int check_page(const struct opts *o, const struct resp *r, size_t *next_index,
+                      long long *next_offset)
 {
-    int fast = scan_page(r, next_index, next_offset);
+    int fast = scan_page(o, r, next_index, next_offset);
     if (fast != 0)
         return fast < 0 ? -1 : 0;
     json_t *page = parse_body(r, "results page");
@@ -284,11 +332,15 @@ static int check_page(const struct resp *r, size_t *next_index, long long *next_
                     k, (long long)json_integer_value(index), want);
             goto out;
         }
-        long long x = bench_square_item(want);
-        if (!json_is_integer(output) || json_integer_value(output) != x * x) {
+        char text[64];
+        size_t tn = output ? json_dumpb(output, text, sizeof text - 1,
+                                        JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+                           : 0;
+        if (!json_is_number(output) || tn == 0 || tn >= sizeof text ||
+            !output_ok(o->workload, want, text, text + tn)) {
             json_t *e = json_object_get(json_object_get(res, "error"), "message");
             fprintf(stderr, "bench_e2e: item %zu: wrong output (%s)\n", want,
-                    json_is_string(e) ? json_string_value(e) : "not the square");
+                    json_is_string(e) ? json_string_value(e) : "not the expected value");
             goto out;
         }
         (*next_index)++;
@@ -372,7 +424,7 @@ static int run_once(CURL *h, const struct opts *o, const char *body, size_t body
         }
         size_t before = next_index;
         long long next;
-        if (check_page(r, &next_index, &next) < 0)
+        if (check_page(o, r, &next_index, &next) < 0)
             return -1;
         /* A finished job has every result, so each page must make progress
          * and end exactly where the next one starts. */
@@ -403,21 +455,35 @@ static int cmp_total(const void *a, const void *b)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: bench_e2e --url http://HOST:PORT [--items N] [--runs R] [--page N] "
+    fprintf(stderr, "usage: bench_e2e --url http://HOST:PORT [--workload square|echo|exp_sinh] "
+                    "[--chunk-size N] [--items N] [--runs R] [--key KEY] [--page N] "
                     "[--poll-ms N] [--timeout S]\n");
     return 1;
 }
 
 int main(int argc, char **argv)
 {
-    struct opts o = {NULL, 1000000, 3, 10000, 5, 600};
+    struct opts o = {NULL, NULL, BENCH_SQUARE, 0, 1000000, 3, 10000, 5, 600};
     for (int a = 1; a < argc; a++) {
         const char *v = a + 1 < argc ? argv[a + 1] : NULL;
         if (!v)
             return usage();
         if (strcmp(argv[a], "--url") == 0)
             o.url = v;
-        else if (strcmp(argv[a], "--items") == 0)
+        else if (strcmp(argv[a], "--key") == 0)
+            o.key = v;
+        else if (strcmp(argv[a], "--chunk-size") == 0)
+            o.chunk_size = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(argv[a], "--workload") == 0) {
+            if (strcmp(v, "square") == 0)
+                o.workload = BENCH_SQUARE;
+            else if (strcmp(v, "echo") == 0)
+                o.workload = BENCH_ECHO;
+            else if (strcmp(v, "exp_sinh") == 0)
+                o.workload = BENCH_EXP_SINH;
+            else
+                return usage();
+        } else if (strcmp(argv[a], "--items") == 0)
             o.items = strtoull(v, NULL, 10);
         else if (strcmp(argv[a], "--runs") == 0)
             o.runs = atoi(v);
@@ -440,8 +506,10 @@ int main(int argc, char **argv)
         return 1;
     }
     CURL *h = curl_easy_init();
-    size_t body_len;
-    char *body = bench_square_body("square", o.items, &body_len);
+    size_t body_len = 0;
+    char *body = bench_body(o.workload, o.items, o.chunk_size, &body_len);
+    for (size_t k = 0; k < 7; k++)
+        es_expected[k] = model_exp_sinh_kernel(bench_es_n(k));
     struct resp r = {0};
     struct run_times times[100];
     int status = 1;
@@ -460,11 +528,16 @@ int main(int argc, char **argv)
                 i + 1, o.items, times[i].total, (double)o.items / times[i].total,
                 times[i].submit, times[i].run, times[i].fetch);
     }
+    double secs[100];
+    for (int i = 0; i < o.runs; i++)
+        secs[i] = times[i].total;
     qsort(times, (size_t)o.runs, sizeof times[0], cmp_total);
     const struct run_times *m = &times[o.runs / 2];
     printf("RESULT batchd items=%zu seconds=%.6f items_per_s=%.0f submit_s=%.6f run_s=%.6f "
            "fetch_s=%.6f\n",
            o.items, m->total, (double)o.items / m->total, m->submit, m->run, m->fetch);
+    if (o.key)
+        bench_print_result(o.key, (double)o.items, secs, o.runs);
     status = 0;
 out:
     free(r.p);

@@ -3,18 +3,25 @@
 #
 # While a CPU-bound exp_sinh job keeps every worker busy, wrk polls
 # GET /v1/jobs/{id} (plain, then with If-None-Match) and GET /healthz, and
-# the table gives requests/s and p50/p99 latency of each, in the same run.
+# the table gives requests/s and p50/p99 latency of each, in the same run:
+# BENCH_RUNS rounds (default 5) of the three, interleaved, each wrk run
+# BENCH_POLL_SECONDS long (default 2); medians, and min-max.
 # Targets: status p99 under 5 ms, and at least half the requests/s of
 # /healthz.
 #
-#   BENCH_POLL_SECONDS=5 sh bench/polling.sh     (make bench runs it)
+#   BENCH_POLL_SECONDS=2 BENCH_RUNS=5 sh bench/polling.sh  (make bench runs it)
+#
+# With BENCH_RESULTS=FILE, the figures are also appended to FILE as the
+# RESULT lines of bench/report.sh (workload 7 of bench/run.sh): keys
+# w7.status, w7.cond, w7.healthz (requests/s) and the same with _p99 (ms).
 #
 # Exit status: 0 when every measurement ran (a missed target is reported
 # with a cross, not as a failure: the machine is shared and noisy).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-SECS=${BENCH_POLL_SECONDS:-5}
+SECS=${BENCH_POLL_SECONDS:-2}
+RUNS=${BENCH_RUNS:-5}
 command -v wrk >/dev/null 2>&1 || sh scripts/deps.sh bench
 
 tmp=$(mktemp -d)
@@ -43,8 +50,8 @@ i=0
 until curl -sf "$base/readyz" >/dev/null || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
 
 # About 4 ms per item: enough work to keep both workers busy through every
-# wrk run below.
-n_items=$(( (SECS * 3 + 10) * 600 ))
+# wrk run below (cancelled once they are done).
+n_items=$(( (SECS * 3 * RUNS + 10) * 600 ))
 awk -v n="$n_items" 'BEGIN { printf "{\"model\":\"exp_sinh\",\"inputs\":["; for (i = 0; i < n; i++) printf "%s{\"n\":200000}", (i ? "," : ""); print "]}" }' >"$tmp/job.json"
 id=$(curl -sf -X POST "$base/v1/jobs" -H 'Content-Type: application/json' --data-binary @"$tmp/job.json" |
     sed 's/.*"id":"\([a-z2-7]*\)".*/\1/')
@@ -67,13 +74,36 @@ run_wrk() { # name url [header]
         END { printf "%s %.0f %.3f %.3f\n", name, rps, p50, p99 }' "$tmp/wrk.out"
 }
 
-status=$(run_wrk status "$base/v1/jobs/$id")
-cond=$(run_wrk status-304 "$base/v1/jobs/$id" "If-None-Match: $etag")
-health=$(run_wrk healthz "$base/healthz")
+r=0
+: >"$tmp/all"
+while [ $r -lt "$RUNS" ]; do
+    run_wrk status "$base/v1/jobs/$id" >>"$tmp/all"
+    run_wrk status-304 "$base/v1/jobs/$id" "If-None-Match: $etag" >>"$tmp/all"
+    run_wrk healthz "$base/healthz" >>"$tmp/all"
+    r=$((r + 1))
+done
 running=$(curl -sf "$base/v1/jobs/$id" | sed 's/.*"status":"\([a-z]*\)".*/\1/')
+curl -sf -m 10 -X DELETE "$base/v1/jobs/$id" >/dev/null || true
+
+# median NAME COLUMN: "median min max" of a column over the runs of NAME
+stats() {
+    awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$tmp/all" | sort -g |
+        awk '{ a[NR] = $1 } END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+              printf "%s %s %s %d\n", m, a[1], a[NR], NR }'
+}
+status="status $(stats status 2 | cut -d' ' -f1) $(stats status 3 | cut -d' ' -f1) $(stats status 4 | cut -d' ' -f1)"
+cond="status-304 $(stats status-304 2 | cut -d' ' -f1) $(stats status-304 3 | cut -d' ' -f1) $(stats status-304 4 | cut -d' ' -f1)"
+health="healthz $(stats healthz 2 | cut -d' ' -f1) $(stats healthz 3 | cut -d' ' -f1) $(stats healthz 4 | cut -d' ' -f1)"
+if [ -n "${BENCH_RESULTS:-}" ]; then
+    for pair in status:status status-304:cond healthz:healthz; do
+        name=${pair%%:*} key=w7.${pair#*:}
+        stats "$name" 2 | awk -v k="$key" '{ printf "RESULT %s median=%s min=%s max=%s runs=%s unit=req/s\n", k, $1, $2, $3, $4 }' >>"$BENCH_RESULTS"
+        stats "$name" 4 | awk -v k="$key" '{ printf "RESULT %s_p99 median=%s min=%s max=%s runs=%s unit=ms\n", k, $1, $2, $3, $4 }' >>"$BENCH_RESULTS"
+    done
+fi
 
 echo
-echo "Polling under load: 2 workers busy with exp_sinh (job $running during the runs), wrk -t2 -c16 -d${SECS}s"
+echo "Polling under load: 2 workers busy with exp_sinh (job $running at the end), wrk -t2 -c16 -d${SECS}s, median of $RUNS runs"
 printf '%-28s %12s %10s %10s  %s\n' "endpoint" "requests/s" "p50 ms" "p99 ms" "targets"
 h_rps=$(echo "$health" | awk '{print $2}')
 for line in "$status" "$cond" "$health"; do

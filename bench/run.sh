@@ -1,53 +1,90 @@
 #!/bin/sh
-# bench/run.sh: the square benchmark. batchd end to end over HTTP beside the
-# same work done serially in one C process, measured in the same run.
+# bench/run.sh: make bench. batchd end to end over HTTP beside serial C,
+# Python (serial and multiprocessing.Pool(2)) and the hardware limit, for
+# each workload, in one run; prints the table (bench/report.sh) and writes
+# it with the machine's facts to bench/RESULTS.md.
 #
-#   make bench                                  (builds build/batchd first)
-#   BENCH_ITEMS=1000000 BENCH_RUNS=3 sh bench/run.sh
+#   make bench                        (builds build/batchd first)
+#   BENCH_RUNS=3 BENCH_WORKLOADS="1 3" BENCH_DISPATCH_ITEMS=100000 sh bench/run.sh
 #
-# 1. Builds bench/serial_square.c (linked with build/libbatchd.a for the
-#    built-in square model) and bench/bench_e2e.c (libcurl) into build/bench/.
-# 2. Starts build/batchd on 127.0.0.1, port 0, with a temporary data dir and
-#    only the square model, and waits (bounded) for its port file.
-# 3. Runs the serial baseline while batchd is idle, then the HTTP driver;
-#    each reports the median of BENCH_RUNS runs.
-# 4. Stops batchd by its PID with SIGTERM (SIGKILL only if it has not exited
-#    after 30 s, which is reported as a failure) and prints a table.
+# Workloads (BENCH_WORKLOADS, default "1 2 3 4 5 6 7 8"), each system timed
+# BENCH_RUNS times (default 5; the table gives the median and min-max):
+#   1 dispatch: echo, chunk_size 1     bench_e2e, py_dispatch.py, ring_limit
+#   2 trivial: square in one request   bench_e2e, serial_square, py_square.py
+#   3 CPU-bound: exp_sinh ~1 ms items  bench_e2e, serial_exp_sinh, py_exp_sinh.py
+#   4 mlp over .npy objects            e2e_objects.py, serial_mlp, py_mlp.py
+#   5 convolve2d of a shared image     e2e_objects.py, serial_convolve, py_convolve.py
+#   6 prefix_count (stateful)          e2e_objects.py, serial_prefix, py_prefix.py
+#   7 polling under load               bench/polling.sh (wrk)
+#   8 memory of shared weights         bench/memory.sh
+# Sizes come from the BENCH_* variables below (the defaults are the
+# published workloads); bench/RESULTS.md records the ones used.
 #
-# Exit status: 0 when both benchmarks ran, every result checked out, and
-# batchd exited 0 on SIGTERM; 1 otherwise.
+# batchd is started for each workload on 127.0.0.1 port 0 (--port-file)
+# with a temporary --data-dir and only that workload's model, and stopped
+# by its PID (SIGTERM, bounded wait, SIGKILL reported as a failure). Every
+# wait is bounded. The baselines run while no batchd is running.
+#
+# A workload that cannot run (a model or API not built in, a missing tool)
+# prints "not run: <reason>" in the table: no figure is ever made up.
+# Exit status: 0 when every workload that could run ran and checked its
+# results (a missed target is a ✗ in the table, not a failure: the machine
+# is shared and noisy); 1 otherwise.
 set -eu
 
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 OUT=$BUILD/bench
-ITEMS=${BENCH_ITEMS:-1000000}
-RUNS=${BENCH_RUNS:-3}
+PY=${BENCH_PYTHON:-/usr/bin/python3}
+RUNS=${BENCH_RUNS:-5}
+WORKLOADS=${BENCH_WORKLOADS:-1 2 3 4 5 6 7 8}
+DISPATCH_ITEMS=${BENCH_DISPATCH_ITEMS:-1000000}
+PY_DISPATCH_ITEMS=${BENCH_PY_DISPATCH_ITEMS:-50000}
+SQUARE_ITEMS=${BENCH_SQUARE_ITEMS:-1000000}
+ES_ITEMS=${BENCH_ES_ITEMS:-2000}
+PY_ES_ITEMS=${BENCH_PY_ES_ITEMS:-200}
+MLP_BATCHES=${BENCH_MLP_BATCHES:-10}
+MLP_IMAGES=${BENCH_MLP_IMAGES:-10000}
+MLP_SPLIT=${BENCH_MLP_SPLIT:-4}
+PY_MLP_RELOAD_BATCHES=${BENCH_PY_MLP_RELOAD_BATCHES:-2}
+CONV_ROUNDS=${BENCH_CONV_ROUNDS:-10}
+PY_CONV_ROUNDS=${BENCH_PY_CONV_ROUNDS:-1}
+CONV_SIZE=${BENCH_CONV_SIZE:-3000}
+PREFIX_DOCS=${BENCH_PREFIX_DOCS:-20}
+PY_PREFIX_DOCS=${BENCH_PY_PREFIX_DOCS:-4}
+PREFIX_WORDS=${BENCH_PREFIX_WORDS:-10000}
+# batchd's runs of workloads 4-6 stop once they took this long in all (at
+# least one run; the table's runs column says how many): keeps make bench
+# under 10 minutes if a system is far slower than it should be.
+E2E_BUDGET_S=${BENCH_E2E_BUDGET_S:-60}
+# Objects for workloads 4 and 5 (uploads are deleted after each job), and
+# task slots big enough for an mlp item's output (about 230 bytes an image)
+# and prefix_count's reduced result.
+OBJ_OPTS="--object-memory 2G --max-item-bytes 4M"
 BENCH_CC=${BENCH_CC:-gcc}
 WARN="-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
 -Wvla -Wformat=2 -Wundef -Wcast-align"
-CFLAGS_BENCH="-std=gnu11 -O2 -g $WARN -D_GNU_SOURCE"
+CFLAGS_BENCH="-std=gnu11 -O2 -g $WARN -D_GNU_SOURCE -Iservice -Iworkers -Ibench"
+# The Python baselines get one BLAS thread per process, as batchd's workers
+# have: two processes on two cores, not four threads fighting for them.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 if [ ! -x "$BUILD/batchd" ] || [ ! -f "$BUILD/libbatchd.a" ]; then
     echo "bench: $BUILD/batchd or $BUILD/libbatchd.a is missing (run: make bench)" >&2
     exit 1
 fi
+command -v wrk >/dev/null 2>&1 && "$PY" -c 'import numpy, scipy' 2>/dev/null ||
+    sh scripts/deps.sh bench
 
-mkdir -p "$OUT"
-# shellcheck disable=SC2046,SC2086
-$BENCH_CC $CFLAGS_BENCH -Iworkers -Ibench -o "$OUT/serial_square" bench/serial_square.c \
-    "$BUILD/libbatchd.a" $(pkg-config --cflags --libs jansson) -lm
-# shellcheck disable=SC2046,SC2086
-$BENCH_CC $CFLAGS_BENCH -Ibench -o "$OUT/bench_e2e" bench/bench_e2e.c \
-    $(pkg-config --cflags --libs jansson libcurl)
-
+t_start=$(date +%s)
 tmp=$(mktemp -d)
-data=$(mktemp -d)
-shm=""
+res=$tmp/results
+: >"$res"
 pid=""
+fail=0
 
-# Stops batchd (if still running) by its PID: SIGTERM, a bounded wait, and
-# SIGKILL only as a last resort. Sets batchd_status to its exit status.
+# ---- batchd: start, stop ------------------------------------------------
+
 batchd_status=""
 stop_batchd() {
     [ -n "$pid" ] || return 0
@@ -64,104 +101,317 @@ stop_batchd() {
     batchd_status=0
     wait "$pid" || batchd_status=$?
     pid=""
+    if [ "$batchd_status" != 0 ]; then
+        echo "bench: batchd exited with status $batchd_status after SIGTERM; its log:" >&2
+        tail -n 20 "$tmp/batchd.log" >&2
+        fail=1
+    fi
 }
 
 cleanup() {
     stop_batchd
-    rm -rf "$tmp" "$data"
-    [ -z "$shm" ] || rm -rf "$shm"
+    rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-# Starts batchd with its store in $1; sets pid and port.
+# start_batchd ARGS...: starts batchd with a fresh data dir and ARGS; sets
+# pid, base (http://127.0.0.1:PORT) and startup_s (exec to /readyz 200).
+# Returns 1 (with the log shown) when it does not get ready in 60 s.
 start_batchd() {
-    rm -f "$tmp/port"
-    "$BUILD/batchd" --listen 127.0.0.1:0 --port-file "$tmp/port" --data-dir "$1" \
-        --model square >"$tmp/batchd.log" 2>&1 &
+    rm -rf "$tmp/port" "$tmp/data"
+    t0=$(date +%s.%N)
+    "$BUILD/batchd" --listen 127.0.0.1:0 --port-file "$tmp/port" --data-dir "$tmp/data" \
+        "$@" >"$tmp/batchd.log" 2>&1 &
     pid=$!
     i=0
-    while [ ! -s "$tmp/port" ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "bench: batchd exited before writing its port file; its log:" >&2
-            tail -n 20 "$tmp/batchd.log" >&2
-            pid=""
-            exit 1
+    while :; do
+        if [ -s "$tmp/port" ]; then
+            base="http://127.0.0.1:$(cat "$tmp/port")"
+            curl -sf -m 5 "$base/readyz" >/dev/null 2>&1 && break
         fi
-        if [ $i -ge 300 ]; then
-            echo "bench: no port file after 30 s; batchd's log:" >&2
+        if ! kill -0 "$pid" 2>/dev/null || [ $i -ge 600 ]; then
+            echo "bench: batchd $* did not get ready in 60 s; its log:" >&2
             tail -n 20 "$tmp/batchd.log" >&2
-            exit 1
+            stop_batchd
+            return 1
         fi
         sleep 0.1
         i=$((i + 1))
     done
-    port=$(cat "$tmp/port")
-    case "$port" in
-    '' | *[!0-9]*)
-        echo "bench: bad port file content '$port'" >&2
-        exit 1
-        ;;
+    startup_s=$(echo "$(date +%s.%N) $t0" | awk '{ printf "%.3f", $1 - $2 }')
+}
+
+# notrun KEY REASON: the table shows "not run: REASON" for KEY (a system
+# such as w4.serial, or a whole workload such as w4).
+notrun() {
+    k=$1
+    shift
+    echo "NOTRUN $k $*" >>"$res"
+    echo "bench: $k not run: $*" >&2
+}
+
+# run KEY CMD...: runs a benchmark program; its RESULT lines go to the
+# results; a failure is reported, and makes the run fail.
+run() {
+    k=$1
+    shift
+    if "$@" >"$tmp/out" 2>"$tmp/err"; then
+        grep '^RESULT w' "$tmp/out" >>"$res" || true
+        grep '^NOTRUN ' "$tmp/out" >>"$res" || true
+    else
+        echo "bench: $k FAILED: $*" >&2
+        tail -n 20 "$tmp/err" >&2
+        grep '^NOTRUN ' "$tmp/out" >>"$res" || true
+        notrun "$k" "FAILED: $(tail -n 1 "$tmp/err" | cut -c 1-200)"
+        fail=1
+    fi
+}
+
+# The batchd figure gets its start-up time as a column.
+add_startup() { # key
+    sed -i "/^RESULT $1 /s/\$/ startup_s=$startup_s/" "$res"
+}
+
+# ---- build ----------------------------------------------------------------
+
+mkdir -p "$OUT"
+LIBS="$BUILD/libbatchd.a $(pkg-config --libs jansson sqlite3 libmicrohttpd) -lm -lpthread"
+# The mlp model needs cblas: Debian's serial OpenBLAS, as the Makefile links
+# it (a threaded BLAS would give the serial baseline more than one core).
+BLAS=""
+arch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+if [ -d "/usr/lib/$arch/openblas-serial" ]; then
+    BLAS="-I/usr/include/$arch/openblas-serial -L/usr/lib/$arch/openblas-serial \
+-Wl,-rpath,/usr/lib/$arch/openblas-serial -lopenblas"
+fi
+build() { # name source extra-flags...
+    n=$1 src=$2
+    shift 2
+    # shellcheck disable=SC2086
+    $BENCH_CC $CFLAGS_BENCH -o "$OUT/$n" "$src" "$@" $LIBS $BLAS 2>"$tmp/cc.err" || {
+        echo "bench: cannot build $src:" >&2
+        head -n 20 "$tmp/cc.err" >&2
+        return 1
+    }
+}
+build serial_square bench/serial_square.c
+build serial_exp_sinh bench/serial_exp_sinh.c
+build ring_limit bench/ring_limit.c
+# shellcheck disable=SC2046
+build bench_e2e bench/bench_e2e.c $(pkg-config --cflags --libs libcurl)
+# The baselines of models that may not be on this branch yet.
+built_mlp=0 built_conv=0 built_prefix=0
+[ -f workers/model_mlp.h ] && build serial_mlp bench/serial_mlp.c && built_mlp=1
+[ -f workers/model_convolve2d.h ] && build serial_convolve bench/serial_convolve.c && built_conv=1
+[ -f workers/model_prefix_count.h ] && build serial_prefix bench/serial_prefix.c && built_prefix=1
+
+# ---- the workloads --------------------------------------------------------
+
+w1() {
+    run w1.ring "$OUT/ring_limit" --items "$DISPATCH_ITEMS" --runs "$RUNS" --key w1.ring
+    run w1.py_imap "$PY" bench/py_dispatch.py --items "$PY_DISPATCH_ITEMS" --runs "$RUNS"
+    start_batchd --workers 2 --model echo || { notrun w1.batchd "batchd did not start"; return; }
+    run w1.batchd "$OUT/bench_e2e" --url "$base" --workload echo --chunk-size 1 \
+        --items "$DISPATCH_ITEMS" --runs "$RUNS" --key w1.batchd
+    add_startup w1.batchd
+    stop_batchd
+}
+
+w2() {
+    run w2.serial "$OUT/serial_square" --items "$SQUARE_ITEMS" --runs "$RUNS" --key w2.serial
+    run w2.py "$PY" bench/py_square.py --items "$SQUARE_ITEMS" --runs "$RUNS"
+    start_batchd --workers 2 --model square || { notrun w2.batchd "batchd did not start"; return; }
+    run w2.batchd "$OUT/bench_e2e" --url "$base" --workload square --items "$SQUARE_ITEMS" \
+        --runs "$RUNS" --key w2.batchd
+    add_startup w2.batchd
+    stop_batchd
+}
+
+w3() {
+    run w3.serial "$OUT/serial_exp_sinh" --items "$ES_ITEMS" --runs "$RUNS" --key w3.serial
+    run w3.py_pool "$PY" bench/py_exp_sinh.py --items "$PY_ES_ITEMS" --runs "$RUNS"
+    start_batchd --workers 2 --model exp_sinh || { notrun w3.batchd "batchd did not start"; return; }
+    run w3.batchd "$OUT/bench_e2e" --url "$base" --workload exp_sinh --items "$ES_ITEMS" \
+        --runs "$RUNS" --key w3.batchd
+    add_startup w3.batchd
+    stop_batchd
+}
+
+# Objects (POST /v1/objects) and a model on this batchd? Sets why.
+objects_ready() { # model
+    why=""
+    code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "$base/v1/objects" \
+        -H 'Content-Type: application/octet-stream' --data-binary x || true)
+    case "$code" in
+    404 | 405 | 000) why="the objects API (POST /v1/objects) is not on this branch (got $code)" ;;
     esac
 }
 
-start_batchd "$data"
-echo "bench: batchd pid $pid on 127.0.0.1:$port; $ITEMS square items, $RUNS runs each" >&2
-fail=0
-"$OUT/serial_square" --items "$ITEMS" --runs "$RUNS" >"$tmp/serial.out" || fail=1
-if [ $fail -eq 0 ]; then
-    "$OUT/bench_e2e" --url "http://127.0.0.1:$port" --items "$ITEMS" --runs "$RUNS" \
-        >"$tmp/e2e.out" || fail=1
-fi
-
-stop_batchd
-# The cost of durability: the same run with the store on tmpfs, where an
-# fsync costs nothing (the store's CPU work stays: this isolates the disk).
-if [ $fail -eq 0 ] && [ "$batchd_status" = 0 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
-    shm=$(mktemp -d /dev/shm/batchd-bench.XXXXXX)
-    start_batchd "$shm"
-    "$OUT/bench_e2e" --url "http://127.0.0.1:$port" --items "$ITEMS" --runs "$RUNS" |
-        sed 's/^RESULT batchd /RESULT tmpfs /' >"$tmp/e2e-tmpfs.out" || fail=1
+w4() {
+    if [ ! -f workers/model_mlp.h ] || [ ! -x "$BUILD/mkmlp" ]; then
+        notrun w4 "the mlp model (workers/model_mlp.h, build/mkmlp) is not on this branch yet"
+        return
+    fi
+    "$BUILD/mkmlp" --layers 784,512,10 --out "$tmp/mlp.safetensors" >/dev/null 2>"$tmp/err" || {
+        notrun w4 "build/mkmlp failed: $(head -c 200 "$tmp/err")"
+        return
+    }
+    [ $built_mlp = 1 ] && run w4.serial "$OUT/serial_mlp" --weights "$tmp/mlp.safetensors" \
+        --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --runs "$RUNS"
+    run w4.py "$PY" bench/py_mlp.py --weights "$tmp/mlp.safetensors" --batches "$MLP_BATCHES" \
+        --images "$MLP_IMAGES" --runs "$RUNS" --reload-batches "$PY_MLP_RELOAD_BATCHES"
+    # shellcheck disable=SC2086
+    start_batchd --workers 2 $OBJ_OPTS --model "mlp:weights=$tmp/mlp.safetensors,load_delay_ms=1000" ||
+        { notrun w4.batchd "batchd did not start with the mlp model"; return; }
+    objects_ready
+    if [ -n "$why" ]; then
+        notrun w4.batchd "$why"
+    else
+        run w4.batchd "$PY" bench/e2e_objects.py --url "$base" mlp \
+            --weights "$tmp/mlp.safetensors" --batches "$MLP_BATCHES" --images "$MLP_IMAGES" \
+            --split "$MLP_SPLIT" --runs "$RUNS" --budget-s "$E2E_BUDGET_S"
+        add_startup w4.batchd
+    fi
     stop_batchd
-    rm -rf "$shm"
-fi
-if [ "$batchd_status" != 0 ]; then
-    echo "bench: batchd exited with status $batchd_status after SIGTERM (expected 0); its log:" >&2
-    tail -n 20 "$tmp/batchd.log" >&2
-    fail=1
-fi
+}
+
+w5() {
+    if [ ! -f workers/model_convolve2d.h ]; then
+        notrun w5 "the convolve2d model is not on this branch yet"
+        return
+    fi
+    [ $built_conv = 1 ] && run w5.serial "$OUT/serial_convolve" --size "$CONV_SIZE" \
+        --rounds "$CONV_ROUNDS" --runs "$RUNS"
+    run w5.py "$PY" bench/py_convolve.py --size "$CONV_SIZE" --rounds "$PY_CONV_ROUNDS" \
+        --runs "$RUNS"
+    # shellcheck disable=SC2086
+    start_batchd --workers 2 $OBJ_OPTS --model convolve2d ||
+        { notrun w5.batchd "batchd did not start with the convolve2d model"; return; }
+    objects_ready
+    if [ -n "$why" ]; then
+        notrun w5.batchd "$why"
+    else
+        run w5.batchd "$PY" bench/e2e_objects.py --url "$base" convolve --size "$CONV_SIZE" \
+            --rounds "$CONV_ROUNDS" --runs "$RUNS" --budget-s "$E2E_BUDGET_S"
+        add_startup w5.batchd
+    fi
+    stop_batchd
+}
+
+w6() {
+    if [ ! -f workers/model_prefix_count.h ]; then
+        notrun w6 "the prefix_count model is not on this branch yet"
+        return
+    fi
+    "$PY" bench/py_prefix.py --docs "$PREFIX_DOCS" --words "$PREFIX_WORDS" \
+        --write "$tmp/docs.json" --expect "$tmp/expect.json" >/dev/null
+    [ $built_prefix = 1 ] && run w6.serial "$OUT/serial_prefix" --docs "$tmp/docs.json" \
+        --runs "$RUNS"
+    run w6.py "$PY" bench/py_prefix.py --docs "$PY_PREFIX_DOCS" --words "$PREFIX_WORDS" \
+        --runs "$RUNS"
+    # The reduced result travels in one task slot, sized by --max-item-bytes
+    # (20 documents: about 0.8 MB of prefixes).
+    # shellcheck disable=SC2086
+    start_batchd --workers 2 $OBJ_OPTS --model prefix_count ||
+        { notrun w6.batchd "batchd did not start with the prefix_count model"; return; }
+    code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$base/v1/jobs/none/result" || true)
+    if [ "$code" = 405 ] || [ "$code" = 000 ]; then
+        notrun w6.batchd "GET /v1/jobs/{id}/result is not on this branch (got $code)"
+    else
+        run w6.batchd "$PY" bench/e2e_objects.py --url "$base" prefix --docs "$tmp/docs.json" \
+            --expect "$tmp/expect.json" --runs "$RUNS" --budget-s "$E2E_BUDGET_S"
+        add_startup w6.batchd
+    fi
+    stop_batchd
+}
+
+w7() {
+    if BENCH_RESULTS="$res" BENCH_RUNS="$RUNS" sh bench/polling.sh >"$tmp/poll.out" 2>&1; then
+        :
+    else
+        echo "bench: polling.sh FAILED:" >&2
+        tail -n 20 "$tmp/poll.out" >&2
+        notrun w7 "bench/polling.sh failed (see the log)"
+        fail=1
+    fi
+}
+
+w8() {
+    if BENCH_RESULTS="$res" sh bench/memory.sh >"$tmp/mem.out" 2>&1; then
+        :
+    else
+        echo "bench: memory.sh FAILED:" >&2
+        tail -n 20 "$tmp/mem.out" >&2
+        notrun w8 "bench/memory.sh failed (see the log)"
+        fail=1
+    fi
+}
+
+for w in $WORKLOADS; do
+    case "$w" in
+    1 | 2 | 3 | 4 | 5 | 6 | 7 | 8)
+        tw=$(date +%s)
+        echo "bench: workload $w ..." >&2
+        "w$w"
+        echo "bench: workload $w took $(($(date +%s) - tw)) s" >&2
+        ;;
+    *)
+        echo "bench: unknown workload '$w' (1..8)" >&2
+        exit 2
+        ;;
+    esac
+done
+for w in 1 2 3 4 5 6 7 8; do
+    case " $WORKLOADS " in
+    *" $w "*) ;;
+    *) notrun "w$w" "not selected (BENCH_WORKLOADS=$WORKLOADS)" ;;
+    esac
+done
+
+# ---- the table and bench/RESULTS.md -----------------------------------------
+
+sizes="runs $RUNS per system; 1: $DISPATCH_ITEMS echo items (Python: $PY_DISPATCH_ITEMS); \
+2: $SQUARE_ITEMS square items; 3: $ES_ITEMS exp_sinh items (Python: $PY_ES_ITEMS); \
+4: $MLP_BATCHES batches of $MLP_IMAGES images, $MLP_SPLIT objects/items each, Python \
+Pools 2 halves per batch (reload pool: $PY_MLP_RELOAD_BATCHES batches); \
+5: $CONV_ROUNDS rounds of a ${CONV_SIZE}x$CONV_SIZE image (Python: $PY_CONV_ROUNDS); \
+6: $PREFIX_DOCS documents of $PREFIX_WORDS words (Python: $PY_PREFIX_DOCS); \
+7: ${BENCH_POLL_SECONDS:-2} s of wrk per run; 8: ${BENCH_MEM_MB:-200} MB of weights"
+elapsed=$(($(date +%s) - t_start))
+echo
+echo "make bench: batchd against serial C, Python and the limit ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+echo "sizes: $sizes"
+sh bench/report.sh "$res" "$tmp/table.md"
+echo "(workloads took $elapsed s)"
+cp "$res" "$OUT/results.txt"
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+mem=$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+pyv=$("$PY" -c 'import sys, numpy, scipy; print("Python %s, numpy %s, scipy %s" % (sys.version.split()[0], numpy.__version__, scipy.__version__))' 2>/dev/null || echo "Python baselines unavailable")
+{
+    echo "# make bench: results"
+    echo
+    echo "Written by bench/run.sh on $(date -u '+%Y-%m-%d %H:%M UTC'). Ratios within"
+    echo "this one run are the point: absolute times on a shared machine are noise."
+    echo "Rates are items/s (higher is better) unless the unit says otherwise;"
+    echo "median and min-max of the runs; batchd's figures are end to end over HTTP"
+    echo "(submit, wait, fetch and check every result)."
+    echo
+    echo "- CPU: $cpu, $(getconf _NPROCESSORS_ONLN) online cores"
+    echo "- memory: $mem"
+    echo "- kernel: $(uname -srm)"
+    echo "- compiler: $($BENCH_CC --version | head -n 1)"
+    echo "- $pyv (OPENBLAS_NUM_THREADS=1)"
+    echo "- batchd: $(git rev-parse --short HEAD 2>/dev/null || echo unknown) ($(git rev-parse --abbrev-ref HEAD 2>/dev/null || echo '?'))"
+    echo "- sizes: $sizes"
+    echo "- the workloads took $elapsed s"
+    echo
+    cat "$tmp/table.md"
+} >bench/RESULTS.md
+echo "bench: wrote bench/RESULTS.md" >&2
+
 if [ $fail -ne 0 ]; then
-    echo "bench: FAILED" >&2
+    echo "bench: FAILED (see above)" >&2
     exit 1
 fi
-
-cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo "?")
-touch "$tmp/e2e-tmpfs.out"
-cat "$tmp/serial.out" "$tmp/e2e.out" "$tmp/e2e-tmpfs.out" | awk -v items="$ITEMS" -v runs="$RUNS" -v cpus="$cpus" '
-function field(line, name,    n, i, kv) {
-    n = split(line, kv, " ")
-    for (i = 1; i <= n; i++)
-        if (index(kv[i], name "=") == 1)
-            return substr(kv[i], length(name) + 2)
-    return ""
-}
-$1 == "RESULT" && $2 == "serial" { ss = field($0, "seconds"); sr = field($0, "items_per_s") }
-$1 == "RESULT" && $2 == "batchd" {
-    bs = field($0, "seconds"); br = field($0, "items_per_s")
-    sub_s = field($0, "submit_s"); run_s = field($0, "run_s"); fetch_s = field($0, "fetch_s")
-}
-$1 == "RESULT" && $2 == "tmpfs" { ts = field($0, "seconds"); tr = field($0, "items_per_s") }
-END {
-    printf "square: %d items, median of %d runs, %s CPUs\n", items, runs, cpus
-    printf "%-44s %10s %14s\n", "", "seconds", "items/s"
-    printf "%-44s %10.3f %14.0f\n", "serial, one C process (jansson)", ss, sr
-    printf "%-44s %10.3f %14.0f\n", "batchd over HTTP (submit, run, fetch all)", bs, br
-    printf "%-44s %10s\n", "  submit / run / fetch+check (s)", \
-        sprintf("%.3f / %.3f / %.3f", sub_s, run_s, fetch_s)
-    printf "%-44s %25.2fx\n", "batchd / serial (items/s)", br / sr
-    if (tr > 0) {
-        printf "%-44s %10.3f %14.0f\n", "batchd, store on tmpfs (no fsync cost)", ts, tr
-        printf "%-44s %25.2fx  (target >= 0.80: %s)\n", "durable store / tmpfs store (items/s)", \
-            br / tr, (br / tr >= 0.8 ? "met" : "missed")
-    }
-}'

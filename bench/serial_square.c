@@ -11,9 +11,10 @@
  * What batchd adds on top (HTTP, the ring, processes, paging) is what the
  * ratio printed by bench/run.sh measures.
  *
- * Usage: serial_square [--items N] [--runs R]
+ * Usage: serial_square [--items N] [--runs R] [--key KEY]
  * Prints one line per run on stderr and, on stdout, the median run as
  *   RESULT serial items=N seconds=S items_per_s=X
+ * and, with --key, the line of bench_stats.h (median, min, max items/s).
  * Exit status 0, or 1 on any error (a model error, out of memory, a result
  * count that does not match).
  */
@@ -25,6 +26,7 @@
 #include <time.h>
 
 #include "bench_body.h"
+#include "bench_stats.h"
 #include "model.h"
 
 #define SERIAL_JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
@@ -112,13 +114,16 @@ int main(int argc, char **argv)
 {
     size_t items = 1000000;
     int runs = 3;
+    const char *key = NULL;
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--items") == 0 && a + 1 < argc)
             items = strtoull(argv[++a], NULL, 10);
         else if (strcmp(argv[a], "--runs") == 0 && a + 1 < argc)
             runs = atoi(argv[++a]);
+        else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
+            key = argv[++a];
         else {
-            fprintf(stderr, "usage: serial_square [--items N] [--runs R]\n");
+            fprintf(stderr, "usage: serial_square [--items N] [--runs R] [--key KEY]\n");
             return 1;
         }
     }
@@ -134,7 +139,7 @@ int main(int argc, char **argv)
     void *shared = NULL;
     char err[256];
     struct model_params none = {0, NULL, NULL};
-    if (ops->load && ops->load(&none, &shared, err, sizeof err) < 0) {
+    if (ops->load && ops->load(&none, NULL, &shared, err, sizeof err) < 0) {
         fprintf(stderr, "serial_square: load: %s\n", err);
         return 1;
     }
@@ -165,6 +170,8 @@ int main(int argc, char **argv)
                 r + 1, items, secs[r], (double)items / secs[r], results.len);
     }
     if (status == 0) {
+        if (key)
+            bench_print_result(key, (double)items, secs, runs);
         qsort(secs, (size_t)runs, sizeof secs[0], cmp_double);
         double med = secs[runs / 2];
         printf("RESULT serial items=%zu seconds=%.6f items_per_s=%.0f\n", items, med,

@@ -6,6 +6,8 @@
 #   sh scripts/deps.sh image   buildah, podman, runc, debootstrap (make image-test),
 #                              Node.js and the npm packages of tests/image
 #   sh scripts/deps.sh promtool  Prometheus's promtool (the /metrics format check)
+#   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
+#                              (the Python baselines of make bench)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
 #   sh scripts/deps.sh browser Debian's chromium, Node.js and the npm packages of
 #                              tests/browser (playwright-core drives the system
@@ -74,10 +76,12 @@ promtool)
     command -v promtool >/dev/null 2>&1 || need_pkgs prometheus
     ;;
 bench)
-    need_pkgs wrk curl
+    # wrk: polling under load; python3-numpy/-scipy: the Python baselines
+    # (run with /usr/bin/python3, Debian's interpreter, which these serve)
+    need_pkgs wrk curl python3 python3-numpy python3-scipy
     ;;
 *)
-    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers" >&2
+    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench" >&2
     exit 2
     ;;
 esac
