@@ -670,7 +670,8 @@ static void json_each_object_ref(const json_t *v, void (*fn)(void *, const char 
 {
     if (json_is_object(v)) {
         const json_t *id = json_object_get(v, "$object");
-        if (json_is_string(id) && json_object_size(v) == 1) {
+        if (json_is_string(id)) { /* a reference (maybe with more members,
+                                     as a partial's "entries") */
             fn(arg, json_string_value(id));
             return;
         }
@@ -1003,6 +1004,26 @@ static bool engine_first_output(struct engine *e, uint32_t idx, uint32_t *kind,
     return count >= 1 && ring_next_output(e->shm, idx, limit, &pos, kind, data, len);
 }
 
+/* Stores a REDUCE task's output as the job's result: the JSON itself, or
+ * (RING_OUT_OBJECT) the bytes of the object it names, which then goes. */
+static int engine_store_result(struct engine *e, struct job *j, uint32_t kind,
+                               const uint8_t *data, uint32_t len)
+{
+    if (kind == RING_OUT_OK)
+        return store_put_job_result(e->store, j->sseq, (const char *)data, len);
+    char id[MODEL_OBJECT_ID_LEN + 1];
+    struct objects_info info;
+    if (len != MODEL_OBJECT_ID_LEN || !e->cfg->objects)
+        return -EIO;
+    memcpy(id, data, len);
+    id[len] = '\0';
+    if (objects_find(e->cfg->objects, id, &info) != 0)
+        return -EIO;
+    int rc = store_put_job_result(e->store, j->sseq, info.obj.data, info.obj.bytes);
+    objects_delete(e->cfg->objects, id);
+    return rc;
+}
+
 /* Collects an EXPORT, DROP or REDUCE task (DONE or DIED). */
 static void engine_collect_control(struct engine *e, struct egroup *g, uint32_t idx, uint64_t st)
 {
@@ -1046,8 +1067,8 @@ static void engine_collect_control(struct engine *e, struct egroup *g, uint32_t 
         j->reduce_inflight = false;
         if (j->cancel_requested) {
             /* cancelled meanwhile: no result */
-        } else if (done && kind == RING_OUT_OK) {
-            int rc = store_put_job_result(e->store, j->sseq, (const char *)data, len);
+        } else if (done && (kind == RING_OUT_OK || kind == RING_OUT_OBJECT)) {
+            int rc = engine_store_result(e, j, kind, data, len);
             if (rc != 0) {
                 snprintf(msg, sizeof msg, "the job's result cannot be stored: %s",
                          strerror(-rc));

@@ -61,7 +61,8 @@
  *
  * Payload records. Input: n_items records of [u32 len][len bytes of JSON].
  * Output: records of [u32 len][u8 kind][len bytes], kind 0 = output JSON,
- * 1 = error message (UTF-8 text); record k is the result of input item k.
+ * 1 = error message (UTF-8 text), 2 = the id of an object holding the
+ * output JSON (reduce only); record k is the result of input item k.
  *
  * Processes: engine functions run in one thread of the api process; worker
  * functions in workers; ring_reclaim_worker in the supervisor.
@@ -84,6 +85,9 @@ enum ring_code {
 
 #define RING_OUT_OK 0u
 #define RING_OUT_ERROR 1u
+#define RING_OUT_OBJECT 2u /* the record is an object id: that object's bytes
+                              are the output JSON (a reduced result larger
+                              than the slot's output area) */
 
 struct ring_slot {
     _Atomic uint64_t state;     /* gen:32 | worker:16 | code:8 */

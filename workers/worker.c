@@ -290,6 +290,35 @@ static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struc
     worker_task_done(shm, w, idx);
 }
 
+/* A job's reduced result can be far larger than an item's output (the
+ * task slots are sized for items): past the output area it goes into an
+ * object, committed with the task, and the record names it. */
+static void worker_put_result(struct shm *shm, uint32_t idx, struct worker_buf *buf,
+                              json_t *result)
+{
+    size_t n = worker_encode(buf, result);
+    if (n == 0 || n > UINT32_MAX) {
+        worker_put_error(shm, idx, "the reduced result could not be encoded as JSON");
+        return;
+    }
+    if (ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n) != -ENOSPC)
+        return;
+    const struct model_host *host = host_worker();
+    struct model_object obj;
+    void *data;
+    char err[300];
+    uint64_t shape[1] = { n };
+    if (host->object_new(MODEL_DTYPE_U8, 1, shape, &obj, &data, err, sizeof err) != 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the reduced result (%zu bytes) fits no task slot nor object: %s",
+                 n, err);
+        worker_put_error(shm, idx, msg);
+        return;
+    }
+    memcpy(data, buf->p, n);
+    ring_put_output(shm, idx, RING_OUT_OBJECT, obj.id, (uint32_t)strlen(obj.id));
+}
+
 /* REDUCE: the one input record is the array of partials. */
 static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struct model_ops *ops,
                           const void *shared, struct worker_buf *buf)
@@ -308,7 +337,7 @@ static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struc
     else
         rc = ops->reduce(shared, partials, &result, err, sizeof err);
     if (rc == 0 && result) {
-        worker_put_json(shm, idx, buf, result, "reduced result");
+        worker_put_result(shm, idx, buf, result);
     } else {
         if (!err[0])
             snprintf(err, sizeof err, "model %s: reduce failed (%d)", ops->name, rc);

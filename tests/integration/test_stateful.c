@@ -237,6 +237,17 @@ static void check_item_results(const char *id, const struct corpus *c)
     CHECKF(seen == c->n_docs && bad == 0, "%zu results of %zu, %zu wrong", seen, c->n_docs, bad);
 }
 
+/* Counts the objects the store holds (the partials must be gone). */
+static long long object_count(void)
+{
+    struct h_resp r;
+    long long n = -1;
+    if (h_get(&svc, "/v1/objects", &r) == 0 && r.status == 200)
+        n = (long long)json_array_size(h_jget(h_json(&r), "objects"));
+    h_resp_free(&r);
+    return n;
+}
+
 /* ---------------------------------------------------------------- tests */
 
 static void test_exact_result(void)
@@ -254,6 +265,8 @@ static void test_exact_result(void)
             check_result(res, &c, 3);
         json_decref(res);
         check_item_results(id, &c);
+        /* the workers' partial states (objects) are gone with the reduce */
+        CHECK_INT(object_count(), 0);
     }
     free(body);
     corpus_free(&c);
@@ -342,6 +355,45 @@ static void test_worker_death(void)
     check_item_results(id, &c);
     CHECKF(log_contains("died with its state"),
            "the service never replayed a dead worker's items");
+    free(body);
+    corpus_free(&c);
+}
+
+/*
+ * A result larger than a task slot's output area (256 KiB by default): it
+ * travels through an object. Four copies of one document of 20,000 words:
+ * every prefix is counted at least 4 times, so all of them are in it.
+ */
+static void test_large_result(void)
+{
+    struct corpus c = { calloc(4, sizeof(char **)), 4, 20000 };
+    for (size_t d = 0; d < 4; d++)
+        c.docs[d] = calloc(c.words_per_doc, sizeof(char *));
+    for (size_t w = 0; w < c.words_per_doc; w++) {
+        char s[9];
+        for (int k = 0; k < 8; k++)
+            s[k] = (char)('a' + next_rand() % 26);
+        s[8] = '\0';
+        for (size_t d = 0; d < 4; d++)
+            c.docs[d][w] = strdup(s);
+    }
+    char *body = corpus_job(&c, "prefix_count", NULL);
+    char id[64];
+    if (submit(body, id, sizeof id)) {
+        json_t *job = h_wait_job(&svc, id, 60);
+        CHECK_STR(h_jstr(job, "status"), "succeeded");
+        json_decref(job);
+        json_t *res = NULL;
+        if (CHECK_INT(get_result(id, &res), 200)) {
+            char *text = json_dumps(res, JSON_COMPACT);
+            CHECKF(text && strlen(text) > 256 * 1024, "the result is only %zu bytes",
+                   text ? strlen(text) : 0);
+            free(text);
+            check_result(res, &c, 3);
+        }
+        json_decref(res);
+        CHECK_INT(object_count(), 0);
+    }
     free(body);
     corpus_free(&c);
 }
@@ -439,6 +491,7 @@ int main(void)
     static const struct h_test tests[] = {
         {"stateful: the reduced result equals an independent count", test_exact_result},
         {"stateful: a worker killed mid-job loses nothing", test_worker_death},
+        {"stateful: a result larger than a task slot", test_large_result},
         {"stateful: 404, 409, bad items", test_errors},
         {"stateful: the result survives a restart", test_result_survives_restart},
     };
