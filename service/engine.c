@@ -244,6 +244,8 @@ struct engine {
     pthread_t flusher;       /* group commit runs beside the engine thread */
     bool flusher_started;
     pthread_cond_t flush_cv; /* wakes the flusher (with mu) */
+    bool flusher_idle;       /* it waits for dirt, not for its next turn:
+                                only then is it worth a wake-up */
     _Atomic bool stop;
     _Atomic bool kick;       /* api threads added work */
     bool accepting;
@@ -279,6 +281,10 @@ struct engine {
     uint32_t *run_lens;
     uint64_t run_first;
     uint32_t run_n;
+    struct job *run_job;     /* whose run it is (open across the slots of one
+                                collect pass: one store block, not one per
+                                task, when tasks are small) */
+    uint32_t *done_slots;    /* scratch: the slots one collect pass takes */
 };
 
 static int engine_group_of(struct engine *e, const char *model);
@@ -553,8 +559,10 @@ static bool job_put_result(struct engine *e, struct job *j, uint64_t i, bool ok,
 {
     if (i >= j->total || job_has(j, i))
         return false;
-    if (e->run_n && (e->run_first + e->run_n != i || e->run_n == ENGINE_MAX_CHUNK))
-        engine_end_run(e, j);
+    if (e->run_n &&
+        (e->run_job != j || e->run_first + e->run_n != i || e->run_n == ENGINE_MAX_CHUNK))
+        engine_end_run(e, e->run_job);
+    e->run_job = j;
     size_t mark = e->run.len;
     int rc;
     if (ok) {
@@ -1344,7 +1352,10 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         j->inflight_tasks--;
         j->inflight_items -= s->n_items;
         j->version++;
-        engine_end_run(e, j);
+        /* an open run of this job carries its row when it ends (at the end
+         * of this collect pass at the latest) */
+        if (!(e->run_n && e->run_job == j))
+            engine_end_run(e, j);
         job_check_finished(e, j);
     }
     ring_release(shm, idx);
@@ -1377,22 +1388,44 @@ static void engine_stop_cancelled(struct engine *e)
     }
 }
 
+/* Orders finished slots by job, then first item: consecutive small tasks
+ * then add to one run of results (one store block). */
+static const struct shm *engine_sort_shm;
+static int engine_slot_order(const void *a, const void *b)
+{
+    const struct ring_slot *x = ring_slot(engine_sort_shm, *(const uint32_t *)a);
+    const struct ring_slot *y = ring_slot(engine_sort_shm, *(const uint32_t *)b);
+    if (x->job_key != y->job_key)
+        return x->job_key < y->job_key ? -1 : 1;
+    return x->first_index < y->first_index ? -1 : x->first_index > y->first_index;
+}
+
 static void engine_collect(struct engine *e)
 {
     for (uint32_t gi = 0; gi < e->n_groups; gi++) {
         struct egroup *g = &e->groups[gi];
+        uint32_t n = 0;
         for (uint32_t k = 0; k < g->n_inflight;) {
             uint32_t idx = g->inflight[k];
-            uint64_t st = ring_slot_state(e->shm, idx);
-            enum ring_code c = ring_state_code(st);
+            enum ring_code c = ring_state_code(ring_slot_state(e->shm, idx));
             if (c == RING_DONE || c == RING_DIED) {
                 g->inflight[k] = g->inflight[--g->n_inflight];
-                engine_collect_slot(e, g, idx, st);
+                e->done_slots[n++] = idx;
             } else {
                 k++;
             }
         }
+        /* engine thread only: the static is this thread's */
+        engine_sort_shm = e->shm;
+        qsort(e->done_slots, n, sizeof *e->done_slots, engine_slot_order);
+        for (uint32_t k = 0; k < n; k++) {
+            /* DONE/DIED slots stay so until released: read it again (acquire) */
+            uint64_t st = ring_slot_state(e->shm, e->done_slots[k]);
+            engine_collect_slot(e, g, e->done_slots[k], st);
+        }
     }
+    if (e->run_n)
+        engine_end_run(e, e->run_job);
 }
 
 /* --------------------------------------------------------------- dispatch */
@@ -1753,7 +1786,9 @@ static void *engine_main(void *arg)
         engine_check_groups(e);
         engine_check_deadlines(e);
         engine_dispatch(e);
-        if (e->n_dirty)
+        /* a flusher between two group commits wakes on its own (5 ms):
+         * signalling it on every pass would cost a wake-up per task */
+        if (e->n_dirty && e->flusher_idle)
             pthread_cond_signal(&e->flush_cv);
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->mu);
@@ -1771,7 +1806,9 @@ static void *engine_flusher_main(void *arg)
     pthread_mutex_lock(&e->mu);
     while (!atomic_load_explicit(&e->stop, memory_order_acquire)) {
         if (e->n_dirty == 0) {
+            e->flusher_idle = true;
             engine_timedwait(e, &e->flush_cv, ENGINE_TICK_MS);
+            e->flusher_idle = false;
             continue;
         }
         pthread_mutex_unlock(&e->mu);
@@ -1954,7 +1991,8 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
         }
     }
     e->run_lens = malloc(sizeof *e->run_lens * (ENGINE_MAX_CHUNK + 1));
-    if (!e->run_lens)
+    e->done_slots = malloc(sizeof *e->done_slots * (h->n_slots ? h->n_slots : 1));
+    if (!e->run_lens || !e->done_slots)
         goto fail;
     char err[512];
     e->store = store_open(cfg->data_dir, cfg->max_store_bytes, err, sizeof err);
@@ -2024,6 +2062,7 @@ void engine_destroy(struct engine *e)
     free(e->http);
     free(e->dirty);
     free(e->run_lens);
+    free(e->done_slots);
     sbuf_free(&e->run);
     store_close(e->store);
     pthread_cond_destroy(&e->progress);

@@ -207,6 +207,24 @@ int ring_claim_mail(struct shm *shm, uint32_t w, int32_t pid, uint32_t *idx)
     return 0;
 }
 
+bool ring_poll_ready(struct shm *shm, uint32_t gi, uint32_t w, uint64_t max_ns)
+{
+    struct shm_group *g = shm_group(shm, gi);
+    _Atomic uint64_t *mail = &shm_worker(shm, w)->mail;
+    uint64_t t0 = shm_now_mono_ns();
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&g->head, memory_order_relaxed) <
+                atomic_load_explicit(&g->tail, memory_order_relaxed) ||
+            atomic_load_explicit(mail, memory_order_relaxed))
+            return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if ((i & 63) == 0 && shm_now_mono_ns() - t0 >= max_ns)
+            return false;
+    }
+}
+
 int ring_wait_ready(struct shm *shm, uint32_t gi, uint32_t w, int timeout_ms)
 {
     struct shm_group *g = shm_group(shm, gi);
@@ -247,7 +265,19 @@ void ring_complete(struct shm *shm, uint32_t idx, uint32_t w)
         atomic_compare_exchange_strong_explicit(
             &s->state, &st, ring_state(ring_state_gen(st), w, RING_DONE),
             memory_order_release, memory_order_relaxed);
-    ring_notify_engine(shm);
+    /* Wake the engine only when it has something to do soon: its group's
+     * queue running low (time to refill), or a task it waits for by itself
+     * (export, reduce). While tasks are still queued, the completion of the
+     * last of them will wake it and it collects everything at once: one
+     * wake-up per batch of tiny tasks instead of one per task. The last
+     * completion always sees a short queue (its own claim emptied it or
+     * came after), so no DONE slot waits longer than the queue takes to
+     * drain, nor past the engine's own tick. */
+    struct shm_group *g = shm_group(shm, s->group);
+    uint64_t head = atomic_load_explicit(&g->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&g->tail, memory_order_acquire);
+    if (s->kind != 0 || tail - head <= 2u * g->n_workers)
+        ring_notify_engine(shm);
 }
 
 uint32_t ring_reclaim_worker(struct shm *shm, uint32_t w, int status)

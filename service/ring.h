@@ -218,6 +218,13 @@ int ring_claim(struct shm *shm, uint32_t g, uint32_t w, uint32_t *idx);
 int ring_claim_mail(struct shm *shm, uint32_t w, int32_t pid, uint32_t *idx);
 
 /*
+ * Looks (without sleeping, without a system call) for a task in group g's
+ * queue or worker w's mailbox for at most max_ns. Returns true if one may
+ * be there (claim it: another worker may be faster).
+ */
+bool ring_poll_ready(struct shm *shm, uint32_t g, uint32_t w, uint64_t max_ns);
+
+/*
  * Sleeps until a task may be READY in group g or in worker w's mailbox, at
  * most timeout_ms.
  * Returns 0, -ETIMEDOUT or -EINTR (a signal: check the stop flag).

@@ -198,7 +198,7 @@ static int sup_create_shm(struct sup *s)
         .n_groups = s->n_groups,
         .group_workers = workers,
         .group_names = names,
-        .slots_per_worker = 8,
+        .slots_per_worker = 32,
         .in_cap = cap,
         .out_cap = cap,
     };
