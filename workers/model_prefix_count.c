@@ -146,12 +146,8 @@ static int pc_table_grow(struct pc_table *t)
     return 0;
 }
 
-/* Grows the slots until n more keys fit at most half full. A partial
- * lists its keys in its table's slot order, i.e. sorted by home slot: fed
- * into a smaller table, they would all pile into one growing cluster at its
- * front (every insert probing to the cluster's end: quadratic; a 20-document
- * reduce took minutes). Sized first, the table has at least the partial's
- * slots and the keys spread as they did there. Returns 0, -EFBIG, -ENOMEM. */
+/* Grows the slots until n more keys fit at most half full (see
+ * pc_merge_levels for why). Returns 0, -EFBIG, -ENOMEM. */
 static int pc_table_reserve(struct pc_table *t, size_t n)
 {
     while ((t->used + n) * 2 > ((size_t)1 << t->bits)) {
@@ -591,12 +587,15 @@ static bool pc_leb_get(const unsigned char *p, size_t n, size_t *pos, uint64_t *
     return false;
 }
 
-/* Merges the partial at data[0..n) into t; `declared` is the partial's
- * "entries" (NULL when absent), checked against the header. Returns 0, -EINVAL (malformed,
- * with where it broke in why), -EFBIG or -ENOMEM. On error t may hold part
- * of this partial: reduce throws it away. */
-static int pc_merge_partial(struct pc_table *t, const unsigned char *data, size_t n,
-                            const json_t *declared, char *why, size_t whylen)
+/* Checks the partial at data[0..n) entry by entry and calls fn(arg, entry,
+ * count, key, len) for each (entry: where its header starts); `declared`
+ * is the partial's "entries" (NULL when absent), checked against the
+ * header. Returns 0, -EINVAL (malformed, with where it broke in why), or
+ * what fn returned (non-zero stops the scan). */
+static int pc_partial_scan(const unsigned char *data, size_t n, const json_t *declared,
+                           int (*fn)(void *, const unsigned char *, uint64_t,
+                                     const unsigned char *, uint32_t),
+                           void *arg, char *why, size_t whylen)
 {
     if (n < PC_HEADER || memcmp(data, MODEL_PREFIX_COUNT_MAGIC, 4) != 0) {
         pc_err(why, whylen, "not a prefix_count partial (no \"%s\" header)",
@@ -609,16 +608,6 @@ static int pc_merge_partial(struct pc_table *t, const unsigned char *data, size_
         pc_err(why, whylen, "\"entries\" is %" JSON_INTEGER_FORMAT ", the object holds %" PRIu32,
                json_integer_value(declared), entries);
         return -EINVAL;
-    }
-    /* every entry takes at least 2 header bytes and 1 of prefix: room is
-     * made for no more than the data can hold (a lying header is caught
-     * below, entry by entry) */
-    size_t room = (n - PC_HEADER) / 3;
-    int grown = pc_table_reserve(t, entries < room ? entries : room);
-    if (grown != 0) {
-        pc_err(why, whylen, "%s",
-               grown == -EFBIG ? "the merged counts pass the table's memory cap" : "out of memory");
-        return grown;
     }
     size_t pos = PC_HEADER;
     for (uint32_t e = 0; e < entries; e++) {
@@ -642,12 +631,9 @@ static int pc_merge_partial(struct pc_table *t, const unsigned char *data, size_
                    len, n - pos);
             return -EINVAL;
         }
-        int rc = pc_table_add(t, data + pos, (uint32_t)len, pc_hash(data + pos, len), count);
-        if (rc != 0) {
-            pc_err(why, whylen, "%s",
-                   rc == -EFBIG ? "the merged counts pass the table's memory cap" : "out of memory");
+        int rc = fn ? fn(arg, data + at, count, data + pos, (uint32_t)len) : 0;
+        if (rc != 0)
             return rc;
-        }
         pos += len;
     }
     if (pos != n) {
@@ -655,6 +641,125 @@ static int pc_merge_partial(struct pc_table *t, const unsigned char *data, size_
         return -EINVAL;
     }
     return 0;
+}
+
+/*
+ * The reduce, level by level (the Apriori principle). Every word that has
+ * a prefix of length L also has its prefix of length L-1, so a prefix's
+ * total count is at most its parent's: a prefix can pass the threshold
+ * only if its parent did. The entries of every partial are bucketed by
+ * length; level L merges only the entries whose parent passed at level
+ * L-1, and the merge stops at the first level where nothing passes. For
+ * ordinary documents almost every prefix past a few bytes is counted once
+ * and is never inserted anywhere: the merge works on small tables, not on
+ * one that holds every distinct prefix of the job.
+ */
+struct pc_levels {
+    size_t *per_len;             /* entries of each length (PC_MAX_WORD) */
+    const unsigned char **entry; /* entry headers, bucketed by length */
+    size_t *fill;                /* next free index of each bucket */
+};
+
+static int pc_level_count(void *arg, const unsigned char *entry, uint64_t count,
+                          const unsigned char *key, uint32_t len)
+{
+    (void)entry, (void)count, (void)key;
+    ((struct pc_levels *)arg)->per_len[len]++;
+    return 0;
+}
+
+static int pc_level_fill(void *arg, const unsigned char *entry, uint64_t count,
+                         const unsigned char *key, uint32_t len)
+{
+    struct pc_levels *lv = arg;
+    (void)count, (void)key;
+    lv->entry[lv->fill[len]++] = entry;
+    return 0;
+}
+
+/* Decodes an entry pc_partial_scan has already checked. */
+static void pc_entry_read(const unsigned char *entry, uint64_t *count, const unsigned char **key,
+                          uint32_t *len)
+{
+    size_t pos = 0;
+    uint64_t l = 0;
+    pc_leb_get(entry, 20, &pos, count); /* two LEB128 values of <= 10 bytes */
+    pc_leb_get(entry, 20, &pos, &l);
+    *key = entry + pos;
+    *len = (uint32_t)l;
+}
+
+/* Merges the checked partials data[i] (n[i] bytes, i < k) into `passed`:
+ * the prefixes counted more than threshold times. Returns 0, -EFBIG or
+ * -ENOMEM (why says which). */
+static int pc_merge_levels(const unsigned char *const *data, const size_t *n, size_t k,
+                           uint64_t threshold, struct pc_table *passed, char *why, size_t whylen)
+{
+    struct pc_levels lv = { calloc(PC_MAX_WORD, sizeof(size_t)), NULL,
+                            calloc(PC_MAX_WORD, sizeof(size_t)) };
+    int rc = lv.per_len && lv.fill ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < k; i++)
+        rc = pc_partial_scan(data[i], n[i], NULL, pc_level_count, &lv, why, whylen);
+    size_t total = 0;
+    for (size_t l = 0; rc == 0 && l < PC_MAX_WORD; l++) {
+        lv.fill[l] = total;
+        total += lv.per_len[l];
+    }
+    if (rc == 0 && !(lv.entry = malloc((total ? total : 1) * sizeof *lv.entry)))
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < k; i++)
+        rc = pc_partial_scan(data[i], n[i], NULL, pc_level_fill, &lv, why, whylen);
+    size_t start = 0;
+    for (uint32_t len = 1; rc == 0 && len < PC_MAX_WORD; len++) {
+        size_t end = start + lv.per_len[len];
+        if (end == start)
+            break; /* no prefix this long: none longer either */
+        struct pc_table *level = pc_table_new();
+        if (!level) {
+            rc = -ENOMEM;
+            break;
+        }
+        /* the candidates first: entries whose parent passed (kept in place) */
+        size_t cand = start;
+        for (size_t e = start; e < end; e++) {
+            uint64_t count;
+            const unsigned char *key;
+            uint32_t l;
+            pc_entry_read(lv.entry[e], &count, &key, &l);
+            if (len == 1 || pc_probe(passed, key, len - 1, pc_hash(key, len - 1))->len != 0)
+                lv.entry[cand++] = lv.entry[e];
+        }
+        /* sized first: a partial lists its keys in its table's slot order,
+         * i.e. sorted by home slot, and fed into a smaller table they would
+         * pile into one growing cluster (quadratic: minutes for a job) */
+        rc = pc_table_reserve(level, cand - start);
+        for (size_t e = start; rc == 0 && e < cand; e++) {
+            uint64_t count;
+            const unsigned char *key;
+            uint32_t l;
+            pc_entry_read(lv.entry[e], &count, &key, &l);
+            rc = pc_table_add(level, key, len, pc_hash(key, len), count);
+        }
+        size_t passed_here = 0, slots = (size_t)1 << level->bits;
+        for (size_t i = 0; rc == 0 && i < slots; i++) {
+            const struct pc_entry *en = &level->slots[i];
+            if (en->len == 0 || en->count <= threshold)
+                continue;
+            rc = pc_table_add(passed, level->arena + en->off, en->len, en->hash, en->count);
+            passed_here++;
+        }
+        pc_table_free(level);
+        if (passed_here == 0)
+            break; /* nothing this long passed: nothing longer can */
+        start = end;
+    }
+    if (rc == -EFBIG || rc == -ENOMEM)
+        pc_err(why, whylen, "%s",
+               rc == -EFBIG ? "the merged counts pass the table's memory cap" : "out of memory");
+    free(lv.per_len);
+    free(lv.fill);
+    free(lv.entry);
+    return rc;
 }
 
 /* ---- the model ----------------------------------------------------------- */
@@ -837,8 +942,14 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
                pc_kind(partials));
         return -EINVAL;
     }
+    size_t k = json_array_size(partials);
+    const unsigned char **data = calloc(k ? k : 1, sizeof *data);
+    size_t *sizes = calloc(k ? k : 1, sizeof *sizes);
     struct pc_table *t = pc_table_new();
-    if (!t) {
+    if (!data || !sizes || !t) {
+        free(data);
+        free(sizes);
+        pc_table_free(t);
         pc_err(err, errlen, "prefix_count: out of memory for the counts");
         return -ENOMEM;
     }
@@ -884,14 +995,25 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
             rc = -EINVAL;
             break;
         }
-        rc = pc_merge_partial(t, obj.data, (size_t)obj.bytes, jent, why, sizeof why);
+        /* every partial is checked whole before anything is merged */
+        rc = pc_partial_scan(obj.data, (size_t)obj.bytes, jent, NULL, NULL, why, sizeof why);
         if (rc != 0) {
             pc_err(err, errlen, "prefix_count: partial %zu (object %s): %s", i, obj.id, why);
             break;
         }
+        data[i] = obj.data;
+        sizes[i] = (size_t)obj.bytes;
+    }
+    if (rc == 0) {
+        char why[256] = "";
+        rc = pc_merge_levels(data, sizes, k, sh->threshold, t, why, sizeof why);
+        if (rc != 0)
+            pc_err(err, errlen, "prefix_count: %s", why);
     }
     if (rc == 0)
         rc = pc_result(t, sh->threshold, result, err, errlen);
+    free(data);
+    free(sizes);
     pc_table_free(t);
     return rc;
 }

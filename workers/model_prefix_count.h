@@ -43,6 +43,13 @@
  * field and refuses a malformed partial with an error naming the partial,
  * the entry and the byte offset; it never reads past the object.
  *
+ * A partial is prefix-closed: with a prefix it holds the prefix one byte
+ * shorter, counted at least as often (a word counts all its prefixes).
+ * reduce() relies on it: it merges level by level (prefix length) and only
+ * merges a prefix whose parent passed the threshold (a prefix is never
+ * counted more often than its parent), so the prefixes counted once, most
+ * of any real job's, are never inserted into a table.
+ *
  * Memory: an accumulator is a hash table (open addressing, linear probing,
  * a power-of-two number of slots at most half full, Fibonacci hashing of a
  * FNV-1a hash that is extended byte by byte along a word, so a word's

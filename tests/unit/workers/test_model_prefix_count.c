@@ -770,7 +770,9 @@ static void test_malformed_partials(void **unused)
         size_t n;
         const char *why;
     } cases[] = {
-        {1, "\x01\x02" "ab", 4, NULL}, /* a good one, for contrast */
+        /* a good one, for contrast (a partial holds every prefix's parent:
+         * the reduce merges level by level and relies on it) */
+        {2, "\x01\x01" "a" "\x01\x02" "ab", 7, NULL},
         {2, "\x01\x02" "ab", 4, "entry 1 at byte 12: truncated or overlong header"},
         {1, "\x01\x02" "a", 3, "entry 0 at byte 8: 2 bytes of prefix, 1 left"},
         {1, "\x00\x02" "ab", 4,
@@ -798,7 +800,8 @@ static void test_malformed_partials(void **unused)
         int rc = model_prefix_count.reduce(shared, partials, &result, err, sizeof err);
         if (!cases[i].why) {
             assert_int_equal(rc, 0);
-            json_t *want = parse("{\"threshold\": 0, \"count\": 1, \"prefixes\": ["
+            json_t *want = parse("{\"threshold\": 0, \"count\": 2, \"prefixes\": ["
+                                 "{\"prefix\": \"a\", \"count\": 1}, "
                                  "{\"prefix\": \"ab\", \"count\": 1}]}");
             assert_json_equal(result, want);
             json_decref(want);
