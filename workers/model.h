@@ -148,6 +148,12 @@ struct model_ops {
     void (*acc_free)(void *state, void *acc);
     int (*reduce)(const void *shared, const json_t *partials, json_t **result, char *err,
                   size_t errlen);
+
+    /* Significant digits of the reals in this model's outputs (1..17; 0 =
+     * 17, enough to read back any double exactly). A model whose results
+     * are float32 says 9 (enough for any float32): its outputs are then
+     * about half as long to write, store, send and parse. */
+    uint32_t real_digits;
 };
 
 /* Shared objects name this symbol: `const struct model_ops batchd_model`. */

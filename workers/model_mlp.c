@@ -674,4 +674,5 @@ const struct model_ops model_mlp = {
     .run = mlp_run,
     .fini = mlp_fini,
     .unload = mlp_unload,
+    .real_digits = 9, /* probabilities are float32 */
 };

@@ -93,7 +93,10 @@ struct worker_buf {
     size_t cap;
 };
 
-#define WORKER_JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+/* JSON_REAL_PRECISION of this worker's model (model_ops.real_digits), set
+ * once in worker_main. */
+static size_t worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
+#define WORKER_JSON_FLAGS worker_json_flags
 
 /* Encodes `v` into the buffer. Returns its length, or 0 on failure. */
 static size_t worker_encode(struct worker_buf *b, const json_t *v)
@@ -386,6 +389,8 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
 
     struct shm_worker *me = shm_worker(shm, w);
     uint32_t g = me->group;
+    if (ops->real_digits >= 1 && ops->real_digits <= 17)
+        worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(ops->real_digits);
     void *state = NULL;
     char err[SHM_ERR_LEN] = "";
     uint64_t t0 = shm_now_mono_ns();
