@@ -18,9 +18,8 @@
  *
  * build/mkmlp is found next to $BATCHD_BIN (or at $MKMLP_BIN); it is part
  * of `make`, so a missing one fails the test rather than skipping it.
- * The {"$object"} path through HTTP (POST /v1/objects) is not tested here
- * yet: this batchd has no object store (test_model_mlp covers the model's
- * side with a test host).
+ * Images uploaded once as .npy objects (POST /v1/objects: float32 [n, 784]
+ * and uint8 [n, 28, 28]) are classified through items {"$object": ID}.
  */
 #include "harness.h"
 
@@ -392,6 +391,107 @@ static void test_classify_bf16(void)
     ref_free(&net);
 }
 
+/* A .npy v1.0 of shape (n, rest...) and descr `descr` over `bytes`. */
+static char *npy_make(const char *descr, const char *shape, const void *data, size_t bytes,
+                      size_t *len)
+{
+    char dict[160];
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
+                     descr, shape);
+    size_t header = 10 + (size_t)n + 1;
+    header += (64 - header % 64) % 64;
+    *len = header + bytes;
+    char *b = malloc(*len);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    uint16_t hl = (uint16_t)(header - 10);
+    memcpy(b + 8, &hl, 2);
+    memset(b + 10, ' ', header - 10);
+    memcpy(b + 10, dict, (size_t)n);
+    b[header - 1] = '\n';
+    memcpy(b + header, data, bytes);
+    return b;
+}
+
+static bool upload_npy(struct h_service *s, const char *npy, size_t len, char *id)
+{
+    const char *hdrs[] = {"Content-Type: application/x-npy", NULL};
+    struct h_req req = {.method = "POST", .path = "/v1/objects", .headers = hdrs, .body = npy,
+                        .body_len = len};
+    struct h_resp r;
+    bool ok = h_request(s, &req, &r) == 0 &&
+              CHECKF(r.status == 201, "POST /v1/objects: %ld %s", r.status, r.body);
+    if (ok)
+        snprintf(id, 32, "%s", h_jstr(h_json(&r), "id"));
+    h_resp_free(&r);
+    return ok;
+}
+
+/*
+ * Images uploaded once as objects: a float32 [n, 784] array and a uint8
+ * [n, 28, 28] one (pixels / 255), classified by items {"$object": ID};
+ * a wrong shape and an unknown object are per-item errors.
+ */
+static void test_classify_objects(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/obj.safetensors", h_tmpdir());
+    struct ref_net net;
+    if (!run_mkmlp("784,32,10", "f32", "9", path) || !ref_load(path, &net))
+        return;
+    struct h_service s;
+    enum { N = 40 };
+    static float f32[N][784];
+    static unsigned char u8[N][784];
+    static double x32[N][784], x8[N][784];
+    for (int i = 0; i < N; i++)
+        for (int k = 0; k < 784; k++) {
+            f32[i][k] = (float)pixel();
+            x32[i][k] = f32[i][k];
+            u8[i][k] = (unsigned char)(rng >> 40);
+            x8[i][k] = (float)u8[i][k] / 255.0f;
+        }
+    static float bad[3][5];
+    if (start_mlp(&s, path, NULL) == 0) {
+        size_t l1, l2, l3;
+        char *n1 = npy_make("<f4", "(40, 784)", f32, sizeof f32, &l1);
+        char *n2 = npy_make("|u1", "(40, 28, 28)", u8, sizeof u8, &l2);
+        char *n3 = npy_make("<f4", "(3, 5)", bad, sizeof bad, &l3);
+        char id1[32], id2[32], id3[32];
+        if (upload_npy(&s, n1, l1, id1) && upload_npy(&s, n2, l2, id2) &&
+            upload_npy(&s, n3, l3, id3)) {
+            char body[512], id[32];
+            snprintf(body, sizeof body,
+                     "{\"model\":\"mlp\",\"inputs\":[{\"$object\":\"%s\"},{\"$object\":\"%s\"},"
+                     "{\"$object\":\"%s\"},{\"$object\":\"aaaaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
+                     id1, id2, id3);
+            if (h_submit(&s, "/v1/jobs", "application/json", body, strlen(body), id, 30)) {
+                json_decref(h_wait_job(&s, id, 60));
+                json_t *res = h_fetch_results(&s, id, 4, 10);
+                json_t *o1 = h_jget(res, "0/output"), *o2 = h_jget(res, "1/output");
+                if (CHECKF(json_array_size(o1) == N && json_array_size(o2) == N,
+                           "outputs of %zu and %zu images", json_array_size(o1),
+                           json_array_size(o2)))
+                    for (int i = 0; i < N; i++) {
+                        check_image(json_array_get(o1, (size_t)i), &net, x32[i]);
+                        check_image(json_array_get(o2, (size_t)i), &net, x8[i]);
+                    }
+                const char *e3 = h_jstr(res, "2/error/message");
+                const char *e4 = h_jstr(res, "3/error/message");
+                CHECKF(e3 && strstr(e3, "784"), "wrong shape: %s", e3 ? e3 : "(no error)");
+                CHECKF(e4 && strstr(e4, "not found"), "unknown object: %s",
+                       e4 ? e4 : "(no error)");
+                json_decref(res);
+            }
+        }
+        free(n1);
+        free(n2);
+        free(n3);
+        CHECK_INT(h_service_stop(&s, 15), 0);
+    }
+    h_service_cleanup(&s);
+    ref_free(&net);
+}
+
 /* ---- memory: the weights are shared ----------------------------------------- */
 
 static bool all_workers_ran(struct h_service *s, long long *rss, long long *pss)
@@ -541,6 +641,7 @@ int main(void)
     static const struct h_test tests[] = {
         {"mlp classifies images like the reference (F32, one and several per item)", test_classify},
         {"mlp with BF16 weights", test_classify_bf16},
+        {"mlp over uploaded objects (float32 and uint8)", test_classify_objects},
         {"a ~50 MB weights file is shared by the workers (PSS)", test_shared_weights},
         {"bad weights files: exit 2 naming the tensor", test_bad_files},
     };
