@@ -11,6 +11,7 @@
  * supervisor sees is exactly what a real fault of that kind would show.
  */
 #include "model_chaos.h"
+#include "model_util.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -24,33 +25,6 @@
 #include <unistd.h>
 
 #include <pthread.h>
-
-__attribute__((format(printf, 3, 4)))
-static void chaos_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* The JSON name of a value's type, for error messages. */
-static const char *chaos_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "an unknown value";
-}
 
 /* What an item asks for; the index of its key in chaos_keys. */
 enum chaos_action {
@@ -140,13 +114,13 @@ static int chaos_crash(const json_t *kind, char *err, size_t errlen)
     if (s && strcmp(s, "exit") == 0)
         _exit(1);
     if (s)
-        chaos_err(err, errlen,
+        model_err(err, errlen,
                   "chaos: \"crash\" must be \"segv\", \"abort\" or \"exit\", got \"%.*s\"",
                   model_utf8_prefix(s, 64), s);
     else
-        chaos_err(err, errlen,
+        model_err(err, errlen,
                   "chaos: \"crash\" must be \"segv\", \"abort\" or \"exit\", got %s",
-                  chaos_kind(kind));
+                  model_json_kind(kind));
     return -EINVAL;
 }
 
@@ -159,15 +133,15 @@ static int chaos_millis(const char *key, const json_t *v, long *ms, char *err, s
             *ms = (long)n;
             return 0;
         }
-        chaos_err(err, errlen,
+        model_err(err, errlen,
                   "chaos: \"%s\" must be an integer from 0 to %ld, got %" JSON_INTEGER_FORMAT, key,
                   MODEL_CHAOS_MAX_MS, n);
     } else if (json_is_real(v)) {
-        chaos_err(err, errlen, "chaos: \"%s\" must be an integer from 0 to %ld, got %.17g", key,
+        model_err(err, errlen, "chaos: \"%s\" must be an integer from 0 to %ld, got %.17g", key,
                   MODEL_CHAOS_MAX_MS, json_real_value(v));
     } else {
-        chaos_err(err, errlen, "chaos: \"%s\" must be an integer from 0 to %ld, got %s", key,
-                  MODEL_CHAOS_MAX_MS, chaos_kind(v));
+        model_err(err, errlen, "chaos: \"%s\" must be an integer from 0 to %ld, got %s", key,
+                  MODEL_CHAOS_MAX_MS, model_json_kind(v));
     }
     return -EINVAL;
 }
@@ -226,17 +200,17 @@ static int chaos_load(const struct model_params *params, const struct model_host
     for (size_t i = 0; params && i < params->n; i++) {
         const char *key = params->keys[i], *value = params->values[i];
         if (strcmp(key, "init_fail") != 0) {
-            chaos_err(err, errlen,
+            model_err(err, errlen,
                       "model chaos has no parameter '%.64s' (its only one is init_fail=MESSAGE)",
                       key);
             return -EINVAL;
         }
         if (init_fail) {
-            chaos_err(err, errlen, "model chaos: 'init_fail' given twice");
+            model_err(err, errlen, "model chaos: 'init_fail' given twice");
             return -EINVAL;
         }
         if (!value || !*value) {
-            chaos_err(err, errlen, "model chaos: init_fail needs a non-empty message");
+            model_err(err, errlen, "model chaos: init_fail needs a non-empty message");
             return -EINVAL;
         }
         init_fail = value;
@@ -249,7 +223,7 @@ static int chaos_load(const struct model_params *params, const struct model_host
         cs->init_fail = strdup(init_fail);
     if (!cs || !cs->init_fail) {
         free(cs);
-        chaos_err(err, errlen, "chaos: out of memory");
+        model_err(err, errlen, "chaos: out of memory");
         return -ENOMEM;
     }
     if (shared)
@@ -271,7 +245,7 @@ static int chaos_init(const void *shared, const struct model_host *host, void **
     if (state)
         *state = NULL;
     if (cs && cs->init_fail) {
-        chaos_err(err, errlen, "%s", cs->init_fail);
+        model_err(err, errlen, "%s", cs->init_fail);
         return -EIO;
     }
     return 0;
@@ -290,7 +264,7 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
             if (a == CHAOS_ECHO)
                 continue;
             if (action != CHAOS_ECHO) {
-                chaos_err(err, errlen, "chaos: \"%s\" and \"%s\" cannot be combined",
+                model_err(err, errlen, "chaos: \"%s\" and \"%s\" cannot be combined",
                           chaos_keys[action], key);
                 return -EINVAL;
             }
@@ -311,7 +285,7 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
             continue;
         if (action == CHAOS_SLEEP && strcmp(key, "value") == 0)
             continue;
-        chaos_err(err, errlen, "chaos: unexpected key \"%.*s\" beside \"%s\"",
+        model_err(err, errlen, "chaos: unexpected key \"%.*s\" beside \"%s\"",
                   model_utf8_prefix(key, 64), key, chaos_keys[action]);
         return -EINVAL;
     }
@@ -324,11 +298,11 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
         return chaos_crash(v, err, errlen);
     case CHAOS_FAIL:
         if (!json_is_string(v) || json_string_length(v) == 0) {
-            chaos_err(err, errlen, "chaos: \"fail\" must be a non-empty string, got %s",
-                      json_is_string(v) ? "\"\"" : chaos_kind(v));
+            model_err(err, errlen, "chaos: \"fail\" must be a non-empty string, got %s",
+                      json_is_string(v) ? "\"\"" : model_json_kind(v));
             return -EINVAL;
         }
-        chaos_err(err, errlen, "%s", json_string_value(v));
+        model_err(err, errlen, "%s", json_string_value(v));
         return -EIO;
     case CHAOS_HANG:
         if (chaos_millis("hang_ms", v, &ms, err, errlen) < 0)
@@ -349,7 +323,7 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
         break;
     }
     if (!out) {
-        chaos_err(err, errlen, "chaos: out of memory");
+        model_err(err, errlen, "chaos: out of memory");
         return -ENOMEM;
     }
     *output = out;

@@ -12,6 +12,7 @@
  * object is made, so that a bad item never costs object memory.
  */
 #include "model_convolve2d.h"
+#include "model_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,32 +31,6 @@ struct conv_state {
     const struct model_host *host;
     double filter[CONV_MAX_F * CONV_MAX_F];
 };
-
-__attribute__((format(printf, 3, 4)))
-static void conv_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static const char *conv_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "an unknown value";
-}
 
 /* ---- the kernel ---------------------------------------------------------- */
 
@@ -110,7 +85,7 @@ static int conv_init(const void *shared, const struct model_host *host, void **s
     (void)shared;
     struct conv_state *st = malloc(sizeof *st);
     if (!st) {
-        conv_err(err, errlen, "convolve2d: out of memory for the worker state");
+        model_err(err, errlen, "convolve2d: out of memory for the worker state");
         return -ENOMEM;
     }
     st->host = host;
@@ -130,15 +105,15 @@ static int conv_parse_filter(const json_t *v, double *dst, size_t *fh, size_t *f
                              size_t errlen)
 {
     if (!json_is_array(v) || json_array_size(v) == 0) {
-        conv_err(err, errlen,
+        model_err(err, errlen,
                  "convolve2d: \"filter\" must be a non-empty 2-D array of numbers "
                  "(at most %dx%d), got %s",
-                 CONV_MAX_F, CONV_MAX_F, json_is_array(v) ? "an empty array" : conv_kind(v));
+                 CONV_MAX_F, CONV_MAX_F, json_is_array(v) ? "an empty array" : model_json_kind(v));
         return -EINVAL;
     }
     size_t rows = json_array_size(v);
     if (rows > CONV_MAX_F) {
-        conv_err(err, errlen, "convolve2d: \"filter\" has %zu rows, at most %d are allowed", rows,
+        model_err(err, errlen, "convolve2d: \"filter\" has %zu rows, at most %d are allowed", rows,
                  CONV_MAX_F);
         return -EINVAL;
     }
@@ -146,25 +121,25 @@ static int conv_parse_filter(const json_t *v, double *dst, size_t *fh, size_t *f
     for (size_t a = 0; a < rows; a++) {
         const json_t *row = json_array_get(v, a);
         if (!json_is_array(row)) {
-            conv_err(err, errlen, "convolve2d: \"filter\"[%zu] must be an array of numbers, got %s",
-                     a, conv_kind(row));
+            model_err(err, errlen, "convolve2d: \"filter\"[%zu] must be an array of numbers, got %s",
+                     a, model_json_kind(row));
             return -EINVAL;
         }
         size_t n = json_array_size(row);
         if (a == 0) {
             if (n == 0) {
-                conv_err(err, errlen, "convolve2d: \"filter\"[0] is empty");
+                model_err(err, errlen, "convolve2d: \"filter\"[0] is empty");
                 return -EINVAL;
             }
             if (n > CONV_MAX_F) {
-                conv_err(err, errlen,
+                model_err(err, errlen,
                          "convolve2d: \"filter\" has %zu columns, at most %d are allowed", n,
                          CONV_MAX_F);
                 return -EINVAL;
             }
             cols = n;
         } else if (n != cols) {
-            conv_err(err, errlen,
+            model_err(err, errlen,
                      "convolve2d: \"filter\" is not rectangular: row %zu has %zu values, row 0 "
                      "has %zu",
                      a, n, cols);
@@ -178,13 +153,13 @@ static int conv_parse_filter(const json_t *v, double *dst, size_t *fh, size_t *f
             else if (json_is_real(x))
                 d = json_real_value(x);
             else {
-                conv_err(err, errlen, "convolve2d: \"filter\"[%zu][%zu] is %s, expected a number",
-                         a, b, conv_kind(x));
+                model_err(err, errlen, "convolve2d: \"filter\"[%zu][%zu] is %s, expected a number",
+                         a, b, model_json_kind(x));
                 return -EINVAL;
             }
             /* jansson never parses a NaN, but a caller may build one */
             if (!isfinite(d)) {
-                conv_err(err, errlen, "convolve2d: \"filter\"[%zu][%zu] is not finite", a, b);
+                model_err(err, errlen, "convolve2d: \"filter\"[%zu][%zu] is not finite", a, b);
                 return -EINVAL;
             }
             dst[a * cols + b] = d;
@@ -202,23 +177,23 @@ static int conv_resolve_image(const struct model_host *host, const json_t *v,
     char why[256] = "";
     int rc = host->object_ref(v, img, why, sizeof why);
     if (rc < 0) {
-        conv_err(err, errlen, "convolve2d: \"image\": %s", why[0] ? why : strerror(-rc));
+        model_err(err, errlen, "convolve2d: \"image\": %s", why[0] ? why : strerror(-rc));
         return rc;
     }
     if (rc == 0) {
-        conv_err(err, errlen,
+        model_err(err, errlen,
                  "convolve2d: \"image\" must be an object reference {\"$object\": \"ID\"}, got %s",
-                 conv_kind(v));
+                 model_json_kind(v));
         return -EINVAL;
     }
     const char *dt = model_dtype_name(img->dtype);
     if (img->dtype != MODEL_DTYPE_F64) {
-        conv_err(err, errlen, "convolve2d: \"image\" must be a float64 object, %s is %s", img->id,
+        model_err(err, errlen, "convolve2d: \"image\" must be a float64 object, %s is %s", img->id,
                  dt ? dt : "of an unknown dtype");
         return -EINVAL;
     }
     if (img->ndim != 2) {
-        conv_err(err, errlen, "convolve2d: \"image\" must be a 2-D object, %s has %u dimension%s",
+        model_err(err, errlen, "convolve2d: \"image\" must be a 2-D object, %s has %u dimension%s",
                  img->id, img->ndim, img->ndim == 1 ? "" : "s");
         return -EINVAL;
     }
@@ -226,7 +201,7 @@ static int conv_resolve_image(const struct model_host *host, const json_t *v,
     if (img->shape[0] == 0 || img->shape[1] == 0 ||
         __builtin_mul_overflow(img->shape[0], img->shape[1], &cells) || cells > SIZE_MAX / 8 ||
         img->bytes != cells * 8 || !img->data) {
-        conv_err(err, errlen,
+        model_err(err, errlen,
                  "convolve2d: \"image\" %s has shape [%llu, %llu] (%llu bytes): it must have at "
                  "least one row and one column",
                  img->id, (unsigned long long)img->shape[0], (unsigned long long)img->shape[1],
@@ -247,7 +222,7 @@ static size_t conv_first_nonfinite(const double *v, size_t n)
 
 static int conv_nonfinite_error(size_t k, size_t ow, char *err, size_t errlen)
 {
-    conv_err(err, errlen,
+    model_err(err, errlen,
              "convolve2d: result [%zu][%zu] is not finite (the image holds a NaN or an infinity "
              "there, or the sum overflows a double)",
              k / ow, k % ow);
@@ -277,17 +252,17 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
 {
     struct conv_state *st = state;
     if (!json_is_object(item)) {
-        conv_err(err, errlen,
+        model_err(err, errlen,
                  "convolve2d expects an object {\"image\": {\"$object\": \"ID\"}, \"filter\": "
                  "[[...]], \"output\": \"json\"|\"object\"}, got %s",
-                 conv_kind(item));
+                 model_json_kind(item));
         return -EINVAL;
     }
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)item, key, v) {
         if (strcmp(key, "image") != 0 && strcmp(key, "filter") != 0 && strcmp(key, "output") != 0) {
-            conv_err(err, errlen,
+            model_err(err, errlen,
                      "convolve2d: unexpected key \"%.*s\" (expects \"image\", \"filter\" and "
                      "optionally \"output\")",
                      model_utf8_prefix(key, 64), key);
@@ -298,7 +273,7 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
     const json_t *jfilter = json_object_get(item, "filter");
     const json_t *joutput = json_object_get(item, "output");
     if (!jimage || !jfilter) {
-        conv_err(err, errlen, "convolve2d: missing \"%s\"", jimage ? "filter" : "image");
+        model_err(err, errlen, "convolve2d: missing \"%s\"", jimage ? "filter" : "image");
         return -EINVAL;
     }
     bool as_object = false;
@@ -307,11 +282,11 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
         if (o && strcmp(o, "object") == 0)
             as_object = true;
         else if (!o) {
-            conv_err(err, errlen, "convolve2d: \"output\" must be \"json\" or \"object\", got %s",
-                     conv_kind(joutput));
+            model_err(err, errlen, "convolve2d: \"output\" must be \"json\" or \"object\", got %s",
+                     model_json_kind(joutput));
             return -EINVAL;
         } else if (strcmp(o, "json") != 0) {
-            conv_err(err, errlen,
+            model_err(err, errlen,
                      "convolve2d: \"output\" must be \"json\" or \"object\", got \"%.*s\"",
                      model_utf8_prefix(o, 32), o);
             return -EINVAL;
@@ -322,7 +297,7 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
     if (rc != 0)
         return rc;
     if (!st->host || !st->host->object_ref) {
-        conv_err(err, errlen, "convolve2d: objects are not available in this worker");
+        model_err(err, errlen, "convolve2d: objects are not available in this worker");
         return -ENOTSUP;
     }
     struct model_object img;
@@ -336,13 +311,13 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
      * that fits in memory, but say so rather than trust it */
     size_t n;
     if (__builtin_mul_overflow(oh, ow, &n) || n > SIZE_MAX / sizeof(double)) {
-        conv_err(err, errlen, "convolve2d: the result (%zu x %zu) is too large", oh, ow);
+        model_err(err, errlen, "convolve2d: the result (%zu x %zu) is too large", oh, ow);
         return -EFBIG;
     }
 
     if (as_object) {
         if (!st->host->object_new) {
-            conv_err(err, errlen, "convolve2d: this worker cannot make objects");
+            model_err(err, errlen, "convolve2d: this worker cannot make objects");
             return -ENOTSUP;
         }
         struct model_object res;
@@ -351,7 +326,7 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
         char why[256] = "";
         rc = st->host->object_new(MODEL_DTYPE_F64, 2, shape, &res, &data, why, sizeof why);
         if (rc != 0) {
-            conv_err(err, errlen, "convolve2d: the result object (%zu x %zu float64): %s", oh, ow,
+            model_err(err, errlen, "convolve2d: the result object (%zu x %zu float64): %s", oh, ow,
                      why[0] ? why : strerror(-rc));
             return rc;
         }
@@ -364,7 +339,7 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
                             (json_int_t)ow);
     } else {
         if (n > MODEL_CONVOLVE2D_MAX_JSON_VALUES) {
-            conv_err(err, errlen,
+            model_err(err, errlen,
                      "convolve2d: the result has %zu x %zu values, more than %u for \"output\": "
                      "\"json\"; ask for \"output\": \"object\"",
                      oh, ow, MODEL_CONVOLVE2D_MAX_JSON_VALUES);
@@ -372,7 +347,7 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
         }
         double *out = malloc(n * sizeof *out);
         if (!out) {
-            conv_err(err, errlen, "convolve2d: out of memory for %zu x %zu results", oh, ow);
+            model_err(err, errlen, "convolve2d: out of memory for %zu x %zu results", oh, ow);
             return -ENOMEM;
         }
         model_convolve2d_kernel(img.data, h, w, st->filter, fh, fw, out);
@@ -385,7 +360,7 @@ static int conv_run(void *state, const json_t *item, json_t **output, char *err,
         free(out);
     }
     if (!*output) {
-        conv_err(err, errlen, "convolve2d: out of memory for the result");
+        model_err(err, errlen, "convolve2d: out of memory for the result");
         return -ENOMEM;
     }
     return 0;

@@ -6,6 +6,7 @@
 #include "model_mlp.h"
 
 #include "safetensors.h"
+#include "model_util.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -24,17 +25,6 @@ struct mlp_model {
     float *converted;     /* F16/BF16 (or misaligned F32) as float32; read-only */
     size_t converted_len; /* bytes mapped */
 };
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- loading ------------------------------------------------------------- */
 
@@ -105,7 +95,7 @@ static int check_float(const struct safetensors_tensor *t, char *err, size_t err
 {
     if (t->dtype != SAFETENSORS_F32 && t->dtype != SAFETENSORS_F16 &&
         t->dtype != SAFETENSORS_BF16) {
-        set_err(err, errlen, "tensor \"%s\" is %s; mlp needs F32, F16 or BF16", t->name,
+        model_err(err, errlen, "tensor \"%s\" is %s; mlp needs F32, F16 or BF16", t->name,
                 safetensors_dtype_name(t->dtype));
         return -EINVAL;
     }
@@ -124,14 +114,14 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
         int kind = layer_name(t->name, &i);
         char shown[84];
         if (kind < 0) {
-            set_err(err, errlen,
+            model_err(err, errlen,
                     "tensor \"%s\" is not a layer of an MLP (expected layers.{i}.weight and "
                     "layers.{i}.bias only)",
                     safetensors_shown(t->name, 80, shown, sizeof shown));
             return -EINVAL;
         }
         if (i >= MLP_MAX_LAYERS) {
-            set_err(err, errlen, "tensor \"%s\": mlp supports at most %d layers",
+            model_err(err, errlen, "tensor \"%s\": mlp supports at most %d layers",
                     safetensors_shown(t->name, 80, shown, sizeof shown), MLP_MAX_LAYERS);
             return -EINVAL;
         }
@@ -140,13 +130,13 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
             n_layers = i + 1;
     }
     if (n_layers == 0) {
-        set_err(err, errlen, "the file holds no tensors (expected layers.0.weight ...)");
+        model_err(err, errlen, "the file holds no tensors (expected layers.0.weight ...)");
         return -EINVAL;
     }
     size_t convert_floats = 0;
     for (unsigned long i = 0; i < n_layers; i++) {
         if (!w[i] || !b[i]) {
-            set_err(err, errlen, "tensor \"layers.%lu.%s\" is missing (the file has layers up to %lu)",
+            model_err(err, errlen, "tensor \"layers.%lu.%s\" is missing (the file has layers up to %lu)",
                     i, w[i] ? "bias" : "weight", n_layers - 1);
             return -EINVAL;
         }
@@ -157,7 +147,7 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
             return rc;
         if (w[i]->ndim != 2 || w[i]->shape[0] == 0 || w[i]->shape[1] == 0 ||
             w[i]->shape[0] > MLP_MAX_WIDTH || w[i]->shape[1] > MLP_MAX_WIDTH) {
-            set_err(err, errlen,
+            model_err(err, errlen,
                     "tensor \"%s\" must have shape [out, in], each from 1 to %u (it has %u "
                     "dimensions%s)",
                     w[i]->name, MLP_MAX_WIDTH, w[i]->ndim, w[i]->ndim == 2 ? ", out of range" : "");
@@ -165,12 +155,12 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
         }
         uint32_t out = (uint32_t)w[i]->shape[0], in = (uint32_t)w[i]->shape[1];
         if (b[i]->ndim != 1 || b[i]->shape[0] != out) {
-            set_err(err, errlen, "tensor \"%s\" must have shape [%u] (the out of %s)",
+            model_err(err, errlen, "tensor \"%s\" must have shape [%u] (the out of %s)",
                     b[i]->name, out, w[i]->name);
             return -EINVAL;
         }
         if (i > 0 && in != m->net.layers[i - 1].out) {
-            set_err(err, errlen,
+            model_err(err, errlen,
                     "tensor \"%s\" has shape [%u, %u]: its in (%u) does not match the out of "
                     "layers.%lu.weight (%u); the shapes must chain",
                     w[i]->name, out, in, in, i - 1, m->net.layers[i - 1].out);
@@ -197,7 +187,7 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED) {
             m->converted_len = 0;
-            set_err(err, errlen, "cannot map %zu bytes for the float32 weights: %s",
+            model_err(err, errlen, "cannot map %zu bytes for the float32 weights: %s",
                     convert_floats * sizeof(float), strerror(errno));
             return -ENOMEM;
         }
@@ -219,7 +209,7 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
              * now, once, rather than fail every item. */
             for (uint64_t e = 0; e < pair[k]->numel; e++)
                 if (!isfinite(dst[k][e])) {
-                    set_err(err, errlen, "tensor \"%s\": element %llu is not finite",
+                    model_err(err, errlen, "tensor \"%s\": element %llu is not finite",
                             pair[k]->name, (unsigned long long)e);
                     return -EINVAL;
                 }
@@ -228,7 +218,7 @@ static int build_net(struct mlp_model *m, char *err, size_t errlen)
         m->net.layers[i].bias = dst[1];
     }
     if (m->converted && mprotect(m->converted, m->converted_len, PROT_READ) != 0) {
-        set_err(err, errlen, "mprotect: %s", strerror(errno));
+        model_err(err, errlen, "mprotect: %s", strerror(errno));
         return -errno;
     }
     return 0;
@@ -240,14 +230,14 @@ int mlp_open(const char *path, struct mlp_model **out, char *err, size_t errlen)
     /* A threaded OpenBLAS would already have started its pool in this
      * process (the supervisor), which then must not fork. */
     if (openblas_get_parallel() != 0) {
-        set_err(err, errlen, "the linked OpenBLAS is a threaded build (%s); batchd's supervisor "
+        model_err(err, errlen, "the linked OpenBLAS is a threaded build (%s); batchd's supervisor "
                              "must stay single-threaded: link the serial one (libopenblas0-serial)",
                 openblas_get_config());
         return -ENOTSUP;
     }
     struct mlp_model *m = calloc(1, sizeof *m);
     if (!m) {
-        set_err(err, errlen, "out of memory");
+        model_err(err, errlen, "out of memory");
         return -ENOMEM;
     }
     int rc = safetensors_open(path, &m->st, err, errlen);
@@ -256,7 +246,7 @@ int mlp_open(const char *path, struct mlp_model **out, char *err, size_t errlen)
     char why[384] = "";
     rc = build_net(m, why, sizeof why);
     if (rc) {
-        set_err(err, errlen, "%s: %s", path, why);
+        model_err(err, errlen, "%s: %s", path, why);
         goto fail;
     }
     *out = m;
@@ -352,7 +342,7 @@ static int mlp_load(const struct model_params *params, const struct model_host *
         const char *k = params->keys[i], *v = params->values[i];
         if (strcmp(k, "weights") == 0) {
             if (v[0] == '\0') {
-                set_err(err, errlen, "model mlp: weights= needs a path");
+                model_err(err, errlen, "model mlp: weights= needs a path");
                 return -EINVAL;
             }
             path = v;
@@ -361,20 +351,20 @@ static int mlp_load(const struct model_params *params, const struct model_host *
             errno = 0;
             delay_ms = strtol(v, &end, 10);
             if (errno || end == v || *end || delay_ms < 0 || delay_ms > MLP_MAX_LOAD_DELAY_MS) {
-                set_err(err, errlen,
+                model_err(err, errlen,
                         "model mlp: load_delay_ms must be an integer from 0 to %ld, got '%.32s'",
                         MLP_MAX_LOAD_DELAY_MS, v);
                 return -EINVAL;
             }
         } else {
-            set_err(err, errlen,
+            model_err(err, errlen,
                     "model mlp: unknown parameter '%.64s' (takes weights=PATH, load_delay_ms=N)",
                     k);
             return -EINVAL;
         }
     }
     if (!path) {
-        set_err(err, errlen, "model mlp needs weights=PATH (a .safetensors file; build/mkmlp "
+        model_err(err, errlen, "model mlp needs weights=PATH (a .safetensors file; build/mkmlp "
                              "makes one)");
         return -EINVAL;
     }
@@ -417,7 +407,7 @@ static int mlp_init(const void *shared, const struct model_host *host, void **st
             free(s->work);
             free(s);
         }
-        set_err(err, errlen, "mlp: out of memory for the scratch space");
+        model_err(err, errlen, "mlp: out of memory for the scratch space");
         return -ENOMEM;
     }
     *state = s;
@@ -433,21 +423,6 @@ static void mlp_fini(void *state)
     free(s->probs);
     free(s->work);
     free(s);
-}
-
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "an unknown value";
 }
 
 /* Where the images come from: JSON rows, or an object's float32/uint8 rows. */
@@ -478,26 +453,26 @@ static int fill_row(const struct mlp_source *src, size_t i, uint32_t in, float *
     if (!src->one)
         snprintf(where, sizeof where, "image %zu: ", i);
     if (!json_is_array(img)) {
-        set_err(err, errlen, "mlp: %sexpected an array of %u numbers, got %s", where, in,
-                json_kind(img));
+        model_err(err, errlen, "mlp: %sexpected an array of %u numbers, got %s", where, in,
+                model_json_kind(img));
         return -EINVAL;
     }
     if (json_array_size(img) != in) {
-        set_err(err, errlen, "mlp: %sexpected %u numbers (the network's input size), got %zu",
+        model_err(err, errlen, "mlp: %sexpected %u numbers (the network's input size), got %zu",
                 where, in, json_array_size(img));
         return -EINVAL;
     }
     for (uint32_t e = 0; e < in; e++) {
         const json_t *v = json_array_get(img, e);
         if (!json_is_number(v)) {
-            set_err(err, errlen, "mlp: %selement %u is %s, expected a number", where, e,
-                    json_kind(v));
+            model_err(err, errlen, "mlp: %selement %u is %s, expected a number", where, e,
+                    model_json_kind(v));
             return -EINVAL;
         }
         double d = json_number_value(v);
         dst[e] = (float)d;
         if (!isfinite(dst[e])) {
-            set_err(err, errlen, "mlp: %selement %u (%g) is out of float32's range", where, e, d);
+            model_err(err, errlen, "mlp: %selement %u (%g) is out of float32's range", where, e, d);
             return -EINVAL;
         }
     }
@@ -527,25 +502,25 @@ static int object_source(struct mlp_state *s, const json_t *item, struct model_o
     if (s->host && s->host->object_ref) {
         rc = s->host->object_ref(item, obj, why, sizeof why);
     } else if (json_object_get(item, "$object")) {
-        set_err(err, errlen, "mlp: {\"$object\"} items need the object store, which this "
+        model_err(err, errlen, "mlp: {\"$object\"} items need the object store, which this "
                              "batchd does not have");
         return -ENOTSUP;
     } else {
         rc = 0; /* not a reference */
     }
     if (rc == 0) {
-        set_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, "
+        model_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, "
                              "or {\"$object\": \"ID\"}, got an object",
                 in);
         return -EINVAL;
     }
     if (rc < 0) {
-        set_err(err, errlen, "mlp: %s", why[0] ? why : strerror(-rc));
+        model_err(err, errlen, "mlp: %s", why[0] ? why : strerror(-rc));
         return rc;
     }
     if (obj->dtype != MODEL_DTYPE_F32 && obj->dtype != MODEL_DTYPE_U8) {
         const char *dn = model_dtype_name(obj->dtype);
-        set_err(err, errlen, "mlp: object %s is %s; expected float32 or uint8", obj->id,
+        model_err(err, errlen, "mlp: object %s is %s; expected float32 or uint8", obj->id,
                 dn ? dn : "of an unknown dtype");
         return -EINVAL;
     }
@@ -561,7 +536,7 @@ static int object_source(struct mlp_state *s, const json_t *item, struct model_o
             snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%llu", d ? ", " : "",
                      (unsigned long long)obj->shape[d]);
         snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "]");
-        set_err(err, errlen, "mlp: object %s has shape %s; expected [n, %u] or [n, h, w] with "
+        model_err(err, errlen, "mlp: object %s has shape %s; expected [n, %u] or [n, h, w] with "
                              "h*w = %u, n >= 1",
                 obj->id, shape, in, in);
         return -EINVAL;
@@ -571,7 +546,7 @@ static int object_source(struct mlp_state *s, const json_t *item, struct model_o
     if (__builtin_mul_overflow(obj->shape[0], (uint64_t)in * model_dtype_size(obj->dtype),
                                &bytes) ||
         obj->bytes != bytes || !obj->data) {
-        set_err(err, errlen, "mlp: object %s holds %llu bytes, not what its shape says",
+        model_err(err, errlen, "mlp: object %s holds %llu bytes, not what its shape says",
                 obj->id, (unsigned long long)obj->bytes);
         return -EINVAL;
     }
@@ -599,13 +574,13 @@ static int mlp_run(void *state, const json_t *item, json_t **output, char *err, 
         if (rc)
             return rc;
     } else {
-        set_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, or "
+        model_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, or "
                              "{\"$object\": \"ID\"}, got %s",
-                net->in, json_is_array(item) ? "an empty array" : json_kind(item));
+                net->in, json_is_array(item) ? "an empty array" : model_json_kind(item));
         return -EINVAL;
     }
     if (src.n > MLP_MAX_OUTPUTS / net->out) {
-        set_err(err, errlen, "mlp: %zu images x %u classes is over the %u probabilities one item "
+        model_err(err, errlen, "mlp: %zu images x %u classes is over the %u probabilities one item "
                              "may return; split the item",
                 src.n, net->out, MLP_MAX_OUTPUTS);
         return -E2BIG;
@@ -637,7 +612,7 @@ static int mlp_run(void *state, const json_t *item, json_t **output, char *err, 
                     char where[48] = "";
                     if (!src.one)
                         snprintf(where, sizeof where, "image %zu: ", start + r);
-                    set_err(err, errlen, "mlp: %sthe network's output is not finite (its "
+                    model_err(err, errlen, "mlp: %sthe network's output is not finite (its "
                                          "activations overflow float32 on this input)",
                             where);
                     json_decref(results);
@@ -658,7 +633,7 @@ static int mlp_run(void *state, const json_t *item, json_t **output, char *err, 
     return 0;
 oom:
     json_decref(results);
-    set_err(err, errlen, "mlp: out of memory for the output");
+    model_err(err, errlen, "mlp: out of memory for the output");
     return -ENOMEM;
 }
 

@@ -10,6 +10,7 @@
  */
 #include "model_prefix_count.h"
 #include "utf8.h"
+#include "model_util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,32 +23,6 @@
 #define PC_MAX_WORD MODEL_PREFIX_COUNT_MAX_WORD
 #define PC_MIN_BITS 10u /* 1024 slots to start with */
 #define PC_HEADER 8u    /* magic + u32 entry count */
-
-__attribute__((format(printf, 3, 4)))
-static void pc_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static const char *pc_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "an unknown value";
-}
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -341,17 +316,17 @@ static int pc_word(const json_t *w, size_t i, const char *where, unsigned char *
                                &bad);
         if (n == -1) {
             if (bad == json_string_length(b))
-                pc_err(err, errlen, "prefix_count: %sword %zu: \"base64\" has a bad length (%zu)",
+                model_err(err, errlen, "prefix_count: %sword %zu: \"base64\" has a bad length (%zu)",
                        where, i, bad);
             else
-                pc_err(err, errlen,
+                model_err(err, errlen,
                        "prefix_count: %sword %zu: \"base64\" has a character outside the "
                        "base64 alphabet at offset %zu",
                        where, i, bad);
             return -EINVAL;
         }
         if (n == -2) {
-            pc_err(err, errlen, "prefix_count: %sword %zu is longer than %d bytes", where, i,
+            model_err(err, errlen, "prefix_count: %sword %zu is longer than %d bytes", where, i,
                    PC_MAX_WORD);
             return -EINVAL;
         }
@@ -359,13 +334,13 @@ static int pc_word(const json_t *w, size_t i, const char *where, unsigned char *
         *len = (size_t)n;
         return 0;
     } else {
-        pc_err(err, errlen,
+        model_err(err, errlen,
                "prefix_count: %sword %zu is %s, expected a string or {\"base64\": \"...\"}",
-               where, i, pc_kind(w));
+               where, i, model_json_kind(w));
         return -EINVAL;
     }
     if (*len > PC_MAX_WORD) {
-        pc_err(err, errlen, "prefix_count: %sword %zu is longer than %d bytes (%zu)", where, i,
+        model_err(err, errlen, "prefix_count: %sword %zu is longer than %d bytes (%zu)", where, i,
                PC_MAX_WORD, *len);
         return -EINVAL;
     }
@@ -394,10 +369,10 @@ static int pc_count_document(struct pc_table *t, const json_t *doc, const char *
     const unsigned char *s;
     size_t len;
     if (!json_is_array(doc)) {
-        pc_err(err, errlen,
+        model_err(err, errlen,
                "prefix_count: %sexpected an array of words (strings or {\"base64\": \"...\"}), "
                "got %s",
-               where, pc_kind(doc));
+               where, model_json_kind(doc));
         return -EINVAL;
     }
     size_t n = json_array_size(doc);
@@ -424,11 +399,11 @@ static int pc_count_document(struct pc_table *t, const json_t *doc, const char *
                 pc_unapply(t, s, len > 1 ? len - 1 : 0);
             }
             if (rc == -EFBIG)
-                pc_err(err, errlen,
+                model_err(err, errlen,
                        "prefix_count: %sthe counts would take more than %llu MiB in this worker",
                        where, MODEL_PREFIX_COUNT_MAX_TABLE_BYTES >> 20);
             else
-                pc_err(err, errlen, "prefix_count: %sout of memory for the counts", where);
+                model_err(err, errlen, "prefix_count: %sout of memory for the counts", where);
             return rc;
         }
     }
@@ -510,7 +485,7 @@ static int pc_result(const struct pc_table *t, uint64_t threshold, json_t **resu
 oom:
     json_decref(list);
     free(picks);
-    pc_err(err, errlen, "prefix_count: out of memory for the result");
+    model_err(err, errlen, "prefix_count: out of memory for the result");
     return -ENOMEM;
 }
 
@@ -518,13 +493,13 @@ int model_prefix_count_serial(const json_t *documents, uint64_t threshold, json_
                               char *err, size_t errlen)
 {
     if (!json_is_array(documents)) {
-        pc_err(err, errlen, "prefix_count: expected an array of documents, got %s",
-               pc_kind(documents));
+        model_err(err, errlen, "prefix_count: expected an array of documents, got %s",
+               model_json_kind(documents));
         return -EINVAL;
     }
     struct pc_table *t = pc_table_new();
     if (!t) {
-        pc_err(err, errlen, "prefix_count: out of memory for the counts");
+        model_err(err, errlen, "prefix_count: out of memory for the counts");
         return -ENOMEM;
     }
     int rc = 0;
@@ -598,14 +573,14 @@ static int pc_partial_scan(const unsigned char *data, size_t n, const json_t *de
                            void *arg, char *why, size_t whylen)
 {
     if (n < PC_HEADER || memcmp(data, MODEL_PREFIX_COUNT_MAGIC, 4) != 0) {
-        pc_err(why, whylen, "not a prefix_count partial (no \"%s\" header)",
+        model_err(why, whylen, "not a prefix_count partial (no \"%s\" header)",
                MODEL_PREFIX_COUNT_MAGIC);
         return -EINVAL;
     }
     uint32_t entries = (uint32_t)data[4] | (uint32_t)data[5] << 8 | (uint32_t)data[6] << 16 |
                        (uint32_t)data[7] << 24;
     if (declared && json_integer_value(declared) != (json_int_t)entries) {
-        pc_err(why, whylen, "\"entries\" is %" JSON_INTEGER_FORMAT ", the object holds %" PRIu32,
+        model_err(why, whylen, "\"entries\" is %" JSON_INTEGER_FORMAT ", the object holds %" PRIu32,
                json_integer_value(declared), entries);
         return -EINVAL;
     }
@@ -614,19 +589,19 @@ static int pc_partial_scan(const unsigned char *data, size_t n, const json_t *de
         size_t at = pos;
         uint64_t count, len;
         if (!pc_leb_get(data, n, &pos, &count) || !pc_leb_get(data, n, &pos, &len)) {
-            pc_err(why, whylen, "entry %" PRIu32 " at byte %zu: truncated or overlong header", e,
+            model_err(why, whylen, "entry %" PRIu32 " at byte %zu: truncated or overlong header", e,
                    at);
             return -EINVAL;
         }
         if (count == 0 || len == 0 || len >= PC_MAX_WORD) {
-            pc_err(why, whylen,
+            model_err(why, whylen,
                    "entry %" PRIu32 " at byte %zu: count %" PRIu64 ", length %" PRIu64
                    " (expected a count >= 1 and a length from 1 to %d)",
                    e, at, count, len, PC_MAX_WORD - 1);
             return -EINVAL;
         }
         if (len > n - pos) {
-            pc_err(why, whylen,
+            model_err(why, whylen,
                    "entry %" PRIu32 " at byte %zu: %" PRIu64 " bytes of prefix, %zu left", e, at,
                    len, n - pos);
             return -EINVAL;
@@ -637,7 +612,7 @@ static int pc_partial_scan(const unsigned char *data, size_t n, const json_t *de
         pos += len;
     }
     if (pos != n) {
-        pc_err(why, whylen, "%zu bytes after the last of %" PRIu32 " entries", n - pos, entries);
+        model_err(why, whylen, "%zu bytes after the last of %" PRIu32 " entries", n - pos, entries);
         return -EINVAL;
     }
     return 0;
@@ -754,7 +729,7 @@ static int pc_merge_levels(const unsigned char *const *data, const size_t *n, si
         start = end;
     }
     if (rc == -EFBIG || rc == -ENOMEM)
-        pc_err(why, whylen, "%s",
+        model_err(why, whylen, "%s",
                rc == -EFBIG ? "the merged counts pass the table's memory cap" : "out of memory");
     free(lv.per_len);
     free(lv.fill);
@@ -786,12 +761,12 @@ static int pc_load(const struct model_params *params, const struct model_host *h
     for (size_t i = 0; params && i < params->n; i++) {
         const char *k = params->keys[i], *v = params->values[i];
         if (strcmp(k, "threshold") != 0) {
-            pc_err(err, errlen,
+            model_err(err, errlen,
                    "model prefix_count has no parameter '%s' (its only one is threshold=N)", k);
             return -EINVAL;
         }
         if (seen) {
-            pc_err(err, errlen, "model prefix_count: threshold is given twice");
+            model_err(err, errlen, "model prefix_count: threshold is given twice");
             return -EINVAL;
         }
         seen = true;
@@ -799,7 +774,7 @@ static int pc_load(const struct model_params *params, const struct model_host *h
         errno = 0;
         unsigned long long t = strtoull(v, &end, 10);
         if (!v[0] || v[0] < '0' || v[0] > '9' || *end || errno || t > INT64_MAX) {
-            pc_err(err, errlen,
+            model_err(err, errlen,
                    "model prefix_count: threshold must be an integer from 0 to %lld, got '%s'",
                    (long long)INT64_MAX, v);
             return -EINVAL;
@@ -808,7 +783,7 @@ static int pc_load(const struct model_params *params, const struct model_host *h
     }
     struct pc_shared *sh = malloc(sizeof *sh);
     if (!sh) {
-        pc_err(err, errlen, "model prefix_count: out of memory");
+        model_err(err, errlen, "model prefix_count: out of memory");
         return -ENOMEM;
     }
     sh->load_host = host;
@@ -828,7 +803,7 @@ static int pc_init(const void *shared, const struct model_host *host, void **sta
 {
     struct pc_state *st = malloc(sizeof *st);
     if (!st) {
-        pc_err(err, errlen, "prefix_count: out of memory for the worker state");
+        model_err(err, errlen, "prefix_count: out of memory for the worker state");
         return -ENOMEM;
     }
     st->host = host;
@@ -852,7 +827,7 @@ static int pc_acc_run(void *state, void **acc, const json_t *item, json_t **outp
     if (!*acc) {
         *acc = pc_table_new();
         if (!*acc) {
-            pc_err(err, errlen, "prefix_count: out of memory for the counts");
+            model_err(err, errlen, "prefix_count: out of memory for the counts");
             return -ENOMEM;
         }
     }
@@ -863,7 +838,7 @@ static int pc_acc_run(void *state, void **acc, const json_t *item, json_t **outp
     *output = json_pack("{s:I, s:I}", "words", (json_int_t)words, "prefixes",
                         (json_int_t)prefixes);
     if (!*output) {
-        pc_err(err, errlen, "prefix_count: out of memory for the result");
+        model_err(err, errlen, "prefix_count: out of memory for the result");
         return -ENOMEM;
     }
     return 0;
@@ -874,7 +849,7 @@ static int pc_acc_export(void *state, void *acc, json_t **partial, char *err, si
     const struct pc_state *st = state;
     const struct pc_table *t = acc;
     if (!st || !st->host || !st->host->object_new) {
-        pc_err(err, errlen, "prefix_count: this worker cannot make objects for its partial");
+        model_err(err, errlen, "prefix_count: this worker cannot make objects for its partial");
         return -ENOTSUP;
     }
     /* sized first, so the object is exactly the partial */
@@ -893,7 +868,7 @@ static int pc_acc_export(void *state, void *acc, json_t **partial, char *err, si
     char why[256] = "";
     int rc = st->host->object_new(MODEL_DTYPE_U8, 1, shape, &obj, &data, why, sizeof why);
     if (rc != 0) {
-        pc_err(err, errlen, "prefix_count: the partial (%zu bytes): %s", bytes,
+        model_err(err, errlen, "prefix_count: the partial (%zu bytes): %s", bytes,
                why[0] ? why : strerror(-rc));
         return rc;
     }
@@ -915,7 +890,7 @@ static int pc_acc_export(void *state, void *acc, json_t **partial, char *err, si
     }
     *partial = json_pack("{s:s, s:I}", "$object", obj.id, "entries", (json_int_t)entries);
     if (!*partial) {
-        pc_err(err, errlen, "prefix_count: out of memory for the partial");
+        model_err(err, errlen, "prefix_count: out of memory for the partial");
         return -ENOMEM;
     }
     return 0;
@@ -934,12 +909,12 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
     const struct model_host *host = sh ? (sh->worker_host ? sh->worker_host : sh->load_host)
                                        : NULL;
     if (!host || !host->object_ref) {
-        pc_err(err, errlen, "prefix_count: objects are not available to reduce the partials");
+        model_err(err, errlen, "prefix_count: objects are not available to reduce the partials");
         return -ENOTSUP;
     }
     if (!json_is_array(partials)) {
-        pc_err(err, errlen, "prefix_count: the partials must be an array, got %s",
-               pc_kind(partials));
+        model_err(err, errlen, "prefix_count: the partials must be an array, got %s",
+               model_json_kind(partials));
         return -EINVAL;
     }
     size_t k = json_array_size(partials);
@@ -950,7 +925,7 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         free(data);
         free(sizes);
         pc_table_free(t);
-        pc_err(err, errlen, "prefix_count: out of memory for the counts");
+        model_err(err, errlen, "prefix_count: out of memory for the counts");
         return -ENOMEM;
     }
     int rc = 0;
@@ -960,17 +935,17 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         const char *id = json_string_value(json_object_get(p, "$object"));
         const json_t *jent = json_object_get(p, "entries");
         if (!json_is_object(p) || !id || (jent && !json_is_integer(jent))) {
-            pc_err(err, errlen,
+            model_err(err, errlen,
                    "prefix_count: partial %zu must be {\"$object\": \"ID\", \"entries\": n}, "
                    "got %s",
-                   i, pc_kind(p));
+                   i, model_json_kind(p));
             rc = -EINVAL;
             break;
         }
         /* a bare reference: the host need not know about "entries" */
         json_t *ref = json_pack("{s:s}", "$object", id);
         if (!ref) {
-            pc_err(err, errlen, "prefix_count: out of memory");
+            model_err(err, errlen, "prefix_count: out of memory");
             rc = -ENOMEM;
             break;
         }
@@ -979,7 +954,7 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         rc = host->object_ref(ref, &obj, why, sizeof why);
         json_decref(ref);
         if (rc <= 0) {
-            pc_err(err, errlen, "prefix_count: partial %zu (object %.*s): %s", i,
+            model_err(err, errlen, "prefix_count: partial %zu (object %.*s): %s", i,
                    model_utf8_prefix(id, MODEL_OBJECT_ID_LEN), id,
                    why[0] ? why : rc ? strerror(-rc) : "not an object reference");
             rc = rc ? rc : -EINVAL;
@@ -987,7 +962,7 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         }
         if (obj.dtype != MODEL_DTYPE_U8 || obj.ndim != 1 || obj.bytes != obj.shape[0] ||
             (obj.bytes && !obj.data)) {
-            pc_err(err, errlen,
+            model_err(err, errlen,
                    "prefix_count: partial %zu (object %s) must be a 1-D uint8 object, it is %s "
                    "with %u dimension%s",
                    i, obj.id, model_dtype_name(obj.dtype) ? model_dtype_name(obj.dtype) : "?",
@@ -998,7 +973,7 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         /* every partial is checked whole before anything is merged */
         rc = pc_partial_scan(obj.data, (size_t)obj.bytes, jent, NULL, NULL, why, sizeof why);
         if (rc != 0) {
-            pc_err(err, errlen, "prefix_count: partial %zu (object %s): %s", i, obj.id, why);
+            model_err(err, errlen, "prefix_count: partial %zu (object %s): %s", i, obj.id, why);
             break;
         }
         data[i] = obj.data;
@@ -1008,7 +983,7 @@ static int pc_reduce(const void *shared, const json_t *partials, json_t **result
         char why[256] = "";
         rc = pc_merge_levels(data, sizes, k, sh->threshold, t, why, sizeof why);
         if (rc != 0)
-            pc_err(err, errlen, "prefix_count: %s", why);
+            model_err(err, errlen, "prefix_count: %s", why);
     }
     if (rc == 0)
         rc = pc_result(t, sh->threshold, result, err, errlen);

@@ -25,6 +25,7 @@
 #include "model_prefix_count.h"
 #include "model_mlp.h"
 #include "models_builtin.h"
+#include "model_util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -32,17 +33,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 int model_utf8_prefix(const char *s, size_t max)
 {
@@ -57,28 +47,12 @@ int model_utf8_prefix(const char *s, size_t max)
     return (int)n;
 }
 
-/* The JSON name of a value's type, for error messages. */
-static const char *json_kind(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "an unknown value";
-}
-
 int model_params_none(const char *model, const struct model_params *params, char *err,
                       size_t errlen)
 {
     if (!params || params->n == 0)
         return 0;
-    set_err(err, errlen, "model %s takes no parameter '%s'", model ? model : "?",
+    model_err(err, errlen, "model %s takes no parameter '%s'", model ? model : "?",
             params->keys && params->keys[0] ? params->keys[0] : "?");
     return -EINVAL;
 }
@@ -87,12 +61,12 @@ int model_params_none(const char *model, const struct model_params *params, char
 static int real_output(const char *model, double v, json_t **output, char *err, size_t errlen)
 {
     if (!isfinite(v)) {
-        set_err(err, errlen, "%s: the result overflows a double", model);
+        model_err(err, errlen, "%s: the result overflows a double", model);
         return -ERANGE;
     }
     *output = json_real(v);
     if (!*output) {
-        set_err(err, errlen, "%s: out of memory", model);
+        model_err(err, errlen, "%s: out of memory", model);
         return -ENOMEM;
     }
     return 0;
@@ -103,7 +77,7 @@ static int integer_output(const char *model, json_int_t v, json_t **output, char
 {
     *output = json_integer(v);
     if (!*output) {
-        set_err(err, errlen, "%s: out of memory", model);
+        model_err(err, errlen, "%s: out of memory", model);
         return -ENOMEM;
     }
     return 0;
@@ -153,7 +127,7 @@ static int square_run(void *state, const json_t *item, json_t **output, char *er
         double x = json_real_value(item);
         return real_output("square", x * x, output, err, errlen);
     }
-    set_err(err, errlen, "square expects a number, got %s", json_kind(item));
+    model_err(err, errlen, "square expects a number, got %s", model_json_kind(item));
     return -EINVAL;
 }
 
@@ -173,7 +147,7 @@ static int sum_squares_run(void *state, const json_t *item, json_t **output, cha
 {
     (void)state;
     if (!json_is_array(item)) {
-        set_err(err, errlen, "sum_squares expects an array of numbers, got %s", json_kind(item));
+        model_err(err, errlen, "sum_squares expects an array of numbers, got %s", model_json_kind(item));
         return -EINVAL;
     }
     /* Both sums are kept: the integer one is the answer while every element
@@ -195,8 +169,8 @@ static int sum_squares_run(void *state, const json_t *item, json_t **output, cha
             exact = false;
             rsum += x * x;
         } else {
-            set_err(err, errlen, "sum_squares: element %zu is %s, expected a number", i,
-                    json_kind(v));
+            model_err(err, errlen, "sum_squares: element %zu is %s, expected a number", i,
+                    model_json_kind(v));
             return -EINVAL;
         }
     }
@@ -232,7 +206,7 @@ static int exp_sinh_run(void *state, const json_t *item, json_t **output, char *
 {
     (void)state;
     if (!json_is_object(item)) {
-        set_err(err, errlen, "exp_sinh expects an object {\"n\": N}, got %s", json_kind(item));
+        model_err(err, errlen, "exp_sinh expects an object {\"n\": N}, got %s", model_json_kind(item));
         return -EINVAL;
     }
     const char *key;
@@ -241,29 +215,29 @@ static int exp_sinh_run(void *state, const json_t *item, json_t **output, char *
      * something other than what the client meant. */
     json_object_foreach((json_t *)item, key, v) {
         if (strcmp(key, "n") != 0) {
-            set_err(err, errlen, "exp_sinh: unexpected key \"%.*s\" (expects {\"n\": N})",
+            model_err(err, errlen, "exp_sinh: unexpected key \"%.*s\" (expects {\"n\": N})",
                     model_utf8_prefix(key, 64), key);
             return -EINVAL;
         }
     }
     v = json_object_get(item, "n");
     if (!v) {
-        set_err(err, errlen, "exp_sinh: missing \"n\" (expects {\"n\": N})");
+        model_err(err, errlen, "exp_sinh: missing \"n\" (expects {\"n\": N})");
         return -EINVAL;
     }
     if (json_is_real(v)) {
-        set_err(err, errlen, "exp_sinh: \"n\" must be an integer from 1 to %ld, got %.17g",
+        model_err(err, errlen, "exp_sinh: \"n\" must be an integer from 1 to %ld, got %.17g",
                 MODEL_EXP_SINH_MAX_N, json_real_value(v));
         return -EINVAL;
     }
     if (!json_is_integer(v)) {
-        set_err(err, errlen, "exp_sinh: \"n\" must be an integer from 1 to %ld, got %s",
-                MODEL_EXP_SINH_MAX_N, json_kind(v));
+        model_err(err, errlen, "exp_sinh: \"n\" must be an integer from 1 to %ld, got %s",
+                MODEL_EXP_SINH_MAX_N, model_json_kind(v));
         return -EINVAL;
     }
     json_int_t n = json_integer_value(v);
     if (n < 1 || n > MODEL_EXP_SINH_MAX_N) {
-        set_err(err, errlen,
+        model_err(err, errlen,
                 "exp_sinh: \"n\" must be an integer from 1 to %ld, got %" JSON_INTEGER_FORMAT,
                 MODEL_EXP_SINH_MAX_N, n);
         return -EINVAL;

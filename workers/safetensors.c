@@ -6,6 +6,7 @@
 #include "safetensors.h"
 
 #include "model.h"
+#include "model_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,17 +20,6 @@
 
 /* Tensor names are quoted in messages up to this many bytes. */
 #define NAME_MAX_SHOWN 80
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const struct {
     const char *name;
@@ -129,7 +119,7 @@ static int parse_tensor(const char *name, const json_t *v, uint64_t data_len,
     do {                                                                                 \
         char msg_[160];                                                                  \
         snprintf(msg_, sizeof msg_, __VA_ARGS__);                                        \
-        set_err(err, errlen, "tensor \"%s\": %s", shown, msg_);                          \
+        model_err(err, errlen, "tensor \"%s\": %s", shown, msg_);                          \
         return -EINVAL;                                                                  \
     } while (0)
 
@@ -220,7 +210,7 @@ static int check_tiling(const struct safetensors *st, char *err, size_t errlen)
 {
     if (st->n == 0) {
         if (st->data_len != 0) {
-            set_err(err, errlen, "no tensors, but %llu bytes of data follow the header",
+            model_err(err, errlen, "no tensors, but %llu bytes of data follow the header",
                     (unsigned long long)st->data_len);
             return -EINVAL;
         }
@@ -228,7 +218,7 @@ static int check_tiling(const struct safetensors *st, char *err, size_t errlen)
     }
     const struct safetensors_tensor **by = malloc(st->n * sizeof *by);
     if (!by) {
-        set_err(err, errlen, "out of memory");
+        model_err(err, errlen, "out of memory");
         return -ENOMEM;
     }
     for (size_t i = 0; i < st->n; i++)
@@ -242,14 +232,14 @@ static int check_tiling(const struct safetensors *st, char *err, size_t errlen)
         char tn[NAME_MAX_SHOWN + 4], pn[NAME_MAX_SHOWN + 4];
         safetensors_shown(t->name, NAME_MAX_SHOWN, tn, sizeof tn);
         if (t->begin < at) {
-            set_err(err, errlen,
+            model_err(err, errlen,
                     "tensor \"%s\": data_offsets [%llu, %llu] overlap tensor \"%s\" "
                     "[%llu, %llu]",
                     tn, (unsigned long long)t->begin, (unsigned long long)t->end,
                     safetensors_shown(prev->name, NAME_MAX_SHOWN, pn, sizeof pn), (unsigned long long)prev->begin, (unsigned long long)prev->end);
             rc = -EINVAL;
         } else if (t->begin > at) {
-            set_err(err, errlen,
+            model_err(err, errlen,
                     "tensor \"%s\": data_offsets [%llu, %llu] leave bytes %llu..%llu of the "
                     "data area unused (tensors must be contiguous)",
                     tn, (unsigned long long)t->begin, (unsigned long long)t->end,
@@ -261,7 +251,7 @@ static int check_tiling(const struct safetensors *st, char *err, size_t errlen)
     }
     if (rc == 0 && at != st->data_len) {
         char pn[NAME_MAX_SHOWN + 4];
-        set_err(err, errlen,
+        model_err(err, errlen,
                 "%llu bytes follow the last tensor (\"%s\" ends at %llu, the data area is "
                 "%llu bytes)",
                 (unsigned long long)(st->data_len - at),
@@ -279,26 +269,26 @@ int safetensors_parse(const void *buf, size_t len, struct safetensors *st, char 
     memset(st, 0, sizeof *st);
     const uint8_t *p = buf;
     if (len < 8) {
-        set_err(err, errlen, "file is %zu bytes, too short for the 8-byte header length", len);
+        model_err(err, errlen, "file is %zu bytes, too short for the 8-byte header length", len);
         return -EINVAL;
     }
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | p[i];
     if (hlen > len - 8) {
-        set_err(err, errlen,
+        model_err(err, errlen,
                 "header length %llu runs past the end of the file (%zu bytes follow the "
                 "length)",
                 (unsigned long long)hlen, len - 8);
         return -EINVAL;
     }
     if (hlen > SAFETENSORS_MAX_HEADER) {
-        set_err(err, errlen, "header length %llu is over the limit of %u bytes",
+        model_err(err, errlen, "header length %llu is over the limit of %u bytes",
                 (unsigned long long)hlen, SAFETENSORS_MAX_HEADER);
         return -EINVAL;
     }
     if (hlen < 2 || p[8] != '{') {
-        set_err(err, errlen, "header (%llu bytes) does not start with a JSON object",
+        model_err(err, errlen, "header (%llu bytes) does not start with a JSON object",
                 (unsigned long long)hlen);
         return -EINVAL;
     }
@@ -308,12 +298,12 @@ int safetensors_parse(const void *buf, size_t len, struct safetensors *st, char 
         char text[JSON_ERROR_TEXT_LENGTH];
         snprintf(text, sizeof text, "%s", jerr.text);
         ascii_only(text);
-        set_err(err, errlen, "header is not valid JSON: %s (line %d, column %d)", text,
+        model_err(err, errlen, "header is not valid JSON: %s (line %d, column %d)", text,
                 jerr.line, jerr.column);
         return -EINVAL;
     }
     if (!json_is_object(root)) {
-        set_err(err, errlen, "header is not a JSON object");
+        model_err(err, errlen, "header is not a JSON object");
         json_decref(root);
         return -EINVAL;
     }
@@ -324,7 +314,7 @@ int safetensors_parse(const void *buf, size_t len, struct safetensors *st, char 
     size_t cap = json_object_size(root);
     st->tensors = calloc(cap ? cap : 1, sizeof *st->tensors);
     if (!st->tensors) {
-        set_err(err, errlen, "out of memory");
+        model_err(err, errlen, "out of memory");
         safetensors_close(st);
         return -ENOMEM;
     }
@@ -334,7 +324,7 @@ int safetensors_parse(const void *buf, size_t len, struct safetensors *st, char 
     json_object_foreach(root, key, v) {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(v)) {
-                set_err(err, errlen, "\"__metadata__\" is not an object");
+                model_err(err, errlen, "\"__metadata__\" is not an object");
                 rc = -EINVAL;
                 break;
             }
@@ -343,7 +333,7 @@ int safetensors_parse(const void *buf, size_t len, struct safetensors *st, char 
             json_object_foreach(v, mk, mv) {
                 if (!json_is_string(mv)) {
                     char kn[NAME_MAX_SHOWN + 4];
-                    set_err(err, errlen, "\"__metadata__\": the value of \"%s\" is not a string",
+                    model_err(err, errlen, "\"__metadata__\": the value of \"%s\" is not a string",
                             safetensors_shown(mk, NAME_MAX_SHOWN, kn, sizeof kn));
                     rc = -EINVAL;
                     break;
@@ -376,18 +366,18 @@ int safetensors_open(const char *path, struct safetensors *st, char *err, size_t
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "%s: %s", path, strerror(e));
+        model_err(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         int e = errno;
-        set_err(err, errlen, "%s: %s", path, strerror(e));
+        model_err(err, errlen, "%s: %s", path, strerror(e));
         close(fd);
         return -e;
     }
     if (!S_ISREG(sb.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        model_err(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -EINVAL;
     }
@@ -398,7 +388,7 @@ int safetensors_open(const char *path, struct safetensors *st, char *err, size_t
         map = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
         if (map == MAP_FAILED) {
             int e = errno;
-            set_err(err, errlen, "%s: mmap: %s", path, strerror(e));
+            model_err(err, errlen, "%s: mmap: %s", path, strerror(e));
             close(fd);
             return -e;
         }
@@ -407,7 +397,7 @@ int safetensors_open(const char *path, struct safetensors *st, char *err, size_t
     char why[512] = "";
     int rc = safetensors_parse(map ? map : "", len, st, why, sizeof why);
     if (rc) {
-        set_err(err, errlen, "%s: %s", path, why);
+        model_err(err, errlen, "%s: %s", path, why);
         if (map)
             munmap(map, len);
         return rc;
