@@ -184,21 +184,23 @@ static int qvalue_parse(const char *s, size_t n)
     return q > 1000 ? 1000 : q;
 }
 
-bool api_accept_wants_ndjson(const char *accept)
+/* True when Accept lists `want` with q > 0 and at least the q of `other`
+ * (the default the resource would otherwise be sent as). */
+static bool accept_prefers(const char *accept, const char *want, const char *other)
 {
     if (!accept)
         return false;
-    int q_ndjson = -1, q_json = -1;
+    int q_want = -1, q_other = -1;
     const char *p = accept;
     while (*p) {
         struct media m;
         if (media_parse(&p, &m) == 0) {
             const struct media_param *qp = media_param_find(&m, "q");
             int q = qp ? qvalue_parse(qp->value, qp->value_len) : 1000;
-            if (span_eq(m.type, m.type_len, "application/x-ndjson") && q > q_ndjson)
-                q_ndjson = q;
-            else if (span_eq(m.type, m.type_len, "application/json") && q > q_json)
-                q_json = q;
+            if (span_eq(m.type, m.type_len, want) && q > q_want)
+                q_want = q;
+            else if (span_eq(m.type, m.type_len, other) && q > q_other)
+                q_other = q;
         } else {
             /* skip an element we cannot read rather than refuse the request */
             while (*p && *p != ',')
@@ -207,32 +209,17 @@ bool api_accept_wants_ndjson(const char *accept)
         while (*p == ',' || *p == ' ' || *p == '\t')
             p++;
     }
-    return q_ndjson > 0 && q_ndjson >= q_json;
+    return q_want > 0 && q_want >= q_other;
+}
+
+bool api_accept_wants_ndjson(const char *accept)
+{
+    return accept_prefers(accept, "application/x-ndjson", "application/json");
 }
 
 bool api_accept_wants_npy(const char *accept)
 {
-    if (!accept)
-        return false;
-    int q_npy = -1, q_raw = -1;
-    const char *p = accept;
-    while (*p) {
-        struct media m;
-        if (media_parse(&p, &m) == 0) {
-            const struct media_param *qp = media_param_find(&m, "q");
-            int q = qp ? qvalue_parse(qp->value, qp->value_len) : 1000;
-            if (span_eq(m.type, m.type_len, "application/x-npy") && q > q_npy)
-                q_npy = q;
-            else if (span_eq(m.type, m.type_len, "application/octet-stream") && q > q_raw)
-                q_raw = q;
-        } else {
-            while (*p && *p != ',')
-                p++;
-        }
-        while (*p == ',' || *p == ' ' || *p == '\t')
-            p++;
-    }
-    return q_npy > 0 && q_npy >= q_raw;
+    return accept_prefers(accept, "application/x-npy", "application/octet-stream");
 }
 
 /* The opaque part of an entity tag: the quoted string without a W/. */

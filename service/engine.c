@@ -401,6 +401,17 @@ static void engine_job_release(struct engine *e, struct job *j)
         job_free(j);
 }
 
+/* Removes j from an unordered list of jobs, if it is there. */
+static void jobs_remove(struct job **a, size_t *n, const struct job *j)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (a[i] == j) {
+            a[i] = a[--*n];
+            return;
+        }
+    }
+}
+
 /* Takes a finished job out of every table (mutex held); it is freed now or
  * when the last stream lets go. */
 static void engine_forget_job(struct engine *e, struct job *j)
@@ -421,34 +432,16 @@ static void engine_forget_job(struct engine *e, struct job *j)
     uint64_t seq = j->key & ((UINT64_C(1) << 40) - 1);
     if (seq >= 1 && seq <= e->n_seq)
         e->by_seq[seq - 1] = NULL;
-    for (size_t i = 0; i < e->n_dirty; i++) {
-        if (e->dirty[i] == j) {
-            e->dirty[i] = e->dirty[--e->n_dirty];
-            break;
-        }
-    }
-    if (j->active) {
-        struct egroup *g = &e->groups[j->group];
-        for (size_t i = 0; i < g->n_active; i++) {
-            if (g->active[i] == j) {
-                g->active[i] = g->active[--g->n_active];
-                break;
-            }
-        }
-        j->active = false;
-    }
-    if (j->on_stateful_list) {
-        /* purged before its workers' states were dropped: they stay until
-         * those workers end (rare: a purge right after a cancel) */
-        struct egroup *g = &e->groups[j->group];
-        for (size_t i = 0; i < g->n_sjobs; i++) {
-            if (g->sjobs[i] == j) {
-                g->sjobs[i] = g->sjobs[--g->n_sjobs];
-                break;
-            }
-        }
-        j->on_stateful_list = false;
-    }
+    struct egroup *g = &e->groups[j->group];
+    jobs_remove(e->dirty, &e->n_dirty, j);
+    if (j->active)
+        jobs_remove(g->active, &g->n_active, j);
+    j->active = false;
+    /* purged before its workers' states were dropped: they stay until those
+     * workers end (rare: a purge right after a cancel) */
+    if (j->on_stateful_list)
+        jobs_remove(g->sjobs, &g->n_sjobs, j);
+    j->on_stateful_list = false;
     e->jobs_by_status[j->status]--;
     e->n_jobs--;
     j->deleted = true;

@@ -30,6 +30,20 @@ static _Atomic uint64_t *ring_queue(const struct shm *shm, const struct shm_grou
     return (_Atomic uint64_t *)(void *)((char *)shm->base + g->off_queue);
 }
 
+/* Clears what the last task left in a FREE slot (before READY is published,
+ * whose release store orders these relaxed ones). */
+static void ring_slot_clear(struct ring_slot *s)
+{
+    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->out_count, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->out_len, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->run_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->died_status, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->worker_pid, 0, memory_order_relaxed);
+}
+
 int ring_publish(struct shm *shm, uint32_t idx)
 {
     struct ring_slot *s = ring_slot(shm, idx);
@@ -44,14 +58,7 @@ int ring_publish(struct shm *shm, uint32_t idx)
     if (ring_state_code(st) != RING_FREE)
         return -EBUSY;
     uint32_t gen = ring_state_gen(st) + 1;
-    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->out_count, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->out_len, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->run_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->died_status, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->worker_pid, 0, memory_order_relaxed);
+    ring_slot_clear(s);
     /* Release: the metadata and inputs written while FREE are visible to the
      * worker whose acquire CAS takes READY. */
     atomic_store_explicit(&s->state, ring_state(gen, 0, RING_READY), memory_order_release);
@@ -167,14 +174,7 @@ void ring_publish_to(struct shm *shm, uint32_t idx, uint32_t w)
     struct ring_slot *s = ring_slot(shm, idx);
     uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
     uint32_t gen = ring_state_gen(st) + 1;
-    atomic_store_explicit(&s->cancel, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->out_count, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->out_len, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->run_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->died_status, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->worker_pid, 0, memory_order_relaxed);
+    ring_slot_clear(s);
     /* Release, as in ring_publish: metadata and inputs before READY. */
     atomic_store_explicit(&s->state, ring_state(gen, 0, RING_READY), memory_order_release);
     /* Release: the worker's exchange (acquire) then sees READY(gen). */
