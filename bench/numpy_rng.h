@@ -19,6 +19,7 @@
 #define BATCHD_BENCH_NUMPY_RNG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct npy_rng {
