@@ -41,18 +41,12 @@ def result_value(key, values, unit):
           flush=True)
 
 
-def timed(name, runs, n, fn, check, budget_s=0):
+def timed(name, runs, n, fn, check):
     """Runs fn() `runs` times, checks each answer with check(answer), and
     returns the list of durations. A wrong answer ends the program: no
-    figure is printed for work that was not done right. With budget_s > 0,
-    stops early (after at least one run) once the runs so far took longer
-    than that, and says so: the RESULT line's runs= is the count done."""
+    figure is printed for work that was not done right."""
     secs = []
     for r in range(runs):
-        if budget_s > 0 and secs and sum(secs) > budget_s:
-            print("%s: stopped after %d of %d runs: %.0f s over the %.0f s budget"
-                  % (name, len(secs), runs, sum(secs), budget_s), file=sys.stderr)
-            break
         t0 = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t0

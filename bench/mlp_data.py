@@ -1,5 +1,6 @@
-"""mlp_data: what the mlp workload (make bench, workload 4) shares between
-the Python baselines (py_mlp.py) and batchd's client (e2e_objects.py).
+"""mlp_data: the weights, forward pass and images of the mlp workload (make
+bench, workload 4) for the Python baselines (py_mlp.py). batchd's client
+(e2e_objects.c) makes the same images in C (numpy_rng.h).
 
 The weights are read from the same .safetensors file batchd maps (a header
 length, a JSON header, then the tensors layers.{i}.weight [out, in] and

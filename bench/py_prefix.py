@@ -12,7 +12,7 @@ avoid. Both are checked against each other on every run.
 
   py_prefix.py --docs 20 --words 10000 --runs 5
   py_prefix.py --docs 20 --words 10000 --write FILE   (the job body, JSON)
-  py_prefix.py ... --expect FILE    (the expected result, JSON, for e2e_objects.py)
+  py_prefix.py ... --expect FILE    (the expected result, JSON, for e2e_objects)
 """
 import collections
 import json

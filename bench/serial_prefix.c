@@ -1,6 +1,6 @@
 /*
  * serial_prefix: the serial C baseline of the prefix_count workload (make
- * bench, workload 6): the job body that bench/e2e_objects.py POSTs
+ * bench, workload 6): the job body that bench/e2e_objects.c POSTs
  * (written by py_prefix.py --write) parsed with jansson and counted in one
  * table by the model's own serial function (model_prefix_count_serial,
  * workers/model_prefix_count.h, linked from build/libbatchd.a): exactly
