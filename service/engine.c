@@ -652,8 +652,12 @@ static void group_activate(struct egroup *g, struct job *j)
 
 static bool job_has_pending(const struct job *j)
 {
-    return !j->cancel_requested &&
-           (j->retry.n > 0 || j->replay.n > 0 || j->next_index < j->total);
+    /* Replays wait for the job's exports in flight: a worker's export then
+     * holds exactly the items the engine recorded for it, never items of a
+     * replay it ran after the export (which the engine could collect
+     * first, and clear with the export) */
+    return !j->cancel_requested && (j->retry.n > 0 || j->next_index < j->total ||
+                                     (j->replay.n > 0 && j->exports_inflight == 0));
 }
 
 /* Items of a job that will never get a result stop counting against
@@ -858,8 +862,10 @@ static void describe_death(int status, unsigned attempt, unsigned max, char *buf
  * (a model whose replays keep killing workers would otherwise never end). */
 #define ENGINE_MAX_STATE_LOSSES 64u
 
-/* Is `pid` still the live process of worker w? The supervisor writes the
- * pid at fork and 0 once it reaped the process. */
+/* Is `pid` still the live process of worker w? The new process writes its
+ * pid before it takes any task (and the supervisor after fork), the
+ * supervisor 0 once it reaped it: a task's worker_pid that is not the
+ * slot's pid belongs to a dead process. */
 static bool engine_worker_alive(const struct engine *e, uint32_t w, int32_t pid)
 {
     return pid > 0 &&
@@ -1143,6 +1149,10 @@ static bool job_wind(struct engine *e, struct egroup *g, uint32_t gi, struct job
     }
     if (j->reduced)
         return true;
+    /* states lost (a dead worker, a failed export): run their items again
+     * once no export of the job is in flight */
+    if (j->replay.n > 0 && j->exports_inflight == 0 && !j->cancel_requested)
+        group_activate(g, j);
     if (j->done + j->failed < j->total || j->inflight_tasks > j->exports_inflight ||
         j->replay.n > 0 || j->retry.n > 0)
         return false;
@@ -1165,10 +1175,8 @@ static bool job_wind(struct engine *e, struct egroup *g, uint32_t gi, struct job
     }
     if (j->cancel_requested)
         return false; /* failed while winding: the next pass drops */
-    if (j->replay.n > 0) {
-        group_activate(g, j);
-        return false;
-    }
+    if (j->replay.n > 0)
+        return false; /* activated above once the exports are back */
     if (!waiting && !j->reduce_inflight)
         engine_post_reduce(e, g, gi, j);
     return false;
@@ -1455,7 +1463,7 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
 {
     if (!job_has_pending(j) || g->n_free == 0)
         return 0;
-    if (j->replay.n > 0)
+    if (j->replay.n > 0 && j->exports_inflight == 0)
         return engine_dispatch_replay(e, g, j);
     struct shm *shm = e->shm;
     uint32_t idx = g->free_slots[g->n_free - 1];

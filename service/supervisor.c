@@ -270,6 +270,11 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
         return;
     }
     if (pid == 0) {
+        /* The child says who it is before it can take a task: the engine
+         * tells a live worker process from a dead one by this pid (a
+         * stateful job's state lives in the process), and the parent's own
+         * store below may come only after the child has finished a task. */
+        atomic_store_explicit(&sw->pid, getpid(), memory_order_release);
         sup_worker_setup(s);
         host_worker_setup(&s->objects, w);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);

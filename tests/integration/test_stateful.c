@@ -398,6 +398,63 @@ static void test_large_result(void)
     corpus_free(&c);
 }
 
+/*
+ * The same, but the stopped worker is killed only once the other has run
+ * everything it could: then the job waits either for the task the stopped
+ * worker holds, or (it held none) for its export, which the engine must take
+ * back from the dead process and replace by replays.
+ */
+static void test_death_at_export(void)
+{
+    struct corpus c;
+    corpus_make(&c, 8000, 20);
+    char *body = corpus_job(&c, "prefix_count", "{\"chunk_size\": 1}");
+    char id[64], path[128];
+    pid_t pids[8];
+    int n = stateful_pids(pids, 8);
+    if (!CHECKF(n == 2, "expected 2 prefix_count workers, saw %d", n) ||
+        !submit(body, id, sizeof id)) {
+        free(body);
+        corpus_free(&c);
+        return;
+    }
+    snprintf(path, sizeof path, "/v1/jobs/%s", id);
+    long long done = 0, last = -1;
+    for (int i = 0; i < 2000 && done < 100; i++) {
+        struct h_resp r;
+        if (h_get(&svc, path, &r) == 0)
+            h_jint(h_json(&r), "counts/done", &done);
+        h_resp_free(&r);
+        usleep(1000);
+    }
+    pid_t victim = pids[1];
+    if (CHECKF(h_pid_ppid(victim) == svc.pid, "pid %d is not batchd's worker", (int)victim)) {
+        kill(victim, SIGSTOP);
+        /* the other worker runs what it can: wait until it stops moving */
+        for (int i = 0; i < 300 && done != last; i++) {
+            last = done;
+            usleep(20 * 1000);
+            struct h_resp r;
+            if (h_get(&svc, path, &r) == 0)
+                h_jint(h_json(&r), "counts/done", &done);
+            h_resp_free(&r);
+        }
+        printf("  SIGKILL stopped worker pid %d at %lld of 8000 items\n", (int)victim, done);
+        kill(victim, SIGKILL);
+    }
+    json_t *job = h_wait_job(&svc, id, 120);
+    CHECK_STR(h_jstr(job, "status"), "succeeded");
+    json_decref(job);
+    json_t *res = NULL;
+    if (CHECK_INT(get_result(id, &res), 200))
+        check_result(res, &c, 3);
+    json_decref(res);
+    check_item_results(id, &c);
+    CHECK_INT(object_count(), 0);
+    free(body);
+    corpus_free(&c);
+}
+
 static void test_errors(void)
 {
     CHECK_INT(get_result("aaaaaaaaaaaaaaaaaaaaaaaaaa", NULL), 404);
@@ -491,6 +548,7 @@ int main(void)
     static const struct h_test tests[] = {
         {"stateful: the reduced result equals an independent count", test_exact_result},
         {"stateful: a worker killed mid-job loses nothing", test_worker_death},
+        {"stateful: a worker killed while the job waits for it", test_death_at_export},
         {"stateful: a result larger than a task slot", test_large_result},
         {"stateful: 404, 409, bad items", test_errors},
         {"stateful: the result survives a restart", test_result_survives_restart},
