@@ -50,6 +50,9 @@ export UBSAN_OPTIONS="$common:print_stacktrace=1"
 # history_size: longer stacks for the "previous access" of a race
 export TSAN_OPTIONS="$common:allocator_may_return_null=1:second_deadlock_stack=1:history_size=4"
 export BATCHD_TEST_READY_TIMEOUT="${BATCHD_TEST_READY_TIMEOUT:-60}"
+# which sanitizer the programs run under, for the rare test whose figure
+# only means something without it (test_mlp's PSS bound under TSan)
+export BATCHD_SANITIZER="$kind"
 
 "$@"
 rc=$?

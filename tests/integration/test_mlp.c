@@ -90,7 +90,7 @@ static char *slurp(const char *path, size_t *len)
 static bool ref_load(const char *path, struct ref_net *net)
 {
     memset(net, 0, sizeof *net);
-    size_t len;
+    size_t len = 0;
     unsigned char *b = (unsigned char *)slurp(path, &len);
     if (!CHECKF(b && len >= 8, "cannot read %s", path))
         return false;
@@ -556,10 +556,17 @@ static void test_shared_weights(void)
                    "worker %d's RSS (%lld) does not hold the weights (%.0f bytes)", i, rss[i],
                    weights);
         /* two private copies would be 2 x weights; shared pages are split
-         * between the processes that map them (supervisor and workers) */
-        CHECKF((double)(pss[0] + pss[1]) < 1.2 * weights,
-               "the workers' PSS (%lld) is not well under 2 copies of the weights (%.0f)",
-               pss[0] + pss[1], 2 * weights);
+         * between the processes that map them (supervisor and workers).
+         * Under ThreadSanitizer every page a worker reads gets private
+         * shadow memory (several bytes per byte): PSS then measures TSan,
+         * not batchd, and the bound is not checked. */
+        const char *san = getenv("BATCHD_SANITIZER");
+        if (san && strcmp(san, "tsan") == 0)
+            h_note("PSS bound not checked under ThreadSanitizer (its shadow memory)");
+        else
+            CHECKF((double)(pss[0] + pss[1]) < 1.2 * weights,
+                   "the workers' PSS (%lld) is not well under 2 copies of the weights (%.0f)",
+                   pss[0] + pss[1], 2 * weights);
     }
     CHECK_INT(h_service_stop(&s, 15), 0);
     h_service_cleanup(&s);
