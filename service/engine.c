@@ -1201,6 +1201,20 @@ static void engine_wind_stateful(struct engine *e)
     }
 }
 
+/* Appends item i's input record to a slot's input area (len bytes used of
+ * cap). Returns false, writing nothing, when it does not fit. */
+static bool slot_put_item(uint8_t *in, uint32_t *len, uint32_t cap, const struct job_items *items,
+                          uint64_t i)
+{
+    uint64_t ilen = items->off[i + 1] - items->off[i];
+    if ((uint64_t)*len + 4 + ilen > cap)
+        return false;
+    memcpy(in + *len, &(uint32_t){ (uint32_t)ilen }, 4);
+    memcpy(in + *len + 4, items->data + items->off[i], ilen);
+    *len += 4 + (uint32_t)ilen;
+    return true;
+}
+
 /* Replays part of j->replay: items that already have their result, run
  * again only for the state (mutex held). Same returns as
  * engine_dispatch_one. */
@@ -1217,12 +1231,8 @@ static int engine_dispatch_replay(struct engine *e, struct egroup *g, struct job
     uint32_t n = 0, len = 0;
     while (n < want) {
         uint64_t i = start + n;
-        uint64_t ilen = j->items->off[i + 1] - j->items->off[i];
-        if ((uint64_t)len + 4 + ilen > cap)
+        if (!slot_put_item(in, &len, cap, j->items, i))
             break;
-        memcpy(in + len, &(uint32_t){ (uint32_t)ilen }, 4);
-        memcpy(in + len + 4, j->items->data + j->items->off[i], ilen);
-        len += 4 + (uint32_t)ilen;
         n++;
     }
     s->job_key = j->key;
@@ -1508,12 +1518,8 @@ static int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j
             }
             break;
         }
-        uint64_t ilen = j->items->off[i + 1] - j->items->off[i];
-        if ((uint64_t)len + 4 + ilen > cap)
+        if (!slot_put_item(in, &len, cap, j->items, i))
             break;
-        memcpy(in + len, &(uint32_t){ (uint32_t)ilen }, 4);
-        memcpy(in + len + 4, j->items->data + j->items->off[i], ilen);
-        len += 4 + (uint32_t)ilen;
         n++;
     }
     if (from_retry && j->retry.r[0].count == 0)
