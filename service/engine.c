@@ -1401,11 +1401,10 @@ static void engine_stop_cancelled(struct engine *e)
 
 /* Orders finished slots by job, then first item: consecutive small tasks
  * then add to one run of results (one store block). */
-static const struct shm *engine_sort_shm;
-static int engine_slot_order(const void *a, const void *b)
+static int engine_slot_order(const void *a, const void *b, void *shm)
 {
-    const struct ring_slot *x = ring_slot(engine_sort_shm, *(const uint32_t *)a);
-    const struct ring_slot *y = ring_slot(engine_sort_shm, *(const uint32_t *)b);
+    const struct ring_slot *x = ring_slot(shm, *(const uint32_t *)a);
+    const struct ring_slot *y = ring_slot(shm, *(const uint32_t *)b);
     if (x->job_key != y->job_key)
         return x->job_key < y->job_key ? -1 : 1;
     return x->first_index < y->first_index ? -1 : x->first_index > y->first_index;
@@ -1426,9 +1425,7 @@ static void engine_collect(struct engine *e)
                 k++;
             }
         }
-        /* engine thread only: the static is this thread's */
-        engine_sort_shm = e->shm;
-        qsort(e->done_slots, n, sizeof *e->done_slots, engine_slot_order);
+        qsort_r(e->done_slots, n, sizeof *e->done_slots, engine_slot_order, e->shm);
         for (uint32_t k = 0; k < n; k++) {
             /* DONE/DIED slots stay so until released: read it again (acquire) */
             uint64_t st = ring_slot_state(e->shm, e->done_slots[k]);
