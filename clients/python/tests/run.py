@@ -1,0 +1,36 @@
+"""Runs the Python client's tests (unittest) and ends with "python: N passed, N failed".
+
+    BATCHD_BIN=build/batchd /usr/bin/python3 clients/python/tests/run.py [-v] [pattern]
+
+Every test counts: an error or a failure is a failure; there are no skips
+(what a test needs, scripts/deps.sh python installs first).
+"""
+
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+def main():
+    verbosity = 2 if "-v" in sys.argv else 1
+    names = [a for a in sys.argv[1:] if a != "-v"]
+    loader = unittest.TestLoader()
+    if names:
+        suite = loader.loadTestsFromNames(names)
+    else:
+        suite = loader.discover(HERE, pattern="test_*.py", top_level_dir=HERE)
+    result = unittest.TextTestRunner(verbosity=verbosity, stream=sys.stdout).run(suite)
+    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
+    passed = result.testsRun - failed - len(result.skipped)
+    line = "python: %d passed, %d failed" % (passed, failed)
+    if result.skipped:
+        line += ", %d skipped" % len(result.skipped)
+    print(line)
+    return 0 if failed == 0 and not result.skipped else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
