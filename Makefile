@@ -4,6 +4,8 @@
 #   make test       every test: cmocka unit tests, libcurl integration tests,
 #                   responses checked against openapi.yaml
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
+#   make python     the Python client (clients/python/) against a real batchd,
+#                   with Debian's /usr/bin/python3 (part of test)
 #   make image-test the container image: built from the Dockerfile with buildah,
 #                   run and checked with podman (scripts/image-test.sh; root)
 #   make run        build and start batchd on 127.0.0.1:8080 with ./data
@@ -89,7 +91,7 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
                      $(wildcard examples/plugins/*.c))
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
-.PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
+.PHONY: all test unit integration contract browser python image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
@@ -159,7 +161,7 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(wildcard test
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -Itests/integration -o $@ $< $(INTEG_LIB) -lcurl $(LDLIBS_ALL)
 
-test: unit integration contract browser
+test: unit integration contract browser python
 
 unit: $(UNIT_BIN)
 	$(Q)sh tests/run_unit.sh $(UNIT_BIN)
@@ -178,6 +180,16 @@ contract: integration
 browser: $(BUILD)/batchd
 	$(Q)sh scripts/deps.sh browser
 	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) node tests/browser/dashboard.test.mjs
+
+# The Python client's unittest suite (clients/python/tests/), run by Debian's
+# /usr/bin/python3 (the interpreter its users get from apt), each test class
+# against a batchd it starts on a free port; it ends with "python: N passed,
+# N failed". deps.sh installs python3-pip (the offline pip install test) and
+# python3-numpy (upload of arrays).
+python: $(BUILD)/batchd
+	$(Q)sh scripts/deps.sh python
+	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) PYTHONDONTWRITEBYTECODE=1 \
+	  /usr/bin/python3 clients/python/tests/run.py
 
 # The container image, built and run without a Docker engine (buildah and
 # podman; the base images are made with debootstrap and cached in
