@@ -172,6 +172,11 @@ class Transport:
                 conn.close()
                 continue
             if stream and resp.status < 400:
+                # A stream may rightly be silent for as long as an item
+                # takes: no read timeout once it has begun (a batchd that
+                # dies closes the connection, which ends the wait).
+                if conn.sock is not None:
+                    conn.sock.settimeout(None)
                 return Response(resp.status, resp.headers, raw=resp, conn=conn)
             try:
                 data = resp.read()

@@ -340,8 +340,7 @@ class Client:
                 query["filter"] = "errors"
             try:
                 resp = self._t.request("GET", "/v1/jobs/%s/results" % job.id, query=query,
-                                       stream=True, headers={"Accept": "application/x-ndjson"},
-                                       timeout=None)
+                                       stream=True, headers={"Accept": "application/x-ndjson"})
             except APIError as e:
                 if not (_unknown_parameter(e, "order") or _unknown_parameter(e, "filter")):
                     raise
@@ -355,8 +354,7 @@ class Client:
             return
         # completion order: today's stream, filtered here
         resp = self._t.request("GET", "/v1/jobs/%s/results" % job.id, query={"stream": "true"},
-                               stream=True, headers={"Accept": "application/x-ndjson"},
-                               timeout=None)
+                               stream=True, headers={"Accept": "application/x-ndjson"})
         yield from self._stream(job, resp, order, errors_only)
 
     def _stream(self, job, resp, order, errors_only):

@@ -34,6 +34,10 @@ def batchd_bin():
 
 
 class Service:
+    @staticmethod
+    def bin():
+        return batchd_bin()
+
     def __init__(self, *args, workers=None):
         self.dir = tempfile.mkdtemp(prefix="batchd-pytest-")
         self.port_file = os.path.join(self.dir, "port")

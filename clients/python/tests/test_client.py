@@ -3,9 +3,14 @@
 Run by tests/run.py (make python, part of make test) with /usr/bin/python3.
 """
 
+import base64
+import hashlib
+import hmac
+import http.server
 import json
 import os
 import subprocess
+import threading
 import sys
 import tempfile
 import tracemalloc
@@ -190,6 +195,72 @@ class Jobs(unittest.TestCase):
         with self.assertRaises(batchd.APIError) as cm:
             self.c.submit("square", [1, 2, 4], idempotency_key=key)
         self.assertEqual(cm.exception.status, 409)
+
+
+def batchd_has_flag(flag):
+    """Whether the batchd under test knows a command-line flag (its --help lists it)."""
+    r = subprocess.run([Service.bin(), "--help"], capture_output=True, text=True, timeout=30)
+    return flag in r.stdout + r.stderr
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: records each POST (headers, body)."""
+
+    def __init__(self):
+        self.events = []
+        self.got = threading.Event()
+        rec = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                rec.events.append((dict(self.headers.items()), body))
+                rec.got.set()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Webhooks(unittest.TestCase):
+    def test_submit_with_webhook_gets_a_signed_event(self):
+        if not batchd_has_flag("--webhook-hosts"):
+            self.skipTest("this batchd has no completion webhooks (--webhook-hosts)")
+        key = os.urandom(24)
+        secret = "whsec_" + base64.b64encode(key).decode()
+        rec = Receiver()
+        svc = Service("--webhook-hosts", "127.0.0.1:%d" % rec.port, "--webhook-secret", secret,
+                      workers=1)
+        try:
+            c = batchd.Client(svc.url)
+            url = "http://127.0.0.1:%d/hook" % rec.port
+            job = c.submit("square", (i for i in range(5)), webhook=url)
+            self.assertEqual(job.wait(60)["status"], "succeeded")
+            self.assertTrue(rec.got.wait(60), "no webhook within 60 s")
+            headers, body = rec.events[0]
+            h = {k.lower(): v for k, v in headers.items()}
+            event = json.loads(body)
+            self.assertEqual(event["type"], "job.succeeded")
+            self.assertEqual(event["data"]["id"], job.id)
+            signed = ("%s.%s." % (h["webhook-id"], h["webhook-timestamp"])).encode() + body
+            want = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+            self.assertIn("v1," + want, h["webhook-signature"].split())
+            # a URL outside --webhook-hosts is refused at submission
+            with self.assertRaises(batchd.APIError) as cm:
+                c.submit("square", [1], webhook="http://127.0.0.1:1/elsewhere")
+            self.assertEqual(cm.exception.status, 422)
+        finally:
+            svc.stop()
+            rec.close()
 
 
 class Network(unittest.TestCase):
