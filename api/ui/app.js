@@ -850,6 +850,8 @@
       const mine = loc.end ? 'the end of your text (line ' + loc.line + ')'
         : 'line ' + loc.line + (loc.col !== null ? ', column ' + loc.col : '') + (ctx && ctx.source ? ' of ' + ctx.source : '');
       detail = detail.replace(/at line \d+, column \d+/, 'at ' + mine).replace(/line \d+, column \d+/, mine);
+      /* past the end, batchd names the '}' the page added: say what it means */
+      if (loc.end) detail = detail.replace(/:.*$/s, ': the JSON is not complete there (an unclosed array, object or string).');
     }
     setText($('problem-detail'), detail);
     const where = [];
