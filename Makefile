@@ -198,7 +198,7 @@ browser: $(BUILD)/batchd
 # The Python client's unittest suite (clients/python/tests/), run by Debian's
 # /usr/bin/python3 (the interpreter its users get from apt), each test class
 # against a batchd it starts on a free port; it ends with "python: N passed,
-# N failed". deps.sh installs python3-pip (the offline pip install test) and
+# N failed, N skipped". deps.sh installs python3-pip (the offline pip install test) and
 # python3-numpy (upload of arrays).
 python: $(BUILD)/batchd
 	$(Q)sh scripts/deps.sh python

@@ -1,4 +1,4 @@
-"""Runs the Python client's tests (unittest) and ends with "python: N passed, N failed".
+"""Runs the Python client's tests (unittest) and ends with "python: N passed, N failed, N skipped".
 
     BATCHD_BIN=build/batchd /usr/bin/python3 clients/python/tests/run.py [-v] [pattern]
 
@@ -29,10 +29,7 @@ def main():
     passed = result.testsRun - failed - len(result.skipped)
     for test, reason in result.skipped:
         print("skipped: %s: %s" % (test.id(), reason))
-    line = "python: %d passed, %d failed" % (passed, failed)
-    if result.skipped:
-        line += ", %d skipped" % len(result.skipped)
-    print(line)
+    print("python: %d passed, %d failed, %d skipped" % (passed, failed, len(result.skipped)))
     return 0 if failed == 0 else 1
 
 
