@@ -172,6 +172,16 @@ class Jobs(unittest.TestCase):
         else:
             self.assertIs(self.c._long_poll, False)   # fell back: 400 named the parameter
 
+    def test_results_use_whole_streams_when_batchd_has_them(self):
+        job = self.c.submit("square", [1, "x", 3])
+        job.wait(60)
+        self.assertEqual([r["index"] for r in job.results()], [0, 1, 2])
+        self.assertEqual([r["index"] for r in job.results(errors_only=True)], [1])
+        if server_has("/results?stream=true&order=input&filter=errors"):
+            self.assertIs(self.c._whole_streams, True)
+        else:
+            self.assertIs(self.c._whole_streams, False)   # 400 named the parameter: pages
+
     def test_wait_falls_back_when_wait_is_ignored(self):
         # A batchd that ignores ?wait answers at once: the client must see it
         # and poll, not spin on immediate answers.
