@@ -9,7 +9,7 @@
  *     304 and no body while the page is unchanged, a changed page gets 200
  *     with another ETag, a list of tags and a weak comparison match too.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>
