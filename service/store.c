@@ -33,6 +33,7 @@
 #define STORE_SCHEMA "1"
 #define STORE_BLOCK_ITEMS 4096u /* items per input or result block, at most */
 #define STORE_READERS 8
+#define STORE_READER_CACHE_KB "256"
 
 struct pending_block {
     uint64_t seq, first;
@@ -327,6 +328,11 @@ sqlite3 *store_reader(struct store *s, int *slot)
                 return NULL;
             }
             store_exec(db, "PRAGMA query_only=1");
+            /* A small page cache per reader: with SQLite's default (2 MB
+             * each) eight readers would hold 16 MB once the file outgrows
+             * them, memory that grows with the number of retained jobs;
+             * the file's pages stay in the kernel's page cache anyway. */
+            store_exec(db, "PRAGMA cache_size=-" STORE_READER_CACHE_KB);
             int i = s->n_readers++;
             s->readers[i] = db;
             s->busy[i] = true;
