@@ -422,10 +422,10 @@ static void job_free(struct job *j)
     free(j);
 }
 
-/* Drops a stream's or reader's hold on a job (mutex held); a purged job is
- * freed when the last hold goes. */
 static void engine_evict(struct engine *e, struct job *j);
 
+/* Drops a stream's or reader's hold on a job (mutex held); a purged job is
+ * freed when the last hold goes, a finished one may leave memory. */
 static void engine_job_release(struct engine *e, struct job *j)
 {
     if (j->refs > 0)
