@@ -2220,8 +2220,14 @@ static json_t *job_json(struct engine *e, const struct job *j)
     return job_view_json(&v);
 }
 
+/* A running job's tag changes with every visible change (its version);
+ * a finished one's is final, the same as when it is served from the store. */
 static void job_etag(struct engine *e, const struct job *j, char *etag)
 {
+    if (job_finished(j)) {
+        job_view_final_etag(j->sseq, (int)j->status, etag);
+        return;
+    }
     snprintf(etag, ENGINE_ETAG_LEN + 1, "\"%x-%" PRIx64 "-%" PRIx64 "\"", e->epoch,
              (uint64_t)(j->key & ((UINT64_C(1) << 40) - 1)), j->version);
 }
@@ -2298,7 +2304,7 @@ static int engine_view(struct engine *e, const char *id, const struct store_job 
     }
     job_view_from_row(v, row, engine_model_stateful(e, row->model));
     if (etag)
-        job_view_row_etag(row, etag);
+        job_view_final_etag(row->seq, row->status, etag);
     return 0;
 }
 
@@ -2982,6 +2988,12 @@ int engine_metrics(struct engine *e, struct sbuf *o)
     for (int s = 0; s < JOB_STATUS_COUNT; s++)
         rc |= sbuf_printf(o, "batchd_jobs{status=\"%s\"} %" PRIu64 "\n", status_names[s],
                           e->jobs_by_status[s]);
+    rc |= sbuf_printf(o,
+                      "# HELP batchd_jobs_in_memory Jobs the api process holds in memory "
+                      "(unfinished; finished ones are served from the store).\n"
+                      "# TYPE batchd_jobs_in_memory gauge\n"
+                      "batchd_jobs_in_memory %" PRIu64 "\n",
+                      e->n_jobs);
     rc |= sbuf_printf(o,
                       "# HELP batchd_items_done_total Items that produced an output.\n"
                       "# TYPE batchd_items_done_total counter\n"

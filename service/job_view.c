@@ -31,9 +31,9 @@ void job_view_from_row(struct job_view *v, const struct store_job *row, bool sta
     v->stateful = stateful;
 }
 
-void job_view_row_etag(const struct store_job *row, char *etag)
+void job_view_final_etag(uint64_t seq, int status, char *etag)
 {
-    snprintf(etag, ENGINE_ETAG_LEN + 1, "\"s%" PRIx64 "-%x\"", row->seq, (unsigned)row->status);
+    snprintf(etag, ENGINE_ETAG_LEN + 1, "\"s%" PRIx64 "-%x\"", seq, (unsigned)status);
 }
 
 static void fmt_time(char *buf, size_t len, uint64_t ns)

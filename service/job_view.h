@@ -38,11 +38,13 @@ struct job_view {
 /* Fills v from a stored row. `stateful`: its model has a reduce. */
 void job_view_from_row(struct job_view *v, const struct store_job *row, bool stateful);
 
-/* Writes a stored job's ETag (a quoted string, ENGINE_ETAG_LEN + 1 bytes).
- * A finished row never changes, so the tag is its seq and status alone: it
- * is the same in every api process, and unlike any tag of the job while it
- * ran in memory (those start with the api epoch, never with "s"). */
-void job_view_row_etag(const struct store_job *row, char *etag);
+/* Writes a finished job's ETag (a quoted string, ENGINE_ETAG_LEN + 1
+ * bytes), whether it is still in memory or served from the store. A
+ * finished job never changes again, so the tag is its seq and status
+ * alone: the same in memory and from the store, in every api process, and
+ * unlike any tag of the job while it ran (those start with the api epoch,
+ * never with "s"). */
+void job_view_final_etag(uint64_t seq, int status, char *etag);
 
 /* A CLOCK_REALTIME time in ns as an RFC 3339 string (millisecond
  * precision, UTC), or JSON null for 0. New reference. */
