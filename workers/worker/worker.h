@@ -1,0 +1,96 @@
+/*
+ * worker: the life of a worker process, from fork to exit.
+ *
+ * The supervisor forks one process per worker slot and calls worker_main()
+ * in the child. The worker runs its model's init() once (the initializer),
+ * then loops: claim a task from its group's ready queue (ring.h), run the
+ * model on each item, commit each item's output to the slot, mark the task
+ * DONE, and sleep on the group's futex when there is nothing to do.
+ *
+ * Process: worker only. Single-threaded unless the model starts threads.
+ * Signals: SIGTERM asks the worker to stop after its current task; SIGINT is
+ * ignored (a terminal's Ctrl-C reaches the whole process group, and the
+ * supervisor decides the order of shutdown).
+ *
+ * Exit codes, read by the supervisor (supervisor.h classifies them):
+ *   0                      orderly stop after SIGTERM
+ *   WORKER_EXIT_FATAL      unusable setup (do not respawn)
+ *   WORKER_EXIT_INIT       init() failed (respawn with back-off)
+ *   WORKER_EXIT_RECYCLE    past its group's max_items or max_rss after a
+ *                          task (replace at once; counted as a recycle)
+ * Anything else (a signal, another code) is a crash: its task is reclaimed.
+ *
+ * Recycling (Celery's max_tasks_per_child and max_memory_per_child): a
+ * model that leaks is replaced before it hurts. The check runs after each
+ * task, never between items, so the process that leaves has committed every
+ * item it took and holds no task; the limits are in its group
+ * (shm_group.max_items, .max_rss). A worker of a stateful model that still
+ * holds a job's accumulator (acc_run) does not leave: its counts would be
+ * lost and their items run again; it leaves after its last export or drop.
+ * The check is the model's business nowhere: any model, any host.
+ *
+ * Ownership: everything passed in is borrowed and inherited from the
+ * supervisor; the worker never frees the model's shared state.
+ */
+#ifndef BATCHD_WORKER_H
+#define BATCHD_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <batchd/model.h>
+#include "service/ring/shm.h"
+
+/* Workers run with this nice value (and SCHED_BATCH): the api process
+ * stays responsive while every worker is busy. */
+#define WORKER_NICE 10
+
+#define WORKER_EXIT_FATAL 2
+#define WORKER_EXIT_INIT 3
+#define WORKER_EXIT_RECYCLE 4
+
+/* Why a worker left to be replaced (shm_worker.recycle_reason). */
+enum worker_recycle_reason {
+    WORKER_RECYCLE_NONE = 0,
+    WORKER_RECYCLE_ITEMS, /* ran max_items items */
+    WORKER_RECYCLE_RSS,   /* resident set past max_rss after a task */
+};
+
+/*
+ * The recycle check after a task: a process that has run `items` items
+ * and has `rss` bytes resident is past its limits when items >= max_items
+ * or rss >= max_rss (a limit of 0 is no limit; an rss of 0, unknown, is
+ * never past). The item limit is reported first when both hold. Pure.
+ */
+enum worker_recycle_reason worker_past_limit(uint64_t items, uint64_t max_items, uint64_t rss,
+                                             uint64_t max_rss);
+
+/* "items", "rss" (for logs, JSON and metric labels); "none" otherwise. */
+const char *worker_recycle_reason_name(enum worker_recycle_reason r);
+
+/*
+ * This process's resident set in bytes, from /proc/self/statm (one read
+ * of a short file: a few microseconds, done once per task, not per item).
+ * Returns 0 when it cannot be read.
+ */
+uint64_t worker_rss_bytes(void);
+
+/*
+ * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that
+ * does not begin a well-formed sequence (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF, no sequence cut short) becomes '?'.
+ * The ring's error records are UTF-8 text (ring.h) and the engine copies
+ * them into the results' JSON as they are, so every message a model
+ * returns passes through here: a message its buffer cut in the middle of
+ * a character, a plugin's raw bytes. Returns how many bytes were replaced
+ * (0 for valid text, which is left exactly as it was).
+ */
+size_t worker_utf8_repair(char *s);
+
+/* Runs worker slot w until told to stop; never returns. */
+__attribute__((noreturn)) void worker_main(struct shm *shm, uint32_t w,
+                                           const struct model_ops *ops, const void *shared,
+                                           pid_t supervisor);
+
+#endif
