@@ -112,16 +112,6 @@ static const struct setting settings[] = {
      "max_items=N and max_rss=SIZE are batchd's; the other pairs are\n"
      "passed to the model",
      "the built-in models that need no file"},
-    {"max-items-per-worker", "BATCHD_MAX_ITEMS_PER_WORKER", SET_COUNT, 0, CONFIG_MAX_RECYCLE_ITEMS,
-     FIELD(max_items_per_worker), "N",
-     "replace a worker process once it has run N items (it finishes its\n"
-     "task first; 0 = never); a model's max_items=N overrides it",
-     "0"},
-    {"max-worker-rss", "BATCHD_MAX_WORKER_RSS", SET_BYTES, 0, CONFIG_MAX_RECYCLE_RSS,
-     FIELD(max_worker_rss), "SIZE",
-     "replace a worker process whose resident memory is past SIZE after a\n"
-     "task (0 = never); a model's max_rss=SIZE overrides it",
-     "0"},
     {"max-body-bytes", "BATCHD_MAX_BODY_BYTES", SET_BYTES, 1, 1024 * GIB, FIELD(max_body_bytes),
      "SIZE", "largest request body", "64M"},
     {"max-items", "BATCHD_MAX_ITEMS", SET_COUNT, 1, 1000000000ull, FIELD(max_items), "N",
@@ -154,6 +144,16 @@ static const struct setting settings[] = {
      "N", "deepest nesting of arrays and objects in a request body", "64"},
     {"max-attempts", "BATCHD_MAX_ATTEMPTS", SET_UNSIGNED, 1, 100, FIELD(max_attempts), "N",
      "tries of an item whose worker dies, before the item fails", "3"},
+    {"max-items-per-worker", "BATCHD_MAX_ITEMS_PER_WORKER", SET_COUNT, 0, CONFIG_MAX_RECYCLE_ITEMS,
+     FIELD(max_items_per_worker), "N",
+     "replace a worker process once it has run N items (it finishes its\n"
+     "task first; 0 = never); a model's max_items=N overrides it",
+     "0"},
+    {"max-worker-rss", "BATCHD_MAX_WORKER_RSS", SET_BYTES, 0, CONFIG_MAX_RECYCLE_RSS,
+     FIELD(max_worker_rss), "SIZE",
+     "replace a worker process whose resident memory is past SIZE after a\n"
+     "task (0 = never); a model's max_rss=SIZE overrides it",
+     "0"},
     {"item-timeout", "BATCHD_ITEM_TIMEOUT", SET_MILLIS, 0, 86400000ull, FIELD(item_timeout_ms),
      "SECONDS",
      "fail an item that runs longer than this, for jobs that set no\n"
