@@ -687,8 +687,10 @@
     setAttr(btn, 'data-job', w.current_job || '');
     setAttr(btn, 'aria-label', w.current_job ? 'Show job ' + w.current_job : 'No job');
     setText(li.querySelector('.wt-job .hint'), w.current_job ? '' : 'no job');
+    /* planned replacements (max_items, max_rss) are not crashes: shown apart */
     setText(li.querySelector('.wt-items'), fmtInt(w.items_done) + ' items' +
-      (w.items_failed ? ' (' + fmtInt(w.items_failed) + ' failed)' : '') + ' · ' + fmtInt(w.restarts) + ' restart' + (w.restarts === 1 ? '' : 's'));
+      (w.items_failed ? ' (' + fmtInt(w.items_failed) + ' failed)' : '') + ' · ' + fmtInt(w.restarts) + ' restart' + (w.restarts === 1 ? '' : 's') +
+      (w.recycles ? ' · ' + fmtInt(w.recycles) + ' recycled' : ''));
     setText(li.querySelector('.wt-mem'), 'RSS ' + fmtBytes(w.rss_bytes) + ' · PSS ' + fmtBytes(w.pss_bytes));
   }
 
