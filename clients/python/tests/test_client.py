@@ -357,6 +357,12 @@ class Objects(unittest.TestCase):
         self.assertEqual(batchd.ref(obj), {"$object": obj["id"]})
         with urllib.request.urlopen(SVC.url + "/v1/objects/%s?download=true" % obj["id"]) as r:
             self.assertEqual(r.read(), b"\x00\x01\x02hello")
+        # the download's pin is released when batchd has closed its side:
+        # wait for it (bounded) before the delete, which a pin refuses (409)
+        for _ in range(100):
+            if SVC.get_json("/v1/objects/" + obj["id"])["pins"] == 0:
+                break
+            time.sleep(0.05)
         self.c.delete_object(obj["id"])
 
     def test_upload_numpy_array(self):
