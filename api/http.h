@@ -74,6 +74,7 @@ struct api_req {
                                       -1 when not known (a stream, or a response not built by
                                       api_response_take/static/json) */
     bool begun;                    /* routing and the op's begin step have run */
+    bool http11;                   /* the request line says HTTP/1.1 (Host is then required) */
 
     /* The body (POST /v1/jobs), capped at cfg->max_body_bytes. */
     bool wants_body;

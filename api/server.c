@@ -91,10 +91,8 @@ static enum MHD_Result refuse_query(struct api_req *r)
                              r->op->operation_id, known);
 }
 
-/* Authentication (auth.h), once the route and the method are known to
- * exist (404 and 405 come first: they say no more than a 401 would, that
- * the path exists or not) and before anything looks at the request's
- * parameters or body. */
+/* Authentication (auth.h), before anything looks at the request's
+ * parameters or body; under /v1 before routing too (dispatch_begin). */
 static enum MHD_Result refuse_unauthenticated(struct api_server *s, struct api_req *r)
 {
     enum api_auth_result a =
@@ -105,49 +103,146 @@ static enum MHD_Result refuse_unauthenticated(struct api_server *s, struct api_r
                              a == API_AUTH_MISSING
                                  ? "%s needs a bearer token (Authorization: Bearer TOKEN)"
                                  : "the bearer token is not valid for %s",
-                             api_route_template(r->match.route));
+                             r->match.route != API_ROUTE_NONE ? api_route_template(r->match.route)
+                                                              : "the /v1 API");
 }
 
-/* Routing, authentication, the query and the operation's begin step: the
- * headers are in. */
-/* Remembers the first header whose value holds a NUL byte (RFC 9110 5.5:
- * such a field must be rejected; as a C string it would be cut short). */
-static enum MHD_Result find_nul_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       size_t key_size, const char *value, size_t value_size)
+/*
+ * What one walk over the request's headers finds (scan_header). The head
+ * is parsed in place by libmicrohttpd: the request line starts at the
+ * method, header names and values are pointers into the same bytes, in
+ * order, and the head ends at method + its header size. That lets the
+ * walk see what libmicrohttpd hides: a header value that held a NUL byte
+ * (cut there) leaves bytes between that value's end and the next line
+ * (api_header_gap_clean). Should a libmicrohttpd ever store the head
+ * otherwise (pointers out of that order), the NUL check is skipped rather
+ * than refusing every request.
+ */
+struct head_scan {
+    const char *start, *end;   /* the head in libmicrohttpd's buffer, or NULL */
+    const char *prev_key;      /* the previous header, and where its value ends */
+    const char *prev_end;
+    bool layout_unknown;
+    const char *nul;           /* the first header that held a NUL byte */
+    unsigned hosts;            /* Host headers */
+    unsigned lengths;          /* Content-Length headers */
+    const char *length;        /* the first Content-Length value */
+    bool lengths_differ;
+    const char *te;            /* Transfer-Encoding, the first one */
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
-    const char **bad = cls;
-    if (!*bad && (strlen(key) != key_size || (value && strlen(value) != value_size)))
-        *bad = key;
-    return *bad ? MHD_NO : MHD_YES;
+    struct head_scan *h = cls;
+    if (!value)
+        value = "";
+    if (!h->nul && (strlen(key) != key_size || strlen(value) != value_size))
+        h->nul = key;
+    if (!h->start || key < h->start || value + value_size > h->end ||
+        (h->prev_end && key < h->prev_end)) {
+        h->layout_unknown = true;
+    } else if (!h->layout_unknown) {
+        if (h->prev_end && !h->nul &&
+            !api_header_gap_clean(h->prev_end, (size_t)(key - h->prev_end), false))
+            h->nul = h->prev_key;
+        h->prev_key = key;
+        h->prev_end = value + value_size;
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        h->hosts++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0 && !h->te)
+        h->te = value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (h->length && strcmp(h->length, value) != 0)
+            h->lengths_differ = true;
+        if (!h->length)
+            h->length = value;
+        h->lengths++;
+    }
+    return MHD_YES;
 }
 
-/* Refuses what libmicrohttpd would otherwise accept and mishandle: header
- * values with NUL bytes, and a Transfer-Encoding other than chunked (its
- * body cannot be delimited: it would wait for it until the idle timeout).
- * Returns MHD_YES with nothing sent when the headers are fine. */
+/* Walks the request's headers once into *h. */
+static void scan_head(const struct api_req *r, struct head_scan *h)
+{
+    memset(h, 0, sizeof *h);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci && r->method) {
+        h->start = r->method;
+        h->end = r->method + ci->header_size;
+    }
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, h);
+    if (!h->layout_unknown && h->prev_end && !h->nul &&
+        !api_header_gap_clean(h->prev_end, (size_t)(h->end - h->prev_end), true))
+        h->nul = h->prev_key;
+}
+
+/*
+ * Refuses, with one 400 problem, what libmicrohttpd would otherwise accept
+ * and mishandle or let through: a header value with a NUL byte (RFC 9110
+ * 5.5; as a C string it would be cut short, and "Bearer TOKEN<NUL>junk"
+ * would pass for the token), a Transfer-Encoding other than chunked (its
+ * body cannot be delimited), Transfer-Encoding together with
+ * Content-Length or two different Content-Lengths (RFC 9112 6.1 and 6.3:
+ * the framing is ambiguous, the classic request-smuggling shape), and an
+ * HTTP/1.1 request without exactly one Host (RFC 9112 3.2).
+ * Returns MHD_YES with *refused false when the headers are fine.
+ */
 static enum MHD_Result check_headers(struct api_req *r, bool *refused)
 {
-    const char *bad = NULL;
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, find_nul_header, &bad);
+    struct head_scan h;
+    scan_head(r, &h);
     *refused = true;
-    if (bad)
+    if (h.nul)
         return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
-                                 "header %.64s holds a NUL byte", bad);
-    const char *te = api_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    if (te && strcasecmp(te, "chunked") != 0)
+                                 "header %.64s holds a NUL byte", h.nul);
+    if (h.te && h.lengths)
         return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
-                                 "Transfer-Encoding %.64s is not supported (only chunked)", te);
+                                 "Content-Length and Transfer-Encoding are both given: the "
+                                 "body's length is ambiguous (send one of them)");
+    if (h.lengths_differ)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "Content-Length is given %u times with different values",
+                                 h.lengths);
+    if (h.te && strcasecmp(h.te, "chunked") != 0)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "Transfer-Encoding %.64s is not supported (only chunked)", h.te);
+    if (r->http11 && h.hosts != 1)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 h.hosts ? "an HTTP/1.1 request has exactly one Host header "
+                                           "(this one has %u)"
+                                         : "an HTTP/1.1 request needs a Host header%.0u",
+                                 h.hosts);
     *refused = false;
     return MHD_YES;
 }
 
+/* True when `path` is /v1 or under it. */
+static bool under_v1(const char *path)
+{
+    return strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/');
+}
+
+/* Routing, authentication, the query and the operation's begin step: the
+ * headers are in. */
 static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
 {
     bool refused;
     enum MHD_Result hret = check_headers(r, &refused);
     if (refused)
         return hret;
+    /* Under /v1 the token is checked before the path and the method: a 404
+     * or 405 would tell a caller without a token which routes exist. A
+     * CORS preflight (OPTIONS) carries no credentials by design, so it is
+     * routed as before. */
+    if (api_auth_enabled(s->auth) && under_v1(r->path) && r->method_bit != API_METHOD_OPTIONS) {
+        enum MHD_Result ret = refuse_unauthenticated(s, r);
+        if (ret != MHD_YES || r->status)
+            return ret;
+    }
     if (api_route_match(r->path, &r->match) != 0)
         return api_send_problemf(r, API_PROBLEM_NOT_FOUND, "no resource at %s", r->path);
     const struct api_op *op = api_op_find(r->match.route, r->method_bit);
@@ -247,7 +342,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *upload_data, size_t *upload_data_size,
                                  void **req_cls)
 {
-    (void)version;
     struct api_server *s = cls;
     struct api_req *r = *req_cls;
     if (!r) {
@@ -255,6 +349,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!r)
             return MHD_NO;
         *req_cls = r;
+        r->http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
         /* A response queued now, before the body, makes libmicrohttpd close
          * the connection afterwards (it will not read the unread body). That
          * is right for a body we refuse (413, 415) but would cost every
