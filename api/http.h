@@ -14,10 +14,12 @@
  * api_send_problem(), which also adds the headers a problem implies: Allow
  * on 405, Retry-After on 503, WWW-Authenticate on 401.
  *
- * Process and threads: api process. With one thread per connection, a
- * request and its api_req live on one libmicrohttpd thread; nothing here is
- * shared between requests except the engine (thread-safe) and the
- * read-only config.
+ * Process and threads: api process. A request and its api_req live on the
+ * libmicrohttpd thread of its connection (one of a pool, each serving many
+ * connections: nothing here may block for long); a stream's reader data is
+ * also touched by the pump's thread, only while its connection is
+ * suspended (pump.h). Nothing else is shared between requests except the
+ * engine (thread-safe) and the read-only config.
  *
  * Ownership: the api_req is owned by the server (new in api_req_new, freed
  * by api_req_free). `method`, `path` and query values are borrowed from
@@ -38,7 +40,9 @@
 #include "config.h"
 #include "engine.h"
 #include "headers.h"
+#include "conns.h"
 #include "problem.h"
+#include "pump.h"
 #include "query.h"
 #include "route.h"
 #include "sbuf.h"
@@ -62,6 +66,9 @@ struct api_req {
     struct engine *engine;         /* borrowed */
     const struct config *cfg;      /* borrowed */
     const atomic_bool *stopping;   /* the server's shutdown flag (borrowed) */
+    struct api_pump *pump;         /* wakes suspended streams (pump.h; borrowed) */
+    struct api_conns *conns;       /* the connection table (conns.h; borrowed) */
+    struct api_conn *conn_entry;   /* this connection's entry, NULL if not followed */
     const char *method;            /* borrowed from libmicrohttpd */
     const char *path;              /* borrowed from libmicrohttpd, without the query */
     enum api_method method_bit;

@@ -14,6 +14,8 @@
 #include <microhttpd.h>
 
 #include "auth.h"
+#include "conns.h"
+#include "fdlimit.h"
 #include "handlers.h"
 #include "http.h"
 #include "listener.h"
@@ -22,6 +24,8 @@
 
 struct api_server {
     struct MHD_Daemon *daemon;
+    struct api_conns *conns;  /* deadlines and the ceiling (conns.h) */
+    struct api_pump *pump;    /* wakes suspended streams (pump.h) */
     const struct config *cfg;
     struct engine *engine;
     struct api_auth *auth;  /* the bearer tokens (auth.h) */
@@ -283,6 +287,7 @@ static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
 /* A piece of the body. */
 static enum MHD_Result body_feed(struct api_req *r, const char *data, size_t n)
 {
+    api_conn_body(r->conns, r->conn_entry, n);
     if (!r->wants_body)
         return MHD_YES;
     r->body_received += n;
@@ -349,16 +354,29 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!r)
             return MHD_NO;
         *req_cls = r;
+        r->pump = s->pump;
+        r->conns = s->conns;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->conn_entry = ci ? ci->socket_context : NULL;
+        /* the head is in: its deadline no longer applies; a body has a
+         * minimum rate until it ends */
         r->http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
         /* A response queued now, before the body, makes libmicrohttpd close
          * the connection afterwards (it will not read the unread body). That
          * is right for a body we refuse (413, 415) but would cost every
          * bodiless request its keep-alive: those are answered on the next
          * call, which comes at once. */
-        if (!has_body(r))
+        if (!has_body(r)) {
+            api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
             return MHD_YES;
+        }
+        api_conn_phase(s->conns, r->conn_entry, API_CONN_BODY);
         r->begun = true;
-        return dispatch_begin(s, r);
+        enum MHD_Result ret = dispatch_begin(s, r);
+        if (r->status)
+            api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
+        return ret;
     }
     if (*upload_data_size > 0) {
         enum MHD_Result ok = body_feed(r, upload_data, *upload_data_size);
@@ -373,6 +391,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         /* a POST without a body goes on to its finish step: the parsers
          * refuse an empty body with the right problem */
     }
+    /* the last call: the body (if any) is all in */
+    api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
     if (r->status)
         return MHD_YES;
     if (r->wants_body && r->op && r->op->finish)
@@ -448,6 +468,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct api_req *r = *req_cls;
     if (!r)
         return;
+    /* a kept-alive connection now waits for its next head, on a new deadline */
+    api_conn_phase(s->conns, r->conn_entry, API_CONN_HEAD);
     double secs = api_req_seconds(r);
     if (r->status)
         engine_count_request(s->engine, api_route_template(r->match.route),
@@ -456,6 +478,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         access_log(r, secs, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     api_req_free(r);
     *req_cls = NULL;
+}
+
+/* libmicrohttpd's connection start and end: the table follows every
+ * connection from its accept (conns.h). Called on the connection's thread,
+ * CLOSED before libmicrohttpd closes the descriptor. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct api_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? api_conn_opened(s->conns, ci->connect_fd) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        api_conn_closed(s->conns, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -470,7 +509,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         msg[--n] = '\0';
     /* A results stream ends this way on purpose when its client leaves or
      * the service stops (handlers.c); that is not worth a warning. */
-    if (strstr(msg, "application error generating response"))
+    /* A connection the table closed (conns.h: a late head, a slow body,
+     * the ceiling) ends this way too: one line per sweep says so already,
+     * and an attack must not write a line per connection. */
+    if (strstr(msg, "application error generating response") ||
+        strstr(msg, "closed by remote side with incomplete request"))
         log_debug("libmicrohttpd: %s", msg);
     else
         log_warn("libmicrohttpd: %s", msg);
@@ -497,8 +540,17 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         return NULL;
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG;
+    /* epoll with a pool of threads, each serving many connections: an idle
+     * or slow connection costs a descriptor and its 128 KiB pool at most,
+     * not a thread (docs/architecture.md, "Connections") */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) != MHD_YES) {
+        log_error("this libmicrohttpd was built without epoll");
+        api_auth_destroy(s->auth);
+        free(s);
+        *err = -ENOTSUP;
+        return NULL;
+    }
     /* HTTPS: the PEM texts were read at start (config.h); libmicrohttpd
      * copies them into GnuTLS when the daemon starts. */
     struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
@@ -515,12 +567,24 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem };
         tls_opts[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
     }
-    /* poll() has no FD_SETSIZE ceiling, which select() would put on the
-     * descriptor numbers of a busy process */
-    if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
-        flags |= MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
+    struct api_conns_limits lim = {
+        .ceiling = cfg->max_connections,
+        .header_timeout_ms = cfg->header_timeout_s * 1000u,
+        .min_body_rate = cfg->min_body_rate,
+    };
+    s->conns = api_conns_create(&lim);
+    int trc = s->conns ? api_conns_start(s->conns) : -ENOMEM;
+    s->pump = trc == 0 ? api_pump_start() : NULL;
+    if (!s->pump) {
+        log_error("cannot start the connection threads: %s", strerror(trc ? -trc : ENOMEM));
+        api_conns_destroy(s->conns);
+        api_auth_destroy(s->auth);
+        free(s);
+        *err = trc ? trc : -ENOMEM;
+        return NULL;
+    }
     errno = 0;
     /* the logger goes first so that libmicrohttpd's own start-up messages
      * reach it too */
@@ -528,16 +592,21 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
      * restarts. */
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        fdlimit_library_limit(cfg->max_connections), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)API_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (!s->daemon) {
         int e = errno ? errno : EIO;
         log_error("cannot listen on %s:%u%s: %s", cfg->listen_host, (unsigned)cfg->listen_port,
                   cfg->tls_cert_pem ? " (HTTPS: is the key the certificate's, both PEM?)" : "",
                   strerror(e));
+        api_pump_stop(s->pump);
+        api_pump_free(s->pump);
+        api_conns_destroy(s->conns);
         api_auth_destroy(s->auth);
         free(s);
         *err = -e;
@@ -546,12 +615,18 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     s->port = listener_port(listen_fd);
     if (s->port == 0) {
         log_error("listening, but the bound port cannot be read");
+        api_pump_stop(s->pump);
         MHD_stop_daemon(s->daemon);
+        api_pump_free(s->pump);
+        api_conns_destroy(s->conns);
         api_auth_destroy(s->auth);
         free(s);
         *err = -EIO;
         return NULL;
     }
+    log_info("serving HTTP with %u threads (epoll), at most %u connections, head deadline %u s, "
+             "minimum body rate %zu bytes/s",
+             cfg->http_threads, cfg->max_connections, cfg->header_timeout_s, cfg->min_body_rate);
     return s;
 }
 
@@ -580,7 +655,14 @@ void api_server_stop(struct api_server *s)
     /* before MHD_stop_daemon, which joins the connection threads: a stream
      * only ends when it sees this */
     atomic_store_explicit(&s->stopping, true, memory_order_relaxed);
+    /* suspended streams go back to libmicrohttpd, whose readers see the
+     * flag above and end; a suspended connection would never end */
+    api_pump_stop(s->pump);
     MHD_stop_daemon(s->daemon);
+    /* after the daemon: every connection has been reported closed, and no
+     * reader can reach the pump */
+    api_pump_free(s->pump);
+    api_conns_destroy(s->conns);
     /* after the daemon: no connection thread can be checking a token now */
     api_auth_destroy(s->auth);
     free(s);
