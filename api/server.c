@@ -578,7 +578,7 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     int trc = s->conns ? api_conns_start(s->conns) : -ENOMEM;
     s->pump = trc == 0 ? api_pump_start() : NULL;
     if (!s->pump) {
-        log_error("cannot start the connection threads: %s", strerror(trc ? -trc : ENOMEM));
+        log_error("cannot start the connection sweeper or the stream pump: %s", strerror(trc ? -trc : ENOMEM));
         api_conns_destroy(s->conns);
         api_auth_destroy(s->auth);
         free(s);
@@ -652,7 +652,7 @@ void api_server_stop(struct api_server *s)
 {
     if (!s)
         return;
-    /* before MHD_stop_daemon, which joins the connection threads: a stream
+    /* before MHD_stop_daemon, which joins libmicrohttpd's threads: a stream
      * only ends when it sees this */
     atomic_store_explicit(&s->stopping, true, memory_order_relaxed);
     /* suspended streams go back to libmicrohttpd, whose readers see the
@@ -663,7 +663,7 @@ void api_server_stop(struct api_server *s)
      * reader can reach the pump */
     api_pump_free(s->pump);
     api_conns_destroy(s->conns);
-    /* after the daemon: no connection thread can be checking a token now */
+    /* after the daemon: no libmicrohttpd thread can be checking a token now */
     api_auth_destroy(s->auth);
     free(s);
 }
