@@ -19,8 +19,8 @@
  *   - Without tokens: /v1 is open, the log says authentication is off, and
  *     nothing is allowed cross-origin by default.
  */
-#include "harness.h"
-#include "raw.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/raw.h"
 
 #include <errno.h>
 #include <signal.h>

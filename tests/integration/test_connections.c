@@ -15,7 +15,7 @@
  *
  * Every loop is bounded in count and time; no assertion is about time.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
