@@ -51,6 +51,7 @@
 
 #include "service/core/log.h"
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 #include "service/objects/objects.h"
 
 #define CONFIG_VERSION_TEXT "batchd 0.1.0"

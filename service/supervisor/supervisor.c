@@ -19,6 +19,8 @@
 #include "service/core/listener.h"
 #include "service/core/log.h"
 #include <batchd/model.h>
+#include "workers/models/model_util.h"
+#include "workers/models/models_builtin.h"
 #include "workers/worker/plugin.h"
 #include "service/objects/objects.h"
 #include "service/ring/ring.h"

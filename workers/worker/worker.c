@@ -195,12 +195,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
             snprintf(err, sizeof err, "out of memory for the job's state");
             rc = -ENOMEM;
         } else {
-            rc = acc ? ops->acc_run(state, acc, item, &out, err, sizeof err)
-                     : ops->run(state, item, &out, err, sizeof err);
-            if (rc == 0 && !out) {
-                snprintf(err, sizeof err, "model %s returned no output", ops->name);
-                rc = -EINVAL;
-            }
+            rc = worker_run_item(ops, state, acc, item, &out, err, sizeof err);
         }
         uint64_t dt = shm_now_mono_ns() - t0;
         atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
@@ -245,6 +240,25 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
     }
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
     worker_task_done(shm, w, idx);
+}
+
+int worker_run_item(const struct model_ops *ops, void *state, void **acc, const json_t *item,
+                    json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = acc ? ops->acc_run(state, acc, item, out, err, errlen)
+                 : ops->run(state, item, out, err, errlen);
+    if (rc == 0 && !*out) {
+        snprintf(err, errlen, "model %s returned no output", ops->name);
+        return -EINVAL;
+    }
+    if (rc != 0 && *out) {
+        /* model.h: a failing hook leaves *output NULL; one that did not
+         * would leak it, once per failed item, for the life of the worker. */
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* Puts one JSON output record, or the error that it could not be. */

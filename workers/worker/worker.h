@@ -50,6 +50,18 @@
  */
 size_t worker_utf8_repair(char *s);
 
+/*
+ * Runs one item through the model: acc_run when `acc` is given (a stateful
+ * model's accumulator slot), else run. The hook's contract is
+ * include/batchd/model.h's; this is where batchd holds a model to it.
+ * Returns 0 with *out a new reference (the caller releases it), or the
+ * hook's negative errno (-EINVAL when it reported success but gave no
+ * output) with *out NULL: an output a failing hook left behind is released
+ * here, never used. `item` is borrowed.
+ */
+int worker_run_item(const struct model_ops *ops, void *state, void **acc, const json_t *item,
+                    json_t **out, char *err, size_t errlen);
+
 /* Runs worker slot w until told to stop; never returns. */
 __attribute__((noreturn)) void worker_main(struct shm *shm, uint32_t w,
                                            const struct model_ops *ops, const void *shared,

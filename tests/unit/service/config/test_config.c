@@ -19,6 +19,7 @@
 
 #include "service/config/config.h"
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 
 static const char *const env_names[] = {
     "BATCHD_LISTEN",         "BATCHD_DATA_DIR",      "BATCHD_WORKERS",

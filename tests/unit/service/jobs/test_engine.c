@@ -22,6 +22,7 @@
 #include "service/config/config.h"
 #include "service/jobs/engine.h"
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 #include "service/ring/ring.h"
 #include "service/ring/shm.h"
 #include "workers/worker/worker.h"

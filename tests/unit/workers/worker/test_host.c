@@ -89,6 +89,15 @@ static void test_load_table(void **unused)
     host_worker_setup(NULL, 0);
     const struct model_host *h = host_load();
     assert_int_equal(h->abi_version, MODEL_ABI_VERSION);
+    /* the table says how long it is, so that a plugin can tell which host
+     * functions exist (include/batchd/model.h, MODEL_HOST_HAS) */
+    assert_int_equal(h->size, sizeof(struct model_host));
+    assert_true(MODEL_HOST_HAS(h, object_ref));
+    assert_true(MODEL_HOST_HAS(h, object_new));
+    struct model_host older = *h;
+    older.size = (uint32_t)offsetof(struct model_host, object_new); /* one without object_new */
+    assert_true(MODEL_HOST_HAS(&older, object_ref));
+    assert_false(MODEL_HOST_HAS(&older, object_new));
     char err[256];
     struct model_object obj;
     json_t *v = json_pack("{s:s}", "$object", "0123456789abcdefghjkmnpqrs");
