@@ -146,12 +146,13 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
     /* New jobs are refused first (503), so nothing is accepted that the
      * stop could lose. The tasks already in the ring run to their end while
      * the server still answers status polls: the drain lasts until they are
-     * done, the grace period is nearly over (the supervisor stops the
-     * workers one second before its end), or a second stop signal comes.
+     * done, the drain budget is spent (the supervisor stops the workers
+     * at its api deadline: service/core/process.h draws the timeline), or
+     * a second stop signal comes.
      * Then the connections end; the engine goes last because handlers still
      * running use it. */
     engine_stop_accepting(engine);
-    uint64_t budget_ms = cfg->grace_ms > 1500 ? cfg->grace_ms - 1500 : cfg->grace_ms / 2;
+    uint64_t budget_ms = shutdown_drain_budget_ms(cfg->grace_ms);
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {

@@ -1343,7 +1343,7 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
             config_usage(stdout);
         else
             printf("%s\n", CONFIG_VERSION_TEXT);
-        return CONFIG_EXIT_OK;
+        return CONFIG_PRINTED;
     }
     if (rc < 0)
         goto early_error;

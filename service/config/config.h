@@ -132,13 +132,14 @@ struct config {
 };
 
 /* Result codes of config_parse besides 0. */
-#define CONFIG_EXIT_OK 1 /* --help or --version was printed: exit 0 */
+#define CONFIG_PRINTED 1 /* --help or --version was printed to stdout: the caller
+                            exits 0 (a result code, not an exit status) */
 
 /*
  * Parses argv (argv[0] is the program), the environment and the
  * configuration file into *cfg.
  * Returns 0 on success (with cfg->print_config set when --print-config was
- * given: the caller prints and exits); CONFIG_EXIT_OK after printing --help
+ * given: the caller prints and exits); CONFIG_PRINTED after printing --help
  * or --version to stdout; -EINVAL with a one-line message in err (no
  * trailing newline) for a bad flag, variable, file key or value, or a file
  * that cannot be read; -ENOMEM. On failure *cfg holds nothing to free.

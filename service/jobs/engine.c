@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "service/core/log.h"
+#include "service/core/process.h"
 #include <batchd/model.h>
 #include "service/objects/objects.h"
 #include "service/ring/ring.h"
@@ -844,16 +845,9 @@ static void job_fail(struct engine *e, struct job *j, const char *why)
 /* "worker died: signal 11 (SIGSEGV) on attempt 3/3" */
 static void describe_death(int status, unsigned attempt, unsigned max, char *buf, size_t len)
 {
-    if (WIFSIGNALED(status)) {
-        const char *abbrev = sigabbrev_np(WTERMSIG(status));
-        snprintf(buf, len, "worker died: signal %d (SIG%s) on attempt %u/%u", WTERMSIG(status),
-                 abbrev ? abbrev : "?", attempt, max);
-    } else if (WIFEXITED(status)) {
-        snprintf(buf, len, "worker died: exit code %d on attempt %u/%u", WEXITSTATUS(status),
-                 attempt, max);
-    } else {
-        snprintf(buf, len, "worker died on attempt %u/%u", attempt, max);
-    }
+    char how[64];
+    proc_describe_status(status, how, sizeof how);
+    snprintf(buf, len, "worker died: %s on attempt %u/%u", how, attempt, max);
 }
 
 /* ------------------------------------------------------- stateful jobs */

@@ -103,7 +103,10 @@ struct shm_group {
 };
 
 struct shm_worker {
-    /* Supervisor writes, before fork and at reap; others read. */
+    /* The worker process writes its own pid, first thing after fork and
+     * before it can claim a task (release); the supervisor only clears it
+     * to 0 once it has reaped the process. Readers (the engine: is the
+     * process that holds a stateful job's state still the same?) acquire. */
     _Atomic int32_t pid;
     uint32_t group;
     _Atomic uint32_t restarts;          /* forks of this slot after the first */

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -73,17 +72,15 @@ static void sup_set_state(struct sup *s, enum sup_state st)
 
 static uint64_t sup_now_ms(void) { return shm_now_mono_ns() / 1000000ULL; }
 
-/* "exit code 3", "signal 11 (SIGSEGV)": how a child ended, for the log. */
+/* "exit code 3", "signal 11 (SIGSEGV), core dumped": how a child ended,
+ * for the log. */
 static void sup_describe(int status, char *buf, size_t len)
 {
-    if (WIFEXITED(status))
-        snprintf(buf, len, "exit code %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, len, "signal %d (SIG%s)%s", WTERMSIG(status),
-                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
-                 WCOREDUMP(status) ? ", core dumped" : "");
-    else
-        snprintf(buf, len, "status 0x%x", status);
+    proc_describe_status(status, buf, len);
+    if (WIFSIGNALED(status) && WCOREDUMP(status)) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, ", core dumped");
+    }
 }
 
 static int sup_lock_data_dir(struct sup *s)
@@ -236,20 +233,20 @@ static int sup_create_shm(struct sup *s)
     return 0;
 }
 
+/* What a child must not keep of the supervisor's: the data dir's lock. */
 static void sup_child_setup(struct sup *s, const char *name)
 {
-    prctl(PR_SET_NAME, name, 0, 0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() != s->self)
-        _exit(WORKER_EXIT_FATAL);
+    proc_child_setup(name, s->self);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
 }
 
-/* Workers have no business with the listening socket. */
+/* Workers have no business with the listening socket either. worker_main
+ * names itself and asks for the parent-death signal (proc_child_setup). */
 static void sup_worker_setup(struct sup *s)
 {
-    sup_child_setup(s, "batchd-worker");
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
 }
@@ -281,7 +278,8 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
         host_worker_setup(&s->objects, w);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);
     }
-    atomic_store_explicit(&sw->pid, pid, memory_order_release);
+    /* sw->pid is the child's to write (above): one writer, so no store
+     * here can land after the child's first task. */
     c->pid = pid;
     c->started_ms = sup_now_ms();
     c->respawn_at_ms = 0;
@@ -398,7 +396,7 @@ static void sup_api_exited(struct sup *s, int status)
         log_info("api process exited: %s", how);
         return;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == SUP_EXIT_FATAL) {
+    if (WIFEXITED(status) && WEXITSTATUS(status) == API_EXIT_FATAL) {
         log_error("api process failed fatally (%s): stopping", how);
         s->exit_code = SUP_EXIT_FATAL;
         sup_set_state(s, SUP_STOPPING);
@@ -500,12 +498,14 @@ static bool sup_api_gone(struct sup *s) { return s->api.pid == 0; }
 static bool sup_all_gone(struct sup *s) { return sup_live_children(s) == 0; }
 
 /*
- * The shutdown sequence, within --grace from the stop signal:
+ * The shutdown sequence, within --grace from the stop signal (the timeline
+ * and its offsets: service/core/process.h):
  *   1. the api process gets SIGTERM: it refuses new jobs (503), lets the
- *      tasks in the ring finish, and exits when they are done or when the
- *      grace period is nearly over;
- *   2. then the workers get SIGTERM: each finishes the task in hand;
- *   3. whatever still runs at the end of the grace period gets SIGKILL.
+ *      tasks in the ring finish, and exits when they are done or when its
+ *      drain budget is spent;
+ *   2. then (at the latest at the api deadline) the workers get SIGTERM:
+ *      each finishes the task in hand;
+ *   3. whatever still runs at the kill time gets SIGKILL.
  */
 static void sup_stop_children(struct sup *s, const sigset_t *set)
 {
@@ -513,8 +513,8 @@ static void sup_stop_children(struct sup *s, const sigset_t *set)
     uint64_t start = sup_now_ms();
     uint64_t grace = s->cfg->grace_ms;
     /* Leave the workers at least a moment after the api has gone. */
-    uint64_t api_deadline = start + (grace > 1000 ? grace - 1000 : grace / 2);
-    uint64_t end = start + (grace > 200 ? grace - 200 : grace);
+    uint64_t api_deadline = start + shutdown_api_deadline_ms(grace);
+    uint64_t end = start + shutdown_kill_ms(grace);
     bool patient = true;
     if (s->api.pid) {
         kill(s->api.pid, SIGTERM);
@@ -532,7 +532,7 @@ static void sup_stop_children(struct sup *s, const sigset_t *set)
                  sup_live_children(s), (unsigned long long)(sup_now_ms() - start));
         sup_signal_children(s, SIGKILL);
         /* SIGKILL cannot be ignored: the wait is for the kernel to reap. */
-        uint64_t deadline = sup_now_ms() + 5000;
+        uint64_t deadline = sup_now_ms() + SHUTDOWN_REAP_WAIT_MS;
         while (sup_live_children(s) > 0 && sup_now_ms() < deadline) {
             struct timespec ts = { 0, 20 * 1000000L };
             sigtimedwait(set, NULL, &ts);

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -93,15 +92,15 @@ struct worker_buf {
     size_t cap;
 };
 
-/* JSON_REAL_PRECISION of this worker's model (model_ops.real_digits), set
- * once in worker_main. */
+/* json_dumpb's flags for every output of this worker: compact, any value,
+ * and the JSON_REAL_PRECISION of its model (model_ops.real_digits), set once
+ * in worker_main before the first item. */
 static size_t worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
-#define WORKER_JSON_FLAGS worker_json_flags
 
 /* Encodes `v` into the buffer. Returns its length, or 0 on failure. */
 static size_t worker_encode(struct worker_buf *b, const json_t *v)
 {
-    size_t n = json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
+    size_t n = json_dumpb(v, b->p, b->cap, worker_json_flags);
     if (n == 0 || n <= b->cap)
         return n;
     char *p = realloc(b->p, n);
@@ -109,7 +108,7 @@ static size_t worker_encode(struct worker_buf *b, const json_t *v)
         return 0;
     b->p = p;
     b->cap = n;
-    return json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
+    return json_dumpb(v, b->p, b->cap, worker_json_flags);
 }
 
 size_t worker_utf8_repair(char *s)
@@ -373,12 +372,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
                  pid_t supervisor)
 {
     log_set_proc("worker");
-    prctl(PR_SET_NAME, "batchd-worker", 0, 0, 0);
-    /* Die with the supervisor; the check after closes the race where it
-     * died before the prctl. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() != supervisor)
-        _exit(WORKER_EXIT_FATAL);
+    proc_child_setup("batchd-worker", supervisor); /* die with the supervisor */
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

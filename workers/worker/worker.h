@@ -12,7 +12,7 @@
  * ignored (a terminal's Ctrl-C reaches the whole process group, and the
  * supervisor decides the order of shutdown).
  *
- * Exit codes, read by the supervisor (supervisor.h classifies them):
+ * Exit codes (service/core/process.h), read by the supervisor:
  *   0                      orderly stop after SIGTERM
  *   WORKER_EXIT_FATAL      unusable setup (do not respawn)
  *   WORKER_EXIT_INIT       init() failed (respawn with back-off)
@@ -29,14 +29,14 @@
 #include <sys/types.h>
 
 #include <batchd/model.h>
+#include "service/core/process.h"
 #include "service/ring/shm.h"
 
 /* Workers run with this nice value (and SCHED_BATCH): the api process
  * stays responsive while every worker is busy. */
 #define WORKER_NICE 10
 
-#define WORKER_EXIT_FATAL 2
-#define WORKER_EXIT_INIT 3
+/* WORKER_EXIT_FATAL and WORKER_EXIT_INIT: service/core/process.h. */
 
 /*
  * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that
