@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/core/id.h"
 #include "service/core/log.h"
 #include "service/core/process.h"
 #include <batchd/model.h>
@@ -451,30 +452,8 @@ static void engine_forget_job(struct engine *e, struct job *j)
         job_free(j);
 }
 
-/* 128 random bits as 26 characters of lowercase base32. */
-static void engine_new_id(char *out)
-{
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-    uint8_t r[17] = { 0 };
-    if (getrandom(r, 16, 0) != 16) {
-        /* getrandom cannot fail for 16 bytes once the pool is seeded; keep
-         * ids unique anyway */
-        uint64_t t = shm_now_real_ns() ^ ((uint64_t)getpid() << 32);
-        memcpy(r, &t, 8);
-        t = shm_now_mono_ns();
-        memcpy(r + 8, &t, 8);
-    }
-    unsigned bits = 0, acc = 0, o = 0;
-    for (int i = 0; i < 17 && o < ENGINE_JOB_ID_LEN; i++) {
-        acc = (acc << 8) | r[i];
-        bits += 8;
-        while (bits >= 5 && o < ENGINE_JOB_ID_LEN) {
-            out[o++] = alphabet[(acc >> (bits - 5)) & 31];
-            bits -= 5;
-        }
-    }
-    out[ENGINE_JOB_ID_LEN] = '\0';
-}
+/* 128 random bits as 26 characters of lowercase base32 (service/core/id.h). */
+static void engine_new_id(char *out) { id_new(out); }
 
 /* --------------------------------------------------------------- results */
 

@@ -37,7 +37,7 @@ struct shm;
 struct engine;
 
 /* Job ids are 26 characters of lowercase base32 (128 random bits). */
-#define ENGINE_JOB_ID_LEN 26
+#define ENGINE_JOB_ID_LEN 26 /* ID_LEN, service/core/id.h */
 #define ENGINE_ETAG_LEN 40
 
 enum job_status {
