@@ -28,6 +28,7 @@
 #include "service/core/id.h"
 #include "service/core/log.h"
 #include "service/core/process.h"
+#include "service/core/rfc3339.h"
 #include <batchd/model.h>
 #include "service/objects/objects.h"
 #include "service/ring/ring.h"
@@ -40,6 +41,10 @@
                                            unknown cost may take seconds */
 #define ENGINE_TICK_MS 200              /* housekeeping when nothing wakes us */
 #define ENGINE_HTTP_BUCKETS 10
+/* The upper bounds (seconds) of batchd_http_request_duration_seconds'
+ * buckets: counted by engine_count_request, printed by engine_metrics. */
+static const double engine_http_bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                0.025,  0.05,  0.1,    0.5,   1.0 };
 
 /* ---------------------------------------------------------------- items */
 
@@ -2068,22 +2073,13 @@ size_t engine_max_item_bytes(const struct engine *e)
     return e->cfg->max_item_bytes < slot ? e->cfg->max_item_bytes : slot;
 }
 
-static void fmt_time(char *buf, size_t len, uint64_t ns)
-{
-    time_t sec = (time_t)(ns / 1000000000ULL);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char day[32];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%.20s.%03uZ", day, (unsigned)((ns / 1000000ULL) % 1000));
-}
 
 static json_t *json_time(uint64_t ns)
 {
     if (!ns)
         return json_null();
-    char buf[40];
-    fmt_time(buf, sizeof buf, ns);
+    char buf[RFC3339_LEN + 1];
+    rfc3339_format(ns, buf, sizeof buf);
     return json_string(buf);
 }
 
@@ -2697,8 +2693,6 @@ bool engine_ready(struct engine *e, char *why, size_t whylen)
 void engine_count_request(struct engine *e, const char *route, const char *method, int status,
                           double seconds)
 {
-    static const double bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                        0.025,  0.05,  0.1,    0.5,   1.0 };
     pthread_mutex_lock(&e->http_mu);
     struct http_stat *st = NULL;
     for (size_t i = 0; i < e->n_http; i++) {
@@ -2729,7 +2723,7 @@ void engine_count_request(struct engine *e, const char *route, const char *metho
         st->count++;
         st->sum += seconds;
         for (int b = 0; b < ENGINE_HTTP_BUCKETS; b++)
-            if (seconds <= bounds[b])
+            if (seconds <= engine_http_bounds[b])
                 st->buckets[b]++;
     }
     pthread_mutex_unlock(&e->http_mu);
@@ -2737,8 +2731,6 @@ void engine_count_request(struct engine *e, const char *route, const char *metho
 
 int engine_metrics(struct engine *e, struct sbuf *o)
 {
-    static const double http_bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                             0.025,  0.05,  0.1,    0.5,   1.0 };
     int rc = 0;
     pthread_mutex_lock(&e->mu);
     rc |= sbuf_puts(o, "# HELP batchd_jobs Jobs held by this api process, by status.\n"
@@ -2798,7 +2790,7 @@ int engine_metrics(struct engine *e, struct sbuf *o)
             rc |= sbuf_printf(o,
                               "batchd_http_request_duration_seconds_bucket{route=\"%s\","
                               "method=\"%s\",code=\"%d\",le=\"%g\"} %" PRIu64 "\n",
-                              st->route, st->method, st->status, http_bounds[b], st->buckets[b]);
+                              st->route, st->method, st->status, engine_http_bounds[b], st->buckets[b]);
         rc |= sbuf_printf(o,
                           "batchd_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
                           "code=\"%d\",le=\"+Inf\"} %" PRIu64 "\n"
