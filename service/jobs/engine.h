@@ -32,6 +32,7 @@
 
 #include "service/config/config.h"
 #include "service/core/sbuf.h"
+#include "service/jobs/items.h"
 
 struct shm;
 struct engine;
@@ -54,26 +55,7 @@ const char *engine_status_name(enum job_status s);
 /* Returns the status for a name, or -1 for an unknown name. */
 int engine_status_parse(const char *name);
 
-/*
- * job_items: the inputs of one job, as compact JSON texts in one arena.
- * Built by the HTTP layer while it validates the request body, then handed
- * to engine_submit(). Not thread-safe (one builder).
- */
-struct job_items;
-
-/* Returns a new, empty item list, or NULL on out-of-memory. */
-struct job_items *job_items_new(void);
-/* Appends one item given as its JSON text (already validated, compact).
- * Returns 0, -ENOMEM, or -E2BIG past 4 GiB of item text. */
-int job_items_append(struct job_items *items, const char *json, size_t len);
-/* Appends the compact serialization of `item` (borrowed). Same returns. */
-int job_items_append_json(struct job_items *items, const json_t *item);
-size_t job_items_count(const struct job_items *items);
-/* Item i's JSON text (borrowed; not NUL-terminated) and its length. Items
- * are stored back to back: item i+1 starts where item i ends. */
-const char *job_items_get(const struct job_items *items, size_t i, size_t *len);
-/* Frees the list. NULL is fine. */
-void job_items_free(struct job_items *items);
+/* job_items, a job's inputs: service/jobs/items.h. */
 
 struct job_options {
     uint32_t chunk_size;      /* items per task; 0 = adaptive (the default) */
