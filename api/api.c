@@ -65,15 +65,9 @@ static void log_exposure(const struct config *cfg, bool auth)
                  cfg->listen_host);
 }
 
-int api_run(const struct config *config, struct shm *shm, struct objects *objects,
-            int listen_fd)
+int api_run(const struct config *cfg, struct shm *shm, struct objects *objects, int listen_fd)
 {
     log_set_proc("api");
-    /* A shallow copy that lives as long as the process: its strings stay
-     * the supervisor's; only the object store is added. */
-    struct config acfg = *config;
-    acfg.objects = objects;
-    const struct config *cfg = &acfg;
 
     /* Before any thread: the mask is inherited by every thread created
      * from here on. SETMASK, not BLOCK: the supervisor forks us with its
@@ -100,14 +94,14 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
 
-    struct engine *engine = engine_create(cfg, shm);
+    struct engine *engine = engine_create(cfg, shm, objects);
     if (!engine) {
         log_error("the engine could not start");
         return API_EXIT_FAILED;
     }
 
     int err = 0;
-    struct api_server *server = api_server_start(cfg, engine, listen_fd, &err);
+    struct api_server *server = api_server_start(cfg, engine, objects, listen_fd, &err);
     if (!server) {
         engine_destroy(engine);
         /* An unreadable tokens file (checked at start, so it changed since)

@@ -29,8 +29,8 @@
  * Process and threads: the api process's main thread only.
  * Ownership: cfg, shm, objects and listen_fd are borrowed from the
  * supervisor (inherited across fork); everything created here is freed
- * before api_run() returns. The object store reaches the engine and the
- * handlers as cfg->objects, in api_run's own copy of the config.
+ * before api_run() returns. The object store is handed on explicitly, to
+ * the engine (engine_create) and the server (api_server_start).
  */
 #ifndef BATCHD_API_H
 #define BATCHD_API_H

@@ -31,7 +31,7 @@ const char *const api_get_object_query[] = { "download", NULL };
 
 /* ------------------------------------------------------------ helpers */
 
-static struct objects *store_of(struct api_req *r) { return r->cfg->objects; }
+static struct objects *store_of(struct api_req *r) { return r->objects; }
 
 static enum MHD_Result no_store(struct api_req *r)
 {

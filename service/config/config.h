@@ -23,7 +23,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-struct objects;
 
 #define CONFIG_MAX_MODELS 32
 #define CONFIG_MAX_WORKERS_PER_MODEL 256
@@ -120,11 +119,6 @@ struct config {
                                   neither */
     char *tls_cert_pem;        /* the files' contents, read by config_parse (NUL-terminated) */
     char *tls_key_pem;         /* secret */
-
-    /* Not a setting: the object store (objects.h), borrowed. NULL as
-     * parsed; api_run() sets it in its own copy of the config, which is
-     * how the engine (e->cfg) and the HTTP handlers (r->cfg) reach it. */
-    struct objects *objects;
 
     bool print_config;         /* --print-config was given: main prints and exits */
     unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source of each row of the

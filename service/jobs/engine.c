@@ -162,6 +162,7 @@ struct http_stat {
 
 struct engine {
     const struct config *cfg;
+    struct objects *objects; /* the object store (borrowed; NULL in tests without one) */
     struct shm *shm;
     uint32_t epoch;
     pthread_mutex_t mu;
@@ -608,16 +609,16 @@ static void job_pin_one(void *arg, const char *id)
 {
     struct pin_ctx *c = arg;
     struct job *j = c->j;
-    if (!c->e->cfg->objects || strlen(id) != MODEL_OBJECT_ID_LEN)
+    if (!c->e->objects || strlen(id) != MODEL_OBJECT_ID_LEN)
         return;
     for (size_t i = 0; i < j->n_pins; i++)
         if (strcmp(j->pins[i], id) == 0)
             return;
-    if (objects_pin(c->e->cfg->objects, id) != 0)
+    if (objects_pin(c->e->objects, id) != 0)
         return;
     void *p = realloc(j->pins, (j->n_pins + 1) * sizeof *j->pins);
     if (!p) {
-        objects_unpin(c->e->cfg->objects, id);
+        objects_unpin(c->e->objects, id);
         return;
     }
     j->pins = p;
@@ -644,7 +645,7 @@ static void job_pin_objects(struct engine *e, struct job *j, const struct job_it
 static void job_unpin_objects(struct engine *e, struct job *j)
 {
     for (size_t i = 0; i < j->n_pins; i++)
-        objects_unpin(e->cfg->objects, j->pins[i]);
+        objects_unpin(e->objects, j->pins[i]);
     free(j->pins);
     j->pins = NULL;
     j->n_pins = 0;
@@ -653,8 +654,8 @@ static void job_unpin_objects(struct engine *e, struct job *j)
 static void delete_object(void *arg, const char *id)
 {
     struct engine *e = arg;
-    if (e->cfg->objects)
-        objects_delete(e->cfg->objects, id);
+    if (e->objects)
+        objects_delete(e->objects, id);
 }
 
 /* The partial states exported for a reduce live in objects made by the
@@ -918,14 +919,14 @@ static int engine_store_result(struct engine *e, struct job *j, uint32_t kind,
         return store_put_job_result(e->store, j->sseq, (const char *)data, len);
     char id[MODEL_OBJECT_ID_LEN + 1];
     struct objects_info info;
-    if (len != MODEL_OBJECT_ID_LEN || !e->cfg->objects)
+    if (len != MODEL_OBJECT_ID_LEN || !e->objects)
         return -EIO;
     memcpy(id, data, len);
     id[len] = '\0';
-    if (objects_find(e->cfg->objects, id, &info) != 0)
+    if (objects_find(e->objects, id, &info) != 0)
         return -EIO;
     int rc = store_put_job_result(e->store, j->sseq, info.obj.data, info.obj.bytes);
-    objects_delete(e->cfg->objects, id);
+    objects_delete(e->objects, id);
     return rc;
 }
 
@@ -1841,13 +1842,15 @@ static int engine_recover_job(void *arg, const struct store_job *row)
 
 /* ---------------------------------------------------------------- public */
 
-struct engine *engine_create(const struct config *cfg, struct shm *shm)
+struct engine *engine_create(const struct config *cfg, struct shm *shm,
+                             struct objects *objects)
 {
     struct engine *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->cfg = cfg;
     e->shm = shm;
+    e->objects = objects;
     e->accepting = true;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->http_mu, NULL);

@@ -35,6 +35,7 @@
 #include "service/jobs/items.h"
 
 struct shm;
+struct objects;
 struct engine;
 
 /* Job ids are 26 characters of lowercase base32 (128 random bits). */
@@ -74,7 +75,8 @@ struct job_options {
  * left behind (their jobs died with it).
  * Returns NULL on failure (logged).
  */
-struct engine *engine_create(const struct config *cfg, struct shm *shm);
+struct engine *engine_create(const struct config *cfg, struct shm *shm,
+                             struct objects *objects);
 
 /* Stops the thread and frees everything. Streams still open get an end. */
 void engine_destroy(struct engine *e);

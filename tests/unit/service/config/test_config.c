@@ -122,7 +122,6 @@ static void test_defaults(void **unused)
     assert_int_equal(c.object_memory, 1ull << 30);
     assert_int_equal(c.max_object_bytes, 256ull << 20);
     assert_int_equal(c.max_objects, 4096);
-    assert_null(c.objects);
     assert_null(c.port_file);
     /* chaos is built in but never loaded unless named. */
     assert_non_null(model_builtin_find("chaos"));

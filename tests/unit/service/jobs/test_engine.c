@@ -62,7 +62,7 @@ static int setup_model(void **state, const char *model)
         f->pids[w] = pid;
         atomic_store(&shm_worker(&f->shm, w)->pid, pid);
     }
-    f->e = engine_create(&f->cfg, &f->shm);
+    f->e = engine_create(&f->cfg, &f->shm, NULL);
     assert_non_null(f->e);
     *state = f;
     return 0;
