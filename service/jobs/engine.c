@@ -75,7 +75,7 @@ struct job_acc {
 };
 
 struct job {
-    uint64_t key; /* api epoch << 40 | seq: what ring slots carry */
+    uint64_t key; /* ring_key_make(api epoch, seq): what ring slots carry */
     char id[ENGINE_JOB_ID_LEN + 1];
     uint32_t group;
     enum job_status status;
@@ -257,9 +257,9 @@ static struct job *engine_find(struct engine *e, const char *id)
 
 static struct job *engine_find_key(struct engine *e, uint64_t key)
 {
-    if ((uint32_t)(key >> 40) != e->epoch)
+    if (ring_key_epoch(key) != e->epoch)
         return NULL;
-    uint64_t seq = key & ((1ULL << 40) - 1);
+    uint64_t seq = ring_key_seq(key);
     return seq >= 1 && seq <= e->n_seq ? e->by_seq[seq - 1] : NULL;
 }
 
@@ -357,7 +357,7 @@ static void engine_forget_job(struct engine *e, struct job *j)
         j->older->newer = j->newer;
     else
         e->oldest = j->newer;
-    uint64_t seq = j->key & ((UINT64_C(1) << 40) - 1);
+    uint64_t seq = ring_key_seq(j->key);
     if (seq >= 1 && seq <= e->n_seq)
         e->by_seq[seq - 1] = NULL;
     struct egroup *g = &e->groups[j->group];
@@ -833,7 +833,8 @@ static int engine_post_targeted(struct engine *e, struct egroup *g, uint32_t gi,
     s->job_key = kind == RING_TASK_EXPORT ? j->key : 0; /* a drop is no task of
                                                            the job's: it may
                                                            outlive it */
-    s->first_index = j->key; /* whose state */
+    s->first_index = 0;
+    s->state_key = j->key; /* whose state */
     s->n_items = 0;
     s->in_len = 0;
     s->attempt = 0;
@@ -865,25 +866,24 @@ static int engine_post_reduce(struct engine *e, struct egroup *g, uint32_t gi, s
     }
     size_t len = strlen(text);
     uint32_t cap = shm_header(e->shm)->in_cap;
-    if (len + 4 > cap) {
+    if (len + RING_IN_HDR > cap) {
         char why[160];
         snprintf(why, sizeof why,
                  "the workers' partial results take %zu bytes; a task holds %u (--max-item-bytes)",
-                 len, cap - 4);
+                 len, cap - RING_IN_HDR);
         free(text);
         job_fail(e, j, why);
         return 0;
     }
     uint32_t idx = g->free_slots[--g->n_free];
     struct ring_slot *s = ring_slot(e->shm, idx);
-    uint8_t *in = ring_slot_in(e->shm, idx);
-    memcpy(in, &(uint32_t){ (uint32_t)len }, 4);
-    memcpy(in + 4, text, len);
+    uint32_t used = 0;
+    ring_put_input(ring_slot_in(e->shm, idx), &used, cap, text, len); /* fits: checked above */
     free(text);
     s->job_key = j->key;
     s->first_index = 0;
     s->n_items = 1;
-    s->in_len = (uint32_t)len + 4;
+    s->in_len = used;
     s->attempt = j->reduce_tries;
     s->item_timeout_ms = 0;
     s->kind = RING_TASK_REDUCE;
@@ -1105,13 +1105,9 @@ static void engine_wind_stateful(struct engine *e)
 static bool slot_put_item(uint8_t *in, uint32_t *len, uint32_t cap, const struct job_items *items,
                           uint64_t i)
 {
-    uint64_t ilen = items->off[i + 1] - items->off[i];
-    if ((uint64_t)*len + 4 + ilen > cap)
-        return false;
-    memcpy(in + *len, &(uint32_t){ (uint32_t)ilen }, 4);
-    memcpy(in + *len + 4, items->data + items->off[i], ilen);
-    *len += 4 + (uint32_t)ilen;
-    return true;
+    size_t ilen;
+    const char *text = job_items_get(items, (size_t)i, &ilen);
+    return ring_put_input(in, len, cap, text, ilen) == 0;
 }
 
 /* Replays part of j->replay: items that already have their result, run
@@ -1992,7 +1988,7 @@ bool engine_model_exists(struct engine *e, const char *model)
 
 size_t engine_max_item_bytes(const struct engine *e)
 {
-    size_t slot = shm_header(e->shm)->in_cap - 4;
+    size_t slot = shm_header(e->shm)->in_cap - RING_IN_HDR;
     return e->cfg->max_item_bytes < slot ? e->cfg->max_item_bytes : slot;
 }
 
@@ -2089,7 +2085,7 @@ static json_t *job_json(struct engine *e, const struct job *j)
 static void job_etag(struct engine *e, const struct job *j, char *etag)
 {
     snprintf(etag, ENGINE_ETAG_LEN + 1, "\"%x-%" PRIx64 "-%" PRIx64 "\"", e->epoch,
-             (uint64_t)(j->key & ((UINT64_C(1) << 40) - 1)), j->version);
+             ring_key_seq(j->key), j->version);
 }
 
 /* Adds a job to the in-memory tables (mutex held). Returns 0 or -ENOMEM. */
@@ -2106,7 +2102,7 @@ static int engine_insert_job(struct engine *e, struct job *j)
     if (engine_hash_insert(e, j) != 0)
         return -ENOMEM;
     e->by_seq[e->n_seq++] = j;
-    j->key = ((uint64_t)e->epoch << 40) | e->n_seq;
+    j->key = ring_key_make(e->epoch, e->n_seq);
     j->older = e->newest;
     if (e->newest)
         e->newest->newer = j;

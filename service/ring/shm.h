@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "service/ring/ring_words.h"
+
 #define SHM_MAGIC 0x3130646863746162ULL /* "batchd01" little-endian */
 #define SHM_VERSION 1u
 #define SHM_NAME_LEN 64
@@ -95,11 +97,9 @@ struct shm_group {
     char description[SHM_DESC_LEN];    /* the model's description, "" if none */
     char plugin[SHM_PATH_LEN];         /* the plugin's path, "" for a built-in */
 
-    /* Ready queue indices: see ring.h for the protocol. */
-    _Alignas(64) _Atomic uint64_t head; /* next entry to take: workers (CAS) */
-    _Alignas(64) _Atomic uint64_t tail; /* next entry to fill: the engine only */
-    _Alignas(64) _Atomic uint32_t ready_seq; /* futex: bumped after publishing */
-    _Atomic uint32_t ready_waiters;          /* workers sleeping on ready_seq */
+    /* The ready queue's indices and futex: the ring's (ring_words.h,
+     * protocol in ring.h). */
+    struct ring_queue queue;
 };
 
 struct shm_worker {
@@ -124,9 +124,8 @@ struct shm_worker {
     _Atomic uint64_t hist[SHM_HIST_BUCKETS]; /* per-item run time counts */
     _Atomic uint64_t hist_sum_ns;
     char init_error[SHM_ERR_LEN];       /* why init() failed (worker, before exit) */
-    /* Targeted tasks (ring_publish_to): the engine stores gen<<32 | idx+1,
-     * this worker takes it with an exchange. */
-    _Atomic uint64_t mail;
+    /* Targeted tasks (ring_publish_to): the ring's (ring_words.h). */
+    struct ring_mailbox mailbox;
 } __attribute__((aligned(64)));
 
 struct shm {

@@ -29,9 +29,9 @@ static void worker_on_term(int sig)
 /*
  * A stateful model's accumulators, one per job this process has run items
  * of (model.h: acc_run). Few at a time (jobs run side by side), so a small
- * array searched linearly. Keys are the engine's job keys: api epoch << 40
- * | sequence; an accumulator of an older epoch belongs to a job of a dead
- * api process that will never export it, and is dropped.
+ * array searched linearly. Keys are job keys (ring.h: ring_key_make): an
+ * accumulator of an older api epoch (ring_key_epoch) belongs to a job of a
+ * dead api process that will never export it, and is dropped.
  */
 struct worker_acc {
     uint64_t key;
@@ -78,7 +78,7 @@ static void worker_acc_drop_stale(struct worker_accs *m, const struct model_ops 
                                   uint32_t epoch)
 {
     for (size_t i = 0; i < m->n;) {
-        if ((uint32_t)(m->a[i].key >> 40) != epoch)
+        if (ring_key_epoch(m->a[i].key) != epoch)
             worker_acc_drop(m, ops, state, m->a[i].key);
         else
             i++;
@@ -219,7 +219,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
                     char msg[160];
                     snprintf(msg, sizeof msg,
                              "output too large: %zu bytes, a task slot holds %u", n,
-                             shm_header(shm)->out_cap - 5);
+                             shm_header(shm)->out_cap - RING_OUT_HDR);
                     put = worker_put_error(shm, idx, msg);
                 }
             }
@@ -272,7 +272,7 @@ static void worker_put_json(struct shm *shm, uint32_t idx, struct worker_buf *bu
     if (ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n) == -ENOSPC) {
         char msg[160];
         snprintf(msg, sizeof msg, "%s too large: %zu bytes, a task slot holds %u", what, n,
-                 shm_header(shm)->out_cap - 5);
+                 shm_header(shm)->out_cap - RING_OUT_HDR);
         worker_put_error(shm, idx, msg);
     }
 }
@@ -282,7 +282,7 @@ static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struc
                           void *state, struct worker_buf *buf, struct worker_accs *accs)
 {
     struct ring_slot *slot = ring_slot(shm, idx);
-    uint64_t key = slot->first_index;
+    uint64_t key = slot->state_key;
     worker_task_begin(shm, w, key);
     void **acc = worker_acc_slot(accs, key);
     char err[512] = "";
@@ -436,8 +436,8 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
                 worker_export(shm, w, idx, ops, state, &buf, &accs);
                 break;
             case RING_TASK_DROP:
-                worker_task_begin(shm, w, slot->first_index);
-                worker_acc_drop(&accs, ops, state, slot->first_index);
+                worker_task_begin(shm, w, slot->state_key);
+                worker_acc_drop(&accs, ops, state, slot->state_key);
                 worker_task_done(shm, w, idx);
                 break;
             case RING_TASK_REDUCE:
