@@ -1,4 +1,5 @@
 #include "service/supervisor/supervisor.h"
+#include "service/supervisor/respawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,19 +28,7 @@
 #include "service/store/store.h"
 #include "workers/worker/worker.h"
 
-/* Respawn back-off for a child that keeps failing: 100 ms doubling to 30 s. */
-#define SUP_BACKOFF_MIN_MS 100
-#define SUP_BACKOFF_MAX_MS 30000
-/* A child that lived this long before dying is not crash-looping. */
-#define SUP_STABLE_MS 10000
-
-/* One per child: its pid and respawn policy (nginx keeps the same). */
-struct sup_child {
-    pid_t pid;
-    uint64_t started_ms;     /* monotonic */
-    uint64_t respawn_at_ms;  /* 0 = not waiting to respawn */
-    unsigned failures;       /* consecutive quick deaths */
-};
+/* The exit classes, struct sup_child and the back-off: respawn.h. */
 
 struct sup {
     const struct config *cfg;
@@ -307,23 +296,6 @@ static void sup_spawn_api(struct sup *s)
     log_info("api process started, pid %d", (int)pid);
 }
 
-static uint64_t sup_backoff(struct sup_child *c)
-{
-    uint64_t ms = SUP_BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < c->failures && ms < SUP_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < SUP_BACKOFF_MAX_MS ? ms : SUP_BACKOFF_MAX_MS;
-}
-
-/* Marks a quick death as a failure in a row, a late one as a fresh start. */
-static void sup_count_failure(struct sup_child *c, bool failed)
-{
-    if (!failed || sup_now_ms() - c->started_ms > SUP_STABLE_MS)
-        c->failures = failed ? 1 : 0;
-    else
-        c->failures++;
-}
-
 static void sup_worker_exited(struct sup *s, uint32_t w, int status)
 {
     struct shm_worker *sw = shm_worker(&s->shm, w);
@@ -341,8 +313,9 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     uint32_t lost = objects_reclaim_owner(&s->objects, w);
     if (lost)
         log_info("worker %u: %u unfinished object(s) freed", w, lost);
-    bool init_failed = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_INIT;
-    bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL;
+    enum sup_exit_class cls = sup_classify(SUP_CHILD_WORKER, status);
+    bool init_failed = cls == SUP_EXITED_INIT;
+    bool fatal = cls == SUP_EXITED_FATAL;
     atomic_store_explicit(&sw->state, init_failed ? WORKER_FAILED : WORKER_DEAD,
                           memory_order_relaxed);
     if (s->state != SUP_RUNNING) {
@@ -360,7 +333,7 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
      * serving (a poison item, a deadline kill) is bounded by max-attempts,
      * and its replacement is needed now. */
     bool early = init_failed || atomic_load_explicit(&sw->inits, memory_order_relaxed) == 0;
-    sup_count_failure(c, early);
+    sup_count_failure(c, early, sup_now_ms());
     uint64_t delay = early ? sup_backoff(c) : 0;
     if (fatal) {
         log_error("worker %u (model %s) exited fatally (%s): not respawned", w,
@@ -396,13 +369,13 @@ static void sup_api_exited(struct sup *s, int status)
         log_info("api process exited: %s", how);
         return;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == API_EXIT_FATAL) {
+    if (sup_classify(SUP_CHILD_API, status) == SUP_EXITED_FATAL) {
         log_error("api process failed fatally (%s): stopping", how);
         s->exit_code = SUP_EXIT_FATAL;
         sup_set_state(s, SUP_STOPPING);
         return;
     }
-    sup_count_failure(&s->api, true);
+    sup_count_failure(&s->api, true, sup_now_ms());
     uint64_t delay = s->api.failures > 1 ? sup_backoff(&s->api) : 0;
     log_warn("api process died: %s; restarting in %llu ms (its jobs come back from the store)",
              how, (unsigned long long)delay);
