@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "service/core/id.h"
+#include "service/core/jsonfmt.h"
 #include "service/core/log.h"
 #include "service/core/process.h"
 #include "service/core/rfc3339.h"
@@ -859,7 +860,7 @@ static int engine_post_reduce(struct engine *e, struct egroup *g, uint32_t gi, s
 {
     if (g->n_free == 0)
         return -EAGAIN;
-    char *text = json_dumps(j->partials, JSON_COMPACT);
+    char *text = jsonfmt_dumps(j->partials, JSON_COMPACT);
     if (!text) {
         job_fail(e, j, "out of memory gathering the partial results");
         return 0;

@@ -3,6 +3,8 @@
  */
 #include "service/jobs/items.h"
 
+#include "service/core/jsonfmt.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -54,7 +56,7 @@ int job_items_append(struct job_items *it, const char *json, size_t len)
 
 int job_items_append_json(struct job_items *it, const json_t *item)
 {
-    char *s = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    char *s = jsonfmt_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     if (!s)
         return -ENOMEM;
     int rc = job_items_append(it, s, strlen(s));
