@@ -19,7 +19,8 @@
 
 /* Writes the formatted message into err (when err and errlen) and returns
  * rc: every parse error of the module goes through here. */
-int config_vfail(char *err, size_t errlen, int rc, const char *fmt, va_list ap);
+__attribute__((format(printf, 4, 0))) int config_vfail(char *err, size_t errlen, int rc,
+                                                      const char *fmt, va_list ap);
 __attribute__((format(printf, 4, 5))) int config_fail(char *err, size_t errlen, int rc,
                                                       const char *fmt, ...);
 /* config_fail with -ENOMEM and the module's one out-of-memory message. */

@@ -41,6 +41,8 @@
  * reclaimed and the worker respawned. */
 #define WORKER_EXIT_FATAL PROC_EXIT_FATAL /* unusable setup (do not respawn) */
 #define WORKER_EXIT_INIT 3                /* init() failed (respawn with back-off) */
+#define WORKER_EXIT_RECYCLE 4             /* past its recycling limits (items, RSS): an
+                                             orderly exit, replaced at once */
 
 /* ---- the shutdown timeline ------------------------------------------- */
 

@@ -18,12 +18,14 @@ enum sup_exit_class sup_classify(enum sup_child_kind kind, int status)
         return SUP_EXITED_FATAL;
     if (kind == SUP_CHILD_WORKER && code == WORKER_EXIT_INIT)
         return SUP_EXITED_INIT;
+    if (kind == SUP_CHILD_WORKER && code == WORKER_EXIT_RECYCLE)
+        return SUP_EXITED_RECYCLED;
     return SUP_EXITED_CRASH;
 }
 
 const char *sup_exit_class_name(enum sup_exit_class c)
 {
-    static const char *const names[] = { "orderly", "fatal", "init failed", "crash" };
+    static const char *const names[] = { "orderly", "fatal", "init failed", "crash", "recycled" };
     return (unsigned)c < sizeof names / sizeof names[0] ? names[c] : "?";
 }
 

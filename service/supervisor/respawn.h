@@ -10,6 +10,8 @@
  *             a worker is not respawned, the api process stops batchd;
  *   INIT      a worker's exit 3 (WORKER_EXIT_INIT): its model's init()
  *             failed: respawned with back-off, the error shown by /readyz;
+ *   RECYCLED  a worker's exit 4 (WORKER_EXIT_RECYCLE): past its recycling
+ *             limits (items, RSS): replaced at once, counted as no failure;
  *   CRASH     a signal, or any other code: the child's work is reclaimed
  *             and it is respawned (at once, unless it keeps dying young).
  *
@@ -42,6 +44,7 @@ enum sup_exit_class {
     SUP_EXITED_FATAL,
     SUP_EXITED_INIT,
     SUP_EXITED_CRASH,
+    SUP_EXITED_RECYCLED,
 };
 
 /* One per child: its pid and respawn policy (nginx keeps the same). */
@@ -52,11 +55,12 @@ struct sup_child {
     unsigned failures;       /* consecutive quick deaths */
 };
 
-/* The class of a child's exit from its wait status. INIT only for a
- * worker (the api process has no init() to fail: its 3 is a crash). */
+/* The class of a child's exit from its wait status. INIT and RECYCLED only
+ * for a worker (the api process has no init() and no recycling: its 3 or 4
+ * is a crash). */
 enum sup_exit_class sup_classify(enum sup_child_kind kind, int status);
 
-/* "orderly", "fatal", "init failed", "crash". Static string. */
+/* "orderly", "fatal", "init failed", "crash", "recycled". Static string. */
 const char *sup_exit_class_name(enum sup_exit_class c);
 
 /* Counts a death at now_ms: `failed` (one that should back off) and young

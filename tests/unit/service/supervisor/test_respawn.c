@@ -44,6 +44,8 @@ static void test_classify_worker(void **unused)
                      SUP_EXITED_FATAL);
     assert_int_equal(sup_classify(SUP_CHILD_WORKER, status_of(WORKER_EXIT_INIT, 0)),
                      SUP_EXITED_INIT);
+    assert_int_equal(sup_classify(SUP_CHILD_WORKER, status_of(WORKER_EXIT_RECYCLE, 0)),
+                     SUP_EXITED_RECYCLED);
     assert_int_equal(sup_classify(SUP_CHILD_WORKER, status_of(1, 0)), SUP_EXITED_CRASH);
     assert_int_equal(sup_classify(SUP_CHILD_WORKER, status_of(0, SIGKILL)), SUP_EXITED_CRASH);
     assert_int_equal(sup_classify(SUP_CHILD_WORKER, status_of(0, SIGTERM)), SUP_EXITED_CRASH);
@@ -59,6 +61,7 @@ static void test_classify_api(void **unused)
     assert_int_equal(sup_classify(SUP_CHILD_API, status_of(API_EXIT_FAILED, 0)), SUP_EXITED_CRASH);
     /* 3 means init() failed only for a worker */
     assert_int_equal(sup_classify(SUP_CHILD_API, status_of(3, 0)), SUP_EXITED_CRASH);
+    assert_int_equal(sup_classify(SUP_CHILD_API, status_of(4, 0)), SUP_EXITED_CRASH);
     assert_int_equal(sup_classify(SUP_CHILD_API, status_of(0, SIGSEGV)), SUP_EXITED_CRASH);
     assert_string_equal(sup_exit_class_name(SUP_EXITED_FATAL), "fatal");
     assert_string_equal(sup_exit_class_name(SUP_EXITED_INIT), "init failed");
