@@ -179,9 +179,14 @@ test: check-layers unit integration contract browser readme python
 
 # The arrows between folders that must never exist (the rules are at the
 # top of scripts/check-layers.sh), and the script's own test on made-up trees.
+# The plugin ABI compiles alone, as strict C11, with jansson as its only
+# other header (the example plugins then link with -z defs against jansson).
 check-layers:
 	$(Q)sh tests/layers/test_check_layers.sh
 	$(Q)sh scripts/check-layers.sh
+	$(Q)$(CC) -std=c11 -pedantic $(WARN) -Iinclude $(shell pkg-config --cflags jansson) \
+	  -fsyntax-only -x c include/batchd/model.h
+	@echo "check-layers: include/batchd/model.h compiles alone (-std=c11 -pedantic -Iinclude + jansson)"
 
 unit: $(UNIT_BIN)
 	$(Q)sh tests/run_unit.sh $(UNIT_BIN)

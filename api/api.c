@@ -66,15 +66,9 @@ static void log_exposure(const struct config *cfg, bool auth)
                  cfg->listen_host);
 }
 
-int api_run(const struct config *config, struct shm *shm, struct objects *objects,
-            int listen_fd)
+int api_run(const struct config *cfg, struct shm *shm, struct objects *objects, int listen_fd)
 {
     log_set_proc("api");
-    /* A shallow copy that lives as long as the process: its strings stay
-     * the supervisor's; only the object store is added. */
-    struct config acfg = *config;
-    acfg.objects = objects;
-    const struct config *cfg = &acfg;
 
     /* Before any thread: the mask is inherited by every thread created
      * from here on. SETMASK, not BLOCK: the supervisor forks us with its
@@ -109,14 +103,14 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
      * engine's): arenas are chosen when a thread first allocates. */
     mallopt(M_ARENA_MAX, 2);
 
-    struct engine *engine = engine_create(cfg, shm);
+    struct engine *engine = engine_create(cfg, shm, objects);
     if (!engine) {
         log_error("the engine could not start");
         return API_EXIT_FAILED;
     }
 
     int err = 0;
-    struct api_server *server = api_server_start(cfg, engine, listen_fd, &err);
+    struct api_server *server = api_server_start(cfg, engine, objects, listen_fd, &err);
     if (!server) {
         engine_destroy(engine);
         /* An unreadable tokens file (checked at start, so it changed since)
@@ -155,12 +149,13 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
     /* New jobs are refused first (503), so nothing is accepted that the
      * stop could lose. The tasks already in the ring run to their end while
      * the server still answers status polls: the drain lasts until they are
-     * done, the grace period is nearly over (the supervisor stops the
-     * workers one second before its end), or a second stop signal comes.
+     * done, the drain budget is spent (the supervisor stops the workers
+     * at its api deadline: service/core/process.h draws the timeline), or
+     * a second stop signal comes.
      * Then the connections end; the engine goes last because handlers still
      * running use it. */
     engine_stop_accepting(engine);
-    uint64_t budget_ms = cfg->grace_ms > 1500 ? cfg->grace_ms - 1500 : cfg->grace_ms / 2;
+    uint64_t budget_ms = shutdown_drain_budget_ms(cfg->grace_ms);
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {

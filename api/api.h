@@ -29,23 +29,20 @@
  * Process and threads: the api process's main thread only.
  * Ownership: cfg, shm, objects and listen_fd are borrowed from the
  * supervisor (inherited across fork); everything created here is freed
- * before api_run() returns. The object store reaches the engine and the
- * handlers as cfg->objects, in api_run's own copy of the config.
+ * before api_run() returns. The object store is handed on explicitly, to
+ * the engine (engine_create) and the server (api_server_start).
  */
 #ifndef BATCHD_API_H
 #define BATCHD_API_H
 
 #include "service/config/config.h"
+#include "service/core/process.h"
 
 struct shm;
 struct objects;
 
-/* Exit codes of the api process (the supervisor's classification). */
-#define API_EXIT_OK 0      /* stopped by SIGTERM/SIGINT */
-#define API_EXIT_FAILED 1  /* the engine could not start, or the tokens file cannot be
-                              read: worth a respawn with back-off */
-#define API_EXIT_FATAL 2   /* cannot listen (bad address, port in use) or write the port
-                              file: it would fail again, do not respawn */
+/* The api process's exit codes (API_EXIT_*, the supervisor's
+ * classification) and the shutdown timeline are in service/core/process.h. */
 
 /*
  * Runs the api process until SIGTERM or SIGINT. Returns API_EXIT_OK after

@@ -28,6 +28,7 @@
 #include "bench/bench_body.h"
 #include "bench/bench_stats.h"
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 
 #define SERIAL_JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 

@@ -20,6 +20,8 @@
 #     nothing of batchd's but include/batchd/;
 #   - the api process never touches the supervisor's state;
 #   - the shared pieces (service/core/) depend on nothing above them;
+#   - the job store knows the engine's data (service/jobs/items.h), never
+#     the engine (no cycle: the engine calls the store);
 #   - nothing below the api process (jobs, store, objects, ring, core,
 #     config) includes api/.
 # Arrows not listed are allowed; docs/architecture.md draws the map.
@@ -37,7 +39,7 @@ service/ring/           service/supervisor/ service/jobs/ service/store/ service
 service/core/           service/supervisor/ service/ring/ service/jobs/ service/store/ service/objects/ service/config/ service/cmd/ api/ workers/
 api/                    service/supervisor/ service/cmd/
 service/jobs/           api/ service/supervisor/ service/cmd/
-service/store/          api/ service/supervisor/ service/cmd/
+service/store/          api/ service/supervisor/ service/cmd/ service/jobs/engine
 service/objects/        api/ service/supervisor/ service/jobs/ service/store/ service/cmd/
 service/config/         api/ service/supervisor/ service/jobs/ service/store/ service/cmd/
 '

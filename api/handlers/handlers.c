@@ -683,7 +683,7 @@ static enum MHD_Result get_metrics(struct api_req *r)
     sbuf_set_limit(&text, METRICS_MAX_BYTES);
     int rc = engine_metrics(r->engine, &text);
     if (rc == 0)
-        rc = api_objects_metrics(r->cfg->objects, &text);
+        rc = api_objects_metrics(r->objects, &text);
     if (rc) {
         sbuf_free(&text);
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "collecting metrics failed: %s",

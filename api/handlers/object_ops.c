@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "service/core/log.h"
+#include "service/core/rfc3339.h"
 #include "service/objects/npy.h"
 #include "api/http/query.h"
 #include "api/handlers/upload.h"
@@ -30,7 +31,7 @@ const char *const api_get_object_query[] = { "download", NULL };
 
 /* ------------------------------------------------------------ helpers */
 
-static struct objects *store_of(struct api_req *r) { return r->cfg->objects; }
+static struct objects *store_of(struct api_req *r) { return r->objects; }
 
 static enum MHD_Result no_store(struct api_req *r)
 {
@@ -43,15 +44,7 @@ static enum MHD_Result not_found_object(struct api_req *r, const char *id)
 }
 
 /* RFC 3339 UTC with milliseconds, as every timestamp of the API. */
-static void format_time(uint64_t ns, char *buf, size_t len)
-{
-    time_t secs = (time_t)(ns / 1000000000ull);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char day[32];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%.20s.%03uZ", day, (unsigned)((ns / 1000000ull) % 1000));
-}
+static void format_time(uint64_t ns, char *buf, size_t len) { rfc3339_format(ns, buf, len); }
 
 json_t *api_object_json(const struct objects_info *info)
 {

@@ -21,7 +21,7 @@
  * parameters (400).
  *
  * Process and threads: api process, libmicrohttpd's pool threads; the
- * store (r->cfg->objects) is thread- and process-safe.
+ * store (r->objects) is thread- and process-safe.
  * Ownership: what a handler allocates is freed before it returns, except
  * the upload (owned by the request: freed by api_req_free through
  * sink_free, which aborts an unfinished object) and a download's reader

@@ -32,8 +32,8 @@ static struct MHD_Response *remember_size(struct MHD_Response *resp, size_t len)
 }
 
 struct api_req *api_req_new(struct MHD_Connection *conn, struct engine *engine,
-                            const struct config *cfg, const atomic_bool *stopping,
-                            const char *method, const char *path)
+                            struct objects *objects, const struct config *cfg,
+                            const atomic_bool *stopping, const char *method, const char *path)
 {
     struct api_req *r = calloc(1, sizeof *r);
     if (!r)
@@ -41,6 +41,7 @@ struct api_req *api_req_new(struct MHD_Connection *conn, struct engine *engine,
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     r->conn = conn;
     r->engine = engine;
+    r->objects = objects;
     r->cfg = cfg;
     r->stopping = stopping;
     r->method = method;

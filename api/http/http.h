@@ -60,10 +60,12 @@
 #define API_RETRY_MODEL_UNAVAILABLE_S 10
 
 struct api_op;
+struct objects;
 
 struct api_req {
     struct MHD_Connection *conn;   /* borrowed */
     struct engine *engine;         /* borrowed */
+    struct objects *objects;       /* the object store (borrowed) */
     const struct config *cfg;      /* borrowed */
     const atomic_bool *stopping;   /* the server's shutdown flag (borrowed) */
     struct api_pump *pump;         /* wakes suspended streams (pump.h; borrowed) */
@@ -109,8 +111,8 @@ struct api_req {
  * started, or NULL when out of memory.
  */
 struct api_req *api_req_new(struct MHD_Connection *conn, struct engine *engine,
-                            const struct config *cfg, const atomic_bool *stopping,
-                            const char *method, const char *path);
+                            struct objects *objects, const struct config *cfg,
+                            const atomic_bool *stopping, const char *method, const char *path);
 
 /* Frees the request and its body buffer. NULL is fine. */
 void api_req_free(struct api_req *r);

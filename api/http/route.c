@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "service/core/id.h"
 #include "service/objects/objects.h"
 
 _Static_assert(MODEL_OBJECT_ID_LEN == ENGINE_JOB_ID_LEN, "api_match.id holds both kinds of id");
@@ -49,17 +50,7 @@ static const struct {
     { "/", API_ROUTE_DASHBOARD },         { "/v1/objects", API_ROUTE_OBJECTS },
 };
 
-bool api_job_id_valid(const char *s, size_t len)
-{
-    if (len != ENGINE_JOB_ID_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '2' && c <= '7')))
-            return false;
-    }
-    return true;
-}
+bool api_job_id_valid(const char *s, size_t len) { return id_valid(s, len); }
 
 static void match_id(struct api_match *m, const char *seg, size_t len)
 {

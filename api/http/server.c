@@ -28,6 +28,7 @@ struct api_server {
     struct api_pump *pump;    /* wakes suspended streams (pump.h) */
     const struct config *cfg;
     struct engine *engine;
+    struct objects *objects; /* the object store (borrowed) */
     struct api_auth *auth;  /* the bearer tokens (auth.h) */
     /* Set once at shutdown, read by streams on other threads; nothing is
      * published through it, so relaxed order is enough. */
@@ -350,7 +351,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     struct api_server *s = cls;
     struct api_req *r = *req_cls;
     if (!r) {
-        r = api_req_new(conn, s->engine, s->cfg, &s->stopping, method, url);
+        r = api_req_new(conn, s->engine, s->objects, s->cfg, &s->stopping, method, url);
         if (!r)
             return MHD_NO;
         *req_cls = r;
@@ -520,7 +521,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 struct api_server *api_server_start(const struct config *cfg, struct engine *engine,
-                                    int listen_fd, int *err)
+                                    struct objects *objects, int listen_fd, int *err)
 {
     bool v6 = listener_is_ipv6(listen_fd);
     struct api_server *s = calloc(1, sizeof *s);
@@ -530,6 +531,7 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     }
     s->cfg = cfg;
     s->engine = engine;
+    s->objects = objects;
     atomic_init(&s->stopping, false);
     char aerr[256];
     s->auth = api_auth_create(cfg, aerr, sizeof aerr);

@@ -1,10 +1,16 @@
 /*
- * model.h: the model table, batchd's versioned interface for models.
+ * batchd/model.h: the plugin ABI, batchd's versioned interface for models.
  *
- * A model is a struct model_ops: built in (workers/models_builtin.c) or
- * exported by a plugin shared object (workers/plugin.h) as the symbol
- * `batchd_model` with abi_version == MODEL_ABI_VERSION. The life cycle, and which process runs
- * each hook:
+ * This header is public and stands alone: a plugin compiles against it and
+ * jansson only (`cc -I include $(pkg-config --cflags jansson) -fPIC -shared`)
+ * and links against nothing of batchd's (`-Wl,-z,defs` passes with
+ * `-ljansson` alone). batchd's own helpers for its built-in models live in
+ * internal headers (workers/models/), never here.
+ *
+ * A model is a struct model_ops: built in (workers/models/models_builtin.c)
+ * or exported by a plugin shared object as the symbol `batchd_model`
+ * (MODEL_PLUGIN_SYMBOL) with abi_version == MODEL_ABI_VERSION. The life
+ * cycle, and which process runs each hook:
  *
  *   load(params, host)   supervisor, once per model, BEFORE any worker is forked.
  *                  Builds read-only shared state (e.g. mmap'ed weights) that
@@ -17,17 +23,36 @@
  *   fini(state)    worker exit (orderly shutdown only; a crash skips it).
  *   unload(shared) supervisor exit.
  *
- * Any hook may be NULL except run (or acc_run, for a stateful model). Errors are reported as a return value < 0
- * and a message written to `err` (NUL-terminated UTF-8, at most `errlen`
- * bytes): from load/init that message is logged and shown by /readyz; from
- * run it becomes that item's error result, and the job goes on.
+ * The rules every hook keeps:
+ *   - Any hook may be NULL except run (or acc_run, for a stateful model).
+ *   - Errors: a hook returns 0 on success and a negative errno on failure
+ *     (-EINVAL for a bad item or parameter, -ENOMEM, ...), with a message
+ *     in `err` (NUL-terminated UTF-8, at most `errlen` bytes, may be left
+ *     empty): from load/init that message is logged and shown by /readyz;
+ *     from run it becomes that item's error result, and the job goes on.
+ *   - Outputs: `*output`, `*partial` and `*result` are NULL when the hook
+ *     is called. On success the hook sets a NEW reference there, which
+ *     batchd releases. On failure the hook leaves it NULL (batchd releases
+ *     whatever a failing hook left there anyway, so nothing leaks, but a
+ *     failure's output is never used).
+ *   - Inputs are BORROWED for the duration of the call: `item`, `partials`,
+ *     `params` and everything they point to; keep a reference
+ *     (json_incref) or a copy to hold one longer.
+ *   - `acc`: owned by the model from the acc_run that allocates it until
+ *     acc_free; batchd only stores the pointer.
+ *   - A hook never calls exit(), fork() or exec(), never installs a signal
+ *     handler or changes the signal mask, and never closes descriptors it
+ *     did not open: the worker process is batchd's (its supervisor reaps,
+ *     classifies and restarts it, and a stop signal must reach it).
+ *   - load() starts no thread (above); run() may block, but a stop request
+ *     waits for at most one item.
  *
- * Ownership (jansson's words): `item` is borrowed for the duration of the
- * call; on success `*output` is a new reference that the caller releases.
- * `params` and everything it points to are borrowed during load() only.
- *
- * Versioning: a change to this table that is not purely additive at the end
- * bumps MODEL_ABI_VERSION; the loader refuses a table with another version.
+ * Versioning: a change to struct model_ops or struct model_host that is not
+ * purely additive at the end bumps MODEL_ABI_VERSION, and batchd refuses a
+ * table of another version. Additions at the end keep the version: batchd
+ * reads a plugin's shorter struct model_ops from the size of its symbol
+ * (newer hooks stay NULL), and a plugin learns which host functions exist
+ * from model_host.size (MODEL_HOST_HAS).
  */
 #ifndef BATCHD_MODEL_H
 #define BATCHD_MODEL_H
@@ -87,6 +112,13 @@ struct model_object {
  */
 struct model_host {
     uint32_t abi_version; /* MODEL_ABI_VERSION */
+    /* sizeof(struct model_host) as the batchd that made the table knew it:
+     * the table grows at the end without a new ABI version, so a plugin
+     * built against a newer model.h checks MODEL_HOST_HAS(host, fn) before
+     * calling a function that an older batchd may lack. (It sits where the
+     * padding before the first pointer was, so tables of ABI 2 without it
+     * keep their layout.) */
+    uint32_t size;
 
     /* If `v` is an object reference {"$object": "ID"}: resolves it into *obj
      * and returns 1; returns 0 if `v` is not a reference (anything else);
@@ -159,33 +191,48 @@ struct model_ops {
 /* Shared objects name this symbol: `const struct model_ops batchd_model`. */
 #define MODEL_PLUGIN_SYMBOL "batchd_model"
 
-/* The element size of a dtype (1, 4 or 8), 0 for an unknown one. */
-size_t model_dtype_size(uint32_t dtype);
+/* True when `host` (a struct model_host *) offers the function `member`:
+ * the table is long enough to hold it and it is set. */
+#define MODEL_HOST_HAS(host, member)                                                       \
+    ((host)->size >= offsetof(struct model_host, member) + sizeof((host)->member) &&       \
+     (host)->member != NULL)
+
+/* The element size of a dtype (1, 4 or 8), 0 for an unknown one. Inline so
+ * that a plugin uses it without linking against batchd. */
+static inline size_t model_dtype_size(uint32_t dtype)
+{
+    switch (dtype) {
+    case MODEL_DTYPE_U8:
+        return 1;
+    case MODEL_DTYPE_I32:
+    case MODEL_DTYPE_F32:
+        return 4;
+    case MODEL_DTYPE_I64:
+    case MODEL_DTYPE_F64:
+        return 8;
+    default:
+        return 0;
+    }
+}
 
 /* Its NumPy name ("uint8", "int32", "int64", "float32", "float64"), NULL if
- * unknown. */
-const char *model_dtype_name(uint32_t dtype);
-
-/* Returns the n-th built-in model, or NULL past the end. Borrowed, static. */
-const struct model_ops *model_builtin_at(size_t i);
-
-/* Returns the built-in model called `name`, or NULL. Borrowed, static. */
-const struct model_ops *model_builtin_find(const char *name);
-
-/* Helper for models without parameters: returns 0 when params is empty,
- * else -EINVAL with "model NAME takes no parameter 'KEY'" in err. */
-int model_params_none(const char *model, const struct model_params *params, char *err,
-                      size_t errlen);
-
-/*
- * Helper for error messages that quote an item's string: returns the
- * length of the longest prefix of s (valid UTF-8, as every string jansson
- * parsed is) of at most max bytes that does not end inside a character,
- * for "%.*s". A run() error message is UTF-8 text (it becomes the item's
- * Result): "%.64s" can cut a character in two, and the worker then has to
- * turn the stray bytes into '?' (worker_utf8_repair) to keep
- * GET /v1/jobs/{id}/results valid JSON.
- */
-int model_utf8_prefix(const char *s, size_t max);
+ * unknown. Static storage. */
+static inline const char *model_dtype_name(uint32_t dtype)
+{
+    switch (dtype) {
+    case MODEL_DTYPE_U8:
+        return "uint8";
+    case MODEL_DTYPE_I32:
+        return "int32";
+    case MODEL_DTYPE_I64:
+        return "int64";
+    case MODEL_DTYPE_F32:
+        return "float32";
+    case MODEL_DTYPE_F64:
+        return "float64";
+    default:
+        return NULL;
+    }
+}
 
 #endif

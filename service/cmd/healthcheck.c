@@ -154,7 +154,7 @@ int healthcheck_main(int argc, char **argv)
     struct config cfg;
     char err[512] = "";
     int rc = config_parse(&cfg, argc, argv, err, sizeof err);
-    if (rc == CONFIG_EXIT_OK)
+    if (rc == CONFIG_PRINTED)
         return 0;
     if (rc != 0) {
         fprintf(stderr, "batchd healthcheck: %s (see batchd --help)\n",

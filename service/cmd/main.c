@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     char err[512] = "";
     log_init_from_env();
     int rc = config_parse(&cfg, argc, argv, err, sizeof err);
-    if (rc == CONFIG_EXIT_OK)
+    if (rc == CONFIG_PRINTED)
         return 0;
     if (rc != 0) {
         fprintf(stderr, "batchd: %s (see batchd --help)\n", err[0] ? err : "bad arguments");

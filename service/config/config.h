@@ -23,7 +23,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-struct objects;
 
 #define CONFIG_MAX_MODELS 32
 #define CONFIG_MAX_WORKERS_PER_MODEL 256
@@ -145,24 +144,20 @@ struct config {
     char *tls_cert_pem;        /* the files' contents, read by config_parse (NUL-terminated) */
     char *tls_key_pem;         /* secret */
 
-    /* Not a setting: the object store (objects.h), borrowed. NULL as
-     * parsed; api_run() sets it in its own copy of the config, which is
-     * how the engine (e->cfg) and the HTTP handlers (r->cfg) reach it. */
-    struct objects *objects;
-
     bool print_config;         /* --print-config was given: main prints and exits */
     unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source of each row of the
                                   settings table, for config_print() */
 };
 
 /* Result codes of config_parse besides 0. */
-#define CONFIG_EXIT_OK 1 /* --help or --version was printed: exit 0 */
+#define CONFIG_PRINTED 1 /* --help or --version was printed to stdout: the caller
+                            exits 0 (a result code, not an exit status) */
 
 /*
  * Parses argv (argv[0] is the program), the environment and the
  * configuration file into *cfg.
  * Returns 0 on success (with cfg->print_config set when --print-config was
- * given: the caller prints and exits); CONFIG_EXIT_OK after printing --help
+ * given: the caller prints and exits); CONFIG_PRINTED after printing --help
  * or --version to stdout; -EINVAL with a one-line message in err (no
  * trailing newline) for a bad flag, variable, file key or value, or a file
  * that cannot be read; -ENOMEM. On failure *cfg holds nothing to free.

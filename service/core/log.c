@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/core/rfc3339.h"
+
 static const char *log_proc = "batchd";
 static enum log_level log_min = LOG_INFO;
 
@@ -107,17 +109,14 @@ static void log_vmsg(enum log_level level, const char *fields, const char *fmt, 
     if (m >= (int)sizeof msg)
         msg[log_utf8_whole(msg, sizeof msg - 1)] = '\0';
 
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    struct tm tm;
-    gmtime_r(&tv.tv_sec, &tm);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char ts[RFC3339_LEN + 1];
+    rfc3339_format((uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec, ts, sizeof ts);
     char line[2560];
     int n = snprintf(line, sizeof line,
-                     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
-                     "\"proc\":\"%s\",\"pid\":%d,\"msg\":\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (long)(tv.tv_usec / 1000), names[level], log_proc,
-                     (int)getpid());
+                     "{\"ts\":\"%s\",\"level\":\"%s\",\"proc\":\"%s\",\"pid\":%d,\"msg\":\"",
+                     ts, names[level], log_proc, (int)getpid());
     if (n < 0 || (size_t)n >= sizeof line)
         return;
     size_t len = (size_t)n + log_json_escape(line + n, sizeof line - (size_t)n - 4, msg);

@@ -26,8 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/core/id.h"
 #include "service/core/jsonfmt.h"
 #include "service/core/log.h"
+#include "service/core/process.h"
+#include "service/core/rfc3339.h"
 #include <batchd/model.h>
 #include "service/jobs/job_view.h"
 #include "service/objects/objects.h"
@@ -41,86 +44,10 @@
                                            unknown cost may take seconds */
 #define ENGINE_TICK_MS 200              /* housekeeping when nothing wakes us */
 #define ENGINE_HTTP_BUCKETS 10
-
-/* ---------------------------------------------------------------- items */
-
-struct job_items {
-    char *data;
-    size_t len, cap;
-    uint64_t *off; /* off[k] = start of item k; off[n] = len */
-    size_t n, ncap;
-};
-
-struct job_items *job_items_new(void)
-{
-    struct job_items *it = calloc(1, sizeof *it);
-    if (!it)
-        return NULL;
-    it->off = malloc(sizeof *it->off * 16);
-    if (!it->off) {
-        free(it);
-        return NULL;
-    }
-    it->ncap = 16;
-    it->off[0] = 0;
-    return it;
-}
-
-int job_items_append(struct job_items *it, const char *json, size_t len)
-{
-    if (len > UINT32_MAX || it->len + len > ((size_t)1 << 32) * 4)
-        return -E2BIG;
-    if (it->n + 2 > it->ncap) {
-        size_t nc = it->ncap * 2;
-        uint64_t *o = realloc(it->off, nc * sizeof *o);
-        if (!o)
-            return -ENOMEM;
-        it->off = o;
-        it->ncap = nc;
-    }
-    if (it->len + len > it->cap) {
-        size_t nc = it->cap ? it->cap : 4096;
-        while (nc < it->len + len)
-            nc *= 2;
-        char *d = realloc(it->data, nc);
-        if (!d)
-            return -ENOMEM;
-        it->data = d;
-        it->cap = nc;
-    }
-    memcpy(it->data + it->len, json, len);
-    it->len += len;
-    it->n++;
-    it->off[it->n] = it->len;
-    return 0;
-}
-
-int job_items_append_json(struct job_items *it, const json_t *item)
-{
-    char *s = jsonfmt_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
-    if (!s)
-        return -ENOMEM;
-    int rc = job_items_append(it, s, strlen(s));
-    free(s);
-    return rc;
-}
-
-size_t job_items_count(const struct job_items *it) { return it ? it->n : 0; }
-
-const char *job_items_get(const struct job_items *it, size_t i, size_t *len)
-{
-    *len = (size_t)(it->off[i + 1] - it->off[i]);
-    return it->data + it->off[i];
-}
-
-void job_items_free(struct job_items *it)
-{
-    if (!it)
-        return;
-    free(it->data);
-    free(it->off);
-    free(it);
-}
+/* The upper bounds (seconds) of batchd_http_request_duration_seconds'
+ * buckets: counted by engine_count_request, printed by engine_metrics. */
+static const double engine_http_bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                0.025,  0.05,  0.1,    0.5,   1.0 };
 
 /* ----------------------------------------------------------------- jobs */
 
@@ -151,7 +78,7 @@ struct job_acc {
 };
 
 struct job {
-    uint64_t key; /* api epoch << 40 | seq: what ring slots carry */
+    uint64_t key; /* ring_key_make(api epoch, seq): what ring slots carry */
     char id[ENGINE_JOB_ID_LEN + 1];
     char model[64]; /* as submitted: a recovered job's model may not be loaded */
     uint32_t group;
@@ -240,6 +167,7 @@ struct http_stat {
 
 struct engine {
     const struct config *cfg;
+    struct objects *objects; /* the object store (borrowed; NULL in tests without one) */
     struct shm *shm;
     uint32_t epoch;
     pthread_mutex_t mu;
@@ -340,7 +268,7 @@ static size_t hash_key(uint64_t key) { return (size_t)(key * 0x9e3779b97f4a7c15U
 
 static struct job *engine_find_key(struct engine *e, uint64_t key)
 {
-    if ((uint32_t)(key >> 40) != e->epoch)
+    if (ring_key_epoch(key) != e->epoch)
         return NULL;
     for (struct job *j = e->khash[hash_key(key) & (e->hash_cap - 1)]; j; j = j->knext)
         if (j->key == key)
@@ -508,30 +436,8 @@ static void engine_evict(struct engine *e, struct job *j)
     job_free(j);
 }
 
-/* 128 random bits as 26 characters of lowercase base32. */
-static void engine_new_id(char *out)
-{
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
-    uint8_t r[17] = { 0 };
-    if (getrandom(r, 16, 0) != 16) {
-        /* getrandom cannot fail for 16 bytes once the pool is seeded; keep
-         * ids unique anyway */
-        uint64_t t = shm_now_real_ns() ^ ((uint64_t)getpid() << 32);
-        memcpy(r, &t, 8);
-        t = shm_now_mono_ns();
-        memcpy(r + 8, &t, 8);
-    }
-    unsigned bits = 0, acc = 0, o = 0;
-    for (int i = 0; i < 17 && o < ENGINE_JOB_ID_LEN; i++) {
-        acc = (acc << 8) | r[i];
-        bits += 8;
-        while (bits >= 5 && o < ENGINE_JOB_ID_LEN) {
-            out[o++] = alphabet[(acc >> (bits - 5)) & 31];
-            bits -= 5;
-        }
-    }
-    out[ENGINE_JOB_ID_LEN] = '\0';
-}
+/* 128 random bits as 26 characters of lowercase base32 (service/core/id.h). */
+static void engine_new_id(char *out) { id_new(out); }
 
 /* --------------------------------------------------------------- results */
 
@@ -762,16 +668,16 @@ static void job_pin_one(void *arg, const char *id)
 {
     struct pin_ctx *c = arg;
     struct job *j = c->j;
-    if (!c->e->cfg->objects || strlen(id) != MODEL_OBJECT_ID_LEN)
+    if (!c->e->objects || strlen(id) != MODEL_OBJECT_ID_LEN)
         return;
     for (size_t i = 0; i < j->n_pins; i++)
         if (strcmp(j->pins[i], id) == 0)
             return;
-    if (objects_pin(c->e->cfg->objects, id) != 0)
+    if (objects_pin(c->e->objects, id) != 0)
         return;
     void *p = realloc(j->pins, (j->n_pins + 1) * sizeof *j->pins);
     if (!p) {
-        objects_unpin(c->e->cfg->objects, id);
+        objects_unpin(c->e->objects, id);
         return;
     }
     j->pins = p;
@@ -798,7 +704,7 @@ static void job_pin_objects(struct engine *e, struct job *j, const struct job_it
 static void job_unpin_objects(struct engine *e, struct job *j)
 {
     for (size_t i = 0; i < j->n_pins; i++)
-        objects_unpin(e->cfg->objects, j->pins[i]);
+        objects_unpin(e->objects, j->pins[i]);
     free(j->pins);
     j->pins = NULL;
     j->n_pins = 0;
@@ -807,8 +713,8 @@ static void job_unpin_objects(struct engine *e, struct job *j)
 static void delete_object(void *arg, const char *id)
 {
     struct engine *e = arg;
-    if (e->cfg->objects)
-        objects_delete(e->cfg->objects, id);
+    if (e->objects)
+        objects_delete(e->objects, id);
 }
 
 /* The partial states exported for a reduce live in objects made by the
@@ -903,16 +809,9 @@ static void job_fail(struct engine *e, struct job *j, const char *why)
 /* "worker died: signal 11 (SIGSEGV) on attempt 3/3" */
 static void describe_death(int status, unsigned attempt, unsigned max, char *buf, size_t len)
 {
-    if (WIFSIGNALED(status)) {
-        const char *abbrev = sigabbrev_np(WTERMSIG(status));
-        snprintf(buf, len, "worker died: signal %d (SIG%s) on attempt %u/%u", WTERMSIG(status),
-                 abbrev ? abbrev : "?", attempt, max);
-    } else if (WIFEXITED(status)) {
-        snprintf(buf, len, "worker died: exit code %d on attempt %u/%u", WEXITSTATUS(status),
-                 attempt, max);
-    } else {
-        snprintf(buf, len, "worker died on attempt %u/%u", attempt, max);
-    }
+    char how[64];
+    proc_describe_status(status, how, sizeof how);
+    snprintf(buf, len, "worker died: %s on attempt %u/%u", how, attempt, max);
 }
 
 /* ------------------------------------------------------- stateful jobs */
@@ -993,7 +892,8 @@ static int engine_post_targeted(struct engine *e, struct egroup *g, uint32_t gi,
     s->job_key = kind == RING_TASK_EXPORT ? j->key : 0; /* a drop is no task of
                                                            the job's: it may
                                                            outlive it */
-    s->first_index = j->key; /* whose state */
+    s->first_index = 0;
+    s->state_key = j->key; /* whose state */
     s->n_items = 0;
     s->in_len = 0;
     s->attempt = 0;
@@ -1025,25 +925,24 @@ static int engine_post_reduce(struct engine *e, struct egroup *g, uint32_t gi, s
     }
     size_t len = strlen(text);
     uint32_t cap = shm_header(e->shm)->in_cap;
-    if (len + 4 > cap) {
+    if (len + RING_IN_HDR > cap) {
         char why[160];
         snprintf(why, sizeof why,
                  "the workers' partial results take %zu bytes; a task holds %u (--max-item-bytes)",
-                 len, cap - 4);
+                 len, cap - RING_IN_HDR);
         free(text);
         job_fail(e, j, why);
         return 0;
     }
     uint32_t idx = g->free_slots[--g->n_free];
     struct ring_slot *s = ring_slot(e->shm, idx);
-    uint8_t *in = ring_slot_in(e->shm, idx);
-    memcpy(in, &(uint32_t){ (uint32_t)len }, 4);
-    memcpy(in + 4, text, len);
+    uint32_t used = 0;
+    ring_put_input(ring_slot_in(e->shm, idx), &used, cap, text, len); /* fits: checked above */
     free(text);
     s->job_key = j->key;
     s->first_index = 0;
     s->n_items = 1;
-    s->in_len = (uint32_t)len + 4;
+    s->in_len = used;
     s->attempt = j->reduce_tries;
     s->item_timeout_ms = 0;
     s->kind = RING_TASK_REDUCE;
@@ -1079,14 +978,14 @@ static int engine_store_result(struct engine *e, struct job *j, uint32_t kind,
         return store_put_job_result(e->store, j->sseq, (const char *)data, len);
     char id[MODEL_OBJECT_ID_LEN + 1];
     struct objects_info info;
-    if (len != MODEL_OBJECT_ID_LEN || !e->cfg->objects)
+    if (len != MODEL_OBJECT_ID_LEN || !e->objects)
         return -EIO;
     memcpy(id, data, len);
     id[len] = '\0';
-    if (objects_find(e->cfg->objects, id, &info) != 0)
+    if (objects_find(e->objects, id, &info) != 0)
         return -EIO;
     int rc = store_put_job_result(e->store, j->sseq, info.obj.data, info.obj.bytes);
-    objects_delete(e->cfg->objects, id);
+    objects_delete(e->objects, id);
     return rc;
 }
 
@@ -1266,13 +1165,9 @@ static void engine_wind_stateful(struct engine *e)
 static bool slot_put_item(uint8_t *in, uint32_t *len, uint32_t cap, const struct job_items *items,
                           uint64_t i)
 {
-    uint64_t ilen = items->off[i + 1] - items->off[i];
-    if ((uint64_t)*len + 4 + ilen > cap)
-        return false;
-    memcpy(in + *len, &(uint32_t){ (uint32_t)ilen }, 4);
-    memcpy(in + *len + 4, items->data + items->off[i], ilen);
-    *len += 4 + (uint32_t)ilen;
-    return true;
+    size_t ilen;
+    const char *text = job_items_get(items, (size_t)i, &ilen);
+    return ring_put_input(in, len, cap, text, ilen) == 0;
 }
 
 /* Replays part of j->replay: items that already have their result, run
@@ -2036,13 +1931,15 @@ static int engine_recover_job(void *arg, const struct store_job *row)
 
 /* ---------------------------------------------------------------- public */
 
-struct engine *engine_create(const struct config *cfg, struct shm *shm)
+struct engine *engine_create(const struct config *cfg, struct shm *shm,
+                             struct objects *objects)
 {
     struct engine *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->cfg = cfg;
     e->shm = shm;
+    e->objects = objects;
     e->accepting = true;
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->http_mu, NULL);
@@ -2187,7 +2084,7 @@ bool engine_model_exists(struct engine *e, const char *model)
 
 size_t engine_max_item_bytes(const struct engine *e)
 {
-    size_t slot = shm_header(e->shm)->in_cap - 4;
+    size_t slot = shm_header(e->shm)->in_cap - RING_IN_HDR;
     return e->cfg->max_item_bytes < slot ? e->cfg->max_item_bytes : slot;
 }
 
@@ -2230,13 +2127,13 @@ static void job_etag(struct engine *e, const struct job *j, char *etag)
         return;
     }
     snprintf(etag, ENGINE_ETAG_LEN + 1, "\"%x-%" PRIx64 "-%" PRIx64 "\"", e->epoch,
-             (uint64_t)(j->key & ((UINT64_C(1) << 40) - 1)), j->version);
+             ring_key_seq(j->key), j->version);
 }
 
 /* Adds a job to the in-memory tables (mutex held). Returns 0 or -ENOMEM. */
 static int engine_insert_job(struct engine *e, struct job *j)
 {
-    j->key = ((uint64_t)e->epoch << 40) | (e->n_seq + 1);
+    j->key = ring_key_make(e->epoch, e->n_seq + 1);
     if (engine_hash_insert(e, j) != 0)
         return -ENOMEM;
     e->n_seq++;
@@ -2951,8 +2848,6 @@ bool engine_ready(struct engine *e, char *why, size_t whylen)
 void engine_count_request(struct engine *e, const char *route, const char *method, int status,
                           double seconds)
 {
-    static const double bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                        0.025,  0.05,  0.1,    0.5,   1.0 };
     pthread_mutex_lock(&e->http_mu);
     struct http_stat *st = NULL;
     for (size_t i = 0; i < e->n_http; i++) {
@@ -2983,7 +2878,7 @@ void engine_count_request(struct engine *e, const char *route, const char *metho
         st->count++;
         st->sum += seconds;
         for (int b = 0; b < ENGINE_HTTP_BUCKETS; b++)
-            if (seconds <= bounds[b])
+            if (seconds <= engine_http_bounds[b])
                 st->buckets[b]++;
     }
     pthread_mutex_unlock(&e->http_mu);
@@ -2991,8 +2886,6 @@ void engine_count_request(struct engine *e, const char *route, const char *metho
 
 int engine_metrics(struct engine *e, struct sbuf *o)
 {
-    static const double http_bounds[ENGINE_HTTP_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                                             0.025,  0.05,  0.1,    0.5,   1.0 };
     int rc = 0;
     pthread_mutex_lock(&e->mu);
     rc |= sbuf_puts(o, "# HELP batchd_jobs Jobs retained (unfinished, or finished and kept "
@@ -3059,7 +2952,7 @@ int engine_metrics(struct engine *e, struct sbuf *o)
             rc |= sbuf_printf(o,
                               "batchd_http_request_duration_seconds_bucket{route=\"%s\","
                               "method=\"%s\",code=\"%d\",le=\"%g\"} %" PRIu64 "\n",
-                              st->route, st->method, st->status, http_bounds[b], st->buckets[b]);
+                              st->route, st->method, st->status, engine_http_bounds[b], st->buckets[b]);
         rc |= sbuf_printf(o,
                           "batchd_http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\","
                           "code=\"%d\",le=\"+Inf\"} %" PRIu64 "\n"

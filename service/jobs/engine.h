@@ -36,12 +36,14 @@
 
 #include "service/config/config.h"
 #include "service/core/sbuf.h"
+#include "service/jobs/items.h"
 
 struct shm;
+struct objects;
 struct engine;
 
 /* Job ids are 26 characters of lowercase base32 (128 random bits). */
-#define ENGINE_JOB_ID_LEN 26
+#define ENGINE_JOB_ID_LEN 26 /* ID_LEN, service/core/id.h */
 #define ENGINE_ETAG_LEN 40
 
 enum job_status {
@@ -58,26 +60,7 @@ const char *engine_status_name(enum job_status s);
 /* Returns the status for a name, or -1 for an unknown name. */
 int engine_status_parse(const char *name);
 
-/*
- * job_items: the inputs of one job, as compact JSON texts in one arena.
- * Built by the HTTP layer while it validates the request body, then handed
- * to engine_submit(). Not thread-safe (one builder).
- */
-struct job_items;
-
-/* Returns a new, empty item list, or NULL on out-of-memory. */
-struct job_items *job_items_new(void);
-/* Appends one item given as its JSON text (already validated, compact).
- * Returns 0, -ENOMEM, or -E2BIG past 4 GiB of item text. */
-int job_items_append(struct job_items *items, const char *json, size_t len);
-/* Appends the compact serialization of `item` (borrowed). Same returns. */
-int job_items_append_json(struct job_items *items, const json_t *item);
-size_t job_items_count(const struct job_items *items);
-/* Item i's JSON text (borrowed; not NUL-terminated) and its length. Items
- * are stored back to back: item i+1 starts where item i ends. */
-const char *job_items_get(const struct job_items *items, size_t i, size_t *len);
-/* Frees the list. NULL is fine. */
-void job_items_free(struct job_items *items);
+/* job_items, a job's inputs: service/jobs/items.h. */
 
 struct job_options {
     uint32_t chunk_size;      /* items per task; 0 = adaptive (the default) */
@@ -96,7 +79,8 @@ struct job_options {
  * left behind (their jobs died with it).
  * Returns NULL on failure (logged).
  */
-struct engine *engine_create(const struct config *cfg, struct shm *shm);
+struct engine *engine_create(const struct config *cfg, struct shm *shm,
+                             struct objects *objects);
 
 /* Stops the thread and frees everything. Streams still open get an end. */
 void engine_destroy(struct engine *e);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "service/core/rfc3339.h"
 #include "service/ring/shm.h"
 
 void job_view_from_row(struct job_view *v, const struct store_job *row, bool stateful)
@@ -36,22 +37,12 @@ void job_view_final_etag(uint64_t seq, int status, char *etag)
     snprintf(etag, ENGINE_ETAG_LEN + 1, "\"s%" PRIx64 "-%x\"", seq, (unsigned)status);
 }
 
-static void fmt_time(char *buf, size_t len, uint64_t ns)
-{
-    time_t sec = (time_t)(ns / 1000000000ULL);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char day[32];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%.20s.%03uZ", day, (unsigned)((ns / 1000000ULL) % 1000));
-}
-
 json_t *job_view_time(uint64_t ns)
 {
     if (!ns)
         return json_null();
-    char buf[40];
-    fmt_time(buf, sizeof buf, ns);
+    char buf[RFC3339_LEN + 1];
+    rfc3339_format(ns, buf, sizeof buf);
     return json_string(buf);
 }
 

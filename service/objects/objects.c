@@ -40,13 +40,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/core/id.h"
 #include "service/core/log.h"
 
 #define OBJ_MAGIC 0x314a424f44484342ull /* "BCHDOBJ1" */
 #define OBJ_VERSION 1u
 
-/* Crockford's base32 alphabet (no i, l, o, u), lowercase like job ids. */
-static const char obj_alphabet[] = "0123456789abcdefghjkmnpqrstvwxyz";
+_Static_assert(MODEL_OBJECT_ID_LEN == ID_LEN, "object ids are ids (service/core/id.h)");
 
 enum obj_state {
     OBJ_FREE = 0, /* a zeroed region is all FREE */
@@ -189,43 +189,10 @@ static void obj_lock(struct objects *o)
 
 static void obj_unlock(struct objects *o) { pthread_mutex_unlock(&obj_hdr(o)->mu); }
 
-bool objects_id_valid(const char *id)
-{
-    if (!id)
-        return false;
-    for (size_t i = 0; i < MODEL_OBJECT_ID_LEN; i++)
-        if (!id[i] || !strchr(obj_alphabet, id[i]))
-            return false;
-    return id[MODEL_OBJECT_ID_LEN] == '\0';
-}
+bool objects_id_valid(const char *id) { return id && id_valid(id, strlen(id)); }
 
-/* 130 random bits: each of 26 random bytes gives its low 5 bits. */
-static void obj_new_id(char *out)
-{
-    uint8_t r[MODEL_OBJECT_ID_LEN];
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = getrandom(r + got, sizeof r - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            /* Cannot happen on a kernel that has getrandom once the pool is
-             * seeded; refusing to make an id would be worse than this. */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
-            for (; got < sizeof r; got++) {
-                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-                r[got] = (uint8_t)x;
-            }
-            break;
-        }
-        got += (size_t)n;
-    }
-    for (size_t i = 0; i < MODEL_OBJECT_ID_LEN; i++)
-        out[i] = obj_alphabet[r[i] & 31];
-    out[MODEL_OBJECT_ID_LEN] = '\0';
-}
+/* Object ids are ids like any other (service/core/id.h). */
+static void obj_new_id(char *out) { id_new(out); }
 
 int objects_create(struct objects *o, uint64_t capacity, uint32_t max_objects,
                    uint64_t max_object_bytes)

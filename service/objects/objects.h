@@ -144,9 +144,9 @@ size_t objects_list(struct objects *o, const char *after, struct objects_info *o
 
 void objects_stats(struct objects *o, struct objects_stats *st);
 
-/* True when `id` has the form of an object id: MODEL_OBJECT_ID_LEN
- * characters of Crockford's base32 alphabet, lowercase ("0-9a-z" without
- * i, l, o, u), and nothing after. Says nothing of whether it exists. */
+/* True when `id` has the form of an object id: an id of service/core/id.h
+ * (MODEL_OBJECT_ID_LEN characters of lowercase RFC 4648 base32, like a job
+ * id), and nothing after. Says nothing of whether it exists. */
 bool objects_id_valid(const char *id);
 
 /* TESTS ONLY: takes the store's mutex and returns holding it, so that a

@@ -50,8 +50,8 @@ int ring_publish(struct shm *shm, uint32_t idx)
     struct shm_group *g = shm_group(shm, s->group);
     uint32_t mask = ring_hdr(shm)->queue_cap - 1;
     /* Only this thread moves the tail; head is read to see room. */
-    uint64_t tail = atomic_load_explicit(&g->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&g->head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&g->queue.tail, memory_order_relaxed);
+    uint64_t head = atomic_load_explicit(&g->queue.head, memory_order_acquire);
     if (tail - head > mask)
         return -EAGAIN;
     uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
@@ -66,14 +66,14 @@ int ring_publish(struct shm *shm, uint32_t idx)
                           memory_order_relaxed);
     /* Release: pairs with the worker's acquire load of tail; the entry (and
      * the READY state before it) are visible once tail covers them. */
-    atomic_store_explicit(&g->tail, tail + 1, memory_order_release);
+    atomic_store_explicit(&g->queue.tail, tail + 1, memory_order_release);
     return 0;
 }
 
 void ring_notify_workers(struct shm *shm, uint32_t gi, int n)
 {
     struct shm_group *g = shm_group(shm, gi);
-    futex_notify(&g->ready_seq, &g->ready_waiters, n);
+    futex_notify(&g->queue.ready_seq, &g->queue.ready_waiters, n);
 }
 
 uint64_t ring_slot_state(const struct shm *shm, uint32_t idx)
@@ -136,10 +136,10 @@ int ring_claim(struct shm *shm, uint32_t gi, uint32_t w, uint32_t *idx)
     _Atomic uint64_t *q = ring_queue(shm, g);
     uint32_t mask = ring_hdr(shm)->queue_cap - 1;
     for (;;) {
-        uint64_t head = atomic_load_explicit(&g->head, memory_order_acquire);
+        uint64_t head = atomic_load_explicit(&g->queue.head, memory_order_acquire);
         /* Acquire: pairs with the engine's release of tail, so the entries
          * below tail and their slots' READY states are visible. */
-        uint64_t tail = atomic_load_explicit(&g->tail, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&g->queue.tail, memory_order_acquire);
         if (head >= tail)
             return -EAGAIN;
         uint64_t e = atomic_load_explicit(&q[head & mask], memory_order_relaxed);
@@ -157,14 +157,14 @@ int ring_claim(struct shm *shm, uint32_t gi, uint32_t w, uint32_t *idx)
                 continue;
             /* Advisory: if we die before this, the next claimer skips the
              * entry because the slot is no longer READY(gen). */
-            atomic_compare_exchange_strong_explicit(&g->head, &head, head + 1,
+            atomic_compare_exchange_strong_explicit(&g->queue.head, &head, head + 1,
                                                     memory_order_release, memory_order_relaxed);
             *idx = i;
             return 0;
         }
         /* Taken already (its claimer has not advanced head yet, or died) or
          * stale: help head past it. */
-        atomic_compare_exchange_strong_explicit(&g->head, &head, head + 1, memory_order_release,
+        atomic_compare_exchange_strong_explicit(&g->queue.head, &head, head + 1, memory_order_release,
                                                 memory_order_relaxed);
     }
 }
@@ -178,15 +178,15 @@ void ring_publish_to(struct shm *shm, uint32_t idx, uint32_t w)
     /* Release, as in ring_publish: metadata and inputs before READY. */
     atomic_store_explicit(&s->state, ring_state(gen, 0, RING_READY), memory_order_release);
     /* Release: the worker's exchange (acquire) then sees READY(gen). */
-    atomic_store_explicit(&shm_worker(shm, w)->mail, ((uint64_t)gen << 32) | (idx + 1u),
+    atomic_store_explicit(&shm_worker(shm, w)->mailbox.mail, ((uint64_t)gen << 32) | (idx + 1u),
                           memory_order_release);
     struct shm_group *g = shm_group(shm, s->group);
-    futex_notify(&g->ready_seq, &g->ready_waiters, (int)g->n_workers);
+    futex_notify(&g->queue.ready_seq, &g->queue.ready_waiters, (int)g->n_workers);
 }
 
 int ring_claim_mail(struct shm *shm, uint32_t w, int32_t pid, uint32_t *idx)
 {
-    _Atomic uint64_t *mail = &shm_worker(shm, w)->mail;
+    _Atomic uint64_t *mail = &shm_worker(shm, w)->mailbox.mail;
     if (!atomic_load_explicit(mail, memory_order_relaxed))
         return -EAGAIN; /* the common case: no exchange, no cache-line write */
     uint64_t m = atomic_exchange_explicit(mail, 0, memory_order_acquire);
@@ -210,11 +210,11 @@ int ring_claim_mail(struct shm *shm, uint32_t w, int32_t pid, uint32_t *idx)
 bool ring_poll_ready(struct shm *shm, uint32_t gi, uint32_t w, uint64_t max_ns)
 {
     struct shm_group *g = shm_group(shm, gi);
-    _Atomic uint64_t *mail = &shm_worker(shm, w)->mail;
+    _Atomic uint64_t *mail = &shm_worker(shm, w)->mailbox.mail;
     uint64_t t0 = shm_now_mono_ns();
     for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&g->head, memory_order_relaxed) <
-                atomic_load_explicit(&g->tail, memory_order_relaxed) ||
+        if (atomic_load_explicit(&g->queue.head, memory_order_relaxed) <
+                atomic_load_explicit(&g->queue.tail, memory_order_relaxed) ||
             atomic_load_explicit(mail, memory_order_relaxed))
             return true;
 #if defined(__x86_64__) || defined(__i386__)
@@ -228,14 +228,25 @@ bool ring_poll_ready(struct shm *shm, uint32_t gi, uint32_t w, uint64_t max_ns)
 int ring_wait_ready(struct shm *shm, uint32_t gi, uint32_t w, int timeout_ms)
 {
     struct shm_group *g = shm_group(shm, gi);
-    uint32_t seq = futex_prepare(&g->ready_seq, &g->ready_waiters);
-    if (atomic_load_explicit(&g->head, memory_order_acquire) <
-            atomic_load_explicit(&g->tail, memory_order_acquire) ||
-        atomic_load_explicit(&shm_worker(shm, w)->mail, memory_order_acquire)) {
-        futex_cancel(&g->ready_waiters);
+    uint32_t seq = futex_prepare(&g->queue.ready_seq, &g->queue.ready_waiters);
+    if (atomic_load_explicit(&g->queue.head, memory_order_acquire) <
+            atomic_load_explicit(&g->queue.tail, memory_order_acquire) ||
+        atomic_load_explicit(&shm_worker(shm, w)->mailbox.mail, memory_order_acquire)) {
+        futex_cancel(&g->queue.ready_waiters);
         return 0;
     }
-    return futex_wait(&g->ready_seq, &g->ready_waiters, seq, timeout_ms);
+    return futex_wait(&g->queue.ready_seq, &g->queue.ready_waiters, seq, timeout_ms);
+}
+
+int ring_put_input(uint8_t *in, uint32_t *used, uint32_t cap, const void *data, size_t len)
+{
+    if (len > UINT32_MAX || *used > cap || (uint64_t)len + RING_IN_HDR > cap - *used)
+        return -ENOSPC;
+    uint32_t n = (uint32_t)len;
+    memcpy(in + *used, &n, RING_IN_HDR);
+    memcpy(in + *used + RING_IN_HDR, data, len);
+    *used += RING_IN_HDR + n;
+    return 0;
 }
 
 int ring_put_output(struct shm *shm, uint32_t idx, uint32_t kind, const void *data, uint32_t len)
@@ -244,13 +255,13 @@ int ring_put_output(struct shm *shm, uint32_t idx, uint32_t kind, const void *da
     uint32_t cap = ring_hdr(shm)->out_cap;
     /* Only we write these while CLAIMED. */
     uint32_t used = atomic_load_explicit(&s->out_len, memory_order_relaxed);
-    if (len > cap || (uint64_t)used + 5 + len > cap)
+    if (len > cap || (uint64_t)used + RING_OUT_HDR + len > cap)
         return -ENOSPC;
     uint8_t *p = ring_slot_out(shm, idx) + used;
     memcpy(p, &len, 4);
     p[4] = (uint8_t)kind;
-    memcpy(p + 5, data, len);
-    atomic_store_explicit(&s->out_len, used + 5 + len, memory_order_release);
+    memcpy(p + RING_OUT_HDR, data, len);
+    atomic_store_explicit(&s->out_len, used + RING_OUT_HDR + len, memory_order_release);
     /* Release: the record is complete before the count covers it; a death
      * after this point keeps the item's result. */
     atomic_fetch_add_explicit(&s->out_count, 1, memory_order_release);
@@ -274,8 +285,8 @@ void ring_complete(struct shm *shm, uint32_t idx, uint32_t w)
      * came after), so no DONE slot waits longer than the queue takes to
      * drain, nor past the engine's own tick. */
     struct shm_group *g = shm_group(shm, s->group);
-    uint64_t head = atomic_load_explicit(&g->head, memory_order_acquire);
-    uint64_t tail = atomic_load_explicit(&g->tail, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(&g->queue.head, memory_order_acquire);
+    uint64_t tail = atomic_load_explicit(&g->queue.tail, memory_order_acquire);
     if (s->kind != 0 || tail - head <= 2u * g->n_workers)
         ring_notify_engine(shm);
 }
@@ -306,33 +317,33 @@ bool ring_next_input(const struct shm *shm, uint32_t idx, uint32_t *pos, const u
 {
     const struct ring_slot *s = ring_slot(shm, idx);
     uint32_t end = s->in_len;
-    if (*pos + 4 > end)
+    if (*pos + RING_IN_HDR > end)
         return false;
     const uint8_t *p = ring_slot_in(shm, idx) + *pos;
     uint32_t n;
     memcpy(&n, p, 4);
-    if (n > end - *pos - 4)
+    if (n > end - *pos - RING_IN_HDR)
         return false;
-    *data = p + 4;
+    *data = p + RING_IN_HDR;
     *len = n;
-    *pos += 4 + n;
+    *pos += RING_IN_HDR + n;
     return true;
 }
 
 bool ring_next_output(const struct shm *shm, uint32_t idx, uint32_t limit, uint32_t *pos,
                       uint32_t *kind, const uint8_t **data, uint32_t *len)
 {
-    if (limit > ring_hdr(shm)->out_cap || *pos + 5 > limit)
+    if (limit > ring_hdr(shm)->out_cap || *pos + RING_OUT_HDR > limit)
         return false;
     const uint8_t *p = ring_slot_out(shm, idx) + *pos;
     uint32_t n;
     memcpy(&n, p, 4);
-    if (n > limit - *pos - 5)
+    if (n > limit - *pos - RING_OUT_HDR)
         return false;
     *kind = p[4];
-    *data = p + 5;
+    *data = p + RING_OUT_HDR;
     *len = n;
-    *pos += 5 + n;
+    *pos += RING_OUT_HDR + n;
     return true;
 }
 

@@ -37,7 +37,14 @@
  *   - queue tail and entries: the engine only (one producer per group).
  *     Entry store (relaxed) then tail release-store; workers acquire-load
  *     tail before reading entries.
- *   - queue head: workers, by CAS. Advisory only: see below.
+ *   - queue head: workers, by CAS (release), advisory only: see below. The
+ *     engine's acquire load of head (room in the queue) pairs with it: the
+ *     entries below head are consumed and may be overwritten.
+ *   - mailbox (targeted tasks): the engine stores it after READY (release);
+ *     the worker's exchange (acquire) pairs with it.
+ *   - state_key: the engine, while FREE, for EXPORT and DROP only.
+ *   - worker_pid: the claiming worker, right after its claim (relaxed: the
+ *     engine reads it after the DONE/DIED acquire).
  *
  * The crash rule. A process may die at any instruction, so the single
  * source of truth is the slot's state word, and every ownership change is
@@ -59,10 +66,21 @@
  *     api process's engine reclaims them all (ring_reclaim_all) and ignores
  *     their outputs: their jobs died with the old process.
  *
- * Payload records. Input: n_items records of [u32 len][len bytes of JSON].
- * Output: records of [u32 len][u8 kind][len bytes], kind 0 = output JSON,
+ * Payload records. Input: n_items records of [u32 len][len bytes of JSON]
+ * (RING_IN_HDR bytes of header; ring_put_input writes one, ring_next_input
+ * reads them). Output: records of [u32 len][u8 kind][len bytes]
+ * (RING_OUT_HDR; ring_put_output, ring_next_output), kind 0 = output JSON,
  * 1 = error message (UTF-8 text), 2 = the id of an object holding the
  * output JSON (reduce only); record k is the result of input item k.
+ * Lengths are host byte order: every process is on the same machine.
+ *
+ * Job keys. ring_slot.job_key and shm_worker.current_job carry the
+ * engine's job handle, laid out here (ring_key_make) because a worker
+ * reads it too: the api epoch of the engine that made it (shm_header.
+ * api_epoch, bumped by each new api process) in the top 24 bits, and the
+ * engine's sequence number in the low 40. A worker drops a stateful job's
+ * state whose key has another epoch than the current one (ring_key_epoch):
+ * the api process that knew the job is gone.
  *
  * Processes: engine functions run in one thread of the api process; worker
  * functions in workers; ring_reclaim_worker in the supervisor.
@@ -83,6 +101,21 @@ enum ring_code {
     RING_DIED = 4,
 };
 
+#define RING_IN_HDR 4u  /* an input record's header: u32 len */
+#define RING_OUT_HDR 5u /* an output record's header: u32 len, u8 kind */
+
+/* Job keys (see "Job keys" above). */
+#define RING_KEY_SEQ_BITS 40
+static inline uint64_t ring_key_make(uint32_t epoch, uint64_t seq)
+{
+    return ((uint64_t)epoch << RING_KEY_SEQ_BITS) | (seq & ((UINT64_C(1) << RING_KEY_SEQ_BITS) - 1));
+}
+static inline uint32_t ring_key_epoch(uint64_t key) { return (uint32_t)(key >> RING_KEY_SEQ_BITS); }
+static inline uint64_t ring_key_seq(uint64_t key)
+{
+    return key & ((UINT64_C(1) << RING_KEY_SEQ_BITS) - 1);
+}
+
 #define RING_OUT_OK 0u
 #define RING_OUT_ERROR 1u
 #define RING_OUT_OBJECT 2u /* the record is an object id: that object's bytes
@@ -92,8 +125,11 @@ enum ring_code {
 struct ring_slot {
     _Atomic uint64_t state;     /* gen:32 | worker:16 | code:8 */
     /* engine, while FREE */
-    uint64_t job_key;           /* opaque to the ring: the engine's job handle */
+    uint64_t job_key;           /* the engine's job handle (ring_key_make); 0 for a
+                                   task that belongs to no job (DROP) */
     uint64_t first_index;       /* index of the first item in its job */
+    uint64_t state_key;         /* EXPORT, DROP: the job key whose per-worker
+                                   state to hand over or drop */
     uint32_t n_items;
     uint32_t in_len;            /* bytes of input records */
     uint32_t attempt;           /* tries of the first item so far (0 = first) */
@@ -125,10 +161,12 @@ struct ring_slot {
  * see RING_TASK_ITEMS. A stateful model (model.h: acc_run...) also gets:
  *   REPLAY   items that already have their results, run again only to
  *            rebuild state a dead worker took with it (outputs ignored)
- *   EXPORT   targeted: hand over this worker's state for job first_index's
- *            job_key as one output record (acc_export), then drop it
- *   DROP     targeted: drop the state of the job whose key is in
- *            first_index (cancelled or failed job); no output
+ *   EXPORT   targeted: hand over this worker's state for the job whose key
+ *            is state_key (= job_key) as one output record (acc_export),
+ *            then drop it
+ *   DROP     targeted: drop the state of the job whose key is state_key
+ *            (cancelled or failed job); no output. Its job_key is 0: a
+ *            drop is no task of the job's and may outlive it
  *   REDUCE   one input record, the JSON array of every partial: one output
  *            record, the job's result (reduce)
  */
@@ -252,6 +290,14 @@ void ring_complete(struct shm *shm, uint32_t idx, uint32_t w);
 uint32_t ring_reclaim_worker(struct shm *shm, uint32_t w, int status);
 
 /* ---- payload records ---- */
+
+/*
+ * Appends one input record ([u32 len][data]) to a slot's input area `in`
+ * of `cap` bytes, of which *used are taken. Engine, while the slot is FREE
+ * (it then sets in_len = *used). Returns 0 and advances *used, or -ENOSPC
+ * when the record does not fit (nothing written).
+ */
+int ring_put_input(uint8_t *in, uint32_t *used, uint32_t cap, const void *data, size_t len);
 
 /* Iterates input records: *pos starts at 0. Returns true and the record in
  * (*data, *len) while records remain within in_len; false at the end or on a

@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "service/ring/ring_words.h"
+
 #define SHM_MAGIC 0x3130646863746162ULL /* "batchd01" little-endian */
 #define SHM_VERSION 1u
 #define SHM_NAME_LEN 64
@@ -99,15 +101,16 @@ struct shm_group {
     uint64_t max_items;                /* items one worker process runs */
     uint64_t max_rss;                  /* bytes resident after a task */
 
-    /* Ready queue indices: see ring.h for the protocol. */
-    _Alignas(64) _Atomic uint64_t head; /* next entry to take: workers (CAS) */
-    _Alignas(64) _Atomic uint64_t tail; /* next entry to fill: the engine only */
-    _Alignas(64) _Atomic uint32_t ready_seq; /* futex: bumped after publishing */
-    _Atomic uint32_t ready_waiters;          /* workers sleeping on ready_seq */
+    /* The ready queue's indices and futex: the ring's (ring_words.h,
+     * protocol in ring.h). */
+    struct ring_queue queue;
 };
 
 struct shm_worker {
-    /* Supervisor writes, before fork and at reap; others read. */
+    /* The worker process writes its own pid, first thing after fork and
+     * before it can claim a task (release); the supervisor only clears it
+     * to 0 once it has reaped the process. Readers (the engine: is the
+     * process that holds a stateful job's state still the same?) acquire. */
     _Atomic int32_t pid;
     uint32_t group;
     _Atomic uint32_t restarts;          /* forks of this slot after the first */
@@ -128,9 +131,8 @@ struct shm_worker {
     _Atomic uint64_t hist[SHM_HIST_BUCKETS]; /* per-item run time counts */
     _Atomic uint64_t hist_sum_ns;
     char init_error[SHM_ERR_LEN];       /* why init() failed (worker, before exit) */
-    /* Targeted tasks (ring_publish_to): the engine stores gen<<32 | idx+1,
-     * this worker takes it with an exchange. */
-    _Atomic uint64_t mail;
+    /* Targeted tasks (ring_publish_to): the ring's (ring_words.h). */
+    struct ring_mailbox mailbox;
     /* Recycling (worker.h). The process that leaves writes the reason
      * (enum worker_recycle_reason) and CLOCK_MONOTONIC of its decision
      * before it exits; its replacement, once ready, writes how long the

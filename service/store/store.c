@@ -26,7 +26,7 @@
 
 #include <sqlite3.h>
 
-#include "service/jobs/engine.h"
+#include "service/jobs/items.h"
 #include "service/core/log.h"
 #include "service/store/store_int.h"
 

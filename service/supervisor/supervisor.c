@@ -1,4 +1,5 @@
 #include "service/supervisor/supervisor.h"
+#include "service/supervisor/respawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,6 +19,8 @@
 #include "service/core/listener.h"
 #include "service/core/log.h"
 #include <batchd/model.h>
+#include "workers/models/model_util.h"
+#include "workers/models/models_builtin.h"
 #include "workers/worker/plugin.h"
 #include "service/objects/objects.h"
 #include "service/ring/ring.h"
@@ -26,19 +28,7 @@
 #include "service/store/store.h"
 #include "workers/worker/worker.h"
 
-/* Respawn back-off for a child that keeps failing: 100 ms doubling to 30 s. */
-#define SUP_BACKOFF_MIN_MS 100
-#define SUP_BACKOFF_MAX_MS 30000
-/* A child that lived this long before dying is not crash-looping. */
-#define SUP_STABLE_MS 10000
-
-/* One per child: its pid and respawn policy (nginx keeps the same). */
-struct sup_child {
-    pid_t pid;
-    uint64_t started_ms;     /* monotonic */
-    uint64_t respawn_at_ms;  /* 0 = not waiting to respawn */
-    unsigned failures;       /* consecutive quick deaths */
-};
+/* The exit classes, struct sup_child and the back-off: respawn.h. */
 
 struct sup {
     const struct config *cfg;
@@ -71,17 +61,15 @@ static void sup_set_state(struct sup *s, enum sup_state st)
 
 static uint64_t sup_now_ms(void) { return shm_now_mono_ns() / 1000000ULL; }
 
-/* "exit code 3", "signal 11 (SIGSEGV)": how a child ended, for the log. */
+/* "exit code 3", "signal 11 (SIGSEGV), core dumped": how a child ended,
+ * for the log. */
 static void sup_describe(int status, char *buf, size_t len)
 {
-    if (WIFEXITED(status))
-        snprintf(buf, len, "exit code %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(buf, len, "signal %d (SIG%s)%s", WTERMSIG(status),
-                 sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?",
-                 WCOREDUMP(status) ? ", core dumped" : "");
-    else
-        snprintf(buf, len, "status 0x%x", status);
+    proc_describe_status(status, buf, len);
+    if (WIFSIGNALED(status) && WCOREDUMP(status)) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, len - n, ", core dumped");
+    }
 }
 
 static int sup_lock_data_dir(struct sup *s)
@@ -238,20 +226,20 @@ static int sup_create_shm(struct sup *s)
     return 0;
 }
 
+/* What a child must not keep of the supervisor's: the data dir's lock. */
 static void sup_child_setup(struct sup *s, const char *name)
 {
-    prctl(PR_SET_NAME, name, 0, 0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() != s->self)
-        _exit(WORKER_EXIT_FATAL);
+    proc_child_setup(name, s->self);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
 }
 
-/* Workers have no business with the listening socket. */
+/* Workers have no business with the listening socket either. worker_main
+ * names itself and asks for the parent-death signal (proc_child_setup). */
 static void sup_worker_setup(struct sup *s)
 {
-    sup_child_setup(s, "batchd-worker");
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
 }
@@ -283,7 +271,8 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
         host_worker_setup(&s->objects, w);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);
     }
-    atomic_store_explicit(&sw->pid, pid, memory_order_release);
+    /* sw->pid is the child's to write (above): one writer, so no store
+     * here can land after the child's first task. */
     c->pid = pid;
     c->started_ms = sup_now_ms();
     c->respawn_at_ms = 0;
@@ -311,23 +300,6 @@ static void sup_spawn_api(struct sup *s)
     log_info("api process started, pid %d", (int)pid);
 }
 
-static uint64_t sup_backoff(struct sup_child *c)
-{
-    uint64_t ms = SUP_BACKOFF_MIN_MS;
-    for (unsigned i = 1; i < c->failures && ms < SUP_BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < SUP_BACKOFF_MAX_MS ? ms : SUP_BACKOFF_MAX_MS;
-}
-
-/* Marks a quick death as a failure in a row, a late one as a fresh start. */
-static void sup_count_failure(struct sup_child *c, bool failed)
-{
-    if (!failed || sup_now_ms() - c->started_ms > SUP_STABLE_MS)
-        c->failures = failed ? 1 : 0;
-    else
-        c->failures++;
-}
-
 static void sup_worker_exited(struct sup *s, uint32_t w, int status)
 {
     struct shm_worker *sw = shm_worker(&s->shm, w);
@@ -345,9 +317,10 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     uint32_t lost = objects_reclaim_owner(&s->objects, w);
     if (lost)
         log_info("worker %u: %u unfinished object(s) freed", w, lost);
-    bool init_failed = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_INIT;
-    bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL;
-    bool recycled = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_RECYCLE;
+    enum sup_exit_class cls = sup_classify(SUP_CHILD_WORKER, status);
+    bool init_failed = cls == SUP_EXITED_INIT;
+    bool fatal = cls == SUP_EXITED_FATAL;
+    bool recycled = cls == SUP_EXITED_RECYCLED;
     atomic_store_explicit(&sw->state, init_failed ? WORKER_FAILED : WORKER_DEAD,
                           memory_order_relaxed);
     /* Only a recycle hands its replacement a start time to measure from. */
@@ -365,7 +338,7 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
         atomic_fetch_add_explicit(why == WORKER_RECYCLE_RSS ? &sw->recycles_rss
                                                             : &sw->recycles_items,
                                   1, memory_order_relaxed);
-        sup_count_failure(c, false);
+        sup_count_failure(c, false, sup_now_ms());
         if (n)
             log_error("worker %u (model %s) pid %d left to be recycled holding %u task(s): "
                       "handed back", w, s->ops[g]->name, (int)pid, n);
@@ -386,7 +359,7 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
      * serving (a poison item, a deadline kill) is bounded by max-attempts,
      * and its replacement is needed now. */
     bool early = init_failed || atomic_load_explicit(&sw->inits, memory_order_relaxed) == 0;
-    sup_count_failure(c, early);
+    sup_count_failure(c, early, sup_now_ms());
     uint64_t delay = early ? sup_backoff(c) : 0;
     if (fatal) {
         log_error("worker %u (model %s) exited fatally (%s): not respawned", w,
@@ -422,13 +395,13 @@ static void sup_api_exited(struct sup *s, int status)
         log_info("api process exited: %s", how);
         return;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == SUP_EXIT_FATAL) {
+    if (sup_classify(SUP_CHILD_API, status) == SUP_EXITED_FATAL) {
         log_error("api process failed fatally (%s): stopping", how);
         s->exit_code = SUP_EXIT_FATAL;
         sup_set_state(s, SUP_STOPPING);
         return;
     }
-    sup_count_failure(&s->api, true);
+    sup_count_failure(&s->api, true, sup_now_ms());
     uint64_t delay = s->api.failures > 1 ? sup_backoff(&s->api) : 0;
     log_warn("api process died: %s; restarting in %llu ms (its jobs come back from the store)",
              how, (unsigned long long)delay);
@@ -524,12 +497,14 @@ static bool sup_api_gone(struct sup *s) { return s->api.pid == 0; }
 static bool sup_all_gone(struct sup *s) { return sup_live_children(s) == 0; }
 
 /*
- * The shutdown sequence, within --grace from the stop signal:
+ * The shutdown sequence, within --grace from the stop signal (the timeline
+ * and its offsets: service/core/process.h):
  *   1. the api process gets SIGTERM: it refuses new jobs (503), lets the
- *      tasks in the ring finish, and exits when they are done or when the
- *      grace period is nearly over;
- *   2. then the workers get SIGTERM: each finishes the task in hand;
- *   3. whatever still runs at the end of the grace period gets SIGKILL.
+ *      tasks in the ring finish, and exits when they are done or when its
+ *      drain budget is spent;
+ *   2. then (at the latest at the api deadline) the workers get SIGTERM:
+ *      each finishes the task in hand;
+ *   3. whatever still runs at the kill time gets SIGKILL.
  */
 static void sup_stop_children(struct sup *s, const sigset_t *set)
 {
@@ -537,8 +512,8 @@ static void sup_stop_children(struct sup *s, const sigset_t *set)
     uint64_t start = sup_now_ms();
     uint64_t grace = s->cfg->grace_ms;
     /* Leave the workers at least a moment after the api has gone. */
-    uint64_t api_deadline = start + (grace > 1000 ? grace - 1000 : grace / 2);
-    uint64_t end = start + (grace > 200 ? grace - 200 : grace);
+    uint64_t api_deadline = start + shutdown_api_deadline_ms(grace);
+    uint64_t end = start + shutdown_kill_ms(grace);
     bool patient = true;
     if (s->api.pid) {
         kill(s->api.pid, SIGTERM);
@@ -556,7 +531,7 @@ static void sup_stop_children(struct sup *s, const sigset_t *set)
                  sup_live_children(s), (unsigned long long)(sup_now_ms() - start));
         sup_signal_children(s, SIGKILL);
         /* SIGKILL cannot be ignored: the wait is for the kernel to reap. */
-        uint64_t deadline = sup_now_ms() + 5000;
+        uint64_t deadline = sup_now_ms() + SHUTDOWN_REAP_WAIT_MS;
         while (sup_live_children(s) > 0 && sup_now_ms() < deadline) {
             struct timespec ts = { 0, 20 * 1000000L };
             sigtimedwait(set, NULL, &ts);

@@ -25,6 +25,7 @@
 #define BATCHD_SUPERVISOR_H
 
 #include "service/config/config.h"
+#include "service/core/process.h"
 
 /* The supervisor's states; sup_set_state() logs every transition. */
 enum sup_state {
@@ -34,9 +35,7 @@ enum sup_state {
     SUP_STOPPED,      /* every child reaped */
 };
 
-/* Exit codes of batchd. */
-#define SUP_EXIT_OK 0
-#define SUP_EXIT_FATAL 2 /* bad configuration, data dir, model load, or listen */
+/* batchd's exit codes (SUP_EXIT_*) are in service/core/process.h. */
 
 /* Runs the service until it is told to stop. Returns the process exit
  * code: SUP_EXIT_OK after an orderly shutdown, SUP_EXIT_FATAL when start-up

@@ -13,7 +13,7 @@
  * or /sys are skipped: a setting that names a file makes config_parse read
  * it, and a FIFO or a terminal would block the run.
  * Contract checked:
- *   - the result is 0, CONFIG_EXIT_OK, -EINVAL (a one-line message: not
+ *   - the result is 0, CONFIG_PRINTED, -EINVAL (a one-line message: not
  *     empty, no newline, NUL-terminated within errlen, also with a tiny
  *     errlen) or -ENOMEM; on anything but 0 the struct is all zeroes;
  *   - on 0 every setting is within its documented range, 1..32 models with
@@ -112,7 +112,7 @@ static void parse_once(int argc, char **argv, size_t errlen)
     char *args[68];
     memcpy(args, argv, sizeof(char *) * (size_t)(argc + 1));
     int rc = config_parse(&c, argc, args, err, errlen);
-    FUZZ_ASSERT(rc == 0 || rc == CONFIG_EXIT_OK || rc == -EINVAL || rc == -ENOMEM, "rc %d", rc);
+    FUZZ_ASSERT(rc == 0 || rc == CONFIG_PRINTED || rc == -EINVAL || rc == -ENOMEM, "rc %d", rc);
     if (rc == -EINVAL) {
         size_t n = strnlen(err, errlen);
         FUZZ_ASSERT(n < errlen, "the message is not NUL-terminated within errlen");

@@ -29,6 +29,7 @@
 #include "service/jobs/engine.h"
 #include "tests/fuzz/fuzz.h"
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 #include "workers/worker/worker.h"
 
 #define ITEM_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))

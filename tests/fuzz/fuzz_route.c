@@ -13,7 +13,7 @@
  *     segments, each equal to the template's or, for a "{param}" segment,
  *     non-empty;
  *   - /v1/objects/{id}: id_valid says whether the segment is an object id
- *     (26 characters of lowercase Crockford base32);
+ *     (26 characters of lowercase RFC 4648 base32);
  *   - routes with a job {id}: id_valid is api_job_id_valid() of the segment, a
  *     valid id is copied whole (26 characters of [a-z2-7]) and an invalid
  *     one leaves id empty;
@@ -124,11 +124,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_ASSERT(m.id[0] == '\0', "an invalid id was copied");
         }
         if (m.route == API_ROUTE_OBJECT) {
-            /* lowercase Crockford base32, written out here independently */
-            static const char crockford[] = "0123456789abcdefghjkmnpqrstvwxyz";
+            /* lowercase RFC 4648 base32, written out here independently */
+            static const char base32[] = "abcdefghijklmnopqrstuvwxyz234567";
             bool valid = param != NULL && plen == MODEL_OBJECT_ID_LEN;
             for (size_t i = 0; valid && i < plen; i++)
-                valid = param[i] != '\0' && strchr(crockford, param[i]) != NULL;
+                valid = param[i] != '\0' && strchr(base32, param[i]) != NULL;
             FUZZ_ASSERT(m.id_valid == valid, "object id_valid %d for %.*s", m.id_valid,
                         (int)plen, param);
             if (valid)

@@ -55,5 +55,8 @@ expect api_sup 1 "api/ never includes service/supervisor/"
 tree abi include/batchd/model.h '"service/core/log.h"'
 expect abi 1 "include/ never includes service/"
 
+tree store_engine service/store/store.c '"service/jobs/items.h"' '"service/jobs/engine.h"'
+expect store_engine 1 "service/store/ never includes service/jobs/engine"
+
 echo "check-layers self-test: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

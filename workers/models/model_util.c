@@ -1,7 +1,11 @@
 #include "workers/models/model_util.h"
 
+#include <batchd/model.h>
+
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 void model_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -26,4 +30,27 @@ const char *model_json_kind(const json_t *v)
     case JSON_NULL: return "null";
     }
     return "an unknown value";
+}
+
+int model_utf8_prefix(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max) {
+        n = max;
+        /* s[n] is the first byte left out: while it continues a
+         * character, that character started inside the prefix */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    return (int)n;
+}
+
+int model_params_none(const char *model, const struct model_params *params, char *err,
+                      size_t errlen)
+{
+    if (!params || params->n == 0)
+        return 0;
+    model_err(err, errlen, "model %s takes no parameter '%s'", model ? model : "?",
+            params->keys && params->keys[0] ? params->keys[0] : "?");
+    return -EINVAL;
 }

@@ -34,29 +34,6 @@
 #include <stdio.h>
 #include <string.h>
 
-int model_utf8_prefix(const char *s, size_t max)
-{
-    size_t n = strnlen(s, max + 1);
-    if (n > max) {
-        n = max;
-        /* s[n] is the first byte left out: while it continues a
-         * character, that character started inside the prefix */
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
-    return (int)n;
-}
-
-int model_params_none(const char *model, const struct model_params *params, char *err,
-                      size_t errlen)
-{
-    if (!params || params->n == 0)
-        return 0;
-    model_err(err, errlen, "model %s takes no parameter '%s'", model ? model : "?",
-            params->keys && params->keys[0] ? params->keys[0] : "?");
-    return -EINVAL;
-}
-
 /* json_real() refuses NaN and infinities (JSON has no spelling for them). */
 static int real_output(const char *model, double v, json_t **output, char *err, size_t errlen)
 {
@@ -318,24 +295,3 @@ const struct model_ops *model_builtin_find(const char *name)
     return NULL;
 }
 
-size_t model_dtype_size(uint32_t dtype)
-{
-    switch (dtype) {
-    case MODEL_DTYPE_U8:
-        return 1;
-    case MODEL_DTYPE_I32:
-    case MODEL_DTYPE_F32:
-        return 4;
-    case MODEL_DTYPE_I64:
-    case MODEL_DTYPE_F64:
-        return 8;
-    default:
-        return 0;
-    }
-}
-
-const char *model_dtype_name(uint32_t dtype)
-{
-    static const char *const names[] = {"uint8", "int32", "int64", "float32", "float64"};
-    return dtype < sizeof names / sizeof names[0] ? names[dtype] : NULL;
-}

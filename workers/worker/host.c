@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "service/objects/objects.h"
+#include "workers/models/model_util.h"
 
 #define HOST_ID_SIZE (MODEL_OBJECT_ID_LEN + 1)
 
@@ -143,6 +144,7 @@ static int host_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
  * (host.h says why). */
 static const struct model_host host_table = {
     .abi_version = MODEL_ABI_VERSION,
+    .size = sizeof(struct model_host),
     .object_ref = host_ref,
     .object_new = host_new,
 };

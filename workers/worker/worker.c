@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -33,9 +32,9 @@ static void worker_on_term(int sig)
 /*
  * A stateful model's accumulators, one per job this process has run items
  * of (model.h: acc_run). Few at a time (jobs run side by side), so a small
- * array searched linearly. Keys are the engine's job keys: api epoch << 40
- * | sequence; an accumulator of an older epoch belongs to a job of a dead
- * api process that will never export it, and is dropped.
+ * array searched linearly. Keys are job keys (ring.h: ring_key_make): an
+ * accumulator of an older api epoch (ring_key_epoch) belongs to a job of a
+ * dead api process that will never export it, and is dropped.
  */
 struct worker_acc {
     uint64_t key;
@@ -82,7 +81,7 @@ static void worker_acc_drop_stale(struct worker_accs *m, const struct model_ops 
                                   uint32_t epoch)
 {
     for (size_t i = 0; i < m->n;) {
-        if ((uint32_t)(m->a[i].key >> 40) != epoch)
+        if (ring_key_epoch(m->a[i].key) != epoch)
             worker_acc_drop(m, ops, state, m->a[i].key);
         else
             i++;
@@ -96,15 +95,15 @@ struct worker_buf {
     size_t cap;
 };
 
-/* JSON_REAL_PRECISION of this worker's model (model_ops.real_digits), set
- * once in worker_main. */
+/* json_dumpb's flags for every output of this worker: compact, any value,
+ * and the JSON_REAL_PRECISION of its model (model_ops.real_digits), set once
+ * in worker_main before the first item. */
 static size_t worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
-#define WORKER_JSON_FLAGS worker_json_flags
 
 /* Encodes `v` into the buffer. Returns its length, or 0 on failure. */
 static size_t worker_encode(struct worker_buf *b, const json_t *v)
 {
-    size_t n = json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
+    size_t n = json_dumpb(v, b->p, b->cap, worker_json_flags);
     if (n == 0)
         return 0;
     if (n > b->cap) {
@@ -113,7 +112,7 @@ static size_t worker_encode(struct worker_buf *b, const json_t *v)
             return 0;
         b->p = p;
         b->cap = n;
-        if (json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS) != n)
+        if (json_dumpb(v, b->p, b->cap, worker_json_flags) != n)
             return 0;
     }
     return jsonfmt_shorten(b->p, n);
@@ -243,12 +242,7 @@ static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
             snprintf(err, sizeof err, "out of memory for the job's state");
             rc = -ENOMEM;
         } else {
-            rc = acc ? ops->acc_run(state, acc, item, &out, err, sizeof err)
-                     : ops->run(state, item, &out, err, sizeof err);
-            if (rc == 0 && !out) {
-                snprintf(err, sizeof err, "model %s returned no output", ops->name);
-                rc = -EINVAL;
-            }
+            rc = worker_run_item(ops, state, acc, item, &out, err, sizeof err);
         }
         uint64_t dt = shm_now_mono_ns() - t0;
         atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
@@ -273,7 +267,7 @@ static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
                     char msg[160];
                     snprintf(msg, sizeof msg,
                              "output too large: %zu bytes, a task slot holds %u", n,
-                             shm_header(shm)->out_cap - 5);
+                             shm_header(shm)->out_cap - RING_OUT_HDR);
                     put = worker_put_error(shm, idx, msg);
                 }
             }
@@ -296,6 +290,25 @@ static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
     return k;
 }
 
+int worker_run_item(const struct model_ops *ops, void *state, void **acc, const json_t *item,
+                    json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    int rc = acc ? ops->acc_run(state, acc, item, out, err, errlen)
+                 : ops->run(state, item, out, err, errlen);
+    if (rc == 0 && !*out) {
+        snprintf(err, errlen, "model %s returned no output", ops->name);
+        return -EINVAL;
+    }
+    if (rc != 0 && *out) {
+        /* model.h: a failing hook leaves *output NULL; one that did not
+         * would leak it, once per failed item, for the life of the worker. */
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* Puts one JSON output record, or the error that it could not be. */
 static void worker_put_json(struct shm *shm, uint32_t idx, struct worker_buf *buf, json_t *v,
                             const char *what)
@@ -308,7 +321,7 @@ static void worker_put_json(struct shm *shm, uint32_t idx, struct worker_buf *bu
     if (ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n) == -ENOSPC) {
         char msg[160];
         snprintf(msg, sizeof msg, "%s too large: %zu bytes, a task slot holds %u", what, n,
-                 shm_header(shm)->out_cap - 5);
+                 shm_header(shm)->out_cap - RING_OUT_HDR);
         worker_put_error(shm, idx, msg);
     }
 }
@@ -318,7 +331,7 @@ static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struc
                           void *state, struct worker_buf *buf, struct worker_accs *accs)
 {
     struct ring_slot *slot = ring_slot(shm, idx);
-    uint64_t key = slot->first_index;
+    uint64_t key = slot->state_key;
     worker_task_begin(shm, w, key);
     void **acc = worker_acc_slot(accs, key);
     char err[512] = "";
@@ -408,12 +421,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
                  pid_t supervisor)
 {
     log_set_proc("worker");
-    prctl(PR_SET_NAME, "batchd-worker", 0, 0, 0);
-    /* Die with the supervisor; the check after closes the race where it
-     * died before the prctl. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (getppid() != supervisor)
-        _exit(WORKER_EXIT_FATAL);
+    proc_child_setup("batchd-worker", supervisor); /* die with the supervisor */
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -500,8 +508,8 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
                 worker_export(shm, w, idx, ops, state, &buf, &accs);
                 break;
             case RING_TASK_DROP:
-                worker_task_begin(shm, w, slot->first_index);
-                worker_acc_drop(&accs, ops, state, slot->first_index);
+                worker_task_begin(shm, w, slot->state_key);
+                worker_acc_drop(&accs, ops, state, slot->state_key);
                 worker_task_done(shm, w, idx);
                 break;
             case RING_TASK_REDUCE:

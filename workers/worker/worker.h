@@ -12,7 +12,7 @@
  * ignored (a terminal's Ctrl-C reaches the whole process group, and the
  * supervisor decides the order of shutdown).
  *
- * Exit codes, read by the supervisor (supervisor.h classifies them):
+ * Exit codes (service/core/process.h), read by the supervisor:
  *   0                      orderly stop after SIGTERM
  *   WORKER_EXIT_FATAL      unusable setup (do not respawn)
  *   WORKER_EXIT_INIT       init() failed (respawn with back-off)
@@ -40,15 +40,15 @@
 #include <sys/types.h>
 
 #include <batchd/model.h>
+#include "service/core/process.h"
 #include "service/ring/shm.h"
 
 /* Workers run with this nice value (and SCHED_BATCH): the api process
  * stays responsive while every worker is busy. */
 #define WORKER_NICE 10
 
-#define WORKER_EXIT_FATAL 2
-#define WORKER_EXIT_INIT 3
-#define WORKER_EXIT_RECYCLE 4
+/* WORKER_EXIT_FATAL, WORKER_EXIT_INIT, WORKER_EXIT_RECYCLE:
+ * service/core/process.h. */
 
 /* Why a worker left to be replaced (shm_worker.recycle_reason). */
 enum worker_recycle_reason {
@@ -87,6 +87,18 @@ uint64_t worker_rss_bytes(void);
  * (0 for valid text, which is left exactly as it was).
  */
 size_t worker_utf8_repair(char *s);
+
+/*
+ * Runs one item through the model: acc_run when `acc` is given (a stateful
+ * model's accumulator slot), else run. The hook's contract is
+ * include/batchd/model.h's; this is where batchd holds a model to it.
+ * Returns 0 with *out a new reference (the caller releases it), or the
+ * hook's negative errno (-EINVAL when it reported success but gave no
+ * output) with *out NULL: an output a failing hook left behind is released
+ * here, never used. `item` is borrowed.
+ */
+int worker_run_item(const struct model_ops *ops, void *state, void **acc, const json_t *item,
+                    json_t **out, char *err, size_t errlen);
 
 /* Runs worker slot w until told to stop; never returns. */
 __attribute__((noreturn)) void worker_main(struct shm *shm, uint32_t w,

@@ -18,7 +18,7 @@ static void test_object_json(void **state)
     (void)state;
     struct objects_info info;
     memset(&info, 0, sizeof info);
-    memcpy(info.obj.id, "0123456789abcdefghjkmnpqrs", MODEL_OBJECT_ID_LEN + 1);
+    memcpy(info.obj.id, "234567abcdefghijklmnopqrst", MODEL_OBJECT_ID_LEN + 1);
     info.obj.dtype = MODEL_DTYPE_F32;
     info.obj.ndim = 2;
     info.obj.shape[0] = 2;
@@ -29,7 +29,7 @@ static void test_object_json(void **state)
     json_t *j = api_object_json(&info);
     assert_non_null(j);
     char *text = json_dumps(j, JSON_COMPACT);
-    assert_string_equal(text, "{\"id\":\"0123456789abcdefghjkmnpqrs\",\"dtype\":\"float32\","
+    assert_string_equal(text, "{\"id\":\"234567abcdefghijklmnopqrst\",\"dtype\":\"float32\","
                               "\"shape\":[2,3],\"bytes\":24,\"created_at\":"
                               "\"2023-11-14T22:13:20.123Z\",\"pins\":2,\"in_use\":true,"
                               "\"origin\":\"upload\"}");

@@ -65,16 +65,17 @@ static const struct {
     { "/v2/jobs", -ENOENT, API_ROUTE_NONE, false, "" },
     { "v1/jobs", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/jobsx", -ENOENT, API_ROUTE_NONE, false, "" },
-    /* objects: Crockford base32 ids; a malformed one still matches the route */
+    /* objects: ids like job ids (lowercase RFC 4648 base32); a malformed one
+     * still matches the route */
     { "/v1/objects", 0, API_ROUTE_OBJECTS, false, "" },
-    { "/v1/objects/0123456789abcdefghjkmnpqrs", 0, API_ROUTE_OBJECT, true,
-      "0123456789abcdefghjkmnpqrs" },
-    { "/v1/objects/0123456789abcdefghjkmnpqri", 0, API_ROUTE_OBJECT, false, "" },
+    { "/v1/objects/234567abcdefghijklmnopqrst", 0, API_ROUTE_OBJECT, true,
+      "234567abcdefghijklmnopqrst" },
+    { "/v1/objects/234567abcdefghijklmnopqrs1", 0, API_ROUTE_OBJECT, false, "" },
     { "/v1/objects/..", 0, API_ROUTE_OBJECT, false, "" },
-    { "/v1/objects/0123456789ABCDEFGHJKMNPQRS", 0, API_ROUTE_OBJECT, false, "" },
+    { "/v1/objects/234567ABCDEFGHIJKLMNOPQRST", 0, API_ROUTE_OBJECT, false, "" },
     { "/v1/objects/", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/objects/../etc", -ENOENT, API_ROUTE_NONE, false, "" },
-    { "/v1/objects/0123456789abcdefghjkmnpqrs/", -ENOENT, API_ROUTE_NONE, false, "" },
+    { "/v1/objects/234567abcdefghijklmnopqrst/", -ENOENT, API_ROUTE_NONE, false, "" },
     { "/v1/objectsx", -ENOENT, API_ROUTE_NONE, false, "" },
 };
 

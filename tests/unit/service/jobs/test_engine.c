@@ -23,6 +23,7 @@
 #include "service/config/config.h"
 #include "service/jobs/engine.h"
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 #include "service/ring/ring.h"
 #include "service/ring/shm.h"
 #include "workers/worker/worker.h"
@@ -62,7 +63,7 @@ static int setup_model(void **state, const char *model)
         f->pids[w] = pid;
         atomic_store(&shm_worker(&f->shm, w)->pid, pid);
     }
-    f->e = engine_create(&f->cfg, &f->shm);
+    f->e = engine_create(&f->cfg, &f->shm, NULL);
     assert_non_null(f->e);
     *state = f;
     return 0;
@@ -429,7 +430,7 @@ static void test_finished_from_store(void **state)
         assert_string_equal(etag, again);
         /* the engine again, on the same store: the api process restarted */
         engine_destroy(f->e);
-        f->e = engine_create(&f->cfg, &f->shm);
+        f->e = engine_create(&f->cfg, &f->shm, NULL);
         assert_non_null(f->e);
     }
     struct engine_stream *st = engine_stream_open(f->e, id);

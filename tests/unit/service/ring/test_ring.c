@@ -37,14 +37,58 @@ static int publish_value(struct shm *shm, uint32_t idx, uint64_t key, uint32_t v
     struct ring_slot *s = ring_slot(shm, idx);
     uint8_t *in = ring_slot_in(shm, idx);
     char text[16];
-    uint32_t len = (uint32_t)snprintf(text, sizeof text, "%u", v);
-    memcpy(in, &len, 4);
-    memcpy(in + 4, text, len);
+    uint32_t len = (uint32_t)snprintf(text, sizeof text, "%u", v), used = 0;
+    assert_int_equal(ring_put_input(in, &used, shm_header(shm)->in_cap, text, len), 0);
     s->job_key = key;
     s->first_index = v;
     s->n_items = 1;
-    s->in_len = 4 + len;
+    s->in_len = used;
     return ring_publish(shm, idx);
+}
+
+/* The input writer and reader agree, a record that does not fit leaves the
+ * area as it was, and the header is RING_IN_HDR bytes. */
+static void test_input_records(void **state)
+{
+    (void)state;
+    struct shm shm = make_shm(1, 1);
+    uint8_t *in = ring_slot_in(&shm, 0);
+    uint32_t cap = (RING_IN_HDR + 3) + (RING_IN_HDR + 0) + (RING_IN_HDR + 4), used = 0;
+    assert_int_equal(ring_put_input(in, &used, cap, "abc", 3), 0);
+    assert_int_equal(used, RING_IN_HDR + 3);
+    assert_int_equal(ring_put_input(in, &used, cap, "", 0), 0); /* an empty record */
+    assert_int_equal(ring_put_input(in, &used, cap, "12345", 5), -ENOSPC);
+    assert_int_equal(used, RING_IN_HDR + 3 + RING_IN_HDR);
+    assert_int_equal(ring_put_input(in, &used, cap, "1234", 4), 0); /* exactly full */
+    assert_int_equal(used, cap);
+    assert_int_equal(ring_put_input(in, &used, cap, "", 0), -ENOSPC);
+    ring_slot(&shm, 0)->in_len = used;
+    static const char *const want[] = {"abc", "", "1234"};
+    uint32_t pos = 0, len, k = 0;
+    const uint8_t *data;
+    while (ring_next_input(&shm, 0, &pos, &data, &len)) {
+        assert_true(k < 3);
+        assert_int_equal(len, strlen(want[k]));
+        assert_memory_equal(data, want[k], len);
+        k++;
+    }
+    assert_int_equal(k, 3);
+    shm_destroy(&shm);
+}
+
+/* Job keys: the epoch and the sequence come back apart, whatever the
+ * sequence's size (it is cut to its 40 bits, never into the epoch). */
+static void test_job_keys(void **state)
+{
+    (void)state;
+    uint64_t k = ring_key_make(7, 12345);
+    assert_int_equal(ring_key_epoch(k), 7);
+    assert_int_equal(ring_key_seq(k), 12345);
+    k = ring_key_make(0xffffff, (UINT64_C(1) << 40) - 1);
+    assert_int_equal(ring_key_epoch(k), 0xffffff);
+    assert_int_equal(ring_key_seq(k), (UINT64_C(1) << 40) - 1);
+    assert_int_equal(ring_key_epoch(ring_key_make(3, UINT64_C(1) << 40)), 3);
+    assert_int_not_equal(ring_key_make(1, 1), ring_key_make(2, 1));
 }
 
 static void test_layout(void **state)
@@ -331,6 +375,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_input_records),
+        cmocka_unit_test(test_job_keys),
         cmocka_unit_test(test_bad_layout),
         cmocka_unit_test(test_claim_complete_release),
         cmocka_unit_test(test_output_area_full),

@@ -114,8 +114,8 @@ static void check_layout(const struct layout_case *c)
         assert_int_equal(gr->load_ns, 0);
         assert_int_equal(atomic_load(&gr->init_failures), 0);
         assert_int_equal(gr->load_error[0], '\0');
-        assert_int_equal(atomic_load(&gr->head), 0);
-        assert_int_equal(atomic_load(&gr->tail), 0);
+        assert_int_equal(atomic_load(&gr->queue.head), 0);
+        assert_int_equal(atomic_load(&gr->queue.tail), 0);
         for (uint32_t w = gr->first_worker; w < gr->first_worker + gr->n_workers; w++) {
             const struct shm_worker *sw = shm_worker(&shm, w);
             assert_int_equal((uintptr_t)sw % 64, 0);

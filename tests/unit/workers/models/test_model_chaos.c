@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 #include "workers/models/model_chaos.h"
 #include "service/ring/shm.h"
 #include "workers/worker/worker.h"

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include <batchd/model.h>
+#include "workers/models/models_builtin.h"
 #include "workers/models/model_prefix_count.h"
 
 #include "tests/unit/workers/models/host_double.h"

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include <batchd/model.h>
+#include "workers/models/model_util.h"
 #include "workers/models/models_builtin.h"
 
 static const struct {

@@ -1,10 +1,11 @@
 /*
- * Unit tests of workers/worker.c that need no ring: worker_utf8_repair(),
- * which every model's error message passes through before it goes into the
- * ring (and from there, as it is, into the results' JSON); the recycle
- * check (worker_past_limit) and the RSS it reads (worker_rss_bytes). The
- * recycle itself, with real workers, is tests/integration/test_recycle.c.
- * The worker loop
+ * Unit tests of workers/worker/worker.c that need no ring:
+ * worker_utf8_repair(), which every model's error message passes through
+ * before it goes into the ring (and from there, as it is, into the results'
+ * JSON); worker_run_item(), where batchd holds a model's run hook to
+ * include/batchd/model.h's output rule; the recycle check
+ * (worker_past_limit) and the RSS it reads (worker_rss_bytes). The recycle
+ * itself, with real workers, is tests/integration/test_recycle.c. The worker loop
  * itself is exercised with real forked workers by tests/unit/service/
  * test_engine.c.
  */
@@ -12,12 +13,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
+#include <batchd/model.h>
 #include "workers/worker/worker.h"
 
 struct repair_case {
@@ -64,6 +68,87 @@ static void test_repair(void **unused)
             fail_msg("case %zu: the repaired text is not UTF-8 to jansson", i);
         json_decref(j);
     }
+}
+
+/* A model that breaks the rule: it fails but leaves an output behind (a
+ * reference to a value it keeps, so the test can see who released it). */
+static json_t *kept;
+
+static int run_fails_with_output(void *state, const json_t *item, json_t **output, char *err,
+                                 size_t errlen)
+{
+    (void)state, (void)item;
+    *output = json_incref(kept);
+    snprintf(err, errlen, "bad item");
+    return -EIO;
+}
+
+static int run_ok_without_output(void *state, const json_t *item, json_t **output, char *err,
+                                 size_t errlen)
+{
+    (void)state, (void)item, (void)output, (void)err, (void)errlen;
+    return 0;
+}
+
+static int acc_run_counts(void *state, void **acc, const json_t *item, json_t **output,
+                          char *err, size_t errlen)
+{
+    (void)state, (void)err, (void)errlen;
+    if (!*acc)
+        *acc = json_integer(0);
+    json_integer_set(*acc, json_integer_value(*acc) + json_integer_value(item));
+    *output = json_incref(*acc);
+    return 0;
+}
+
+static void test_run_item_failure_releases_output(void **unused)
+{
+    (void)unused;
+    struct model_ops ops = {.abi_version = MODEL_ABI_VERSION, .name = "leaky",
+                            .run = run_fails_with_output};
+    kept = json_string("the model's own");
+    json_t *item = json_integer(1), *out = NULL;
+    char err[64] = "";
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(worker_run_item(&ops, NULL, NULL, item, &out, err, sizeof err), -EIO);
+    assert_null(out);
+    assert_string_equal(err, "bad item");
+    /* only the model's reference is left: the worker released each one the
+     * failing hook handed over */
+    assert_int_equal(kept->refcount, 1);
+    json_decref(kept);
+    json_decref(item);
+}
+
+static void test_run_item_success_without_output(void **unused)
+{
+    (void)unused;
+    struct model_ops ops = {.abi_version = MODEL_ABI_VERSION, .name = "mute",
+                            .run = run_ok_without_output};
+    json_t *item = json_integer(1), *out = NULL;
+    char err[64] = "";
+    assert_int_equal(worker_run_item(&ops, NULL, NULL, item, &out, err, sizeof err), -EINVAL);
+    assert_null(out);
+    assert_string_equal(err, "model mute returned no output");
+    json_decref(item);
+}
+
+static void test_run_item_stateful(void **unused)
+{
+    (void)unused;
+    struct model_ops ops = {.abi_version = MODEL_ABI_VERSION, .name = "sum",
+                            .acc_run = acc_run_counts};
+    void *acc = NULL;
+    json_t *out = NULL;
+    char err[64] = "";
+    for (int v = 1; v <= 3; v++) {
+        json_t *item = json_integer(v);
+        assert_int_equal(worker_run_item(&ops, NULL, &acc, item, &out, err, sizeof err), 0);
+        json_decref(item);
+        json_decref(out);
+    }
+    assert_int_equal(json_integer_value(acc), 6);
+    json_decref(acc);
 }
 
 struct limit_case {
@@ -128,6 +213,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repair),
+        cmocka_unit_test(test_run_item_failure_releases_output),
+        cmocka_unit_test(test_run_item_success_without_output),
+        cmocka_unit_test(test_run_item_stateful),
         cmocka_unit_test(test_past_limit),
         cmocka_unit_test(test_rss_bytes),
     };
