@@ -420,7 +420,8 @@ static enum MHD_Result cancel_job(struct api_req *r)
 
 /* ------------------------------------------------------------ getJobResults */
 
-static const char *const results_query[] = { "offset", "limit", "stream", NULL };
+static const char *const results_query[] = { "offset", "limit", "stream", "order", "filter",
+                                              NULL };
 
 struct results_stream {
     struct engine_stream *s;
@@ -477,12 +478,13 @@ static void results_stream_free(void *cls)
     free(rs);
 }
 
-static enum MHD_Result results_stream_start(struct api_req *r)
+static enum MHD_Result results_stream_start(struct api_req *r,
+                                           const struct engine_stream_opts *opts)
 {
     struct results_stream *rs = calloc(1, sizeof *rs);
     if (!rs)
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory opening the stream");
-    rs->s = engine_stream_open(r->engine, r->match.id);
+    rs->s = engine_stream_open_opts(r->engine, r->match.id, opts);
     if (!rs->s) {
         free(rs);
         /* NULL means no such job or no memory; tell them apart */
@@ -529,12 +531,36 @@ static enum MHD_Result get_job_results(struct api_req *r)
     } else {
         stream = api_accept_wants_ndjson(api_req_header(r, MHD_HTTP_HEADER_ACCEPT));
     }
+    /* order: input (index order) or completion; a stream's default is
+     * completion (what it always was), a page is always in input order */
+    const char *ov = api_query_get(&r->query, "order");
+    struct engine_stream_opts opts = { 0 };
+    if (ov) {
+        if (strcmp(ov, "input") == 0)
+            opts.input_order = true;
+        else if (strcmp(ov, "completion") != 0)
+            return bad_param(r, "order", ov, "must be input or completion");
+        else if (!stream)
+            return bad_param(r, "order", ov,
+                             "a page is always in input order; completion order is for "
+                             "stream=true");
+    }
+    const char *fv = api_query_get(&r->query, "filter");
+    if (fv) {
+        if (strcmp(fv, "errors") == 0)
+            opts.errors_only = true;
+        else if (strcmp(fv, "all") != 0)
+            return bad_param(r, "filter", fv, "must be errors or all");
+    }
     if (stream)
-        return results_stream_start(r);
+        return results_stream_start(r, &opts);
 
     struct sbuf page = SBUF_INIT;
     sbuf_set_limit(&page, RESULTS_PAGE_MAX_BYTES);
-    int rc = engine_results_page(r->engine, r->match.id, (size_t)offset, (size_t)limit, &page);
+    int rc = opts.errors_only ? engine_results_errors_page(r->engine, r->match.id,
+                                                           (size_t)offset, (size_t)limit, &page)
+                              : engine_results_page(r->engine, r->match.id, (size_t)offset,
+                                                    (size_t)limit, &page);
     if (rc) {
         sbuf_free(&page);
         if (rc == -ENOENT)

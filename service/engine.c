@@ -28,6 +28,7 @@
 #include "log.h"
 #include "model.h"
 #include "objects.h"
+#include "result_text.h"
 #include "ring.h"
 #include "shm.h"
 #include "store.h"
@@ -2446,6 +2447,45 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
     return rc;
 }
 
+int engine_results_errors_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                               struct sbuf *out)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (!j) {
+        pthread_mutex_unlock(&e->mu);
+        return -ENOENT;
+    }
+    uint64_t sseq = j->sseq, total = j->total;
+    /* read before the store: what was durable by the end is in the scan */
+    bool ended = job_finished(j);
+    j->refs++; /* not freed by a purge while we read */
+    pthread_mutex_unlock(&e->mu);
+
+    struct store_scan sc = { .next = offset, .end = total, .skip_gaps = ended,
+                             .errors_only = true, .max_bytes = SIZE_MAX,
+                             .max_results = limit };
+    int rc = sbuf_puts(out, "{\"results\":[");
+    /* a page of errors may need many blocks: scan until it is full, the
+     * job's end, or (running job) its first item without a result */
+    while (!rc && sc.written < limit) {
+        rc = store_results_scan(e->store, sseq, &sc, out);
+        if (sc.blocked || sc.exhausted)
+            break;
+    }
+    pthread_mutex_lock(&e->mu);
+    engine_job_release(e, j);
+    pthread_mutex_unlock(&e->mu);
+    bool at_end = ended && (sc.exhausted || sc.next >= total);
+    if (!rc) {
+        if (at_end)
+            rc = sbuf_puts(out, "],\"next_offset\":null}");
+        else
+            rc = sbuf_printf(out, "],\"next_offset\":%" PRIu64 "}", sc.next);
+    }
+    return rc;
+}
+
 int engine_job_result(struct engine *e, const char *id, struct sbuf *out)
 {
     pthread_mutex_lock(&e->mu);
@@ -2531,13 +2571,23 @@ struct engine_stream {
     uint64_t cursor;  /* the store's block cursor (store_results_stream) */
     struct sbuf buf;  /* lines read from the store, not yet sent */
     size_t sent;      /* bytes of buf already sent */
+    struct engine_stream_opts opts;
+    uint64_t next;    /* input order: the first index not yet sent */
 };
 
 struct engine_stream *engine_stream_open(struct engine *e, const char *id)
 {
+    return engine_stream_open_opts(e, id, NULL);
+}
+
+struct engine_stream *engine_stream_open_opts(struct engine *e, const char *id,
+                                              const struct engine_stream_opts *opts)
+{
     struct engine_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    if (opts)
+        s->opts = *opts;
     pthread_mutex_lock(&e->mu);
     s->job = engine_find(e, id);
     if (s->job)
@@ -2566,8 +2616,28 @@ ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int t
         /* A purged job's results are gone: the stream is cut, not ended. */
         if (purged)
             return -2;
-        if (store_results_stream(e->store, j->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
-            return -2;
+        bool more = false; /* input order: blocks left to scan right now */
+        if (s->opts.input_order) {
+            /* Index order: a running job's completed prefix, then, once it
+             * ended, every result (never-run items of a cancelled job have
+             * none and are passed over). */
+            struct store_scan sc = { .next = s->next, .end = j->total, .skip_gaps = ended,
+                                     .errors_only = s->opts.errors_only, .ndjson = true,
+                                     .max_bytes = 256 * 1024 };
+            if (store_results_scan(e->store, j->sseq, &sc, &s->buf) != 0)
+                return -2;
+            s->next = sc.next;
+            more = !sc.blocked && !sc.exhausted;
+        } else {
+            if (store_results_stream(e->store, j->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
+                return -2;
+            if (s->opts.errors_only && s->buf.len) {
+                more = true; /* blocks were read: look again before ending */
+                s->buf.len = result_text_keep_errors(s->buf.data, s->buf.len);
+            }
+        }
+        if (s->buf.len == 0 && more)
+            return 0; /* scanned past outputs only: the caller asks again */
         if (s->buf.len == 0) {
             if (atomic_load(&e->stop))
                 return -2;

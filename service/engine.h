@@ -149,6 +149,15 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
                         struct sbuf *out);
 
 /*
+ * Like engine_results_page with filter=errors: at most `limit` error
+ * Results with index >= offset, in input order; next_offset is the first
+ * index not looked at (null once a finished job has nothing more). The
+ * scan reads the store a block at a time (constant memory). Same returns.
+ */
+int engine_results_errors_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                               struct sbuf *out);
+
+/*
  * Appends the reduced result of a job of a stateful model (model.h: reduce)
  * to `out`. Returns 0, -ENOENT (no such job), -ENODATA (its model has no
  * reduce: per-item results only), -EAGAIN (not reduced yet), -ECANCELED
@@ -171,6 +180,15 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json);
 struct engine_stream;
 /* Returns a new stream, or NULL when there is no such job (or out of memory). */
 struct engine_stream *engine_stream_open(struct engine *e, const char *id);
+/* What a stream sends (GET .../results?stream=true&order=...&filter=...). */
+struct engine_stream_opts {
+    bool input_order;  /* index order, following the completed prefix of a
+                          running job; false: completion order (the default) */
+    bool errors_only;  /* only the items that failed */
+};
+/* engine_stream_open with options (NULL: the defaults). Same returns. */
+struct engine_stream *engine_stream_open_opts(struct engine *e, const char *id,
+                                              const struct engine_stream_opts *opts);
 /*
  * Copies whole NDJSON lines into buf (at most max bytes; a single line
  * longer than max is split across calls). Blocks up to timeout_ms for data.
