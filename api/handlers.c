@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cors.h"
 #include "log.h"
@@ -340,16 +341,61 @@ static enum MHD_Result list_jobs(struct api_req *r)
 
 /* ------------------------------------------------------------ getJob */
 
-/* operationId getJob */
-static enum MHD_Result get_job(struct api_req *r)
+static const char *const get_job_query[] = { "wait", NULL };
+
+/* Longest long-poll (openapi.yaml: getJob's wait). */
+#define WAIT_MAX_MS 60000u
+
+/* Parses wait=S: seconds, more than 0 and at most 60, with up to 3
+ * decimals, into milliseconds. Returns 0 or -EINVAL. */
+static int parse_wait(const char *v, uint64_t *ms)
 {
-    char etag[ENGINE_ETAG_LEN + 1] = "";
-    json_t *job = engine_job_json(r->engine, r->match.id, etag);
-    if (!job)
-        return not_found_job(r, r->match.id);
+    uint64_t whole = 0, frac = 0;
+    unsigned digits = 0, decimals = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9' && digits < 3; p++, digits++)
+        whole = whole * 10 + (uint64_t)(*p - '0');
+    if (digits == 0)
+        return -EINVAL;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9' && decimals < 3; p++, decimals++)
+            frac = frac * 10 + (uint64_t)(*p - '0');
+        if (decimals == 0)
+            return -EINVAL;
+        for (unsigned d = decimals; d < 3; d++)
+            frac *= 10;
+    }
+    if (*p)
+        return -EINVAL;
+    uint64_t total = whole * 1000 + frac;
+    if (total == 0 || total > WAIT_MAX_MS)
+        return -EINVAL;
+    *ms = total;
+    return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Ends a long-poll's watch (before its answer). */
+static void wait_end(struct api_req *r)
+{
+    api_longpoll_unwatch(r->longpoll, &r->lp_wait);
+    engine_unwatch(r->engine, r->watch);
+    r->watch = NULL;
+}
+
+/* Sends the Job (200) or 304, with its ETag. Takes `job`. */
+static enum MHD_Result send_job(struct api_req *r, json_t *job, const char *etag,
+                                bool not_modified)
+{
     struct MHD_Response *resp;
     unsigned status;
-    if (etag[0] && api_etag_matches(api_req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH), etag)) {
+    if (not_modified) {
         resp = api_response_take(NULL, 0, NULL);
         status = MHD_HTTP_NOT_MODIFIED;
     } else {
@@ -364,6 +410,63 @@ static enum MHD_Result get_job(struct api_req *r)
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory building the response");
     }
     return api_send(r, status, resp);
+}
+
+/*
+ * operationId getJob. With wait=S it is a long-poll (longpoll.h): it
+ * answers when the job has finished (or, with If-None-Match, when its ETag
+ * differs from the one given), or after S seconds with the job as it is
+ * then (304 for If-None-Match). Meanwhile the connection is suspended; this
+ * step runs again each time it is resumed.
+ */
+static enum MHD_Result get_job(struct api_req *r)
+{
+    const char *inm = api_req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (!r->wait_deadline_ns) {
+        const char *wv = api_query_get(&r->query, "wait");
+        uint64_t ms = 0;
+        if (wv && parse_wait(wv, &ms) != 0)
+            return bad_param(r, "wait", wv,
+                             "must be a number of seconds, more than 0 and at most 60 (up "
+                             "to 3 decimals)");
+        if (wv && r->longpoll) {
+            /* watched before the first look, so no change is missed */
+            if (api_longpoll_watch(r->longpoll, &r->lp_wait, r->match.id) != 0)
+                return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory");
+            r->watch = engine_watch(r->engine, r->match.id);
+            r->wait_deadline_ns = mono_ns() + ms * 1000000ull;
+        }
+    }
+    for (;;) {
+        uint64_t mark = r->lp_wait.entry ? api_longpoll_mark(r->longpoll, &r->lp_wait) : 0;
+        char etag[ENGINE_ETAG_LEN + 1] = "";
+        json_t *job = engine_job_json(r->engine, r->match.id, etag);
+        if (!job) {
+            wait_end(r);
+            return not_found_job(r, r->match.id);
+        }
+        bool match = etag[0] && api_etag_matches(inm, etag);
+        if (r->lp_wait.entry) {
+            bool settled = inm ? !match : !json_is_null(json_object_get(job, "finished_at"));
+            bool due = mono_ns() >= r->wait_deadline_ns ||
+                       atomic_load_explicit(r->stopping, memory_order_relaxed);
+            if (!settled && !due) {
+                int rc = api_longpoll_suspend(r->longpoll, &r->lp_wait, mark, r->conn,
+                                              r->wait_deadline_ns);
+                if (rc == 0) {
+                    json_decref(job);
+                    return MHD_YES; /* called again when resumed */
+                }
+                if (rc == -EAGAIN) {
+                    json_decref(job);
+                    continue; /* it changed while we looked */
+                }
+                /* -ESHUTDOWN: the job as it is */
+            }
+            wait_end(r);
+        }
+        return send_job(r, job, etag, match);
+    }
 }
 
 /* ------------------------------------------------------------ cancelJob */
@@ -673,7 +776,7 @@ static const struct api_op ops[] = {
     { "createJob", API_ROUTE_JOBS, API_METHOD_POST, create_job_query, create_job_begin,
       create_job_finish },
     { "listJobs", API_ROUTE_JOBS, API_METHOD_GET, list_jobs_query, list_jobs, NULL },
-    { "getJob", API_ROUTE_JOB, API_METHOD_GET, NULL, get_job, NULL },
+    { "getJob", API_ROUTE_JOB, API_METHOD_GET, get_job_query, get_job, NULL },
     { "cancelJob", API_ROUTE_JOB, API_METHOD_DELETE, cancel_job_query, cancel_job, NULL },
     { "getJobResults", API_ROUTE_JOB_RESULTS, API_METHOD_GET, results_query, get_job_results,
       NULL },

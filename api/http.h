@@ -38,6 +38,7 @@
 #include "config.h"
 #include "engine.h"
 #include "headers.h"
+#include "longpoll.h"
 #include "problem.h"
 #include "query.h"
 #include "route.h"
@@ -93,6 +94,15 @@ struct api_req {
     void (*sink_free)(void *sink);
     void *sink;
     const struct api_op *op;       /* the operation (handlers.h), once matched */
+
+    /* Long-poll (getJob ?wait=S, longpoll.h): the server's registry
+     * (borrowed), this request's wait, its engine watch and deadline. A
+     * request that waits is suspended; libmicrohttpd calls the handler
+     * again when it is resumed, and the begin step runs again. */
+    struct api_longpoll *longpoll;
+    struct api_longpoll_wait lp_wait;
+    struct engine_watch *watch;
+    uint64_t wait_deadline_ns;     /* CLOCK_MONOTONIC; 0 = not waiting */
 };
 
 /*

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "listener.h"
 #include "log.h"
+#include "longpoll.h"
 #include "model.h"
 
 struct api_server {
@@ -25,6 +26,7 @@ struct api_server {
     const struct config *cfg;
     struct engine *engine;
     struct api_auth *auth;  /* the bearer tokens (auth.h) */
+    struct api_longpoll *longpoll; /* suspended getJob?wait= requests */
     /* Set once at shutdown, read by streams on other threads; nothing is
      * published through it, so relaxed order is enough. */
     atomic_bool stopping;
@@ -254,6 +256,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r = api_req_new(conn, s->engine, s->cfg, &s->stopping, method, url);
         if (!r)
             return MHD_NO;
+        r->longpoll = s->longpoll;
         *req_cls = r;
         /* A response queued now, before the body, makes libmicrohttpd close
          * the connection afterwards (it will not read the unread body). That
@@ -280,6 +283,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     if (r->status)
         return MHD_YES;
+    /* a long-poll resumed (longpoll.h): its begin step looks again */
+    if (r->wait_deadline_ns && r->op)
+        return r->op->begin(r);
     if (r->wants_body && r->op && r->op->finish)
         return dispatch_finish(r);
     /* every begin step answers or wants the body; this is a bug, not a client error */
@@ -402,14 +408,26 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         return NULL;
     }
 
+    /* suspend/resume: long-polls wait suspended (longpoll.h) */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+    /* suspended waits need an event loop; thread per connection blocks */
+    s->longpoll = api_longpoll_create((flags & MHD_USE_THREAD_PER_CONNECTION) == 0);
+    if (!s->longpoll) {
+        api_auth_destroy(s->auth);
+        free(s);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    engine_set_watch_hook(engine, api_longpoll_notify, s->longpoll);
     /* HTTPS: the PEM texts were read at start (config.h); libmicrohttpd
      * copies them into GnuTLS when the daemon starts. */
     struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
     if (cfg->tls_cert_pem) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             log_error("--tls-cert: this libmicrohttpd was built without TLS support");
+            engine_set_watch_hook(engine, NULL, NULL);
+            api_longpoll_destroy(s->longpoll);
             api_auth_destroy(s->auth);
             free(s);
             *err = -ENOTSUP;
@@ -443,6 +461,8 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         log_error("cannot listen on %s:%u%s: %s", cfg->listen_host, (unsigned)cfg->listen_port,
                   cfg->tls_cert_pem ? " (HTTPS: is the key the certificate's, both PEM?)" : "",
                   strerror(e));
+        engine_set_watch_hook(engine, NULL, NULL);
+        api_longpoll_destroy(s->longpoll);
         api_auth_destroy(s->auth);
         free(s);
         *err = -e;
@@ -452,6 +472,8 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     if (s->port == 0) {
         log_error("listening, but the bound port cannot be read");
         MHD_stop_daemon(s->daemon);
+        engine_set_watch_hook(engine, NULL, NULL);
+        api_longpoll_destroy(s->longpoll);
         api_auth_destroy(s->auth);
         free(s);
         *err = -EIO;
@@ -485,7 +507,12 @@ void api_server_stop(struct api_server *s)
     /* before MHD_stop_daemon, which joins the connection threads: a stream
      * only ends when it sees this */
     atomic_store_explicit(&s->stopping, true, memory_order_relaxed);
+    /* libmicrohttpd must not stop with suspended connections: the
+     * long-polls are resumed first (they answer with the job as it is) */
+    api_longpoll_shutdown(s->longpoll);
     MHD_stop_daemon(s->daemon);
+    engine_set_watch_hook(s->engine, NULL, NULL);
+    api_longpoll_destroy(s->longpoll);
     /* after the daemon: no connection thread can be checking a token now */
     api_auth_destroy(s->auth);
     free(s);

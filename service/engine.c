@@ -204,6 +204,11 @@ struct job {
      * that a DELETE /v1/objects/{id} cannot free them under a task */
     char (*pins)[MODEL_OBJECT_ID_LEN + 1];
     size_t n_pins;
+
+    /* long-poll (engine_watch): watches held, and the version the hook
+     * last reported */
+    unsigned watchers;
+    uint64_t watch_version;
 };
 
 struct egroup {
@@ -286,6 +291,13 @@ struct engine {
                                 collect pass: one store block, not one per
                                 task, when tasks are small) */
     uint32_t *done_slots;    /* scratch: the slots one collect pass takes */
+
+    /* jobs with long-poll watchers (engine_watch), and the hook that wakes
+     * them (engine_fire_watches) */
+    struct job **watched;
+    size_t n_watched, cap_watched;
+    void (*watch_fn)(void *arg, const char *id);
+    void *watch_arg;
 };
 
 static int engine_group_of(struct engine *e, const char *model);
@@ -1676,6 +1688,20 @@ static void engine_timedwait(struct engine *e, pthread_cond_t *cv, int ms)
     pthread_cond_timedwait(cv, &e->mu, &ts);
 }
 
+/* Tells the watch hook about every watched job that changed since it was
+ * last told (mutex held). The cost is one comparison per watched job, at
+ * the points where the engine already wakes its own waiters. */
+static void engine_fire_watches(struct engine *e)
+{
+    for (size_t i = 0; e->watch_fn && i < e->n_watched; i++) {
+        struct job *j = e->watched[i];
+        if (j->version != j->watch_version) {
+            j->watch_version = j->version;
+            e->watch_fn(e->watch_arg, j->id);
+        }
+    }
+}
+
 #define ENGINE_FLUSH_NS 20000000ULL     /* group commit: a flush per 20 ms at most */
 #define ENGINE_FLUSH_BYTES (8u << 20)   /* or when this much waits */
 #define ENGINE_RETENTION_EVERY_NS 10000000000ULL
@@ -1747,6 +1773,7 @@ static void engine_flush(struct engine *e, bool force)
     for (size_t i = 0; i < n_done; i++)
         job_check_finished(e, done[i]);
     free(done);
+    engine_fire_watches(e);
     pthread_cond_broadcast(&e->progress);
     pthread_mutex_unlock(&e->mu);
 }
@@ -1795,6 +1822,7 @@ static void *engine_main(void *arg)
          * signalling it on every pass would cost a wake-up per task */
         if (e->n_dirty && e->flusher_idle)
             pthread_cond_signal(&e->flush_cv);
+        engine_fire_watches(e);
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->mu);
         engine_retention(e);
@@ -2066,6 +2094,7 @@ void engine_destroy(struct engine *e)
     free(e->hash);
     free(e->http);
     free(e->dirty);
+    free(e->watched);
     free(e->run_lens);
     free(e->done_slots);
     sbuf_free(&e->run);
@@ -2529,6 +2558,7 @@ int engine_purge(struct engine *e, const char *id)
     }
     uint64_t sseq = j->sseq; /* before: forgetting may free the job */
     engine_forget_job(e, j);
+    engine_fire_watches(e); /* its waiters answer 404 now */
     pthread_mutex_unlock(&e->mu);
     int rc = store_job_delete(e->store, sseq);
     return rc == -ENOENT ? 0 : rc;
@@ -2555,6 +2585,7 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         /* Its tasks in the ring are stopped by the engine thread (the only
          * one that touches the in-flight lists): see engine_stop_cancelled. */
         job_check_finished(e, j);
+        engine_fire_watches(e);
         pthread_cond_broadcast(&e->progress);
     }
     if (job_json_out)
@@ -2668,6 +2699,53 @@ void engine_stream_close(struct engine_stream *s)
     pthread_mutex_unlock(&s->e->mu);
     sbuf_free(&s->buf);
     free(s);
+}
+
+void engine_set_watch_hook(struct engine *e, void (*fn)(void *arg, const char *id), void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    e->watch_fn = fn;
+    e->watch_arg = arg;
+    pthread_mutex_unlock(&e->mu);
+}
+
+struct engine_watch *engine_watch(struct engine *e, const char *id)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (j && j->watchers == 0) {
+        if (e->n_watched == e->cap_watched) {
+            size_t nc = e->cap_watched ? e->cap_watched * 2 : 16;
+            struct job **p = realloc(e->watched, nc * sizeof *p);
+            if (!p) {
+                pthread_mutex_unlock(&e->mu);
+                return NULL;
+            }
+            e->watched = p;
+            e->cap_watched = nc;
+        }
+        e->watched[e->n_watched++] = j;
+        j->watch_version = j->version;
+    }
+    if (j) {
+        j->watchers++;
+        j->refs++; /* a purge frees it only after the last watch ends */
+    }
+    pthread_mutex_unlock(&e->mu);
+    /* the job itself is the handle: it lives while refs holds it */
+    return (struct engine_watch *)j;
+}
+
+void engine_unwatch(struct engine *e, struct engine_watch *w)
+{
+    if (!w)
+        return;
+    struct job *j = (struct job *)w;
+    pthread_mutex_lock(&e->mu);
+    if (j->watchers > 0 && --j->watchers == 0)
+        jobs_remove(e->watched, &e->n_watched, j);
+    engine_job_release(e, j);
+    pthread_mutex_unlock(&e->mu);
 }
 
 static const char *worker_state_name(uint32_t st)

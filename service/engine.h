@@ -208,6 +208,24 @@ void engine_stream_close(struct engine_stream *s);
  */
 int engine_purge(struct engine *e, const char *id);
 
+/*
+ * Watching a job (long-poll, GET /v1/jobs/{id}?wait=S): while a job is
+ * watched, the engine calls the watch hook with its id whenever the job
+ * changed (its ETag did), at the end of the engine pass, the group commit
+ * or the cancel that changed it; and when it is purged. There is no timer
+ * behind this: a job that does not change makes no call.
+ */
+struct engine_watch;
+/* Sets the hook (before the first watch). fn runs on engine threads with
+ * the engine's mutex held: it must not call back into the engine, and must
+ * be quick (it only wakes waiters). */
+void engine_set_watch_hook(struct engine *e, void (*fn)(void *arg, const char *id), void *arg);
+/* Starts watching job `id`. Returns the watch (release it with
+ * engine_unwatch), or NULL when there is no such job (or no memory). */
+struct engine_watch *engine_watch(struct engine *e, const char *id);
+/* Ends a watch. NULL is fine. */
+void engine_unwatch(struct engine *e, struct engine_watch *w);
+
 /* Returns {"models":[Model...]} (new reference). */
 json_t *engine_models_json(struct engine *e);
 /* Returns {"workers":[Worker...]} (new reference). */
