@@ -15,6 +15,7 @@
 #include "log.h"
 #include "sanitizer.h"
 #include "server.h"
+#include "webhook_sender.h"
 
 /* Writes "PORT\n" to path.tmp, then renames it to path. Returns 0 or -errno. */
 static int write_port_file(const char *path, uint16_t port)
@@ -107,8 +108,16 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
     }
 
     int err = 0;
+    /* completion webhooks: delivered by a thread of this process (never the
+     * supervisor's: it forks), when a secret is configured */
+    acfg.webhooks = webhook_sender_start(cfg, engine, &err);
+    if (!acfg.webhooks && err) {
+        engine_destroy(engine);
+        return API_EXIT_FAILED;
+    }
     struct api_server *server = api_server_start(cfg, engine, listen_fd, &err);
     if (!server) {
+        webhook_sender_stop(acfg.webhooks);
         engine_destroy(engine);
         /* An unreadable tokens file (checked at start, so it changed since)
          * may be mid-replacement: worth a respawn with back-off. */
@@ -120,6 +129,7 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
         if (rc) {
             log_error("cannot write the port file %s: %s", cfg->port_file, strerror(-rc));
             api_server_stop(server);
+            webhook_sender_stop(acfg.webhooks);
             engine_destroy(engine);
             return API_EXIT_FATAL;
         }
@@ -173,6 +183,7 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
         }
     }
     api_server_stop(server);
+    webhook_sender_stop(acfg.webhooks);
     engine_destroy(engine);
     log_info("stopped");
     /* the supervisor _exit()s us with this status: LSan's only look */

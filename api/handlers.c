@@ -1,6 +1,7 @@
 #include "handlers.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include "object_ops.h"
 #include "request.h"
 #include "ui.h"
+#include "webhook.h"
+#include "webhook_sender.h"
 
 /* Largest response bodies assembled in memory: a results page (its size is
  * chosen by the client through `limit`) and the metrics text. */
@@ -292,11 +295,19 @@ static enum MHD_Result create_job_finish(struct api_req *r)
         return api_send_problem(r, &p);
     sbuf_free(&r->body);
     enum MHD_Result ret;
+    char why[512];
     if (!engine_model_exists(r->engine, jr.model)) {
         ret = unknown_model(r, jr.model);
+    } else if (jr.webhook_url &&
+               webhook_url_allowed(r->cfg->webhook_hosts, jr.webhook_url, why, sizeof why) != 0) {
+        /* SSRF: only the hosts the operator allowed (webhook.h) */
+        api_problem_set(&p, API_PROBLEM_INVALID_JOB, "%s", why);
+        api_problem_set_pointer(&p, "/webhook/url");
+        ret = api_send_problem(r, &p);
     } else {
         struct job_items *items = jr.items;
         jr.items = NULL;
+        jr.opt.webhook_url = jr.webhook_url;
         ret = create_job_submit(r, jr.model, items, &jr.opt);
     }
     api_job_request_clear(&jr);
@@ -389,6 +400,22 @@ static void wait_end(struct api_req *r)
     r->watch = NULL;
 }
 
+/* Adds the job's "webhook" member (its delivery state) when it has one,
+ * and makes the ETag change with it. */
+static void add_webhook_state(struct api_req *r, json_t *job, char *etag, size_t etaglen)
+{
+    if (!r->cfg->webhooks)
+        return;
+    uint64_t version = 0;
+    json_t *hook = webhook_sender_job_state(r->cfg->webhooks, r->match.id, &version);
+    if (!hook)
+        return;
+    json_object_set_new(job, "webhook", hook);
+    size_t n = strlen(etag);
+    if (n >= 2 && etag[n - 1] == '"')
+        snprintf(etag + n - 1, etaglen - (n - 1), "-w%" PRIx64 "\"", version);
+}
+
 /* Sends the Job (200) or 304, with its ETag. Takes `job`. */
 static enum MHD_Result send_job(struct api_req *r, json_t *job, const char *etag,
                                 bool not_modified)
@@ -439,12 +466,13 @@ static enum MHD_Result get_job(struct api_req *r)
     }
     for (;;) {
         uint64_t mark = r->lp_wait.entry ? api_longpoll_mark(r->longpoll, &r->lp_wait) : 0;
-        char etag[ENGINE_ETAG_LEN + 1] = "";
+        char etag[ENGINE_ETAG_LEN + 24] = "";
         json_t *job = engine_job_json(r->engine, r->match.id, etag);
         if (!job) {
             wait_end(r);
             return not_found_job(r, r->match.id);
         }
+        add_webhook_state(r, job, etag, sizeof etag);
         bool match = etag[0] && api_etag_matches(inm, etag);
         if (r->lp_wait.entry) {
             bool settled = inm ? !match : !json_is_null(json_object_get(job, "finished_at"));

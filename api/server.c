@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "longpoll.h"
+#include "webhook_sender.h"
 #include "model.h"
 
 struct api_server {
@@ -420,6 +421,9 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         return NULL;
     }
     engine_set_watch_hook(engine, api_longpoll_notify, s->longpoll);
+    /* a webhook's delivery state is part of the Job: its long-polls wake */
+    if (cfg->webhooks)
+        webhook_sender_set_change_hook(cfg->webhooks, api_longpoll_notify, s->longpoll);
     /* HTTPS: the PEM texts were read at start (config.h); libmicrohttpd
      * copies them into GnuTLS when the daemon starts. */
     struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
@@ -427,6 +431,8 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             log_error("--tls-cert: this libmicrohttpd was built without TLS support");
             engine_set_watch_hook(engine, NULL, NULL);
+            if (cfg->webhooks)
+                webhook_sender_set_change_hook(cfg->webhooks, NULL, NULL);
             api_longpoll_destroy(s->longpoll);
             api_auth_destroy(s->auth);
             free(s);
@@ -462,6 +468,8 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
                   cfg->tls_cert_pem ? " (HTTPS: is the key the certificate's, both PEM?)" : "",
                   strerror(e));
         engine_set_watch_hook(engine, NULL, NULL);
+        if (cfg->webhooks)
+            webhook_sender_set_change_hook(cfg->webhooks, NULL, NULL);
         api_longpoll_destroy(s->longpoll);
         api_auth_destroy(s->auth);
         free(s);
@@ -473,6 +481,8 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         log_error("listening, but the bound port cannot be read");
         MHD_stop_daemon(s->daemon);
         engine_set_watch_hook(engine, NULL, NULL);
+        if (cfg->webhooks)
+            webhook_sender_set_change_hook(cfg->webhooks, NULL, NULL);
         api_longpoll_destroy(s->longpoll);
         api_auth_destroy(s->auth);
         free(s);
@@ -512,6 +522,8 @@ void api_server_stop(struct api_server *s)
     api_longpoll_shutdown(s->longpoll);
     MHD_stop_daemon(s->daemon);
     engine_set_watch_hook(s->engine, NULL, NULL);
+    if (s->cfg->webhooks)
+        webhook_sender_set_change_hook(s->cfg->webhooks, NULL, NULL);
     api_longpoll_destroy(s->longpoll);
     /* after the daemon: no connection thread can be checking a token now */
     api_auth_destroy(s->auth);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 
 struct objects;
+struct webhook_sender;
 
 #define CONFIG_MAX_MODELS 32
 #define CONFIG_MAX_WORKERS_PER_MODEL 256
@@ -33,7 +34,7 @@ struct objects;
 #define CONFIG_MAX_ORIGINS 64          /* --cors-origins entries */
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* config file, tokens file, PEM files */
 /* Rows of the settings table (config.c checks that it fits). */
-#define CONFIG_MAX_SETTINGS 40
+#define CONFIG_MAX_SETTINGS 48
 
 /* Where a setting's effective value came from (--print-config). */
 enum config_source {
@@ -121,10 +122,23 @@ struct config {
     char *tls_cert_pem;        /* the files' contents, read by config_parse (NUL-terminated) */
     char *tls_key_pem;         /* secret */
 
+    /* Completion webhooks (webhook.h, issue 18): off until webhook_hosts
+     * names at least one HOST:PORT. */
+    char *webhook_hosts;       /* --webhook-hosts / BATCHD_WEBHOOK_HOSTS: HOST:PORT,...
+                                  that a job's webhook URL may name; NULL = none */
+    char *webhook_secret;      /* --webhook-secret / BATCHD_WEBHOOK_SECRET: whsec_<base64>
+                                  (secret: masked by --print-config); required with
+                                  webhook_hosts */
+    unsigned webhook_retry_for_s; /* --webhook-retry-for SECONDS / BATCHD_WEBHOOK_RETRY_FOR:
+                                  how long a delivery is retried; default 86400 */
+
     /* Not a setting: the object store (objects.h), borrowed. NULL as
      * parsed; api_run() sets it in its own copy of the config, which is
      * how the engine (e->cfg) and the HTTP handlers (r->cfg) reach it. */
     struct objects *objects;
+    /* Not a setting either: the webhook delivery (webhook_sender.h) when
+     * webhooks are on, set by api_run() the same way; NULL otherwise. */
+    struct webhook_sender *webhooks;
 
     bool print_config;         /* --print-config was given: main prints and exits */
     unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source of each row of the

@@ -298,6 +298,8 @@ struct engine {
     size_t n_watched, cap_watched;
     void (*watch_fn)(void *arg, const char *id);
     void *watch_arg;
+    void (*flush_fn)(void *arg); /* engine_set_flush_hook */
+    void *flush_arg;
 };
 
 static int engine_group_of(struct engine *e, const char *model);
@@ -1774,6 +1776,8 @@ static void engine_flush(struct engine *e, bool force)
         job_check_finished(e, done[i]);
     free(done);
     engine_fire_watches(e);
+    if (e->flush_fn)
+        e->flush_fn(e->flush_arg);
     pthread_cond_broadcast(&e->progress);
     pthread_mutex_unlock(&e->mu);
 }
@@ -2217,6 +2221,37 @@ static json_t *job_view_json(const struct job_view *j)
     return out;
 }
 
+json_t *engine_job_row_json(const struct store_job *row)
+{
+    struct job_view v;
+    memset(&v, 0, sizeof v);
+    memcpy(v.id, row->id, ENGINE_JOB_ID_LEN);
+    v.id[ENGINE_JOB_ID_LEN] = '\0';
+    v.model = row->model;
+    v.status = row->status >= 0 && row->status < JOB_STATUS_COUNT ? (enum job_status)row->status
+                                                                   : JOB_FAILED;
+    v.total = row->total;
+    v.done = row->done;
+    v.failed = row->failed;
+    v.created_ns = row->created_ns;
+    v.started_ns = row->started_ns;
+    v.finished_ns = row->finished_ns;
+    v.chunk_size = row->chunk_size;
+    v.has_error = row->error[0] != '\0';
+    snprintf(v.error, sizeof v.error, "%s", row->error);
+    return job_view_json(&v);
+}
+
+struct store *engine_store(struct engine *e) { return e->store; }
+
+void engine_set_flush_hook(struct engine *e, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    e->flush_fn = fn;
+    e->flush_arg = arg;
+    pthread_mutex_unlock(&e->mu);
+}
+
 static json_t *job_json(struct engine *e, const struct job *j)
 {
     struct job_view v;
@@ -2335,6 +2370,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
      * waits for the disk, and status polls must not). */
     struct store_job row, existing;
     job_row(e, j, &row);
+    row.webhook_url = opt ? opt->webhook_url : NULL;
     int rc = store_job_create(e->store, &row, items, &existing);
     if (rc != 0) {
         pthread_mutex_lock(&e->mu);

@@ -35,6 +35,7 @@
 
 struct shm;
 struct engine;
+struct store;
 
 /* Job ids are 26 characters of lowercase base32 (128 random bits). */
 #define ENGINE_JOB_ID_LEN 26
@@ -80,6 +81,8 @@ struct job_options {
     uint32_t item_timeout_ms; /* per-item deadline; 0 = the configured default */
     uint32_t max_attempts;    /* tries of an item whose worker dies; 0 = default */
     const char *idempotency_key; /* Idempotency-Key header, or NULL (borrowed) */
+    const char *webhook_url;  /* completion webhook (webhook.h), checked; NULL = none
+                                 (borrowed) */
 };
 
 /* engine_submit's answer when an Idempotency-Key names an earlier job with
@@ -225,6 +228,19 @@ void engine_set_watch_hook(struct engine *e, void (*fn)(void *arg, const char *i
 struct engine_watch *engine_watch(struct engine *e, const char *id);
 /* Ends a watch. NULL is fine. */
 void engine_unwatch(struct engine *e, struct engine_watch *w);
+
+/* The Job object of a job's stored row (store.h), as GET /v1/jobs/{id}
+ * shows a finished job: the webhook event's "data". New reference or NULL. */
+struct store_job;
+json_t *engine_job_row_json(const struct store_job *row);
+
+/* The engine's store (borrowed; lives as long as the engine). */
+struct store *engine_store(struct engine *e);
+
+/* Sets a hook called (engine mutex held, so it must only signal) after
+ * every group commit that wrote something: what finished jobs put in the
+ * webhook outbox is durable then. NULL to clear. */
+void engine_set_flush_hook(struct engine *e, void (*fn)(void *arg), void *arg);
 
 /* Returns {"models":[Model...]} (new reference). */
 json_t *engine_models_json(struct engine *e);

@@ -58,6 +58,8 @@ struct store_job {
     char error[256];           /* job-level failure, "" for none */
     char idem_key[129];        /* Idempotency-Key, "" for none */
     uint64_t request_hash;     /* of the request, to tell a replay from a reuse */
+    const char *webhook_url;   /* store_job_create only: the job's completion
+                                  webhook (borrowed), NULL = none */
 };
 
 /*
