@@ -789,6 +789,12 @@ static enum MHD_Result get_metrics(struct api_req *r)
     int rc = engine_metrics(r->engine, &text);
     if (rc == 0)
         rc = api_objects_metrics(r->cfg->objects, &text);
+    if (rc == 0 && r->longpoll)
+        rc = sbuf_printf(&text,
+                         "# HELP batchd_longpoll_waiting Requests waiting in GET /v1/jobs/{id}?wait=S.\n"
+                         "# TYPE batchd_longpoll_waiting gauge\n"
+                         "batchd_longpoll_waiting %u\n",
+                         api_longpoll_waiting(r->longpoll));
     if (rc) {
         sbuf_free(&text);
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "collecting metrics failed: %s",
