@@ -122,8 +122,10 @@ int webhook_hosts_check(const char *hosts, char *err, size_t errlen)
             return -EINVAL;
         }
         p += n;
-        if (*p == ',')
-            p++;
+        if (*p == ',' && *++p == '\0') {
+            snprintf(err, errlen, "an empty entry after the last comma");
+            return -EINVAL;
+        }
     }
     if (count == 0) {
         snprintf(err, errlen, "no HOST:PORT entry");
