@@ -92,7 +92,7 @@ int outbox_take_due(struct outbox *o, uint64_t now, struct outbox_event *ev, siz
         out = -EIO;
         goto done;
     }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
+    sqlite3_bind_int64(st, 1, now > INT64_MAX ? INT64_MAX : (sqlite3_int64)now);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
         struct outbox_event *e = &ev[*n];
