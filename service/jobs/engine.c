@@ -2306,6 +2306,9 @@ static uint64_t engine_request_hash(const char *model, const struct job_options 
                       opt ? opt->max_attempts : 0 };
     for (size_t i = 0; i < sizeof o; i++)
         h = (h ^ ((const unsigned char *)o)[i]) * 1099511628211ULL;
+    /* so does the webhook: the same key with another URL is another request */
+    for (const char *u = opt && opt->webhook_url ? opt->webhook_url : ""; *u; u++)
+        h = (h ^ (unsigned char)*u) * 1099511628211ULL;
     /* item boundaries count too: ["ab"] is not ["a","b"] */
     for (size_t i = 0; i <= items->n; i++)
         h = (h ^ items->off[i]) * 1099511628211ULL;
