@@ -6,6 +6,9 @@
 #   sh scripts/deps.sh image   buildah, podman, runc, debootstrap (make image-test),
 #                              Node.js and the npm packages of tests/image
 #   sh scripts/deps.sh promtool  Prometheus's promtool (the /metrics format check)
+#   sh scripts/deps.sh readme  what README.md's examples use (make readme runs
+#                              them): curl, jq, python3, and NumPy for Debian's
+#                              /usr/bin/python3
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
 #                              (the Python baselines of make bench)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
@@ -77,13 +80,16 @@ promtool)
     # started here: there is no init system to start it).
     command -v promtool >/dev/null 2>&1 || need_pkgs prometheus
     ;;
+readme)
+    need_pkgs curl jq python3 python3-numpy
+    ;;
 bench)
     # wrk: polling under load; python3-numpy/-scipy: the Python baselines
     # (run with /usr/bin/python3, Debian's interpreter, which these serve)
     need_pkgs wrk curl python3 python3-numpy python3-scipy
     ;;
 *)
-    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench" >&2
+    echo "usage: deps.sh build|node|browser|image|promtool|readme|sanitizers|bench" >&2
     exit 2
     ;;
 esac
