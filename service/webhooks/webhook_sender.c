@@ -10,6 +10,7 @@
 
 #include <curl/curl.h>
 
+#include "service/core/jsonfmt.h"
 #include "service/core/log.h"
 #include "service/webhooks/outbox.h"
 #include "service/webhooks/webhook.h"
@@ -73,7 +74,7 @@ static char *event_body(const struct outbox_event *ev)
     json_t *body = job ? json_pack("{s:s, s:s, s:o}", "type", ev->type, "timestamp", ts, "data",
                                    job)
                        : NULL;
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? jsonfmt_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     return text;
 }
