@@ -28,11 +28,11 @@
 
 #include "service/jobs/engine.h"
 #include "service/core/log.h"
-#include "service/store/result_text.h"
+#include "service/store/store_int.h"
 
 #define STORE_SCHEMA "1"
-#define STORE_BLOCK_ITEMS 4096u /* items per input or result block, at most */
 #define STORE_READERS 8
+#define STORE_READER_CACHE_KB "256"
 
 struct pending_block {
     uint64_t seq, first;
@@ -137,6 +137,12 @@ static const char *const store_schema_sql =
     "CREATE TABLE IF NOT EXISTS results(job INTEGER NOT NULL, first INTEGER NOT NULL,"
     " n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(job, first));"
     "CREATE INDEX IF NOT EXISTS results_in_order ON results(job);"
+    /* finished jobs are listed and expired from the store (store_query.c):
+     * the list's order within a status, and the retention's order (added
+     * after schema 1 was out: IF NOT EXISTS builds them in older files) */
+    "CREATE INDEX IF NOT EXISTS jobs_finished_by_status ON jobs(status, seq)"
+    " WHERE finished_ns != 0;"
+    "CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs(finished_ns) WHERE finished_ns != 0;"
     /* a stateful job's reduced result (added after schema 1 was out: a
      * table of its own keeps older databases readable as they are) */
     "CREATE TABLE IF NOT EXISTS job_results(job INTEGER PRIMARY KEY, data BLOB NOT NULL);"
@@ -327,7 +333,7 @@ void store_close(struct store *s)
 }
 
 /* A read connection from the pool (opened on first need). NULL on failure. */
-static sqlite3 *store_reader(struct store *s, int *slot)
+sqlite3 *store_reader(struct store *s, int *slot)
 {
     pthread_mutex_lock(&s->rmu);
     for (;;) {
@@ -348,6 +354,11 @@ static sqlite3 *store_reader(struct store *s, int *slot)
                 return NULL;
             }
             store_exec(db, "PRAGMA query_only=1");
+            /* A small page cache per reader: with SQLite's default (2 MB
+             * each) eight readers would hold 16 MB once the file outgrows
+             * them, memory that grows with the number of retained jobs;
+             * the file's pages stay in the kernel's page cache anyway. */
+            store_exec(db, "PRAGMA cache_size=-" STORE_READER_CACHE_KB);
             int i = s->n_readers++;
             s->readers[i] = db;
             s->busy[i] = true;
@@ -359,7 +370,7 @@ static sqlite3 *store_reader(struct store *s, int *slot)
     }
 }
 
-static void store_reader_done(struct store *s, int slot)
+void store_reader_done(struct store *s, int slot)
 {
     pthread_mutex_lock(&s->rmu);
     s->busy[slot] = false;
@@ -389,7 +400,7 @@ static uint8_t *store_encode_block(uint32_t n, const char *texts, const uint32_t
 
 /* Decodes a block header: returns n, and the lens and texts pointers, or
  * -1 for a malformed block. */
-static long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens,
+long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens,
                                const uint8_t **texts)
 {
     uint32_t n;
@@ -434,11 +445,7 @@ static void store_bind_job(sqlite3_stmt *st, const struct store_job *j)
     sqlite3_bind_int64(st, 16, (sqlite3_int64)j->request_hash);
 }
 
-#define STORE_JOB_COLUMNS                                                                     \
-    "seq, id, model, status, total, done, failed, cancelled, created_ns, started_ns,"        \
-    " finished_ns, chunk_size, item_timeout_ms, max_attempts, error, idem_key, request_hash"
-
-static void store_read_job(sqlite3_stmt *st, struct store_job *j)
+void store_read_job(sqlite3_stmt *st, struct store_job *j)
 {
     memset(j, 0, sizeof *j);
     j->seq = (uint64_t)sqlite3_column_int64(st, 0);
@@ -1103,111 +1110,6 @@ int store_job_result(struct store *s, uint64_t seq, struct sbuf *out)
             err = -ENOENT;
         sqlite3_finalize(st);
     }
-    store_reader_done(s, slot);
-    return err;
-}
-
-/* ---------------------------------------------------------------- scans */
-
-/* Blocks read per call of store_results_scan: bounds its time, not only
- * its memory (a filter=errors scan can read many blocks and write none). */
-#define STORE_SCAN_BLOCKS 64
-
-int store_results_scan(struct store *s, uint64_t seq, struct store_scan *sc, struct sbuf *out)
-{
-    sc->blocked = sc->exhausted = false;
-    if (sc->next >= sc->end) {
-        sc->exhausted = true;
-        return 0;
-    }
-    int slot;
-    sqlite3 *db = store_reader(s, &slot);
-    if (!db)
-        return -EIO;
-    sqlite3_stmt *st;
-    /* A block holds at most STORE_BLOCK_ITEMS items, so one that starts
-     * that far before `next` is the earliest that can cover it; the
-     * primary key (job, first) makes this a range read. */
-    int rc = sqlite3_prepare_v2(db,
-                                "SELECT first, data FROM results WHERE job=?1 AND first>?2"
-                                " AND first<?3 ORDER BY first LIMIT 64",
-                                -1, &st, NULL);
-    _Static_assert(STORE_SCAN_BLOCKS == 64, "the LIMIT above");
-    if (rc != SQLITE_OK) {
-        store_reader_done(s, slot);
-        return -EIO;
-    }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)sc->next - (sqlite3_int64)STORE_BLOCK_ITEMS);
-    sqlite3_bind_int64(st, 3, sc->end > INT64_MAX ? INT64_MAX : (sqlite3_int64)sc->end);
-    size_t start_len = out->len;
-    int err = 0, rows = 0;
-    bool stop = false;
-    while (!err && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rows++;
-        uint64_t first = (uint64_t)sqlite3_column_int64(st, 0);
-        const uint8_t *b = sqlite3_column_blob(st, 1), *lens, *texts;
-        long n = store_decode_block(b, (size_t)sqlite3_column_bytes(st, 1), &lens, &texts);
-        if (n < 0) {
-            err = -EIO;
-            break;
-        }
-        if (first + (uint64_t)n <= sc->next)
-            continue; /* wholly before the scan */
-        if (first > sc->next) {
-            if (!sc->skip_gaps) {
-                sc->blocked = true;
-                break;
-            }
-            sc->next = first;
-        }
-        for (long k = 0; k < n; k++) {
-            uint32_t l;
-            memcpy(&l, lens + k * 4, 4);
-            uint64_t idx = first + (uint64_t)k;
-            if (idx >= sc->end) {
-                stop = true;
-                break;
-            }
-            if (idx >= sc->next) {
-                if (!sc->errors_only || result_text_is_error((const char *)texts, l)) {
-                    if (sc->max_results && sc->written >= sc->max_results) {
-                        stop = true;
-                        break;
-                    }
-                    size_t mark = out->len;
-                    if (!sc->ndjson && sc->written > 0)
-                        err = sbuf_append(out, ",", 1);
-                    if (!err)
-                        err = sbuf_append(out, texts, l);
-                    if (!err && sc->ndjson)
-                        err = sbuf_append(out, "\n", 1);
-                    if (err) {
-                        out->len = mark; /* never half a Result */
-                        if (out->data)
-                            out->data[mark] = '\0';
-                        break;
-                    }
-                    sc->written++;
-                }
-                sc->next = idx + 1;
-                if (out->len - start_len >= sc->max_bytes) {
-                    stop = true;
-                    break;
-                }
-            }
-            texts += l;
-        }
-    }
-    if (!err && !stop && !sc->blocked && rc != SQLITE_ROW) {
-        if (rc != SQLITE_DONE)
-            err = -EIO;
-        else if (rows < STORE_SCAN_BLOCKS)
-            sc->exhausted = true; /* every block there is was read */
-    }
-    if (!err && sc->next >= sc->end)
-        sc->exhausted = true;
-    sqlite3_finalize(st);
     store_reader_done(s, slot);
     return err;
 }
