@@ -33,6 +33,10 @@ struct webhook_sender;
 #define CONFIG_MAX_TOKEN_LEN 512       /* bytes of one token */
 #define CONFIG_MAX_ORIGINS 64          /* --cors-origins entries */
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* config file, tokens file, PEM files */
+/* Upper bounds of the recycling limits (global flags and max_items=,
+ * max_rss= of a model): beyond them a limit means nothing. */
+#define CONFIG_MAX_RECYCLE_ITEMS 1000000000000ull /* 10^12 items */
+#define CONFIG_MAX_RECYCLE_RSS (1ull << 40)       /* 1 TiB */
 /* Rows of the settings table (config.c checks that it fits). */
 #define CONFIG_MAX_SETTINGS 48
 
@@ -49,6 +53,11 @@ struct config_model {
     char *name;       /* the model's name (built-in, or the name given to a plugin) */
     char *plugin;     /* plugin=PATH, or NULL for a built-in */
     unsigned workers; /* workers=K, or the global --workers */
+    /* Recycling limits (worker.h), 0 = none: max_items=N and max_rss=SIZE,
+     * else the global --max-items-per-worker / --max-worker-rss (an
+     * explicit 0 here turns a global limit off for this model). */
+    unsigned long long max_items, max_rss;
+    bool max_items_set, max_rss_set; /* given in the spec (before resolution) */
     size_t n_params;  /* the remaining key=value pairs, in order */
     char **keys;
     char **values;
@@ -89,6 +98,12 @@ struct config {
     unsigned max_item_timeout_ms; /* --max-item-timeout SECONDS / BATCHD_MAX_ITEM_TIMEOUT:
                                   the largest options.item_timeout_s a job may ask for;
                                   default 3600 s; 1 ms to 86400 s (never 0) */
+    size_t max_items_per_worker; /* --max-items-per-worker / BATCHD_MAX_ITEMS_PER_WORKER: items
+                                  a worker process runs before it is replaced; default 0 =
+                                  no limit; a model's max_items= overrides it */
+    size_t max_worker_rss;     /* --max-worker-rss SIZE / BATCHD_MAX_WORKER_RSS: resident bytes
+                                  past which a worker is replaced after its task; default 0 =
+                                  no limit; a model's max_rss= overrides it */
     size_t max_queued_items;   /* --max-queued-items / BATCHD_MAX_QUEUED_ITEMS: admission
                                   bound on items accepted but not yet finished, summed
                                   over all jobs; default 20,000,000; 1 to 10^10 */

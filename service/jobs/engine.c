@@ -3042,9 +3042,14 @@ json_t *engine_workers_json(struct engine *e)
         json_int_t rss = -1, pss = -1;
         if (pid > 0)
             proc_mem(pid, &rss, &pss);
+        uint32_t rc_items = atomic_load_explicit(&sw->recycles_items, memory_order_relaxed);
+        uint32_t rc_rss = atomic_load_explicit(&sw->recycles_rss, memory_order_relaxed);
+        uint64_t gap = atomic_load_explicit(&sw->last_recycle_ns, memory_order_relaxed);
         json_array_append_new(
             arr,
-            json_pack("{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}", "id",
+            json_pack("{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i}, s:o, s:o, "
+                      "s:o, s:o, s:o}",
+                      "id",
                       (int)w, "pid", pid > 0 ? json_integer(pid) : json_null(), "model",
                       shm_group(e->shm, sw->group)->name, "state",
                       worker_state_name(atomic_load(&sw->state)), "inits",
@@ -3052,7 +3057,11 @@ json_t *engine_workers_json(struct engine *e)
                       (json_int_t)atomic_load(&sw->tasks_done), "items_done",
                       (json_int_t)atomic_load(&sw->items_done), "items_failed",
                       (json_int_t)atomic_load(&sw->items_failed), "restarts",
-                      (int)atomic_load(&sw->restarts), "current_job", cur, "started_at",
+                      (int)atomic_load(&sw->restarts), "recycles",
+                      (json_int_t)rc_items + rc_rss, "recycles_by_reason", "items", (int)rc_items,
+                      "rss", (int)rc_rss, "last_recycle_seconds",
+                      gap ? json_real((double)gap / 1e9) : json_null(), "current_job", cur,
+                      "started_at",
                       job_view_time(atomic_load(&sw->started_ns)), "rss_bytes",
                       rss >= 0 ? json_integer(rss) : json_null(), "pss_bytes",
                       pss >= 0 ? json_integer(pss) : json_null()));
@@ -3079,13 +3088,16 @@ json_t *engine_models_json(struct engine *e)
             }
         }
         json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*}", "name", sg->name,
-                           "description", sg->description, /* the supervisor's copy */
+            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*, s:o, s:o}", "name",
+                           sg->name, "description", sg->description, /* the supervisor's copy */
                            "workers", (int)sg->n_workers, "ready_workers", (int)ready,
                            "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
                            inited ? json_real(init_sum / inited) : json_null(), "builtin",
                            sg->plugin[0] == '\0', "plugin",
-                           sg->plugin[0] ? sg->plugin : NULL));
+                           sg->plugin[0] ? sg->plugin : NULL, "max_items_per_worker",
+                           sg->max_items ? json_integer((json_int_t)sg->max_items) : json_null(),
+                           "max_worker_rss_bytes",
+                           sg->max_rss ? json_integer((json_int_t)sg->max_rss) : json_null()));
     }
     return json_pack("{s:o}", "models", arr);
 }
@@ -3268,12 +3280,38 @@ int engine_metrics(struct engine *e, struct sbuf *o)
                           "batchd_item_duration_seconds_count{model=\"%s\"} %" PRIu64 "\n",
                           sg->name, cum, sg->name, (double)sum / 1e9, sg->name, cum);
     }
-    rc |= sbuf_puts(o, "# HELP batchd_worker_restarts_total Re-forks of each worker slot.\n"
+    rc |= sbuf_puts(o, "# HELP batchd_worker_restarts_total Re-forks of each worker slot after "
+                       "a death (crash, kill, failed init); recycles are not counted here.\n"
                        "# TYPE batchd_worker_restarts_total counter\n");
     for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
         struct shm_worker *sw = shm_worker(e->shm, w);
         rc |= sbuf_printf(o, "batchd_worker_restarts_total{model=\"%s\",worker=\"%u\"} %u\n",
                           shm_group(e->shm, sw->group)->name, w, atomic_load(&sw->restarts));
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_worker_recycles_total Planned replacements of each worker "
+                       "slot's process past its max_items or max_rss limit, by reason.\n"
+                       "# TYPE batchd_worker_recycles_total counter\n");
+    for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        const char *m = shm_group(e->shm, sw->group)->name;
+        rc |= sbuf_printf(o,
+                          "batchd_worker_recycles_total{model=\"%s\",worker=\"%u\",reason=\"items\"} "
+                          "%u\n"
+                          "batchd_worker_recycles_total{model=\"%s\",worker=\"%u\",reason=\"rss\"} "
+                          "%u\n",
+                          m, w, atomic_load_explicit(&sw->recycles_items, memory_order_relaxed),
+                          m, w, atomic_load_explicit(&sw->recycles_rss, memory_order_relaxed));
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_worker_recycle_seconds Time the worker slot's last recycle "
+                       "took, from the old process's decision to the new one's readiness (0 = "
+                       "never recycled).\n"
+                       "# TYPE batchd_worker_recycle_seconds gauge\n");
+    for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        rc |= sbuf_printf(o, "batchd_worker_recycle_seconds{model=\"%s\",worker=\"%u\"} %.6f\n",
+                          shm_group(e->shm, sw->group)->name, w,
+                          (double)atomic_load_explicit(&sw->last_recycle_ns,
+                                                       memory_order_relaxed) / 1e9);
     }
     rc |= sbuf_puts(o, "# HELP batchd_worker_init_seconds Time the worker's model init() took "
                        "(its last start).\n"

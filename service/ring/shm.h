@@ -94,6 +94,10 @@ struct shm_group {
      * NUL-terminated, cut at a character boundary. */
     char description[SHM_DESC_LEN];    /* the model's description, "" if none */
     char plugin[SHM_PATH_LEN];         /* the plugin's path, "" for a built-in */
+    /* Recycling limits of this group's workers (worker.h), 0 = none:
+     * written by the supervisor before the first fork, read-only after. */
+    uint64_t max_items;                /* items one worker process runs */
+    uint64_t max_rss;                  /* bytes resident after a task */
 
     /* Ready queue indices: see ring.h for the protocol. */
     _Alignas(64) _Atomic uint64_t head; /* next entry to take: workers (CAS) */
@@ -110,6 +114,9 @@ struct shm_worker {
     _Atomic uint32_t state;             /* enum shm_worker_state; the worker writes
                                            STARTING..STOPPING, the supervisor DEAD/FAILED */
     _Atomic uint64_t started_ns;        /* CLOCK_REALTIME of the fork (supervisor) */
+    /* Planned replacements (WORKER_EXIT_RECYCLE), by the reason the worker
+     * gave; apart from restarts, which count deaths (supervisor). */
+    _Atomic uint32_t recycles_items, recycles_rss;
 
     /* The worker process writes, others read (relaxed: statistics). */
     _Atomic uint32_t inits;             /* init() calls in this process */
@@ -124,6 +131,15 @@ struct shm_worker {
     /* Targeted tasks (ring_publish_to): the engine stores gen<<32 | idx+1,
      * this worker takes it with an exchange. */
     _Atomic uint64_t mail;
+    /* Recycling (worker.h). The process that leaves writes the reason
+     * (enum worker_recycle_reason) and CLOCK_MONOTONIC of its decision
+     * before it exits; its replacement, once ready, writes how long the
+     * slot was out of service (decision to ready) and clears recycle_at_ns.
+     * These fields survive the respawn: the supervisor does not reset them. */
+    _Atomic uint32_t recycle_reason;
+    _Atomic uint32_t pad3;
+    _Atomic uint64_t recycle_at_ns;
+    _Atomic uint64_t last_recycle_ns;   /* 0 = never recycled */
 } __attribute__((aligned(64)));
 
 struct shm {

@@ -30,7 +30,7 @@ static const char *const env_names[] = {
     "BATCHD_CONFIG",         "BATCHD_API_TOKENS",    "BATCHD_TOKENS_FILE",
     "BATCHD_AUTH_METRICS",   "BATCHD_CORS_ORIGINS",  "BATCHD_TLS_CERT",
     "BATCHD_TLS_KEY",        "BATCHD_OBJECT_MEMORY", "BATCHD_MAX_OBJECT_BYTES",
-    "BATCHD_MAX_OBJECTS",
+    "BATCHD_MAX_OBJECTS",    "BATCHD_MAX_ITEMS_PER_WORKER", "BATCHD_MAX_WORKER_RSS",
 };
 
 static int clear_env(void **unused)
@@ -831,6 +831,40 @@ static const struct error_case error_cases[] = {
     {{NULL}, "BATCHD_MODELS", "echo;square echo", "BATCHD_MODELS: model 'echo' is named twice"},
     {{NULL}, "BATCHD_MODELS", "echo:workers=0",
      "BATCHD_MODELS echo: workers: expected an integer from 1 to 256, got '0'"},
+    /* recycling limits: the global flags, their variables, a model's keys */
+    {{"--max-items-per-worker", "-1", NULL}, NULL, NULL,
+     "--max-items-per-worker: expected an integer from 0 to 1000000000000, got '-1'"},
+    {{"--max-items-per-worker", "50x", NULL}, NULL, NULL,
+     "--max-items-per-worker: expected an integer from 0 to 1000000000000, got '50x'"},
+    {{"--max-items-per-worker", "1000000000001", NULL}, NULL, NULL,
+     "--max-items-per-worker: expected an integer from 0 to 1000000000000, got '1000000000001'"},
+    {{NULL}, "BATCHD_MAX_ITEMS_PER_WORKER", "many",
+     "BATCHD_MAX_ITEMS_PER_WORKER: expected an integer from 0 to 1000000000000, got 'many'"},
+    {{"--max-worker-rss", "12X", NULL}, NULL, NULL,
+     "--max-worker-rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes allowed), "
+     "got '12X'"},
+    {{"--max-worker-rss", "2048G", NULL}, NULL, NULL,
+     "--max-worker-rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes allowed), "
+     "got '2048G'"},
+    {{NULL}, "BATCHD_MAX_WORKER_RSS", "1.5G",
+     "BATCHD_MAX_WORKER_RSS: expected a size in bytes from 0 to 1024G (K, M, G suffixes "
+     "allowed), got '1.5G'"},
+    {{"--model", "echo:max_items=ten", NULL}, NULL, NULL,
+     "--model echo: max_items: expected an integer from 0 to 1000000000000 (0 = no limit), "
+     "got 'ten'"},
+    {{"--model", "echo:max_items=-3", NULL}, NULL, NULL,
+     "--model echo: max_items: expected an integer from 0 to 1000000000000 (0 = no limit), "
+     "got '-3'"},
+    {{"--model", "echo:max_rss=64Q", NULL}, NULL, NULL,
+     "--model echo: max_rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes "
+     "allowed; 0 = no limit), got '64Q'"},
+    {{"--model", "echo:max_rss=1,max_rss=2", NULL}, NULL, NULL,
+     "--model echo: 'max_rss' given twice"},
+    {{"--model", "echo:max_items=1,max_items=2", NULL}, NULL, NULL,
+     "--model echo: 'max_items' given twice"},
+    {{NULL}, "BATCHD_MODELS", "echo:max_rss=lots",
+     "BATCHD_MODELS echo: max_rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes "
+     "allowed; 0 = no limit), got 'lots'"},
 };
 
 static void test_errors(void **unused)
@@ -1438,12 +1472,66 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (33 of them), after the heading */
+    /* one line per setting (35 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 34);
+    assert_int_equal(lines, 36);
     free(text);
+    unlink(f);
+}
+
+/* The recycling limits: off by default; the global flag, variable and file
+ * key reach every model; a model's own max_items= / max_rss= win, an
+ * explicit 0 included; they are taken out of the model's parameters. */
+static void test_recycle_limits(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--model", "echo"), 0);
+    assert_int_equal(c.max_items_per_worker, 0);
+    assert_int_equal(c.max_worker_rss, 0);
+    assert_int_equal(c.models[0].max_items, 0);
+    assert_int_equal(c.models[0].max_rss, 0);
+    config_free(&c);
+
+    assert_int_equal(PARSE(&c, err, "--max-items-per-worker", "100", "--max-worker-rss", "512M",
+                           "--model", "echo:max_items=50,a=1", "--model", "square:max_rss=1G",
+                           "--model", "sum_squares:max_items=0,max_rss=0", "--model",
+                           "exp_sinh"),
+                     0);
+    assert_int_equal(c.max_items_per_worker, 100);
+    assert_int_equal(c.max_worker_rss, 512ull << 20);
+    assert_int_equal(c.models[0].max_items, 50);        /* its own */
+    assert_int_equal(c.models[0].max_rss, 512ull << 20); /* the global one */
+    assert_int_equal(c.models[0].n_params, 1);          /* only a=1 reaches the model */
+    assert_string_equal(c.models[0].keys[0], "a");
+    assert_int_equal(c.models[1].max_items, 100);
+    assert_int_equal(c.models[1].max_rss, 1ull << 30);
+    assert_int_equal(c.models[2].max_items, 0); /* an explicit 0 turns the global off */
+    assert_int_equal(c.models[2].max_rss, 0);
+    assert_int_equal(c.models[3].max_items, 100);
+    assert_int_equal(c.models[3].max_rss, 512ull << 20);
+    config_free(&c);
+
+    setenv("BATCHD_MAX_ITEMS_PER_WORKER", "7", 1);
+    setenv("BATCHD_MAX_WORKER_RSS", "64K", 1);
+    setenv("BATCHD_MODELS", "echo:max_rss=2M", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_int_equal(c.models[0].max_items, 7);
+    assert_int_equal(c.models[0].max_rss, 2ull << 20);
+    assert_int_equal(c.max_worker_rss, 64ull << 10);
+    config_free(&c);
+    clear_env(NULL);
+
+    const char *f = temp_file(0, "{\"max-items-per-worker\": 1000, \"max-worker-rss\": \"1G\","
+                                 " \"models\": [\"echo\", \"square:max_items=3\"]}");
+    assert_int_equal(PARSE(&c, err, "--config", f, "--max-worker-rss", "0"), 0);
+    assert_int_equal(c.models[0].max_items, 1000);
+    assert_int_equal(c.models[0].max_rss, 0); /* the flag beats the file */
+    assert_int_equal(c.models[1].max_items, 3);
+    config_free(&c);
     unlink(f);
 }
 
@@ -1533,6 +1621,7 @@ int main(void)
         T(test_tls_files),
         T(test_object_settings),
         T(test_print_config),
+        T(test_recycle_limits),
         T(test_webhook_settings),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
