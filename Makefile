@@ -9,6 +9,8 @@
 #   make check-layers  the includes that must never exist between folders
 #                   (scripts/check-layers.sh; part of test)
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
+#   make python     the Python client (clients/python/) against a real batchd,
+#                   with Debian's /usr/bin/python3 (part of test)
 #   make image-test the container image: built from the Dockerfile with buildah,
 #                   run and checked with podman (scripts/image-test.sh; root)
 #   make run        build and start batchd on 127.0.0.1:8080 with ./data
@@ -100,7 +102,7 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
                      $(wildcard examples/plugins/*.c))
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
-.PHONY: all test check-layers unit integration contract browser readme image-test run clean asan ubsan tsan valgrind \
+.PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
@@ -173,7 +175,7 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(wildcard test
 # Each step ends with a line "<step>: N passed, N failed, N skipped" (the
 # readme step counts blocks); a test that cannot run fails, it is not skipped
 # in silence (what the tests need is installed first, as root).
-test: check-layers unit integration contract browser readme
+test: check-layers unit integration contract browser readme python
 
 # The arrows between folders that must never exist (the rules are at the
 # top of scripts/check-layers.sh), and the script's own test on made-up trees.
@@ -199,6 +201,16 @@ contract: integration
 browser: $(BUILD)/batchd
 	$(Q)sh scripts/deps.sh browser
 	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) node tests/browser/dashboard.test.mjs
+
+# The Python client's unittest suite (clients/python/tests/), run by Debian's
+# /usr/bin/python3 (the interpreter its users get from apt), each test class
+# against a batchd it starts on a free port; it ends with "python: N passed,
+# N failed, N skipped". deps.sh installs python3-pip (the offline pip install test) and
+# python3-numpy (upload of arrays).
+python: $(BUILD)/batchd
+	$(Q)sh scripts/deps.sh python
+	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) PYTHONDONTWRITEBYTECODE=1 \
+	  /usr/bin/python3 clients/python/tests/run.py
 
 # README.md's shell examples against a batchd started for them (and the
 # harness's own check that it reports drift): tests/readme/run.py.

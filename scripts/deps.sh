@@ -12,6 +12,8 @@
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
 #                              (the Python baselines of make bench)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
+#   sh scripts/deps.sh python  Debian's python3 with pip, venv and numpy (the
+#                              Python client's tests, make python)
 #   sh scripts/deps.sh browser Debian's chromium, Node.js and the npm packages of
 #                              tests/browser (playwright-core drives the system
 #                              chromium: no browser is ever downloaded)
@@ -65,6 +67,12 @@ browser)
         (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
     fi
     ;;
+python)
+    # /usr/bin/python3, not the first python3 on PATH: the client is tested
+    # with the interpreter Debian's users have (pip: the install test;
+    # numpy: uploading arrays as .npy)
+    need_pkgs python3 python3-pip python3-venv python3-numpy
+    ;;
 image)
     need_pkgs buildah podman runc debootstrap
     command -v node >/dev/null 2>&1 || need_pkgs nodejs npm
@@ -79,7 +87,8 @@ promtool)
     command -v promtool >/dev/null 2>&1 || need_pkgs prometheus
     ;;
 readme)
-    need_pkgs curl jq python3 python3-numpy
+    # python3-venv, python3-pip: the Python client's install example
+    need_pkgs curl jq python3 python3-numpy python3-venv python3-pip
     ;;
 bench)
     # wrk: polling under load; python3-numpy/-scipy: the Python baselines
@@ -87,7 +96,7 @@ bench)
     need_pkgs wrk curl python3 python3-numpy python3-scipy
     ;;
 *)
-    echo "usage: deps.sh build|node|browser|image|promtool|readme|sanitizers|bench" >&2
+    echo "usage: deps.sh build|node|browser|python|image|promtool|readme|sanitizers|bench" >&2
     exit 2
     ;;
 esac

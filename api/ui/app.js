@@ -4,8 +4,15 @@
  * One polling loop (tick) runs at a time, never overlapping itself:
  *   - every tick: the jobs list and the selected job (GET /v1/jobs?... and
  *     GET /v1/jobs/{id}, each with If-None-Match: 304 while nothing
- *     changed) and /metrics (the throughput chart);
- *   - every WORKERS_EVERY ticks: /v1/workers and /v1/models.
+ *     changed) and /metrics (the summary's running jobs, queued items and
+ *     items/s, and the throughput chart, drawn by chart.js);
+ *   - every WORKERS_EVERY ticks: /v1/workers (the summary's busy workers and
+ *     the worker tiles) and /v1/models.
+ * What is happening comes first on the page: the summary, then the jobs
+ * list; the submit form is a dialog opened by "New job" (closed again when
+ * batchd accepted the job, which is then the list's first row, selected).
+ * The chart's window follows what happened (chart.js, autoWindow) unless
+ * the user picks 1 min, 5 min or 1 h.
  * Ticks come every POLL_MS while the tab is visible and every HIDDEN_POLL_MS
  * while it is hidden (visibilitychange). When batchd cannot be reached, a
  * banner says so and the loop probes /healthz with exponential back-off
@@ -32,7 +39,9 @@
   const RESULTS_PAGE = 500;
   const RESULTS_SHOWN = 10;
   const RESULTS_REFRESH_MS = 2000;
-  const CHART_WINDOW_MS = 5 * 60 * 1000;
+  /* rates are kept for the longest chart window, 1 h */
+  const RATES_KEEP_MS = 3600 * 1000 + 10000;
+  const Chart = window.BatchdChart;
   const TOKEN_KEY = 'batchd.token';
   const ANNOUNCE_MAX = 3;
 
@@ -71,13 +80,7 @@
   const nf = new Intl.NumberFormat('en-US');
   function fmtInt(n) { return n === null || n === undefined ? '–' : nf.format(n); }
 
-  function fmtRate(r) {
-    if (r === null || r === undefined || !isFinite(r)) return '–';
-    if (r >= 100) return nf.format(Math.round(r));
-    if (r >= 10) return r.toFixed(1);
-    if (r >= 0.1) return r.toFixed(2);
-    return r === 0 ? '0' : r.toPrecision(2);
-  }
+  const fmtRate = Chart.fmtRate;
 
   function fmtDuration(s) {
     if (s === null || s === undefined || !isFinite(s)) return '–';
@@ -231,6 +234,8 @@
     listCache: null,       /* the last list: {key (its query), etag, list}, for 304s */
     metrics: null,         /* {t, total} of the last /metrics poll */
     rates: [],             /* {t, v}: items/s between polls; v null = gap */
+    chartWin: 'auto',      /* 'auto' or the window in seconds the user chose */
+    active: false,         /* a job is running or queued (from /metrics) */
   };
 
   /* ------------------------------------------------------------ connection */
@@ -658,58 +663,53 @@
     renderWorkers(Array.isArray(body.workers) ? body.workers : []);
   }
 
-  function createWorkerRow(w) {
+  /* A worker as a tile: id and state, PID and current job, items done and
+   * restarts, RSS and PSS; the tile's colour is its state. */
+  function createWorkerTile(w) {
     const job = el('button', { type: 'button', class: 'linkish' });
     job.addEventListener('click', () => { const id = job.getAttribute('data-job'); if (id) selectJob(id, true); });
-    return el('tr', { 'data-id': w.id },
-      el('td', { class: 'num', 'data-label': 'Worker' }),
-      el('td', { 'data-label': 'State' }, el('span', { class: 'badge' })),
-      el('td', { class: 'num', 'data-label': 'PID' }),
-      el('td', { 'data-label': 'Job' }, job, el('span', { class: 'hint' })),
-      el('td', { class: 'num', 'data-label': 'Items' }),
-      el('td', { class: 'num', 'data-label': 'Restarts' }),
-      el('td', { class: 'num', 'data-label': 'RSS' }),
-      el('td', { class: 'num', 'data-label': 'PSS' }));
+    return el('li', { class: 'wtile', 'data-id': w.id },
+      el('div', { class: 'wt-row' }, el('span', { class: 'wt-id' }), el('span', { class: 'badge' })),
+      el('div', { class: 'wt-row' }, el('span', {}, 'pid ', el('span', { class: 'wt-pid' })), el('span', { class: 'wt-job' }, job, el('span', { class: 'hint' }))),
+      el('div', { class: 'wt-items' }),
+      el('div', { class: 'wt-mem' }));
   }
 
-  function updateWorkerRow(tr, w) {
-    const c = tr.children;
-    setText(c[0], w.id);
-    setBadge(c[1].firstChild, w.state);
-    setText(c[2], w.pid === null ? '–' : w.pid);
-    const btn = c[3].firstChild;
+  function updateWorkerTile(li, w) {
+    const cls = 'wtile w-' + w.state;
+    if (li.className !== cls) li.className = cls;
+    setText(li.querySelector('.wt-id'), 'Worker ' + w.id);
+    setBadge(li.querySelector('.badge'), w.state);
+    setText(li.querySelector('.wt-pid'), w.pid === null ? '–' : w.pid);
+    const btn = li.querySelector('.wt-job button');
     btn.hidden = !w.current_job;
     setText(btn, w.current_job ? shortId(w.current_job) : '');
     setAttr(btn, 'data-job', w.current_job || '');
     setAttr(btn, 'aria-label', w.current_job ? 'Show job ' + w.current_job : 'No job');
-    setText(c[3].lastChild, w.current_job ? '' : '–');
-    setText(c[4], fmtInt(w.items_done) + (w.items_failed ? ' (' + fmtInt(w.items_failed) + ' failed)' : ''));
+    setText(li.querySelector('.wt-job .hint'), w.current_job ? '' : 'no job');
     /* planned replacements (max_items, max_rss) are not crashes: shown apart */
-    setText(c[5], fmtInt(w.restarts) + (w.recycles ? ' (' + fmtInt(w.recycles) + ' recycled)' : ''));
-    setText(c[6], fmtBytes(w.rss_bytes));
-    setText(c[7], fmtBytes(w.pss_bytes));
+    setText(li.querySelector('.wt-items'), fmtInt(w.items_done) + ' items' +
+      (w.items_failed ? ' (' + fmtInt(w.items_failed) + ' failed)' : '') + ' · ' + fmtInt(w.restarts) + ' restart' + (w.restarts === 1 ? '' : 's') +
+      (w.recycles ? ' · ' + fmtInt(w.recycles) + ' recycled' : ''));
+    setText(li.querySelector('.wt-mem'), 'RSS ' + fmtBytes(w.rss_bytes) + ' · PSS ' + fmtBytes(w.pss_bytes));
   }
 
   function createModelCard(name) {
-    const head = el('tr', {}, ...['Worker', 'State', 'PID', 'Job', 'Items done', 'Restarts', 'RSS', 'PSS']
-      .map((h, i) => el('th', { scope: 'col', class: i === 0 || i >= 4 || i === 2 ? 'num' : null }, h)));
     return el('article', { class: 'model-card', 'data-id': name, 'aria-label': 'Model ' + name },
-      el('h3', {}, el('span', {}, name), el('span', { class: 'hint' })),
-      el('p', { class: 'model-meta' }),
-      el('div', { class: 'table-wrap' },
-        el('table', { class: 'workers' },
-          el('caption', { class: 'visually-hidden' }, 'Workers of model ' + name),
-          el('thead', {}, head), el('tbody', {}))));
+      el('h3', {}, el('span', {}, name), el('span', { class: 'model-meta' })),
+      el('p', { class: 'model-desc hint' }),
+      el('ul', { class: 'tiles', 'aria-label': 'Workers of model ' + name }));
   }
 
   function updateModelCard(card, group) {
     const m = group.model;
-    setText(card.querySelector('h3 .hint'), m.description || '');
-    const meta = card.querySelector('.model-meta');
-    const text = m.ready_workers + ' of ' + m.workers + ' workers ready · load ' + fmtDuration(m.load_seconds) +
-      ' · init ' + (m.init_seconds === null ? '–' : fmtDuration(m.init_seconds) + ' (mean)') + (m.builtin ? ' · built in' : ' · plugin');
-    setText(meta, text);
-    syncRows(card.querySelector('tbody'), group.workers, (w) => w.id, createWorkerRow, updateWorkerRow);
+    const desc = card.querySelector('.model-desc');
+    setText(desc, m.description || '');
+    setAttr(desc, 'title', m.description || '');
+    const text = m.ready_workers + ' of ' + m.workers + ' ready · load ' + fmtDuration(m.load_seconds) +
+      ' · init ' + (m.init_seconds === null ? '–' : fmtDuration(m.init_seconds)) + (m.builtin ? ' · built in' : ' · plugin');
+    setText(card.querySelector('.model-meta'), text);
+    syncRows(card.querySelector('.tiles'), group.workers, (w) => w.id, createWorkerTile, updateWorkerTile);
   }
 
   function renderWorkers(workers) {
@@ -730,36 +730,27 @@
     }
     syncRows(grid, groups, (g) => g.model.name, (g) => createModelCard(g.model.name), updateModelCard);
     if (groups.length === 0) box.replaceChildren(el('p', { class: 'empty' }, 'No model is loaded.'));
+    const busy = workers.filter((w) => w.state === 'busy').length;
+    const down = workers.filter((w) => w.state !== 'busy' && w.state !== 'idle').length;
+    setText($('sum-workers'), fmtInt(busy) + ' / ' + fmtInt(workers.length));
+    setText($('sum-workers-sub'), down ? down + ' starting or down' : groups.length + ' model' + (groups.length === 1 ? '' : 's'));
   }
 
   /* ------------------------------------------------------------ metrics */
-
-  /* Sums every sample of the counter `name` in Prometheus text. */
-  function counterSum(text, name) {
-    let sum = 0;
-    let found = false;
-    for (const line of text.split('\n')) {
-      if (!line.startsWith(name)) continue;
-      const next = line.charAt(name.length);
-      if (next !== ' ' && next !== '{') continue;
-      let rest = line.slice(name.length);
-      if (next === '{') {
-        const end = rest.lastIndexOf('}');
-        if (end < 0) continue;
-        rest = rest.slice(end + 1);
-      }
-      const v = parseFloat(rest.trim().split(/\s+/)[0]);
-      if (isFinite(v)) { sum += v; found = true; }
-    }
-    return found ? sum : null;
-  }
 
   async function pollMetrics() {
     const res = await api('/metrics');
     if (!res.ok) throw new ApiError(res.status, await problemOf(res));
     const text = await res.text();
-    const done = counterSum(text, 'batchd_items_done_total');
-    const failed = counterSum(text, 'batchd_items_failed_total');
+    const running = Chart.sample(text, 'batchd_jobs', 'status="running"');
+    const queuedJobs = Chart.sample(text, 'batchd_jobs', 'status="queued"');
+    const queuedItems = Chart.sample(text, 'batchd_queued_items');
+    state.active = (running || 0) + (queuedJobs || 0) > 0;
+    setText($('sum-running'), fmtInt(running));
+    setText($('sum-running-sub'), queuedJobs ? '+ ' + fmtInt(queuedJobs) + ' queued' : '');
+    setText($('sum-queued'), fmtInt(queuedItems));
+    const done = Chart.sample(text, 'batchd_items_done_total');
+    const failed = Chart.sample(text, 'batchd_items_failed_total');
     if (done === null && failed === null) return;
     const total = (done || 0) + (failed || 0);
     const t = performance.now();
@@ -769,101 +760,29 @@
       else state.rates.push({ t, v: null }); /* the counters restarted */
     }
     if (!last || t - last.t >= 200) state.metrics = { t, total };
-    while (state.rates.length && state.rates[0].t < t - CHART_WINDOW_MS - 10000) state.rates.shift();
+    while (state.rates.length && state.rates[0].t < t - RATES_KEEP_MS) state.rates.shift();
     drawChart();
   }
 
-  /* A round axis maximum at or above v: 1, 2, 5 × 10^k. */
-  function niceMax(v) {
-    if (!(v > 0)) return 1;
-    const p = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
-    return 10 * p;
-  }
+  const WINDOW_NAMES = { 60000: 'the last minute', 300000: 'the last 5 minutes', 3600000: 'the last hour' };
 
   function drawChart() {
-    const canvas = $('chart');
-    const box = canvas.parentElement;
-    const cssW = Math.max(box.clientWidth, 100);
-    const cssH = Math.max(box.clientHeight, 100);
-    const dpr = window.devicePixelRatio || 1;
-    if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
-      canvas.width = Math.round(cssW * dpr);
-      canvas.height = Math.round(cssH * dpr);
-    }
-    const ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, cssW, cssH);
     const now = performance.now();
-    const pts = state.rates.filter((p) => p.t >= now - CHART_WINDOW_MS);
-    const vals = pts.filter((p) => p.v !== null).map((p) => p.v);
-    const peak = vals.length ? Math.max(...vals) : null;
-    const current = pts.length && pts[pts.length - 1].v !== null ? pts[pts.length - 1].v : null;
-    setText($('rate-now'), fmtRate(current));
-    setText($('rate-peak'), fmtRate(peak));
-    setAttr(canvas, 'aria-label', vals.length
-      ? 'Throughput over the last 5 minutes: now ' + fmtRate(current) + ' items per second, peak ' + fmtRate(peak) + '.'
+    const auto = state.chartWin === 'auto';
+    const win = auto ? Chart.autoWindow(state.rates, now, state.active) : Number(state.chartWin) * 1000;
+    const r = Chart.draw($('chart'), state.rates, win, now);
+    setText($('rate-now'), fmtRate(r.current));
+    setText($('rate-peak'), fmtRate(r.peak));
+    setText($('sum-rate'), fmtRate(r.current));
+    setText($('sum-rate-sub'), r.peak ? 'peak ' + fmtRate(r.peak) : '');
+    setText($('chart-window'), WINDOW_NAMES[win] + (auto ? ' (auto: ' + (state.active ? 'a job is running' : 'since the last items') + ')' : ''));
+    setAttr($('chart'), 'aria-label', r.peak !== null
+      ? 'Throughput over ' + WINDOW_NAMES[win] + ': now ' + fmtRate(r.current) + ' items per second, peak ' + fmtRate(r.peak) + '.'
       : 'Throughput chart: no data yet.');
-
-    const left = 52, right = 10, top = 10, bottom = 24;
-    const w = cssW - left - right;
-    const h = cssH - top - bottom;
-    const ymax = niceMax(peak || 0);
-    ctx.font = '12px system-ui, "DejaVu Sans", sans-serif';
-    ctx.textBaseline = 'middle';
-    ctx.lineWidth = 1;
-    /* horizontal grid and y labels */
-    for (let i = 0; i <= 4; i++) {
-      const y = top + h - (h * i) / 4;
-      ctx.strokeStyle = i === 0 ? '#8a93a3' : '#e1e4ea';
-      ctx.beginPath();
-      ctx.moveTo(left, Math.round(y) + 0.5);
-      ctx.lineTo(left + w, Math.round(y) + 0.5);
-      ctx.stroke();
-      ctx.fillStyle = '#4b5261';
-      ctx.textAlign = 'right';
-      const v = (ymax * i) / 4;
-      ctx.fillText(Number.isInteger(v) ? nf.format(v) : fmtRate(v), left - 6, y);
-    }
-    /* x labels: minutes ago; short ones on a narrow chart */
-    const narrow = w < 380;
-    ctx.textBaseline = 'top';
-    ctx.fillStyle = '#4b5261';
-    for (let m = 5; m >= 0; m--) {
-      const x = left + w - (w * m) / 5;
-      ctx.textAlign = m === 5 ? 'left' : m === 0 ? 'right' : 'center';
-      ctx.fillText(m === 0 ? 'now' : '−' + m + (narrow ? 'm' : ' min'), m === 0 ? left + w : x, top + h + 6);
-    }
-    if (!vals.length) {
-      ctx.textAlign = 'center';
-      ctx.textBaseline = 'middle';
-      ctx.fillStyle = '#4b5261';
-      ctx.fillText('Waiting for items to finish…', left + w / 2, top + h / 2);
-      return;
-    }
-    const xOf = (t) => left + w - (w * (now - t)) / CHART_WINDOW_MS;
-    const yOf = (v) => top + h - (h * v) / ymax;
-    /* runs of consecutive non-null points, each filled then stroked */
-    const runs = [];
-    let run = [];
-    for (const p of pts) {
-      if (p.v === null) { if (run.length) runs.push(run); run = []; } else run.push(p);
-    }
-    if (run.length) runs.push(run);
-    for (const r of runs) {
-      ctx.beginPath();
-      ctx.moveTo(xOf(r[0].t), yOf(0));
-      for (const p of r) ctx.lineTo(xOf(p.t), yOf(p.v));
-      ctx.lineTo(xOf(r[r.length - 1].t), yOf(0));
-      ctx.closePath();
-      ctx.fillStyle = 'rgba(29, 91, 184, 0.15)';
-      ctx.fill();
-      ctx.beginPath();
-      r.forEach((p, i) => (i ? ctx.lineTo(xOf(p.t), yOf(p.v)) : ctx.moveTo(xOf(p.t), yOf(p.v))));
-      ctx.strokeStyle = '#1d5bb8';
-      ctx.lineWidth = 2;
-      ctx.stroke();
-      ctx.lineWidth = 1;
+    for (const b of document.querySelectorAll('button.win')) {
+      const v = b.getAttribute('data-win');
+      setAttr(b, 'aria-pressed', v === state.chartWin ? 'true' : 'false');
+      b.classList.toggle('shown', !auto ? false : Number(v) * 1000 === win);
     }
   }
 
@@ -891,35 +810,81 @@
     $('problem').hidden = true;
   }
 
+  /*
+   * Where a problem points, in the user's own text. A JSON array is sent
+   * inside '{"model":...,"inputs":' + text + '}', so batchd's line 1 columns
+   * count the prefix, its pointers start with /inputs, and an array left
+   * open is reported at the '}' the page added: all three are turned back
+   * into the text the user typed (ctx.text; ctx.prefixLen for JSON).
+   * Returns {line, col, end, item, pointer} (col 1-based or null; end: the
+   * position is past the user's last character).
+   */
+  function locate(p, ctx) {
+    const loc = { line: null, col: null, end: false, item: null, pointer: null };
+    if (p.pointer !== undefined) {
+      let ptr = String(p.pointer);
+      if (ctx && ctx.prefixLen) {
+        if (ptr === '' || ptr === '/') ptr = '';
+        else if (ptr === '/inputs') ptr = '(your items: the whole text)';
+        else if (ptr.startsWith('/inputs/')) ptr = ptr.slice('/inputs'.length);
+      }
+      const m = /^\/(\d+)(?:\/|$)/.exec(ptr);
+      if (m) loc.item = Number(m[1]);
+      loc.pointer = ptr;
+    } else if (p.index !== undefined) {
+      loc.item = p.index;
+    }
+    if (p.line !== undefined) {
+      loc.line = p.line;
+      loc.col = p.column !== undefined ? p.column : null;
+      if (ctx && ctx.prefixLen && loc.line === 1 && loc.col !== null) loc.col = Math.max(loc.col - ctx.prefixLen, 0);
+      if (ctx && typeof ctx.text === 'string') {
+        const lines = ctx.text.split('\n');
+        /* past the user's text: in what the page added around it */
+        while (lines.length > 1 && lines[lines.length - 1].trim() === '') lines.pop();
+        const last = lines.length;
+        const lastLen = lines[last - 1].replace(/\s+$/, '').length;
+        if (loc.line > last || (loc.line === last && loc.col !== null && loc.col > lastLen)) {
+          loc.end = true;
+          loc.line = last;
+          loc.col = lastLen + 1;
+        }
+      }
+    }
+    return loc;
+  }
+
   /* Shows a problem+json: title and status, detail, and where (pointer,
    * item, line and column in the user's own text, limit). */
   function showProblem(p, ctx) {
     setText($('problem-title'), (p.title || 'Error') + (p.status ? ' (' + p.status + ')' : ''));
-    setText($('problem-detail'), p.detail || '');
+    const loc = locate(p, ctx);
+    let detail = p.detail || '';
+    if (loc.line !== null) {
+      /* batchd's "line L, column C" counts the wrapper: say the user's own */
+      const mine = loc.end ? 'the end of your text (line ' + loc.line + ')'
+        : 'line ' + loc.line + (loc.col !== null ? ', column ' + loc.col : '') + (ctx && ctx.source ? ' of ' + ctx.source : '');
+      detail = detail.replace(/at line \d+, column \d+/, 'at ' + mine).replace(/line \d+, column \d+/, mine);
+      /* past the end, batchd names the '}' the page added: say what it means */
+      if (loc.end) detail = detail.replace(/:.*$/s, ': the JSON is not complete there (an unclosed array, object or string).');
+    }
+    setText($('problem-detail'), detail);
     const where = [];
     if (typeof p.type === 'string') where.push(['Type', p.type.replace(/^urn:batchd:problem:/, '')]);
-    if (p.pointer !== undefined) {
-      const m = /^\/(?:inputs\/)?(\d+)(?:\/|$)/.exec(p.pointer);
-      where.push(['Pointer', (p.pointer || '(the whole body)') + (m ? ' — item ' + m[1] : '')]);
-    }
-    if (p.index !== undefined && p.pointer === undefined) where.push(['Item', String(p.index)]);
-    let line = null;
-    let col = null;
-    if (p.line !== undefined) {
-      line = p.line;
-      col = p.column !== undefined ? p.column : null;
-      /* the JSON body wraps the items after a prefix on line 1 */
-      if (ctx && ctx.prefixLen && line === 1 && col !== null) col = Math.max(col - ctx.prefixLen, 0);
-      where.push(['Line', line + (col !== null ? ', column ' + col : '') + (ctx && ctx.source ? ' of ' + ctx.source : '')]);
+    if (loc.pointer !== null) where.push(['Pointer', (loc.pointer || '(the whole body)') + (loc.item !== null ? ' — item ' + loc.item : '')]);
+    else if (loc.item !== null) where.push(['Item', String(loc.item)]);
+    if (loc.line !== null) {
+      where.push(['Line', loc.end ? loc.line + ', at the end of ' + (ctx && ctx.source ? ctx.source : 'your text') + ': something is missing there'
+        : loc.line + (loc.col !== null ? ', column ' + loc.col : '') + (ctx && ctx.source ? ' of ' + ctx.source : '')]);
     }
     if (p.limit !== undefined) where.push(['Limit', fmtInt(p.limit)]);
     $('problem-where').replaceChildren(...where.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
     const ex = $('problem-excerpt');
     ex.hidden = true;
-    if (line !== null && ctx && typeof ctx.text === 'string') {
-      const src = ctx.text.split('\n')[line - 1];
+    if (loc.line !== null && ctx && typeof ctx.text === 'string') {
+      const src = ctx.text.split('\n')[loc.line - 1];
       if (src !== undefined) {
-        const c = col !== null ? Math.max(col - 1, 0) : null;
+        const c = loc.col !== null ? Math.max(loc.col - 1, 0) : null;
         let from = 0;
         if (c !== null && c > 60) from = c - 40;
         const shown = src.slice(from, from + 100).replace(/\t/g, ' ');
@@ -928,6 +893,22 @@
       }
     }
     $('problem').hidden = false;
+  }
+
+  /* The submit panel: a modal dialog (focus stays in it; Escape closes). */
+  function openSubmit() {
+    const d = $('submit-panel');
+    if (!d.open) {
+      if (typeof d.showModal === 'function') d.showModal(); else d.setAttribute('open', '');
+    }
+    $('model').focus();
+  }
+
+  function closeSubmit() {
+    const d = $('submit-panel');
+    if (d.open) {
+      if (typeof d.close === 'function') d.close(); else d.removeAttribute('open');
+    }
   }
 
   let chosenFile = null;
@@ -948,6 +929,8 @@
       const head = await chosenFile.slice(0, 65536).text();
       format = detectFormat(head, chosenFile.name);
       ctx = { source: chosenFile.name };
+      /* a small file's text, to quote the line a problem points at */
+      if (chosenFile.size <= 1048576) ctx.text = await chosenFile.text();
       body = chosenFile;
     } else {
       const text = $('items').value;
@@ -976,7 +959,11 @@
       const res = await api(path, { method: 'POST', headers: { 'Content-Type': ctype }, body, timeoutMs: SUBMIT_TIMEOUT_MS });
       if (res.status === 202) {
         const job = await res.json();
-        setText($('submit-msg'), 'Job ' + shortId(job.id) + ' accepted: ' + fmtInt(job.counts && job.counts.total) + ' items (' + format + ').');
+        const msg = 'Job ' + shortId(job.id) + ' accepted: ' + fmtInt(job.counts && job.counts.total) + ' items (' + format + ').';
+        setText($('submit-msg'), msg);
+        setText($('jobs-msg'), msg);
+        /* the panel closes: the new job is the list's first row, selected */
+        closeSubmit();
         /* show it: the first page of the list, and its detail */
         state.after = null;
         state.afterStack = [];
@@ -1044,6 +1031,15 @@
     $('page-newer').addEventListener('click', () => changePage(-1));
     $('page-older').addEventListener('click', () => changePage(1));
     $('d-cancel').addEventListener('click', cancelSelected);
+    $('new-job').addEventListener('click', () => { setText($('jobs-msg'), ''); setText($('submit-msg'), ''); openSubmit(); });
+    $('submit-close').addEventListener('click', () => { closeSubmit(); $('new-job').focus(); });
+    /* a click on the backdrop (outside the drawer's box) closes it */
+    $('submit-panel').addEventListener('click', (ev) => {
+      if (ev.target === $('submit-panel')) { closeSubmit(); $('new-job').focus(); }
+    });
+    for (const b of document.querySelectorAll('button.win')) {
+      b.addEventListener('click', () => { state.chartWin = b.getAttribute('data-win'); drawChart(); });
+    }
     document.addEventListener('visibilitychange', () => {
       if (document.hidden) {
         if (!state.busy && state.online !== false) schedule(HIDDEN_POLL_MS);

@@ -132,10 +132,26 @@ static const struct setting settings[] = {
      FIELD(max_object_bytes), "SIZE", "largest object; at most --object-memory", "256M"},
     {"max-objects", "BATCHD_MAX_OBJECTS", SET_UNSIGNED, 1, OBJECTS_MAX_OBJECTS,
      FIELD(max_objects), "N", "most objects kept at once (uploads and models' outputs)", "4096"},
-    {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 65535, FIELD(max_connections),
-     "N", "most simultaneous HTTP connections", "256"},
+    {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 1000000,
+     FIELD(max_connections), "N",
+     "most simultaneous HTTP connections; past it the oldest connection\n"
+     "still sending its request head is closed to make room. Must fit the\n"
+     "open-file limit (ulimit -Hn), else batchd does not start",
+     "4096, or what the open-file limit allows"},
     {"idle-timeout", "BATCHD_IDLE_TIMEOUT", SET_UNSIGNED, 1, 86400, FIELD(idle_timeout_s),
      "SECONDS", "close a connection that stays idle this long", "30"},
+    {"header-timeout", "BATCHD_HEADER_TIMEOUT", SET_UNSIGNED, 1, 3600, FIELD(header_timeout_s),
+     "SECONDS",
+     "close a connection whose request head is not complete this long\n"
+     "after it opened (or after its previous answer), however fast it\n"
+     "trickles bytes",
+     "20"},
+    {"min-body-rate", "BATCHD_MIN_BODY_RATE", SET_BYTES, 0, GIB, FIELD(min_body_rate), "SIZE",
+     "bytes per second a request body must average, after --header-timeout\n"
+     "seconds of grace, or the connection is closed (0 = no minimum)",
+     "1K"},
+    {"http-threads", "BATCHD_HTTP_THREADS", SET_UNSIGNED, 1, 256, FIELD(http_threads), "N",
+     "threads serving HTTP, each for many connections (epoll)", "4"},
     {"retention", "BATCHD_RETENTION", SET_UNSIGNED, 1, 315360000, FIELD(retention_s), "SECONDS",
      "delete finished jobs and their results this long after they finish", "604800"},
     {"max-store-bytes", "BATCHD_MAX_STORE_BYTES", SET_BYTES, 0, 1ull << 50, FIELD(max_store_bytes),
@@ -205,6 +221,14 @@ static const struct setting settings[] = {
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(N_SETTINGS <= CONFIG_MAX_SETTINGS, "raise CONFIG_MAX_SETTINGS");
+
+enum config_source config_source_of(const struct config *cfg, const char *flag)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].flag, flag) == 0)
+            return (enum config_source)cfg->source[i];
+    return CONFIG_SRC_DEFAULT;
+}
 
 static const char *const log_level_names[] = { "debug", "info", "warn", "error" };
 static const char *const source_names[] = { "default", "file", "env", "flag" };
@@ -664,8 +688,11 @@ static int set_defaults(struct config *c)
     c->object_memory = GIB;
     c->max_object_bytes = 256 * MIB;
     c->max_objects = 4096;
-    c->max_connections = 256;
+    c->max_connections = 4096;
     c->idle_timeout_s = 30;
+    c->header_timeout_s = 20;
+    c->min_body_rate = 1024;
+    c->http_threads = 4;
     c->max_attempts = 3;
     c->max_json_depth = 64;
     c->retention_s = 604800;

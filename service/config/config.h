@@ -87,8 +87,17 @@ struct config {
                                   default 256 MiB; at most object_memory (checked here) */
     unsigned max_objects;      /* --max-objects / BATCHD_MAX_OBJECTS: table entries; default
                                   4096 */
-    unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS; default 256 */
+    unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS: the connection
+                                  ceiling (api/http/conns.h); default 4096, lowered at start to fit
+                                  the open-file limit when not set (service/core/fdlimit.h) */
     unsigned idle_timeout_s;   /* --idle-timeout / BATCHD_IDLE_TIMEOUT: per connection; default 30 */
+    unsigned header_timeout_s; /* --header-timeout / BATCHD_HEADER_TIMEOUT: a request head's
+                                  deadline, not reset by bytes; default 20 */
+    size_t min_body_rate;      /* --min-body-rate / BATCHD_MIN_BODY_RATE: bytes per second a body
+                                  must average after header_timeout_s of grace; default 1K;
+                                  0 = no minimum */
+    unsigned http_threads;     /* --http-threads / BATCHD_HTTP_THREADS: libmicrohttpd's thread
+                                  pool, each thread serving many connections; default 4 */
     unsigned max_attempts;     /* --max-attempts / BATCHD_MAX_ATTEMPTS: tries of an item whose
                                   worker dies; default 3 */
     unsigned item_timeout_ms;  /* --item-timeout SECONDS / BATCHD_ITEM_TIMEOUT: per-item
@@ -169,6 +178,10 @@ struct config {
  * above the object memory.
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Where the setting named `flag` (without "--") got its value; DEFAULT
+ * for an unknown name. */
+enum config_source config_source_of(const struct config *cfg, const char *flag);
 
 /* Frees what config_parse allocated, wiping the secrets first. Safe on a
  * zeroed struct. */

@@ -10,10 +10,16 @@
 // and checks what a user would see:
 //   - the page, its script and style come from batchd alone (no other
 //     origin is ever asked), with no script error and no CSP violation;
-//   - a job submitted through the form: its progress bar reaches 100 % and
-//     its status becomes succeeded;
+//   - the summary (running jobs, queued items, items/s, workers busy/total)
+//     comes first, then the jobs list: the newest job is on the first
+//     screen, without scrolling, at 1280x800 and at 375x800;
+//   - a job submitted through the form (a dialog opened by "New job"): its
+//     progress bar reaches 100 % and its status becomes succeeded;
 //   - bad input: the API's problem+json (title, detail, line or pointer) is
-//     shown;
+//     shown, located in the user's own text (not in the JSON the page
+//     wraps around an array);
+//   - the chart's window: the last minute while a job runs, 1 min / 5 min /
+//     1 h on demand; workers as tiles per model;
 //   - a long job (chaos, 60 × 300 ms) cancelled with the button, the confirm
 //     dialog accepted: the status becomes cancelled;
 //   - polls of the jobs list send If-None-Match and get 304s;
@@ -253,8 +259,15 @@ async function waitVisible(sel, visible, timeout = 15_000) {
   }
 }
 
+// Opens the submit panel (a dialog) if it is closed.
+async function openPanel() {
+  if (!(await page.evaluate(() => document.getElementById('submit-panel').open))) await page.click('#new-job');
+  await waitVisible('#submit-form', true);
+}
+
 // Submits through the form; returns {status, body} of the POST.
 async function submitForm(model, items, format) {
+  await openPanel();
   await page.selectOption('#model', model);
   await page.fill('#items', items);
   await page.check(`input[name="format"][value="${format}"]`);
@@ -373,9 +386,14 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('#model option').length === 3, null, { timeout: 15_000 });
     const models = await page.$$eval('#model option', (os) => os.map((o) => o.value).sort());
     check(JSON.stringify(models) === JSON.stringify(['chaos', 'exp_sinh', 'square']), `models ${models}`);
-    await page.waitForFunction(() => document.querySelectorAll('#workers-body .model-card tbody tr').length === 3, null, { timeout: 15_000 });
-    const pids = await page.$$eval('#workers-body .model-card tbody tr td:nth-child(3)', (tds) => tds.map((t) => t.textContent));
+    await page.waitForFunction(() => document.querySelectorAll('#workers-body .model-card .wtile').length === 3, null, { timeout: 15_000 });
+    const pids = await page.$$eval('#workers-body .model-card .wtile .wt-pid', (tds) => tds.map((t) => t.textContent));
     check(pids.every((p) => /^\d+$/.test(p)), `worker pids ${pids}`);
+    // the summary: busy / total workers, running jobs, queued items
+    await waitText('#sum-workers', '/^\\d+ \\/ 3$/');
+    await waitText('#sum-running', '/^\\d+$/');
+    await waitText('#sum-queued', '/^[\\d,]+$/');
+    check(!(await page.evaluate(() => document.getElementById('submit-panel').open)), 'the submit panel is open at start');
     await waitText('#conn-text', '/^Live/');
     const assets = requests.filter((r) => r.path.startsWith('/ui/')).map((r) => `${r.path} ${r.status}`);
     check(assets.includes('/ui/app.js 200') && assets.includes('/ui/app.css 200'), `assets ${assets}`);
@@ -412,28 +430,50 @@ async function main() {
     let r = await submitForm('square', '[1, 2,\n 3, ', 'json');
     check(r.status === 400 && r.body && r.body.type === 'urn:batchd:problem:invalid-json', `got ${r.status} ${JSON.stringify(r.body)}`);
     await waitVisible('#problem', true);
-    await waitText('#problem-detail', r.body.detail);
+    // batchd's detail, its position said in the user's terms
+    await waitText('#problem-detail', 'JSON syntax error at the end of your text (line 2): the JSON is not complete there (an unclosed array, object or string).');
     const title = (await page.textContent('#problem-title')).trim();
     check(title === `${r.body.title} (400)`, `title shows ${title}`);
     const where = (await page.textContent('#problem-where')).replace(/\s+/g, ' ');
     check(/Line\s*\d/.test(where), `no line shown: ${where}`);
+    // batchd saw '{"model":"square","inputs":[1, 2,\n 3, }': the error is at
+    // the '}' the page added; the user is told it is at the end of their text
+    check(/Line\s*2, at the end of/.test(where), `not located at the end of the user's text: ${where}`);
+    const ex1 = await page.textContent('#problem-excerpt');
+    check(ex1.split('\n')[0] === ' 3, ' && ex1.split('\n')[1] === '   ^', `excerpt ${JSON.stringify(ex1)}`);
+    await page.screenshot({ path: path.join(OUT, 'dashboard-problem-1280.png') });
+    // on line 1 the column counts from the user's first character
+    r = await submitForm('square', '[1, 2 x]', 'json');
+    check(r.status === 400 && r.body.line === 1, `got ${r.status} ${JSON.stringify(r.body)}`);
+    await waitText('#problem-detail', '/at line 1, column [0-9]+ of the items/');
+    const col = Number((await page.textContent('#problem-detail')).match(/column ([0-9]+)/)[1]);
+    check(col === r.body.column - '{"model":"square","inputs":'.length, `column ${col}, batchd said ${r.body.column}`);
+    const ex2 = await page.textContent('#problem-excerpt');
+    check(ex2.startsWith('[1, 2 x]\n') && ex2.split('\n')[1].length === col, `excerpt ${JSON.stringify(ex2)}`);
     // NDJSON with a bad second line: the line is the user's own
     r = await submitForm('square', '1\n{oops}\n3', 'ndjson');
     check(r.status === 400 && r.body.line === 2, `got ${r.status} ${JSON.stringify(r.body)}`);
-    await waitText('#problem-detail', r.body.detail);
+    await waitText('#problem-detail', r.body.detail.replace(/line 2, column (\d+)/, 'line 2, column $1 of the items'));
     const where2 = (await page.textContent('#problem-where')).replace(/\s+/g, ' ');
     check(/Line\s*2\b/.test(where2), `line 2 not shown: ${where2}`);
     check((await page.textContent('#problem-excerpt')).includes('{oops}'), 'the offending line is not quoted');
     // well-formed, wrong shape: 422 with a pointer
     r = await submitForm('square', '{"a": 1}', 'json');
-    check(r.status === 422 && typeof r.body.pointer === 'string', `got ${r.status} ${JSON.stringify(r.body)}`);
+    check(r.status === 422 && r.body.pointer === '/inputs', `got ${r.status} ${JSON.stringify(r.body)}`);
     await waitText('#problem-detail', r.body.detail);
     const where3 = (await page.textContent('#problem-where')).replace(/\s+/g, ' ');
-    check(where3.includes(r.body.pointer), `pointer ${r.body.pointer} not shown: ${where3}`);
+    check(where3.includes('your items: the whole text'), `pointer ${r.body.pointer} not shown in the user's terms: ${where3}`);
+    // the panel stays open while the job is refused; Escape closes it
+    check(await page.evaluate(() => document.getElementById('submit-panel').open), 'the panel closed on a refusal');
     // a good submission clears it
     r = await submitForm('square', '[5]', 'json');
     check(r.status === 202, `good job answered ${r.status}`);
     await waitVisible('#problem', false);
+    await page.waitForFunction(() => !document.getElementById('submit-panel').open, null, { timeout: 5000 });
+    await waitText('#jobs-msg', `/^Job ${r.body.id.slice(0, 8)}… accepted/`);
+    await openPanel();
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.getElementById('submit-panel').open, null, { timeout: 5000 });
   });
 
   await test('cancel a long job with the button (confirm accepted)', async () => {
@@ -542,9 +582,6 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('#d-errors li').length === 3, null, { timeout: 10_000 });
     const err = await page.textContent('#d-errors li');
     check(/#2\s+square expects a number/.test(err.trim()), `first error shows ${err}`);
-    await page.selectOption('#model', 'exp_sinh');
-    await page.fill('#items', '{"n": 100000}\n{"n": 200000}\n{"n": 300000}');
-    await page.check('input[name="format"][value="auto"]');
     await sleep(2500); // the chaos job under way, a few chart points
     for (const width of [1280, 375]) {
       await page.setViewportSize({ width, height: width === 375 ? 812 : 900 });
@@ -554,14 +591,71 @@ async function main() {
       const file = path.join(OUT, `dashboard-${width}.png`);
       await page.screenshot({ path: file, fullPage: true });
       console.log(`  ${path.relative(process.cwd(), file)}`);
+      const height = await page.evaluate(() => document.documentElement.scrollHeight);
+      console.log(`  page height at ${width} px: ${height} px`);
+      // the submit panel, open, with items typed
+      await openPanel();
+      await page.selectOption('#model', 'exp_sinh');
+      await page.fill('#items', '{"n": 100000}\n{"n": 200000}\n{"n": 300000}');
+      await sleep(300);
+      const panel = path.join(OUT, `dashboard-submit-${width}.png`);
+      await page.screenshot({ path: panel });
+      console.log(`  ${path.relative(process.cwd(), panel)}`);
+      await page.click('#submit-close');
+      await page.waitForFunction(() => !document.getElementById('submit-panel').open, null, { timeout: 5000 });
     }
     await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await test('the newest job is visible without scrolling at 1280x800 and 375x800', async () => {
+    const r = await submitForm('exp_sinh', '[{"n": 1000}, {"n": 2000}]', 'json');
+    check(r.status === 202, `POST answered ${r.status}`);
+    const id = r.body.id;
+    for (const width of [1280, 375]) {
+      await page.setViewportSize({ width, height: 800 });
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await waitText('#jobs-body tr:first-child .c-id button', `${id.slice(0, 8)}…`);
+      await sleep(300);
+      const box = await page.evaluate(() => {
+        const row = document.querySelector('#jobs-body tr:first-child');
+        const bar = row.querySelector('[role="progressbar"]');
+        const sum = document.getElementById('summary').getBoundingClientRect();
+        const rr = row.getBoundingClientRect();
+        const br = bar.getBoundingClientRect();
+        return { scrollY: window.scrollY, innerHeight: window.innerHeight, top: rr.top, bottom: rr.bottom, barBottom: br.bottom, summaryBottom: sum.bottom };
+      });
+      console.log(`  at ${width}x800: newest job's row at ${Math.round(box.top)}-${Math.round(box.bottom)} px, summary ends at ${Math.round(box.summaryBottom)} px`);
+      check(box.scrollY === 0, `the page is scrolled (${box.scrollY})`);
+      check(box.top >= 0 && box.bottom <= box.innerHeight && box.barBottom <= box.innerHeight,
+        `at ${width}x800 the newest job is at ${box.top}-${box.bottom} px, the window is ${box.innerHeight} px`);
+      check(box.summaryBottom <= box.top, 'the summary is not above the jobs');
+      const file = path.join(OUT, `dashboard-first-screen-${width}.png`);
+      await page.screenshot({ path: file });
+      console.log(`  ${path.relative(process.cwd(), file)}`);
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await test('the chart shows the last minute while a job runs; 1 min / 5 min / 1 h on demand', async () => {
+    const r = await submitForm('chaos', Array.from({ length: 30 }, () => '{"sleep_ms": 200, "value": 1}').join('\n'), 'auto');
+    check(r.status === 202, `POST answered ${r.status}`);
+    await waitText('#d-status', 'running', 20_000);
+    await waitText('#chart-window', '/^the last minute \\(auto: a job is running\\)$/');
+    await waitText('#sum-running', '/^[1-9]/');
+    await page.click('button.win[data-win="3600"]');
+    await waitText('#chart-window', 'the last hour');
+    check((await page.getAttribute('button.win[data-win="3600"]', 'aria-pressed')) === 'true', '1 h is not pressed');
+    check((await page.getAttribute('button.win[data-win="auto"]', 'aria-pressed')) === 'false', 'Auto is still pressed');
+    await page.click('button.win[data-win="300"]');
+    await waitText('#chart-window', 'the last 5 minutes');
+    await page.click('button.win[data-win="auto"]');
+    await waitText('#chart-window', '/^the last minute/');
   });
 
   await test('batchd stops: reconnecting banner; it starts again: the page recovers', async () => {
     await page.evaluate(() => { window.__noReload = 'still here'; });
     const port = svc.port;
-    const oldPids = await page.$$eval('#workers-body tbody tr td:nth-child(3)', (t) => t.map((x) => x.textContent));
+    const oldPids = await page.$$eval('#workers-body .wt-pid', (t) => t.map((x) => x.textContent));
     const st = await svc.stop();
     check(st && st.code === 0, `batchd exited with ${JSON.stringify(st)}`);
     await waitVisible('#banner', true, 15_000);
@@ -578,7 +672,7 @@ async function main() {
     check((await page.evaluate(() => window.__noReload)) === 'still here', 'the page was reloaded');
     // the new batchd's workers are shown, and a job runs end to end again
     await page.waitForFunction((old) => {
-      const p = Array.from(document.querySelectorAll('#workers-body tbody tr td:nth-child(3)')).map((t) => t.textContent);
+      const p = Array.from(document.querySelectorAll('#workers-body .wt-pid')).map((t) => t.textContent);
       return p.length === 3 && p.every((x) => /^\d+$/.test(x) && !old.includes(x));
     }, oldPids, { timeout: 15_000 });
     const r = await submitForm('square', '[3, 4]', 'json');

@@ -24,6 +24,7 @@ static const char *const env_names[] = {
     "BATCHD_LISTEN",         "BATCHD_DATA_DIR",      "BATCHD_WORKERS",
     "BATCHD_MODELS",         "BATCHD_MAX_BODY_BYTES", "BATCHD_MAX_ITEMS",
     "BATCHD_MAX_ITEM_BYTES", "BATCHD_MAX_CONNECTIONS", "BATCHD_IDLE_TIMEOUT",
+    "BATCHD_HEADER_TIMEOUT", "BATCHD_MIN_BODY_RATE", "BATCHD_HTTP_THREADS",
     "BATCHD_MAX_ATTEMPTS",   "BATCHD_ITEM_TIMEOUT",  "BATCHD_PORT_FILE",
     "BATCHD_MAX_QUEUED_ITEMS", "BATCHD_GRACE",       "BATCHD_MAX_ITEM_TIMEOUT",
     "BATCHD_MAX_JSON_DEPTH", "BATCHD_LOG_LEVEL",     "BATCHD_ACCESS_LOG",
@@ -111,8 +112,11 @@ static void test_defaults(void **unused)
     assert_int_equal(c.max_body_bytes, 64u << 20);
     assert_int_equal(c.max_items, 10000000);
     assert_int_equal(c.max_item_bytes, 256u << 10);
-    assert_int_equal(c.max_connections, 256);
+    assert_int_equal(c.max_connections, 4096);
     assert_int_equal(c.idle_timeout_s, 30);
+    assert_int_equal(c.header_timeout_s, 20);
+    assert_int_equal(c.min_body_rate, 1024);
+    assert_int_equal(c.http_threads, 4);
     assert_int_equal(c.max_attempts, 3);
     assert_int_equal(c.item_timeout_ms, 0);
     assert_int_equal(c.max_item_timeout_ms, 3600000);
@@ -184,6 +188,36 @@ static void test_every_flag(void **unused)
     config_free(&c);
 }
 
+/* The connection settings (api/conns.h): flags, variables, and where each
+ * value came from (main.c lowers only a default --max-connections). */
+static void test_connection_settings(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--header-timeout", "7", "--min-body-rate", "2K",
+                           "--http-threads", "8", "--max-connections", "10000"),
+                     0);
+    assert_int_equal(c.header_timeout_s, 7);
+    assert_int_equal(c.min_body_rate, 2048);
+    assert_int_equal(c.http_threads, 8);
+    assert_int_equal(c.max_connections, 10000);
+    assert_int_equal(config_source_of(&c, "max-connections"), CONFIG_SRC_FLAG);
+    assert_int_equal(config_source_of(&c, "header-timeout"), CONFIG_SRC_FLAG);
+    assert_int_equal(config_source_of(&c, "no-such-setting"), CONFIG_SRC_DEFAULT);
+    config_free(&c);
+    setenv("BATCHD_HEADER_TIMEOUT", "11", 1);
+    setenv("BATCHD_MIN_BODY_RATE", "0", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_int_equal(c.header_timeout_s, 11);
+    assert_int_equal(c.min_body_rate, 0);
+    assert_int_equal(config_source_of(&c, "header-timeout"), CONFIG_SRC_ENV);
+    assert_int_equal(config_source_of(&c, "max-connections"), CONFIG_SRC_DEFAULT);
+    config_free(&c);
+    unsetenv("BATCHD_HEADER_TIMEOUT");
+    unsetenv("BATCHD_MIN_BODY_RATE");
+}
+
 static void test_every_variable(void **unused)
 {
     (void)unused;
@@ -229,7 +263,7 @@ static void test_flags_win_over_env_over_defaults(void **unused)
     assert_string_equal(c.models[0].name, "echo");
     assert_int_equal(c.models[0].workers, 3);
     assert_int_equal(c.max_attempts, 2);
-    assert_int_equal(c.max_connections, 256);
+    assert_int_equal(c.max_connections, 4096);
     config_free(&c);
 
     /* Flags over env; --model replaces BATCHD_MODELS, it does not add. */
@@ -665,8 +699,12 @@ static const struct error_case error_cases[] = {
      "--max-items: expected an integer from 1 to 1000000000, got '0'"},
     {{"--max-items", "1K", NULL}, NULL, NULL,
      "--max-items: expected an integer from 1 to 1000000000, got '1K'"},
-    {{"--max-connections", "65536", NULL}, NULL, NULL,
-     "--max-connections: expected an integer from 1 to 65535, got '65536'"},
+    {{"--max-connections", "1000001", NULL}, NULL, NULL,
+     "--max-connections: expected an integer from 1 to 1000000, got '1000001'"},
+    {{"--header-timeout", "0", NULL}, NULL, NULL,
+     "--header-timeout: expected an integer from 1 to 3600, got '0'"},
+    {{"--http-threads", "0", NULL}, NULL, NULL,
+     "--http-threads: expected an integer from 1 to 256, got '0'"},
     {{"--idle-timeout", "0", NULL}, NULL, NULL,
      "--idle-timeout: expected an integer from 1 to 86400, got '0'"},
     {{"--idle-timeout", "1.5", NULL}, NULL, NULL,
@@ -1472,11 +1510,11 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (32 of them), after the heading */
+    /* one line per setting (35 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 33);
+    assert_int_equal(lines, 36);
     free(text);
     unlink(f);
 }
@@ -1542,6 +1580,7 @@ int main(void)
         T(test_defaults),
         T(test_every_flag),
         T(test_every_variable),
+        T(test_connection_settings),
         T(test_flags_win_over_env_over_defaults),
         T(test_last_repeated_flag_wins),
         T(test_empty_variable_is_unset),
