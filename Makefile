@@ -94,6 +94,16 @@ TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
+# The coprocess hosts (docs/coprocess.md), next to the binary in hosts/,
+# where batchd looks for them (service/zygote.h).
+HOST_SCRIPTS := $(BUILD)/hosts/batchd_host.py $(BUILD)/hosts/batchd_host.js
+$(BUILD)/hosts/%.py: workers/python/%.py
+	$(Q)mkdir -p $(dir $@)
+	$(Q)cp $< $@
+$(BUILD)/hosts/%.js: workers/node/%.js
+	$(Q)mkdir -p $(dir $@)
+	$(Q)cp $< $@
+
 # Rebuild everything when the compiler or flags change.
 $(FLAGS_FILE): FORCE
 	$(Q)mkdir -p $(BUILD)
@@ -123,7 +133,7 @@ $(BUILD)/libbatchd.a: $(LIB_OBJ)
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/batchd: $(MAIN_OBJ) $(BUILD)/libbatchd.a
+$(BUILD)/batchd: $(MAIN_OBJ) $(BUILD)/libbatchd.a | $(HOST_SCRIPTS)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libbatchd.a $(LDLIBS_ALL)
 

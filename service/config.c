@@ -108,8 +108,9 @@ static const struct setting settings[] = {
      "the number of online CPUs"},
     {"model", "BATCHD_MODELS", SET_MODELS, 0, 0, 0, "NAME[:key=value,...]",
      "a model to load; repeat the flag for several (BATCHD_MODELS: specs\n"
-     "separated by spaces or semicolons). workers=K and plugin=PATH are\n"
-     "batchd's; the other pairs are passed to the model",
+     "separated by spaces or semicolons). workers=K, plugin=PATH,\n"
+     "python=PATH, node=PATH and interpreter=PROGRAM are batchd's; the\n"
+     "other pairs are passed to the model",
      "the built-in models that need no file"},
     {"max-body-bytes", "BATCHD_MAX_BODY_BYTES", SET_BYTES, 1, 1024 * GIB, FIELD(max_body_bytes),
      "SIZE", "largest request body", "64M"},
@@ -414,6 +415,9 @@ static void model_free(struct config_model *m)
     free(m->values);
     free(m->name);
     free(m->plugin);
+    free(m->runtime);
+    free(m->module);
+    free(m->interpreter);
     memset(m, 0, sizeof *m);
 }
 
@@ -482,8 +486,11 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
             }
             *eq = '\0';
             const char *key = pair, *value = eq + 1;
+            bool coproc_key = strcmp(key, "python") == 0 || strcmp(key, "node") == 0;
             bool dup = (strcmp(key, "workers") == 0 && seen_workers) ||
-                       (strcmp(key, "plugin") == 0 && m->plugin);
+                       (strcmp(key, "plugin") == 0 && m->plugin) ||
+                       (strcmp(key, "interpreter") == 0 && m->interpreter) ||
+                       (coproc_key && m->runtime && strcmp(m->runtime, key) == 0);
             for (size_t i = 0; i < m->n_params && !dup; i++)
                 dup = strcmp(m->keys[i], key) == 0;
             if (dup) {
@@ -506,6 +513,25 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
                     rc = out_of_memory(err, errlen);
                     goto out;
                 }
+            } else if (coproc_key) {
+                if (m->runtime) {
+                    rc = fail(err, errlen, -EINVAL,
+                              "%s %s: a model is in one language: %s= and %s= both given", src,
+                              m->name, m->runtime, key);
+                    goto out;
+                }
+                m->runtime = strdup(key);
+                m->module = strdup(value);
+                if (!m->runtime || !m->module) {
+                    rc = out_of_memory(err, errlen);
+                    goto out;
+                }
+            } else if (strcmp(key, "interpreter") == 0) {
+                m->interpreter = strdup(value);
+                if (!m->interpreter) {
+                    rc = out_of_memory(err, errlen);
+                    goto out;
+                }
             } else {
                 m->keys[m->n_params] = strdup(key);
                 m->values[m->n_params] = strdup(value);
@@ -519,11 +545,23 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
             }
         }
     }
-    if (!m->plugin && !model_builtin_find(m->name)) {
+    if (m->runtime && m->plugin) {
+        rc = fail(err, errlen, -EINVAL,
+                  "%s %s: plugin= is a C model, %s= a %s model: give one of them", src, m->name,
+                  m->runtime, m->runtime);
+        goto out;
+    }
+    if (m->interpreter && !m->runtime) {
+        rc = fail(err, errlen, -EINVAL,
+                  "%s %s: interpreter= goes with python=PATH or node=PATH", src, m->name);
+        goto out;
+    }
+    if (!m->plugin && !m->runtime && !model_builtin_find(m->name)) {
         char names[256];
         builtin_names(names, sizeof names, false);
         rc = fail(err, errlen, -EINVAL,
-                  "%s: no built-in model named '%s' (built-in: %s; a plugin needs plugin=PATH)",
+                  "%s: no built-in model named '%s' (built-in: %s; a plugin needs plugin=PATH, "
+                  "a Python model python=PATH)",
                   src, m->name, names);
         goto out;
     }
@@ -1495,6 +1533,10 @@ static void print_model(FILE *f, const struct config_model *m)
     fprintf(f, "%s:workers=%u", m->name, m->workers);
     if (m->plugin)
         fprintf(f, ",plugin=%s", m->plugin);
+    if (m->runtime)
+        fprintf(f, ",%s=%s", m->runtime, m->module);
+    if (m->interpreter)
+        fprintf(f, ",interpreter=%s", m->interpreter);
     for (size_t k = 0; k < m->n_params; k++)
         fprintf(f, ",%s=%s", m->keys[k], m->values[k]);
 }

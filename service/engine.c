@@ -848,6 +848,11 @@ static void describe_death(int status, unsigned attempt, unsigned max, char *buf
         const char *abbrev = sigabbrev_np(WTERMSIG(status));
         snprintf(buf, len, "worker died: signal %d (SIG%s) on attempt %u/%u", WTERMSIG(status),
                  abbrev ? abbrev : "?", attempt, max);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 4) {
+        /* WORKER_EXIT_COPROC (workers/worker.h): the model's own process
+         * (a Python model's child) died under it. */
+        snprintf(buf, len, "worker died: its model process (coprocess) died on attempt %u/%u",
+                 attempt, max);
     } else if (WIFEXITED(status)) {
         snprintf(buf, len, "worker died: exit code %d on attempt %u/%u", WEXITSTATUS(status),
                  attempt, max);
@@ -2647,10 +2652,19 @@ json_t *engine_workers_json(struct engine *e)
         json_int_t rss = -1, pss = -1;
         if (pid > 0)
             proc_mem(pid, &rss, &pss);
-        json_array_append_new(
-            arr,
-            json_pack("{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}", "id",
-                      (int)w, "pid", pid > 0 ? json_integer(pid) : json_null(), "model",
+        /* A coprocess model's worker: its child of the model's host. */
+        json_t *coproc = json_null();
+        pid_t child = atomic_load_explicit(&sw->coproc_pid, memory_order_relaxed);
+        if (pid > 0 && child > 0) {
+            json_int_t crss = -1, cpss = -1;
+            proc_mem(child, &crss, &cpss);
+            json_decref(coproc);
+            coproc = json_pack("{s:i, s:o, s:o}", "pid", (int)child, "rss_bytes",
+                               crss >= 0 ? json_integer(crss) : json_null(), "pss_bytes",
+                               cpss >= 0 ? json_integer(cpss) : json_null());
+        }
+        json_t *row = json_pack(
+            "{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}", "id", (int)w, "pid", pid > 0 ? json_integer(pid) : json_null(), "model",
                       shm_group(e->shm, sw->group)->name, "state",
                       worker_state_name(atomic_load(&sw->state)), "inits",
                       (int)atomic_load(&sw->inits), "tasks_done",
@@ -2660,7 +2674,9 @@ json_t *engine_workers_json(struct engine *e)
                       (int)atomic_load(&sw->restarts), "current_job", cur, "started_at",
                       json_time(atomic_load(&sw->started_ns)), "rss_bytes",
                       rss >= 0 ? json_integer(rss) : json_null(), "pss_bytes",
-                      pss >= 0 ? json_integer(pss) : json_null()));
+                      pss >= 0 ? json_integer(pss) : json_null());
+        json_object_set_new(row, "coprocess", coproc);
+        json_array_append_new(arr, row);
     }
     return json_pack("{s:o}", "workers", arr);
 }
@@ -2683,14 +2699,31 @@ json_t *engine_models_json(struct engine *e)
                 init_sum += (double)ns / 1e9;
             }
         }
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*}", "name", sg->name,
+        json_t *row = json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*}", "name", sg->name,
                            "description", sg->description, /* the supervisor's copy */
                            "workers", (int)sg->n_workers, "ready_workers", (int)ready,
                            "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
                            inited ? json_real(init_sum / inited) : json_null(), "builtin",
-                           sg->plugin[0] == '\0', "plugin",
-                           sg->plugin[0] ? sg->plugin : NULL));
+                           sg->plugin[0] == '\0' && sg->runtime[0] == '\0', "plugin",
+                           sg->plugin[0] ? sg->plugin : NULL);
+        /* A model in another language, and the process that hosts it. */
+        json_object_set_new(row, "runtime", json_string(sg->runtime[0] ? sg->runtime : "c"));
+        json_t *host = json_null();
+        if (sg->runtime[0]) {
+            pid_t hp = atomic_load_explicit(&sg->host_pid, memory_order_relaxed);
+            json_int_t hrss = -1, hpss = -1;
+            if (hp > 0)
+                proc_mem(hp, &hrss, &hpss);
+            json_decref(host);
+            host = json_pack("{s:s, s:o, s:i, s:i, s:o, s:o}", "module", sg->module, "pid",
+                             hp > 0 ? json_integer(hp) : json_null(), "loads",
+                             (int)atomic_load(&sg->host_loads), "restarts",
+                             (int)atomic_load(&sg->host_restarts), "rss_bytes",
+                             hrss >= 0 ? json_integer(hrss) : json_null(), "pss_bytes",
+                             hpss >= 0 ? json_integer(hpss) : json_null());
+        }
+        json_object_set_new(row, "host", host);
+        json_array_append_new(arr, row);
     }
     return json_pack("{s:o}", "models", arr);
 }

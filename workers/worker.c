@@ -132,7 +132,7 @@ size_t worker_utf8_repair(char *s)
 
 /* Puts an item's error message, repaired to UTF-8 text (models write at
  * most 511 bytes into their err buffer; a longer message is cut here). */
-static int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
+int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
 {
     char text[512];
     snprintf(text, sizeof text, "%s", msg);
@@ -141,7 +141,7 @@ static int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
 }
 
 /* The bookkeeping around every task: the worker's visible state. */
-static void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
+void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
 {
     struct shm_worker *me = shm_worker(shm, w);
     atomic_store_explicit(&me->current_job, job_key, memory_order_relaxed);
@@ -149,7 +149,7 @@ static void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
     atomic_store_explicit(&me->state, WORKER_BUSY, memory_order_relaxed);
 }
 
-static void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
+void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
 {
     struct shm_worker *me = shm_worker(shm, w);
     atomic_store_explicit(&me->current_job, 0, memory_order_relaxed);
@@ -355,8 +355,9 @@ static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struc
     worker_task_done(shm, w, idx);
 }
 
-void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const void *shared,
-                 pid_t supervisor)
+bool worker_stop_requested(void) { return worker_stop != 0; }
+
+void worker_setup_process(uint32_t w, pid_t supervisor)
 {
     log_set_proc("worker");
     prctl(PR_SET_NAME, "batchd-worker", 0, 0, 0);
@@ -386,7 +387,12 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     sched_setscheduler(0, SCHED_BATCH, &sp);
     if (setpriority(PRIO_PROCESS, 0, WORKER_NICE) != 0)
         log_debug("worker %u: cannot lower its priority: %s", w, strerror(errno));
+}
 
+void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const void *shared,
+                 pid_t supervisor)
+{
+    worker_setup_process(w, supervisor);
     struct shm_worker *me = shm_worker(shm, w);
     uint32_t g = me->group;
     if (ops->real_digits >= 1 && ops->real_digits <= 17)

@@ -16,6 +16,7 @@
  *   0                      orderly stop after SIGTERM
  *   WORKER_EXIT_FATAL      unusable setup (do not respawn)
  *   WORKER_EXIT_INIT       init() failed (respawn with back-off)
+ *   WORKER_EXIT_COPROC     a coprocess model's child died (coproc_worker.h)
  * Anything else (a signal, another code) is a crash: its task is reclaimed.
  *
  * Ownership: everything passed in is borrowed and inherited from the
@@ -24,6 +25,7 @@
 #ifndef BATCHD_WORKER_H
 #define BATCHD_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,6 +39,8 @@
 
 #define WORKER_EXIT_FATAL 2
 #define WORKER_EXIT_INIT 3
+#define WORKER_EXIT_COPROC 4 /* its coprocess died or broke the protocol
+                                (a crash: the task is reclaimed) */
 
 /*
  * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that
@@ -49,6 +53,24 @@
  * (0 for valid text, which is left exactly as it was).
  */
 size_t worker_utf8_repair(char *s);
+
+/* Puts an item's error message into slot idx, repaired to UTF-8 text and
+ * cut at 511 bytes. Returns ring_put_output's result. */
+int worker_put_error(struct shm *shm, uint32_t idx, const char *msg);
+
+/* The process set-up every worker makes right after fork: its name, death
+ * with the supervisor (exits WORKER_EXIT_FATAL if it is already gone),
+ * signals (SIGTERM sets the stop flag), SCHED_BATCH and WORKER_NICE. */
+void worker_setup_process(uint32_t w, pid_t supervisor);
+
+/* The bookkeeping around every task: worker_task_begin() marks worker w
+ * BUSY on job_key; worker_task_done() marks it IDLE, counts the task,
+ * commits the objects its items made (host.h) and completes slot idx. */
+void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key);
+void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx);
+
+/* True once SIGTERM asked this worker to stop. */
+bool worker_stop_requested(void);
 
 /* Runs worker slot w until told to stop; never returns. */
 __attribute__((noreturn)) void worker_main(struct shm *shm, uint32_t w,
