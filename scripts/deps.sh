@@ -8,6 +8,8 @@
 #   sh scripts/deps.sh promtool  Prometheus's promtool (the /metrics format check)
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
 #                              (the Python baselines of make bench)
+#   sh scripts/deps.sh python  Debian's python3 with numpy (Python models, their
+#                              tests and examples/python/)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
 #   sh scripts/deps.sh browser Debian's chromium, Node.js and the npm packages of
 #                              tests/browser (playwright-core drives the system
@@ -80,8 +82,13 @@ bench)
     # (run with /usr/bin/python3, Debian's interpreter, which these serve)
     need_pkgs wrk curl python3 python3-numpy python3-scipy
     ;;
+python)
+    # Python models (docs/coprocess.md) run on /usr/bin/python3, Debian's
+    # interpreter; numpy is what their objects and outputs use
+    need_pkgs python3 python3-numpy
+    ;;
 *)
-    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench" >&2
+    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench|python" >&2
     exit 2
     ;;
 esac
