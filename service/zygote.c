@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -216,6 +217,10 @@ int zygote_wait_loaded(struct zygote *z, int timeout_ms, char *err, size_t errle
     json_t *info = json_loadb((const char *)f.data, f.len, 0, NULL);
     const char *desc = json_string_value(json_object_get(info, "description"));
     snprintf(z->description, sizeof z->description, "%s", desc ? desc : "");
+    const char *acc = json_string_value(json_object_get(info, "accept"));
+    z->accept[0] = '\0';
+    if (acc && strlen(acc) < sizeof z->accept && acc[0] == '/')
+        snprintf(z->accept, sizeof z->accept, "%s", acc);
     json_decref(info);
     z->load_ns = shm_now_mono_ns() - z->started_ns;
     z->state = ZYGOTE_READY;
@@ -230,7 +235,22 @@ int zygote_fork_child(struct zygote *z, uint32_t w, int timeout_ms, int *worker_
         return -ENOTCONN;
     }
     int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    if (z->accept[0]) {
+        /* A host that cannot receive an fd (Node.js) listens: this
+         * connection is the child's socket; the host takes it on FORK. */
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", z->accept);
+        sv[0] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (sv[0] < 0 || connect(sv[0], (struct sockaddr *)&sa, sizeof sa) != 0) {
+            int rc = -errno;
+            snprintf(err, errlen, "cannot connect to the host's socket %s: %s", z->accept,
+                     strerror(errno));
+            if (sv[0] >= 0)
+                close(sv[0]);
+            return rc;
+        }
+        sv[1] = -1;
+    } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         int rc = -errno;
         snprintf(err, errlen, "socketpair: %s", strerror(errno));
         return rc;
@@ -238,7 +258,8 @@ int zygote_fork_child(struct zygote *z, uint32_t w, int timeout_ms, int *worker_
     uint8_t payload[4];
     coproc_le32_put(payload, w);
     int rc = coproc_send(z->ctl, COPROC_FORK, payload, sizeof payload, sv[1]);
-    close(sv[1]); /* the host has its own copy now */
+    if (sv[1] >= 0)
+        close(sv[1]); /* the host has its own copy now */
     if (rc) {
         snprintf(err, errlen, "cannot send FORK to the host: %s", strerror(-rc));
         close(sv[0]);

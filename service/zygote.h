@@ -48,6 +48,8 @@ struct zygote {
     uint64_t started_ns;          /* monotonic: when the current process started */
     uint64_t load_ns;             /* how long its load() took */
     char description[256];        /* from LOADED: the module's docstring's first line */
+    char accept[108];             /* from LOADED: a host that cannot receive fds listens
+                                     here; "" = FORK passes the fd (docs/coprocess.md) */
 };
 
 /*
@@ -79,7 +81,9 @@ int zygote_wait_loaded(struct zygote *z, int timeout_ms, char *err, size_t errle
 
 /*
  * Asks a READY host for the child of worker w: *worker_fd (new, CLOEXEC)
- * is the worker's end of the child's socket, *child its pid. Waits at most
+ * is the worker's end of the child's socket, *child its pid. The socket is
+ * a socketpair whose other end goes with FORK, or, for a host that said
+ * "accept" in LOADED, a connection to that path made just before FORK. Waits at most
  * timeout_ms for the answer. Returns 0, -ENOTCONN if the host is not
  * READY, or a negative errno with err (the host is then best restarted).
  */
