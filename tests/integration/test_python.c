@@ -2,12 +2,14 @@
  * test_python: models written in Python, served through the coprocess host
  * (docs/coprocess.md, workers/python/batchd_host.py).
  *
- * One batchd runs two Python models on /usr/bin/python3 (Debian's, with
+ * One batchd runs Python models on /usr/bin/python3 (Debian's, with
  * python3-numpy: installed through scripts/deps.sh python if missing):
  *   py     run() per item, workers=2: load() and init() append a line to a
  *          file each, so the test counts them;
  *   pyb    run_batch(), workers=1, returning an exception object in place of
  *          one item's output;
+ *   pymlp  examples/python/mlp.py, next to the built-in C mlp on the same
+ *          weights (build/mkmlp writes them): the outputs must agree;
  * and checks: results; load() ran once and init() once per worker;
  * /v1/models and /v1/workers show the host and each worker's child; an
  * exception is the item's error (type and message); an item that kills
@@ -113,10 +115,13 @@ static int count_lines(const char *word)
  * waits for it; returns its results (new) or NULL. */
 static json_t *run_job(const char *model, const char *inputs, const char *options, size_t n)
 {
-    char body[4096], id[32];
-    snprintf(body, sizeof body, "{\"model\":\"%s\",\"inputs\":%s%s%s}", model, inputs,
-             options ? ",\"options\":" : "", options ? options : "");
-    if (!h_submit(&svc, "/v1/jobs", "application/json", body, strlen(body), id, 10))
+    char id[32];
+    struct h_buf body = {0};
+    h_buf_printf(&body, "{\"model\":\"%s\",\"inputs\":%s%s%s}", model, inputs,
+                 options ? ",\"options\":" : "", options ? options : "");
+    bool ok = h_submit(&svc, "/v1/jobs", "application/json", body.p, body.len, id, 10);
+    h_buf_free(&body);
+    if (!ok)
         return NULL;
     json_t *job = h_wait_job(&svc, id, RUN_TIMEOUT_S);
     if (!CHECK(job != NULL))
@@ -184,8 +189,11 @@ static void test_models_and_workers_show_the_host(void)
     int py_workers = 0;
     json_array_foreach(h_jget(h_json(&r), "workers"), i, w) {
         long long cpid = 0, inits = 0, pss = 0;
-        if (strcmp(h_jstr(w, "model") ? h_jstr(w, "model") : "", "py") != 0) {
-            CHECK(json_is_null(h_jget(w, "coprocess")) || strcmp(h_jstr(w, "model"), "pyb") == 0);
+        const char *model = h_jstr(w, "model") ? h_jstr(w, "model") : "";
+        if (strcmp(model, "py") != 0) {
+            /* the built-in mlp is a C model: no coprocess */
+            if (strcmp(model, "mlp") == 0)
+                CHECK(json_is_null(h_jget(w, "coprocess")));
             continue;
         }
         py_workers++;
@@ -348,6 +356,84 @@ static void test_host_death_and_restart(void)
     CHECK_INT(count_lines("load"), 2);
 }
 
+/* ------------------------------------------- examples/python/mlp.py vs mlp */
+
+/* Every probability of two outputs (an image's, or lists of them) agrees
+ * to float32 rounding, and the classes are equal. */
+static bool same_mlp_output(const json_t *a, const json_t *b)
+{
+    if (json_is_array(a)) {
+        if (!json_is_array(b) || json_array_size(a) != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!same_mlp_output(json_array_get(a, i), json_array_get(b, i)))
+                return false;
+        return true;
+    }
+    long long ca = -1, cb = -2;
+    if (!h_jint(a, "class", &ca) || !h_jint(b, "class", &cb) || ca != cb)
+        return false;
+    json_t *pa = h_jget(a, "probabilities"), *pb = h_jget(b, "probabilities");
+    if (json_array_size(pa) != 10 || json_array_size(pb) != 10)
+        return false;
+    for (size_t i = 0; i < 10; i++) {
+        double x = json_number_value(json_array_get(pa, i));
+        double y = json_number_value(json_array_get(pb, i));
+        if (x - y > 1e-5 || y - x > 1e-5)
+            return false;
+    }
+    return true;
+}
+
+static void test_numpy_mlp_matches_the_c_mlp(void)
+{
+    /* a uint8 [2, 28, 28] object, and images as JSON */
+    static unsigned char npy[128 + 2 * 784];
+    const char hdr[] = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 28, 28), }";
+    memset(npy, ' ', 128);
+    memcpy(npy, "\x93NUMPY\x01\x00", 8);
+    npy[8] = 128 - 10;
+    npy[9] = 0;
+    memcpy(npy + 10, hdr, sizeof hdr - 1);
+    npy[127] = '\n';
+    for (int i = 0; i < 2 * 784; i++)
+        npy[128 + i] = (unsigned char)((i * 37) % 256);
+    const char *const headers[] = {"Content-Type: application/x-npy", NULL};
+    struct h_req req = {.method = "POST", .path = "/v1/objects", .headers = headers,
+                        .body = (const char *)npy, .body_len = sizeof npy};
+    struct h_resp r;
+    if (!CHECK(h_request(&svc, &req, &r) == 0) || !CHECK_INT(r.status, 201))
+        return;
+    char id[32];
+    snprintf(id, sizeof id, "%s", h_jstr(h_json(&r), "id"));
+    h_resp_free(&r);
+    struct h_buf img = {0};
+    h_buf_printf(&img, "[");
+    for (int i = 0; i < 784; i++)
+        h_buf_printf(&img, "%s%.3f", i ? "," : "", (double)((i * 13) % 100) / 100.0);
+    h_buf_printf(&img, "]");
+    struct h_buf in = {0};
+    h_buf_printf(&in, "[%s,[%s,%s],{\"$object\":\"%s\"},[1,2]]", img.p, img.p, img.p, id);
+    json_t *c = run_job("mlp", in.p, NULL, 4);
+    json_t *py = run_job("pymlp", in.p, NULL, 4);
+    h_buf_free(&img);
+    h_buf_free(&in);
+    if (CHECK(c != NULL) && CHECK(py != NULL)) {
+        for (size_t i = 0; i < 3; i++)
+            CHECKF(same_mlp_output(h_jget(json_array_get(c, i), "output"),
+                                   h_jget(json_array_get(py, i), "output")),
+                   "item %zu: C %s, numpy %s", i, h_json_dump(json_array_get(c, i)),
+                   h_json_dump(json_array_get(py, i)));
+        /* a bad item is an error in both, and only that item */
+        CHECK(result_error(c, 3) != NULL);
+        const char *e = result_error(py, 3);
+        CHECKF(e && strstr(e, "ValueError: expected images of 784 numbers"), "error: %s",
+               e ? e : "(none)");
+    }
+    json_decref(c);
+    json_decref(py);
+}
+
 /* ------------------------------------------------------ start-up failures */
 
 static void run_bad_start(const char *file, const char *err_has)
@@ -390,14 +476,31 @@ static void test_module_without_run(void)
 
 static void start(void)
 {
-    static char spec_py[PATH_MAX * 3], spec_pyb[PATH_MAX * 3];
+    static char spec_py[PATH_MAX * 3], spec_pyb[PATH_MAX * 3], spec_mlp[PATH_MAX * 2],
+        spec_pymlp[PATH_MAX * 4], weights[PATH_MAX + 32], mkmlp[PATH_MAX + 32], cwd[PATH_MAX];
+    snprintf(weights, sizeof weights, "%s/mlp.safetensors", dir);
+    snprintf(mkmlp, sizeof mkmlp, "%s", getenv("BATCHD_BIN"));
+    char *slash = strrchr(mkmlp, '/');
+    snprintf(slash ? slash + 1 : mkmlp, 16, "mkmlp");
+    const char *mk[] = {mkmlp, "--layers", "784,64,10", "--seed", "3", "--dtype", "f32", "--out",
+                        weights, NULL};
+    struct h_run_result rr;
+    if (!CHECK(h_run(mk, NULL, 30, &rr) == 0) || !CHECKF(rr.exit_code == 0, "%s", rr.err))
+        return;
+    h_run_result_free(&rr);
+    if (!CHECK(getcwd(cwd, sizeof cwd) != NULL))
+        return;
+    snprintf(spec_mlp, sizeof spec_mlp, "mlp:weights=%s,workers=1", weights);
+    snprintf(spec_pymlp, sizeof spec_pymlp,
+             "pymlp:python=%s/examples/python/mlp.py,interpreter=" PYTHON ",weights=%s,workers=1",
+             cwd, weights);
     snprintf(spec_py, sizeof spec_py,
              "py:python=%s/model.py,interpreter=" PYTHON ",workers=2,k=3,count=%s/count", dir,
              dir);
     snprintf(spec_pyb, sizeof spec_pyb, "pyb:python=%s/batch.py,interpreter=" PYTHON ",workers=1",
              dir);
-    const char *const args[] = {"--model", spec_py, "--model", spec_pyb, "--max-attempts", "2",
-                                NULL};
+    const char *const args[] = {"--model", spec_py, "--model", spec_pyb, "--model", spec_mlp,
+                                "--model", spec_pymlp, "--max-attempts", "2", NULL};
     struct h_service_opts o = {.args = args};
     svc_up = h_service_start(&svc, &o) == 0;
 }
@@ -416,6 +519,8 @@ int main(void)
         {"an object is a read-only numpy view of shared memory", test_object_is_a_read_only_view},
         {"run_batch: an exception object is that item's error",
          test_run_batch_per_item_exceptions},
+        {"examples/python/mlp.py gives the built-in mlp's outputs",
+         test_numpy_mlp_matches_the_c_mlp},
         {"the host's death: started again, load() again", test_host_death_and_restart},
     };
     static const struct h_test bad[] = {
@@ -438,7 +543,7 @@ int main(void)
     write_file("thread.py", thread_py);
     write_file("syntax.py", syntax_py);
     write_file("norun.py", norun_py);
-    h_run_one("start batchd with two Python models", start);
+    h_run_one("start batchd with Python models and the built-in mlp", start);
     if (svc_up) {
         h_run_tests(tests, sizeof tests / sizeof tests[0]);
         h_run_one("stop batchd (SIGTERM, exit 0, no child left)", stop);
