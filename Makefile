@@ -12,6 +12,7 @@
 #   make bench      batchd against serial C, Python (multiprocessing) and the
 #                   hardware limit, eight workloads side by side, under 10 min on
 #                   2 cores; the table goes to bench/RESULTS.md (bench/run.sh)
+#   make bench-python   Python models through batchd vs multiprocessing.Pool
 #   make clean
 #
 # V=1 shows the commands. Objects are rebuilt when the flags change.
@@ -90,7 +91,7 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
 .PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
-        valgrind-run test-programs bench FORCE
+        valgrind-run test-programs bench bench-python FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
@@ -257,6 +258,12 @@ bench: all
 	$(Q)sh scripts/deps.sh bench
 	$(Q)sh bench/run.sh
 	$(Q)sh bench/durability.sh
+
+# Python models through the coprocess host beside multiprocessing.Pool
+# (bench/python_host.py: items a and c of issue 15), interleaved rounds.
+bench-python: all
+	$(Q)sh scripts/deps.sh python
+	$(Q)/usr/bin/python3 bench/python_host.py
 
 clean:
 	rm -rf build

@@ -1361,7 +1361,8 @@ static void test_models(void)
     json_t *j = h_json(&r);
     static const char *const top[] = {"models", NULL};
     static const char *const keys[] = {"name", "description", "workers", "ready_workers",
-                                       "load_seconds", "init_seconds", "builtin", NULL};
+                                       "load_seconds", "init_seconds", "builtin", "runtime", "host",
+                                       NULL};
     CHECK(h_json_keys_exactly(j, top));
     json_t *models = h_jget(j, "models");
     CHECK_INT(json_array_size(models), N_MODELS);
@@ -1383,6 +1384,8 @@ static void test_models(void)
         json_t *is = h_jget(m, "init_seconds");
         CHECK(json_is_null(is) || (json_is_number(is) && json_number_value(is) >= 0));
         CHECK(json_is_true(h_jget(m, "builtin")));
+        CHECK_STR(h_jstr(m, "runtime"), "c"); /* no coprocess host */
+        CHECK(json_is_null(h_jget(m, "host")));
     }
     for (int k = 0; k < N_MODELS; k++)
         CHECKF(seen[k], "model %s is not listed", MODELS[k]);
@@ -1400,7 +1403,7 @@ static void test_workers(void)
     static const char *const top[] = {"workers", NULL};
     static const char *const keys[] = {"id", "pid", "model", "state", "inits", "tasks_done",
                                        "items_done", "items_failed", "restarts", "current_job",
-                                       "started_at", "rss_bytes", "pss_bytes", NULL};
+                                       "started_at", "rss_bytes", "pss_bytes", "coprocess", NULL};
     static const char *const states[] = {"starting", "idle", "busy", "stopping", "dead", "failed"};
     CHECK(h_json_keys_exactly(j, top));
     json_t *workers = h_jget(j, "workers");
@@ -1412,6 +1415,7 @@ static void test_workers(void)
     json_t *w;
     json_array_foreach(workers, i, w) {
         CHECK(h_json_keys_exactly(w, keys));
+        CHECK(json_is_null(h_jget(w, "coprocess"))); /* C models only here */
         long long id = -1, pid = -1, v = -1;
         CHECK(h_jint(w, "id", &id) && id >= 0);
         for (size_t k = 0; k < i; k++) {
