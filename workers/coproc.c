@@ -91,6 +91,18 @@ static int coproc_buf_reserve(struct coproc_buf *b, size_t more)
     return 0;
 }
 
+int coproc_buf_reserve_total(struct coproc_buf *b, size_t total)
+{
+    if (total <= b->cap)
+        return 0;
+    uint8_t *p = realloc(b->p, total);
+    if (!p)
+        return -ENOMEM;
+    b->p = p;
+    b->cap = total;
+    return 0;
+}
+
 int coproc_buf_begin(struct coproc_buf *b, uint8_t type)
 {
     b->len = 0;

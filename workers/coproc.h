@@ -41,6 +41,8 @@ enum coproc_type {
     /* child -> worker, on the worker's socket */
     COPROC_READY = 'Y',  /* init() done; payload: JSON object (pid) */
     COPROC_RESULT = 'R', /* payload: u32 index, u8 status (1 ok, 0 error), bytes */
+    COPROC_RESULTS = 'A', /* payload: u32 first index, a JSON array of the outputs of
+                             that many consecutive items (optional: a run of RESULTs) */
     COPROC_DONE = 'D',   /* end of a batch; payload: u32 count of results sent */
     /* worker -> child */
     COPROC_BATCH = 'B',  /* payload: u32 count, then count x (u32 length, JSON text) */
@@ -85,6 +87,8 @@ int coproc_buf_begin(struct coproc_buf *b, uint8_t type);
  * -EMSGSIZE past COPROC_MAX_FRAME (b unchanged). */
 int coproc_buf_put(struct coproc_buf *b, const void *data, size_t len);
 int coproc_buf_put_u32(struct coproc_buf *b, uint32_t v);
+/* Makes room for `total` bytes in all (not more): 0 or -ENOMEM (b unchanged). */
+int coproc_buf_reserve_total(struct coproc_buf *b, size_t total);
 /* Writes the frame's length into its header; the frame is then b->p[0..len). */
 void coproc_buf_end(struct coproc_buf *b);
 void coproc_buf_free(struct coproc_buf *b);

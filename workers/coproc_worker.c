@@ -103,6 +103,8 @@ struct cw {
     pid_t supervisor;
     struct coproc_reader rd;
     struct coproc_buf out;
+    struct coproc_buf enc; /* one output re-encoded (RESULTS) */
+    size_t json_flags;
 };
 
 __attribute__((noreturn)) static void cw_die(struct cw *c, const char *why, int rc)
@@ -128,11 +130,96 @@ static void cw_read(struct cw *c, struct coproc_frame *f, const char *during)
     }
 }
 
-/* Sends the BATCH in c->out (n items) and commits the results. *k counts
- * the records put into the slot so far; *committing turns false when the
- * slot's output area is full or the job was cancelled (the rest of the
- * results are then read and dropped: the engine re-queues or drops items
- * without a record). */
+/* Commits one item's record: an output (JSON text, already checked) or
+ * an error message. *k counts the records put so far; *committing turns
+ * false when the slot's output area is full (the engine re-queues the
+ * items without a record). */
+static void cw_commit(struct cw *c, uint32_t idx, bool ok, const void *data, uint32_t len,
+                      uint32_t *k, bool *committing)
+{
+    struct shm *shm = c->shm;
+    struct shm_worker *me = shm_worker(shm, c->w);
+    int put;
+    if (ok) {
+        put = ring_put_output(shm, idx, RING_OUT_OK, data, len);
+        if (put == -ENOSPC && *k == 0) {
+            /* Alone in the output area and still too big: that is the
+             * item's result, not a reason to retry. */
+            char msg[160];
+            snprintf(msg, sizeof msg, "output too large: %u bytes, a task slot holds %u", len,
+                     shm_header(shm)->out_cap - 5);
+            ok = false;
+            put = worker_put_error(shm, idx, msg);
+        }
+    } else {
+        char msg[512];
+        uint32_t n = len < 511 ? len : 511;
+        snprintf(msg, sizeof msg, "%.*s", (int)n, (const char *)data);
+        if (!msg[0] || strlen(msg) != n)
+            snprintf(msg, sizeof msg, "the model failed (its error message was empty or "
+                                      "held a NUL byte)");
+        put = worker_put_error(shm, idx, msg);
+    }
+    if (put != 0) {
+        *committing = false;
+        return;
+    }
+    atomic_fetch_add_explicit(ok ? &me->items_done : &me->items_failed, 1, memory_order_relaxed);
+    (*k)++;
+}
+
+/* How many outputs a RESULTS frame holds, for one that is dropped (its
+ * job was cancelled): it is parsed all the same, so that a bad frame is
+ * still a protocol error. */
+static uint32_t cw_count_results(struct cw *c, const struct coproc_frame *f, uint32_t got,
+                                 uint32_t n)
+{
+    json_t *arr = f->len >= 4 ? json_loadb((const char *)f->data + 4, f->len - 4,
+                                           JSON_ALLOW_NUL, NULL)
+                              : NULL;
+    size_t m = json_array_size(arr);
+    json_decref(arr);
+    if (m == 0 || m > n - got || coproc_le32_get(f->data) != got)
+        cw_die(c, "a RESULTS frame that is not a JSON array of the next outputs", -EPROTO);
+    return (uint32_t)m;
+}
+
+/* A RESULTS frame: u32 first index, then a JSON array of that many
+ * consecutive outputs. Each element is re-encoded here (compact) into its
+ * own record: one parse in C instead of a frame per item in the host.
+ * Returns how many outputs it held; dies on a malformed frame. */
+static uint32_t cw_results(struct cw *c, uint32_t idx, const struct coproc_frame *f, uint32_t got,
+                           uint32_t n, uint32_t *k, bool *committing)
+{
+    json_t *arr = f->len >= 4 ? json_loadb((const char *)f->data + 4, f->len - 4,
+                                           JSON_ALLOW_NUL, NULL)
+                              : NULL;
+    if (!json_is_array(arr) || coproc_le32_get(f->data) != got ||
+        json_array_size(arr) > n - got || json_array_size(arr) == 0) {
+        json_decref(arr);
+        cw_die(c, "a RESULTS frame that is not a JSON array of the next outputs", -EPROTO);
+    }
+    uint32_t m = (uint32_t)json_array_size(arr);
+    for (uint32_t i = 0; i < m && *committing; i++) {
+        size_t len = json_dumpb(json_array_get(arr, i), (char *)c->enc.p, c->enc.cap, c->json_flags);
+        if (len > c->enc.cap) {
+            if (coproc_buf_reserve_total(&c->enc, len) != 0)
+                cw_die(c, "out of memory for an output", -ENOMEM);
+            len = json_dumpb(json_array_get(arr, i), (char *)c->enc.p, c->enc.cap, c->json_flags);
+        }
+        if (len == 0 || len > UINT32_MAX)
+            cw_commit(c, idx, false, "output could not be encoded as JSON", 35, k, committing);
+        else
+            cw_commit(c, idx, true, c->enc.p, (uint32_t)len, k, committing);
+    }
+    json_decref(arr);
+    return m;
+}
+
+/* Sends the BATCH in c->out (n items) and commits the results as they
+ * come (RESULT: one item; RESULTS: a run of outputs), until DONE. When the
+ * job is cancelled or the output area is full, the rest is read and
+ * dropped (the engine re-queues or drops items without a record). */
 static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, bool *committing,
                           uint64_t *run_ns)
 {
@@ -156,58 +243,46 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
                 cw_die(c, "a DONE frame that does not match the batch", -EPROTO);
             break;
         }
-        uint32_t index, len;
-        bool ok;
-        const uint8_t *data;
-        if (f.type != COPROC_RESULT || coproc_result_parse(&f, &index, &ok, &data, &len) != 0 ||
-            index != got || got >= n)
-            cw_die(c, "an unexpected frame instead of a result", -EPROTO);
-        got++;
+        if (*committing && atomic_load_explicit(&slot->cancel, memory_order_relaxed))
+            *committing = false;
+        uint32_t m;
+        if (f.type == COPROC_RESULTS) {
+            m = *committing ? cw_results(c, idx, &f, got, n, k, committing) : 0;
+            if (!*committing) /* dropped: count what the frame held */
+                m = m ? m : cw_count_results(c, &f, got, n);
+        } else {
+            uint32_t index, len;
+            bool ok;
+            const uint8_t *data;
+            if (f.type != COPROC_RESULT ||
+                coproc_result_parse(&f, &index, &ok, &data, &len) != 0 || index != got ||
+                got >= n)
+                cw_die(c, "an unexpected frame instead of a result", -EPROTO);
+            m = 1;
+            if (*committing && ok) {
+                /* A host in any language: what it calls JSON is checked. */
+                json_t *v = json_loadb((const char *)data, len,
+                                       JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+                if (!v) {
+                    ok = false;
+                    data = (const uint8_t *)"the model's output is not valid JSON (a bug in its "
+                                            "coprocess host)";
+                    len = (uint32_t)strlen((const char *)data);
+                }
+                json_decref(v);
+            }
+            if (*committing)
+                cw_commit(c, idx, ok, data, len, k, committing);
+        }
+        got += m;
         uint64_t now = shm_now_mono_ns(), dt = now - t;
         t = now;
         /* The next item's clock starts now: the deadline is per item. */
         atomic_store_explicit(&slot->item_started_ns, got < n ? now : 0, memory_order_relaxed);
         *run_ns += dt;
-        atomic_fetch_add_explicit(&me->hist[shm_hist_bucket(dt)], 1, memory_order_relaxed);
+        for (uint32_t i = 0; i < m; i++)
+            atomic_fetch_add_explicit(&me->hist[shm_hist_bucket(dt / m)], 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&me->hist_sum_ns, dt, memory_order_relaxed);
-        if (*committing && atomic_load_explicit(&slot->cancel, memory_order_relaxed))
-            *committing = false;
-        if (!*committing)
-            continue;
-        int put;
-        if (ok) {
-            /* A host in any language: what it calls JSON is checked. */
-            json_t *v = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-            if (!v) {
-                ok = false;
-                put = worker_put_error(shm, idx, "the model's output is not valid JSON "
-                                                 "(a bug in its coprocess host)");
-            } else {
-                json_decref(v);
-                put = ring_put_output(shm, idx, RING_OUT_OK, data, len);
-                if (put == -ENOSPC && *k == 0) {
-                    char msg[160];
-                    snprintf(msg, sizeof msg, "output too large: %u bytes, a task slot holds %u",
-                             len, shm_header(shm)->out_cap - 5);
-                    ok = false;
-                    put = worker_put_error(shm, idx, msg);
-                }
-            }
-        } else {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%.*s", (int)(len < 511 ? len : 511), (const char *)data);
-            if (!msg[0] || strlen(msg) != (len < 511 ? len : 511))
-                snprintf(msg, sizeof msg, "the model failed (its error message was empty or "
-                                          "held a NUL byte)");
-            put = worker_put_error(shm, idx, msg);
-        }
-        if (put != 0) {
-            *committing = false; /* output area full: the engine re-queues the rest */
-            continue;
-        }
-        atomic_fetch_add_explicit(ok ? &me->items_done : &me->items_failed, 1,
-                                  memory_order_relaxed);
-        (*k)++;
     }
 }
 
@@ -270,7 +345,8 @@ static bool cw_child_gone(struct cw *c)
 void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
 {
     worker_setup_process(w, supervisor);
-    struct cw cw = { .shm = shm, .w = w, .supervisor = supervisor };
+    struct cw cw = { .shm = shm, .w = w, .supervisor = supervisor,
+                     .json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17) };
     struct cw *c = &cw;
     coproc_reader_init(&c->rd, fd, COPROC_MAX_FRAME);
     struct shm_worker *me = shm_worker(shm, w);
@@ -328,6 +404,7 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
     coproc_send(fd, COPROC_STOP, "", 0, -1);
     coproc_reader_free(&c->rd);
     coproc_buf_free(&c->out);
+    coproc_buf_free(&c->enc);
     close(fd);
     san_leak_check();
     _exit(0);

@@ -36,7 +36,7 @@ import traceback
 
 # Frame types (docs/coprocess.md).
 LOADED, ERROR, FORKED, FORK = b"L", b"E", b"K", b"F"
-READY, RESULT, DONE, BATCH, STOP = b"Y", b"R", b"D", b"B", b"S"
+READY, RESULT, RESULTS, DONE, BATCH, STOP = b"Y", b"R", b"A", b"D", b"B", b"S"
 
 EXIT_FATAL = 2  # load failed: batchd reports it and does not retry at start-up
 EXIT_INIT = 3   # init failed in a child
@@ -177,21 +177,48 @@ def encode_error(index, exc):
     return frame(RESULT, struct.pack("<IB", index, 0) + error_text(exc).encode())
 
 
-def parse_batch(payload, hook):
+def parse_batch(payload, decoder):
+    """The items of a BATCH payload, decoded as one JSON array (one call)."""
     (count,) = struct.unpack_from("<I", payload, 0)
-    pos, items = 4, []
+    pos, parts = 4, []
     for _ in range(count):
         (n,) = struct.unpack_from("<I", payload, pos)
-        pos += 4
-        items.append(json.loads(payload[pos:pos + n], object_hook=hook))
-        pos += n
+        parts.append(payload[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    items = decoder.decode((b"[" + b",".join(parts) + b"]").decode("utf-8"))
+    if len(items) != count:
+        raise ValueError("%d items decoded, %d announced" % (len(items), count))
     return items
+
+
+def encode_outputs(outs):
+    """Frames for run_batch's outputs: a RESULTS frame per run of outputs
+    (one encoder call for the run), a RESULT frame per exception or per
+    output that cannot be encoded."""
+    parts, start = [], 0
+    n = len(outs)
+    while start < n:
+        if isinstance(outs[start], BaseException):
+            parts.append(encode_error(start, outs[start]))
+            start += 1
+            continue
+        end = start
+        while end < n and not isinstance(outs[end], BaseException):
+            end += 1
+        try:
+            text = _encoder.encode(outs[start:end]).encode()
+            parts.append(frame(RESULTS, struct.pack("<I", start) + text))
+        except Exception:  # noqa: BLE001 - find the culprit item by item
+            parts.extend(encode_result(i, outs[i]) for i in range(start, end))
+        start = end
+    return parts
 
 
 def serve(conn, mod, state, objects):
     run = getattr(mod, "run", None)
     run_batch = getattr(mod, "run_batch", None)
-    hook = objects.hook if objects.map is not None else None
+    decoder = json.JSONDecoder(object_hook=objects.hook) if objects.map is not None \
+        else json.JSONDecoder()
     while True:
         kind, payload = conn.read()
         if kind is None or kind == STOP:
@@ -199,7 +226,7 @@ def serve(conn, mod, state, objects):
         if kind != BATCH:
             raise ValueError("unexpected frame %r" % kind)
         try:
-            items = parse_batch(payload, hook)
+            items = parse_batch(payload, decoder)
         except Exception as e:  # noqa: BLE001
             raise ValueError("a bad BATCH frame: %s" % e) from e
         n = len(items)
@@ -210,8 +237,7 @@ def serve(conn, mod, state, objects):
                 if len(outs) != n:
                     raise ValueError("run_batch returned %d outputs for %d items"
                                      % (len(outs), n))
-                parts = [encode_error(i, o) if isinstance(o, BaseException)
-                         else encode_result(i, o) for i, o in enumerate(outs)]
+                parts = encode_outputs(outs)
             except Exception as e:  # noqa: BLE001 - the batch's error is each item's
                 parts = [encode_error(i, e) for i in range(n)]
             parts.append(frame(DONE, struct.pack("<I", n)))
