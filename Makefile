@@ -3,6 +3,8 @@
 #   make            build/batchd and the example plugins (build/examples/plugins/)
 #   make test       every test: cmocka unit tests, libcurl integration tests,
 #                   responses checked against openapi.yaml
+#   make check-layers  the includes that must never exist between folders
+#                   (scripts/check-layers.sh; part of test)
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
 #   make image-test the container image: built from the Dockerfile with buildah,
 #                   run and checked with podman (scripts/image-test.sh; root)
@@ -56,21 +58,27 @@ BLAS_LIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wvla -Wformat=2 -Wundef -Wcast-align
 OPT ?= -O2
-CFLAGS_ALL = -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -Iservice -Iapi -Iworkers \
+# One include root, the repository's: every include names its folder
+# ("service/ring/ring.h"). The plugin ABI is reached as <batchd/model.h>
+# through -Iinclude, exactly as a plugin reaches it.
+CFLAGS_ALL = -std=gnu11 $(OPT) -g $(WARN) -D_GNU_SOURCE -I. -Iinclude \
              $(PKG_CFLAGS) $(BLAS_CFLAGS) $(SAN) $(CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) $(BLAS_LIBS) -ldl -lm -lpthread $(SAN) $(LDFLAGS)
 
-SRC := $(wildcard service/*.c api/*.c workers/*.c)
-LIB_SRC := $(filter-out service/main.c,$(SRC))
+# Every .c under service/, api/ and workers/, one or two folders deep
+# (service/ring/ring.c, api/api.c).
+SRC := $(sort $(wildcard service/*.c service/*/*.c api/*.c api/*/*.c workers/*.c workers/*/*.c))
+LIB_SRC := $(filter-out service/cmd/main.c,$(SRC))
 # The dashboard's files (api/ui/), embedded as C arrays by scripts/embed.c.
 UI_FILES := $(sort $(wildcard api/ui/*.html api/ui/*.js api/ui/*.css api/ui/*.svg))
 UI_GEN := $(BUILD)/gen/ui_assets.c
 UI_OBJ := $(BUILD)/obj/gen/ui_assets.o
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(UI_OBJ)
-MAIN_OBJ := $(BUILD)/obj/service/main.o
+MAIN_OBJ := $(BUILD)/obj/service/cmd/main.o
 ALL_OBJ := $(LIB_OBJ) $(MAIN_OBJ)
 
-UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
+# tests/unit/<dir>/test_<file>.c mirrors <dir>/<file>.c.
+UNIT_SRC := $(sort $(wildcard tests/unit/*/test_*.c tests/unit/*/*/test_*.c tests/unit/*/*/*/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 INTEG_BIN := $(INTEG_SRC:tests/integration/%.c=$(BUILD)/tests/integration/%)
@@ -78,25 +86,25 @@ INTEG_LIB := $(filter-out $(INTEG_SRC),$(wildcard tests/integration/*.c))
 
 FLAGS_FILE := $(BUILD)/.flags
 
-# Plugins (workers/plugin.h): the examples, built as users build theirs
-# (-fPIC -shared, model.h and jansson, nothing of batchd's), and the broken
+# Plugins (workers/worker/plugin.h): the examples, built as users build theirs
+# (-fPIC -shared, include/batchd/model.h and jansson, nothing of batchd's), and the broken
 # ones the loader's tests load (tests/plugins/bad_plugin.c, one object per
 # -DBAD_VARIANT). -z defs: a library a plugin forgot to link is a build
 # error here, not a dlopen error at start-up.
-PLUGIN_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -fPIC -Iworkers $(shell pkg-config --cflags jansson) \
+PLUGIN_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -fPIC -Iinclude $(shell pkg-config --cflags jansson) \
                 $(SAN) $(CFLAGS)
 PLUGIN_LIBS = $(shell pkg-config --libs jansson) -lm $(SAN) -Wl,-z,defs $(LDFLAGS)
 EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib%.so, \
                      $(wildcard examples/plugins/*.c))
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
-.PHONY: all test unit integration contract browser image-test run clean asan ubsan tsan valgrind \
+.PHONY: all test check-layers unit integration contract browser image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench bench-python FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
 # The coprocess hosts (docs/coprocess.md), next to the binary in hosts/,
-# where batchd looks for them (service/zygote.h).
+# where batchd looks for them (service/supervisor/zygote.h).
 HOST_SCRIPTS := $(BUILD)/hosts/batchd_host.py $(BUILD)/hosts/batchd_host.js
 $(BUILD)/hosts/%.py: workers/python/%.py
 	$(Q)mkdir -p $(dir $@)
@@ -145,19 +153,19 @@ $(BUILD)/mkmlp: tools/mkmlp.c $(FLAGS_FILE) | $(DEPS_STAMP)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -o $@ $< $(LDLIBS_ALL)
 
-$(BUILD)/examples/plugins/lib%.so: examples/plugins/%.c workers/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
+$(BUILD)/examples/plugins/lib%.so: examples/plugins/%.c include/batchd/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
 	$(Q)mkdir -p $(dir $@)
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $< $(PLUGIN_LIBS)
 
-$(BUILD)/tests/plugins/libbad_%.so: tests/plugins/bad_plugin.c workers/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
+$(BUILD)/tests/plugins/libbad_%.so: tests/plugins/bad_plugin.c include/batchd/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
 	$(Q)mkdir -p $(dir $@)
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(PLUGIN_CFLAGS) -DBAD_$* -shared -o $@ $< $(PLUGIN_LIBS)
 
 # The tests that load plugins find them next to their own build dir.
-$(BUILD)/tests/unit/workers/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
-$(BUILD)/tests/unit/examples/test_stats: $(EXAMPLE_PLUGINS)
+$(BUILD)/tests/unit/workers/worker/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
+$(BUILD)/tests/unit/examples/plugins/test_stats: $(EXAMPLE_PLUGINS)
 $(BUILD)/tests/integration/test_plugins: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libbatchd.a $(FLAGS_FILE)
@@ -168,9 +176,15 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libbatchd.a $(FLAGS_FILE)
 $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(wildcard tests/integration/*.h) $(FLAGS_FILE) | $(DEPS_STAMP)
 	$(Q)mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(CFLAGS_ALL) -Itests/integration -o $@ $< $(INTEG_LIB) -lcurl $(LDLIBS_ALL)
+	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(INTEG_LIB) -lcurl $(LDLIBS_ALL)
 
-test: unit integration contract browser
+test: check-layers unit integration contract browser
+
+# The arrows between folders that must never exist (the rules are at the
+# top of scripts/check-layers.sh), and the script's own test on made-up trees.
+check-layers:
+	$(Q)sh tests/layers/test_check_layers.sh
+	$(Q)sh scripts/check-layers.sh
 
 unit: $(UNIT_BIN)
 	$(Q)sh tests/run_unit.sh $(UNIT_BIN)
@@ -231,7 +245,7 @@ ubsan:
 # obstacle here and what TSan cannot see. TSan delivers a signal only when
 # the thread reaches an intercepted call, which defeats the signal-storm
 # test of test_model_chaos: that program is skipped, loudly.
-TSAN_UNIT_SKIP := tests/unit/workers/test_model_chaos.c
+TSAN_UNIT_SKIP := tests/unit/workers/models/test_model_chaos.c
 
 tsan:
 	@echo "tsan: skipping $(TSAN_UNIT_SKIP) (TSan defers signal delivery)"

@@ -1,4 +1,4 @@
-#include "api.h"
+#include "api/api.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,10 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "log.h"
-#include "sanitizer.h"
-#include "server.h"
+#include "service/jobs/engine.h"
+#include "service/core/log.h"
+#include "service/core/sanitizer.h"
+#include "api/http/server.h"
 
 /* Writes "PORT\n" to path.tmp, then renames it to path. Returns 0 or -errno. */
 static int write_port_file(const char *path, uint16_t port)

@@ -35,7 +35,7 @@
 #ifndef BATCHD_API_H
 #define BATCHD_API_H
 
-#include "config.h"
+#include "service/config/config.h"
 
 struct shm;
 struct objects;

@@ -36,9 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench_body.h"
-#include "bench_stats.h"
-#include "models_builtin.h"
+#include "bench/bench_body.h"
+#include "bench/bench_stats.h"
+#include "workers/models/models_builtin.h"
 
 #define RESPONSE_CAP ((size_t)512 << 20) /* no page comes near this */
 

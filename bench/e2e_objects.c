@@ -61,10 +61,10 @@
 #include <strings.h>
 #include <time.h>
 
-#include "bench_stats.h"
-#include "model_convolve2d.h"
-#include "model_mlp.h"
-#include "numpy_rng.h"
+#include "bench/bench_stats.h"
+#include "workers/models/model_convolve2d.h"
+#include "workers/models/model_mlp.h"
+#include "bench/numpy_rng.h"
 
 #define RESPONSE_CAP ((size_t)300 << 20) /* a results page is refused past 256 MiB */
 #define MAX_RUNS 100

@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-if [ ! -x "$BUILD/mkmlp" ] || [ ! -f workers/model_mlp.h ]; then
+if [ ! -x "$BUILD/mkmlp" ] || [ ! -f workers/models/model_mlp.h ]; then
     echo "NOTRUN w8 the mlp model and build/mkmlp are not on this branch yet" >>"$RESULTS"
     exit 0
 fi

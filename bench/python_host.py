@@ -101,7 +101,7 @@ def bench_a(tmp):
             t_run = time.perf_counter() - t0
             # all results, as one NDJSON stream
             got = sum(json.loads(line)["output"] for line in
-                      http(b.port, "GET", "/v1/jobs/%s/results?stream=1" % job["id"]).splitlines())
+                      http(b.port, "GET", "/v1/jobs/%s/results?stream=true" % job["id"]).splitlines())
             t_b = time.perf_counter() - t0
             if got != want:
                 print("  a: batchd's results are wrong (%d != %d)" % (got, want))

@@ -28,9 +28,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "bench_stats.h"
-#include "ring.h"
-#include "shm.h"
+#include "bench/bench_stats.h"
+#include "service/ring/ring.h"
+#include "service/ring/shm.h"
 
 #define MAX_WORKERS 16
 #define RUN_LIMIT_S 120.0

@@ -67,7 +67,7 @@ MLP_OPTS="--max-item-bytes 4M"
 BENCH_CC=${BENCH_CC:-gcc}
 WARN="-Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
 -Wvla -Wformat=2 -Wundef -Wcast-align"
-CFLAGS_BENCH="-std=gnu11 -O2 -g $WARN -D_GNU_SOURCE -Iservice -Iworkers -Ibench"
+CFLAGS_BENCH="-std=gnu11 -O2 -g $WARN -D_GNU_SOURCE -I. -Iinclude"
 # The Python baselines get one BLAS thread per process, as batchd's workers
 # have: two processes on two cores, not four threads fighting for them.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -206,9 +206,9 @@ build bench_e2e bench/bench_e2e.c $(pkg-config --cflags --libs libcurl)
 # The baselines of models that may not be on this branch yet, and the
 # client of workloads 4-6 (it checks with the mlp and convolve2d kernels).
 built_mlp=0 built_conv=0 built_prefix=0 built_e2e=0
-[ -f workers/model_mlp.h ] && build serial_mlp bench/serial_mlp.c && built_mlp=1
-[ -f workers/model_convolve2d.h ] && build serial_convolve bench/serial_convolve.c && built_conv=1
-[ -f workers/model_prefix_count.h ] && build serial_prefix bench/serial_prefix.c && built_prefix=1
+[ -f workers/models/model_mlp.h ] && build serial_mlp bench/serial_mlp.c && built_mlp=1
+[ -f workers/models/model_convolve2d.h ] && build serial_convolve bench/serial_convolve.c && built_conv=1
+[ -f workers/models/model_prefix_count.h ] && build serial_prefix bench/serial_prefix.c && built_prefix=1
 # shellcheck disable=SC2046
 [ $built_mlp = 1 ] && [ $built_conv = 1 ] &&
     build e2e_objects bench/e2e_objects.c $(pkg-config --cflags --libs libcurl) && built_e2e=1
@@ -260,8 +260,8 @@ objects_ready() {
 }
 
 w4() {
-    if [ ! -f workers/model_mlp.h ] || [ ! -x "$BUILD/mkmlp" ]; then
-        notrun w4 "the mlp model (workers/model_mlp.h, build/mkmlp) is not on this branch yet"
+    if [ ! -f workers/models/model_mlp.h ] || [ ! -x "$BUILD/mkmlp" ]; then
+        notrun w4 "the mlp model (workers/models/model_mlp.h, build/mkmlp) is not on this branch yet"
         return
     fi
     "$BUILD/mkmlp" --layers 784,512,10 --out "$tmp/mlp.safetensors" >/dev/null 2>"$tmp/err" || {
@@ -288,7 +288,7 @@ w4() {
 }
 
 w5() {
-    if [ ! -f workers/model_convolve2d.h ]; then
+    if [ ! -f workers/models/model_convolve2d.h ]; then
         notrun w5 "the convolve2d model is not on this branch yet"
         return
     fi
@@ -310,7 +310,7 @@ w5() {
 }
 
 w6() {
-    if [ ! -f workers/model_prefix_count.h ]; then
+    if [ ! -f workers/models/model_prefix_count.h ]; then
         notrun w6 "the prefix_count model is not on this branch yet"
         return
     fi

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_stats.h"
-#include "model_convolve2d.h"
+#include "bench/bench_stats.h"
+#include "workers/models/model_convolve2d.h"
 
 #define FILTER 4
 

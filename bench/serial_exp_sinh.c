@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_body.h"
-#include "bench_stats.h"
-#include "models_builtin.h"
+#include "bench/bench_body.h"
+#include "bench/bench_stats.h"
+#include "workers/models/models_builtin.h"
 
 int main(int argc, char **argv)
 {

@@ -21,8 +21,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "bench_stats.h"
-#include "model_mlp.h"
+#include "bench/bench_stats.h"
+#include "workers/models/model_mlp.h"
 
 /* splitmix64: the pixels only need to be the same every run. */
 static uint64_t rng = 1;

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_stats.h"
-#include "model_prefix_count.h"
+#include "bench/bench_stats.h"
+#include "workers/models/model_prefix_count.h"
 
 int main(int argc, char **argv)
 {

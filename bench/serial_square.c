@@ -25,9 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "bench_body.h"
-#include "bench_stats.h"
-#include "model.h"
+#include "bench/bench_body.h"
+#include "bench/bench_stats.h"
+#include <batchd/model.h>
 
 #define SERIAL_JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 

@@ -45,7 +45,7 @@
 
 #include <jansson.h>
 
-#include "model.h"
+#include <batchd/model.h>
 
 /* load()'s product, shared read-only by every worker (copy-on-write). */
 struct stats_shared {

@@ -29,8 +29,8 @@
 
 #include <jansson.h>
 
-#include "problem.h"
-#include "sbuf.h"
+#include "api/http/problem.h"
+#include "service/core/sbuf.h"
 
 /* libFuzzer's entry points (prototypes for -Wmissing-prototypes). */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

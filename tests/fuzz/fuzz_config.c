@@ -25,8 +25,8 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "fuzz.h"
+#include "service/config/config.h"
+#include "tests/fuzz/fuzz.h"
 
 extern char **environ;
 

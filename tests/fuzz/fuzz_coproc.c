@@ -1,5 +1,5 @@
 /*
- * fuzz_coproc: the coprocess protocol's frame parser (workers/coproc.c),
+ * fuzz_coproc: the coprocess protocol's frame parser (workers/coproc/coproc.c),
  * which reads what a model host in any language writes.
  *
  * Input: a byte stream as a host would send it. The checks:
@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "coproc.h"
+#include "workers/coproc/coproc.h"
 #include "fuzz.h"
 
 #define FUZZ_MAX_FRAME 2048u

@@ -21,8 +21,8 @@
 #include <errno.h>
 #include <strings.h>
 
-#include "fuzz.h"
-#include "headers.h"
+#include "tests/fuzz/fuzz.h"
+#include "api/http/headers.h"
 
 static bool ci_contains(const char *hay, const char *needle)
 {

@@ -26,10 +26,10 @@
  *     its way into the ring, turns the raw input bytes into valid UTF-8 of
  *     the same length and leaves valid text alone.
  */
-#include "engine.h"
-#include "fuzz.h"
-#include "model.h"
-#include "worker.h"
+#include "service/jobs/engine.h"
+#include "tests/fuzz/fuzz.h"
+#include <batchd/model.h>
+#include "workers/worker/worker.h"
 
 #define ITEM_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 #define PARSE_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)

@@ -20,8 +20,8 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
-#include "npy.h"
+#include "tests/fuzz/fuzz.h"
+#include "service/objects/npy.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

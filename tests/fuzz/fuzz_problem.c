@@ -22,7 +22,7 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
+#include "tests/fuzz/fuzz.h"
 
 /* Unescapes an RFC 6901 token sequence (~1 -> /, ~0 -> ~) into out. */
 static void pointer_unescape(const char *s, char *out)

@@ -18,8 +18,8 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
-#include "query.h"
+#include "tests/fuzz/fuzz.h"
+#include "api/http/query.h"
 
 static const char *const op_create[] = {"model", "chunk_size", NULL};
 static const char *const op_list[] = {"status", "limit", "after", NULL};

@@ -15,8 +15,8 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
-#include "request.h"
+#include "tests/fuzz/fuzz.h"
+#include "api/handlers/request.h"
 
 static void run(const uint8_t *data, size_t size, const struct api_request_limits *lim)
 {

@@ -13,8 +13,8 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
-#include "request.h"
+#include "tests/fuzz/fuzz.h"
+#include "api/handlers/request.h"
 
 static bool blank(const uint8_t *s, size_t n)
 {

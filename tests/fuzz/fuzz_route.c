@@ -23,9 +23,9 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
-#include "model.h"
-#include "route.h"
+#include "tests/fuzz/fuzz.h"
+#include <batchd/model.h>
+#include "api/http/route.h"
 
 static bool id_ref(const char *s, size_t n)
 {

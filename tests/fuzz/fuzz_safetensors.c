@@ -18,8 +18,8 @@
  */
 #include <errno.h>
 
-#include "fuzz.h"
-#include "safetensors.h"
+#include "tests/fuzz/fuzz.h"
+#include "workers/models/safetensors.h"
 
 static int cmp_begin(const void *a, const void *b)
 {

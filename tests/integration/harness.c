@@ -12,7 +12,7 @@
  * - One CURL easy handle per service, reset between requests, so that
  *   keep-alive connections are reused (curl_easy_reset keeps them).
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -6,7 +6,7 @@
  * "HTTP/1.x NNN", a header line without a colon), and bounded everywhere
  * (H_RAW_MAX_RESPONSE bytes, the deadline).
  */
-#include "raw.h"
+#include "tests/integration/raw.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

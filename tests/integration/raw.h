@@ -26,7 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 /* Largest response read (the bad inputs' answers are small problems). */
 #define H_RAW_MAX_RESPONSE ((size_t)4 << 20)

@@ -9,7 +9,7 @@
  * No check depends on timing: waits are bounded polls, and the one test
  * that needs a job to still be running (cancel) gives it minutes of work.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -19,7 +19,7 @@
  *   - Without tokens: /v1 is open, the log says authentication is off, and
  *     nothing is allowed cross-origin by default.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <errno.h>
 #include <signal.h>

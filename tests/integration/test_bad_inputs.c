@@ -29,8 +29,8 @@
  * --max-items 1000, --max-item-bytes 64 KiB, and the default
  * --max-json-depth (64).
  */
-#include "harness.h"
-#include "raw.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/raw.h"
 
 #include <dirent.h>
 #include <stdio.h>

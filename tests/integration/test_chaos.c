@@ -26,7 +26,7 @@
  * Only processes this program started (the batchd supervisor and its
  * children, checked by parent PID) are signalled, by PID.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -9,7 +9,7 @@
  * first, so that a run that wrongly starts binds nothing public and is
  * killed (by its process group, which this program created) at the timeout.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
  *     limits, the variable overriding the file (max-items: a job over the
  *     variable's limit is refused with that limit, one within it runs).
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
  *     filter) are per-item errors naming the problem; the job still
  *     succeeds for the others.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -34,7 +34,7 @@
  * program started are signalled: by PID, or the process group the harness
  * created for a batchd.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -21,7 +21,7 @@
  * Only processes that are descendants of the batchd this program started
  * are signalled, by PID, after checking their parent.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <math.h>
 #include <signal.h>

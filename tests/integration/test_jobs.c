@@ -8,7 +8,7 @@
  *     big job is still running (an ordering assertion, never a duration);
  *   - several jobs of different models at once all succeed, correctly.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <math.h>
 #include <stdio.h>

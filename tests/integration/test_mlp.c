@@ -21,7 +21,7 @@
  * Images uploaded once as .npy objects (POST /v1/objects: float32 [n, 784]
  * and uint8 [n, 28, 28]) are classified through items {"$object": ID}.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <dirent.h>
 #include <libgen.h>

@@ -17,8 +17,8 @@
  *   - 409 for DELETE while a running job names the object (needs the
  *     engine's pinning: skipped, loudly, while GET shows no pin).
  */
-#include "harness.h"
-#include "raw.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/raw.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

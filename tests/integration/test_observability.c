@@ -13,7 +13,7 @@
  *     by BATCHD_LISTEN), 1 against a closed port and against a port that
  *     accepts but never answers (bounded by its own timeout).
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

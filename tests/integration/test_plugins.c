@@ -19,7 +19,7 @@
  * BUILD/examples/plugins/, BUILD/tests/plugins/); the Makefile builds them
  * before this program.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <limits.h>
 #include <math.h>

@@ -22,7 +22,7 @@
  * `make asan` runs this under AddressSanitizer (with every process's
  * reports collected, tests/sanitize.sh). Nothing here asserts on time.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

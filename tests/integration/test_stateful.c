@@ -17,7 +17,7 @@
  * Only processes that are children of the batchd this program started are
  * signalled, by PID, after checking their parent.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@
  * The harness's requests are plain HTTP, so this file uses its own libcurl
  * handle for HTTPS (with a timeout on every request, like the harness).
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <curl/curl.h>
 #include <stdio.h>

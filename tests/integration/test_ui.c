@@ -7,7 +7,7 @@
  *
  * One batchd with one worker of `square`; no check depends on timing.
  */
-#include "harness.h"
+#include "tests/integration/harness.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-#include "model.h"
+#include <batchd/model.h>
 
 __attribute__((unused)) static int bad_run(void *state, const json_t *item, json_t **output, char *err, size_t errlen)
 {

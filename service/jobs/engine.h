@@ -1,0 +1,219 @@
+/*
+ * engine: jobs, the dispatcher and the collector, in the api process.
+ *
+ * The engine owns every job of this api process (its inputs, its results,
+ * its counters) and the producer side of the shared-memory ring. One
+ * engine thread moves work: it cuts jobs into tasks (chunks of consecutive
+ * items), writes them into free ring slots, and collects finished tasks'
+ * outputs into the jobs' results. HTTP handler threads call the functions
+ * below; they only touch job state under the engine's mutex and wake the
+ * engine thread through the ring's futex.
+ *
+ * Process: api only (created after the api process was forked; it starts a
+ * thread, so it must never exist in the supervisor).
+ * Threads: every function here is safe to call from any thread.
+ *
+ * Ownership: functions returning json_t * return a new reference (the
+ * caller json_decref()s it). Strings passed in are borrowed. Items handed
+ * to engine_submit() are taken on success only.
+ *
+ * JSON shapes produced here are the ones openapi.yaml names: Job, JobList,
+ * ResultPage, Result, Model, Worker.
+ */
+#ifndef BATCHD_ENGINE_H
+#define BATCHD_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "service/config/config.h"
+#include "service/core/sbuf.h"
+
+struct shm;
+struct engine;
+
+/* Job ids are 26 characters of lowercase base32 (128 random bits). */
+#define ENGINE_JOB_ID_LEN 26
+#define ENGINE_ETAG_LEN 40
+
+enum job_status {
+    JOB_QUEUED = 0,
+    JOB_RUNNING,
+    JOB_SUCCEEDED, /* every item has a result (outputs or per-item errors) */
+    JOB_FAILED,    /* the job as a whole could not run (see the job's "error") */
+    JOB_CANCELLED,
+    JOB_STATUS_COUNT
+};
+
+/* "queued", "running", ... Static string. */
+const char *engine_status_name(enum job_status s);
+/* Returns the status for a name, or -1 for an unknown name. */
+int engine_status_parse(const char *name);
+
+/*
+ * job_items: the inputs of one job, as compact JSON texts in one arena.
+ * Built by the HTTP layer while it validates the request body, then handed
+ * to engine_submit(). Not thread-safe (one builder).
+ */
+struct job_items;
+
+/* Returns a new, empty item list, or NULL on out-of-memory. */
+struct job_items *job_items_new(void);
+/* Appends one item given as its JSON text (already validated, compact).
+ * Returns 0, -ENOMEM, or -E2BIG past 4 GiB of item text. */
+int job_items_append(struct job_items *items, const char *json, size_t len);
+/* Appends the compact serialization of `item` (borrowed). Same returns. */
+int job_items_append_json(struct job_items *items, const json_t *item);
+size_t job_items_count(const struct job_items *items);
+/* Item i's JSON text (borrowed; not NUL-terminated) and its length. Items
+ * are stored back to back: item i+1 starts where item i ends. */
+const char *job_items_get(const struct job_items *items, size_t i, size_t *len);
+/* Frees the list. NULL is fine. */
+void job_items_free(struct job_items *items);
+
+struct job_options {
+    uint32_t chunk_size;      /* items per task; 0 = adaptive (the default) */
+    uint32_t item_timeout_ms; /* per-item deadline; 0 = the configured default */
+    uint32_t max_attempts;    /* tries of an item whose worker dies; 0 = default */
+    const char *idempotency_key; /* Idempotency-Key header, or NULL (borrowed) */
+};
+
+/* engine_submit's answer when an Idempotency-Key names an earlier job with
+ * the same request: that job is returned, nothing new is created. */
+#define ENGINE_REPLAYED 1
+
+/*
+ * Creates the engine and starts its thread. `cfg` and `shm` are borrowed and
+ * must outlive the engine. Claims every ring slot a previous api process
+ * left behind (their jobs died with it).
+ * Returns NULL on failure (logged).
+ */
+struct engine *engine_create(const struct config *cfg, struct shm *shm);
+
+/* Stops the thread and frees everything. Streams still open get an end. */
+void engine_destroy(struct engine *e);
+
+/* Returns true when `model` names a model group of this service. */
+bool engine_model_exists(struct engine *e, const char *model);
+
+/* The largest item, in bytes of compact JSON, a task slot can carry. */
+size_t engine_max_item_bytes(const struct engine *e);
+
+/*
+ * Submits a job. On success returns 0, writes the id (NUL-terminated) into
+ * id[ENGINE_JOB_ID_LEN + 1], takes `items`, and if job_json is not NULL
+ * stores the Job object there (new reference).
+ * The job and its inputs are durable (store.h) before this returns 0.
+ * ENGINE_REPLAYED: the idempotency key names an earlier job with the same
+ * request: its id and Job object are returned, `items` is not taken.
+ * Errors (items not taken, nothing changed): -EEXIST the idempotency key
+ * names an earlier job with another request, -ENOSPC the store is full,
+ * -EIO the store failed, -ENOENT unknown model,
+ * -EINVAL no items, -ENOMEM, -ESHUTDOWN the service is stopping,
+ * -EBUSY admission control (accepted-but-unfinished items would pass
+ * --max-queued-items), -EFBIG the job alone has more items than
+ * --max-queued-items (it could never be accepted), -EHOSTDOWN the model's
+ * workers cannot start.
+ */
+int engine_submit(struct engine *e, const char *model, struct job_items *items,
+                  const struct job_options *opt, char *id, json_t **job_json);
+
+/*
+ * Returns the Job object for `id` (new reference) and its ETag (a quoted
+ * string, written to etag[ENGINE_ETAG_LEN + 1]), or NULL if there is no
+ * such job. etag may be NULL.
+ */
+json_t *engine_job_json(struct engine *e, const char *id, char *etag);
+
+/*
+ * Returns the JobList object {"jobs":[...], "next_after": id|null}: jobs
+ * newest first, at most `limit`, only those with `status` (or all when
+ * status < 0), starting after the job `after` (NULL: from the newest).
+ * Returns NULL with *err = -ENOENT when `after` names no job, -ENOMEM.
+ */
+json_t *engine_jobs_json(struct engine *e, int status, size_t limit, const char *after, int *err);
+
+/*
+ * Appends the ResultPage {"results":[...],"next_offset":N|null} for
+ * results [offset, offset+limit) in input order to `out`. Items without a
+ * result yet are skipped in the page but bound next_offset: next_offset is
+ * the index of the first item not returned (null when the page reached the
+ * end of a finished job). Returns 0, -ENOENT (no such job), -E2BIG/-ENOMEM
+ * from the buffer.
+ */
+int engine_results_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                        struct sbuf *out);
+
+/*
+ * Appends the reduced result of a job of a stateful model (model.h: reduce)
+ * to `out`. Returns 0, -ENOENT (no such job), -ENODATA (its model has no
+ * reduce: per-item results only), -EAGAIN (not reduced yet), -ECANCELED
+ * (the job failed or was cancelled: it never gets one), or a storage error.
+ */
+int engine_job_result(struct engine *e, const char *id, struct sbuf *out);
+
+/*
+ * Cancels a job: items not yet dispatched are never run; tasks in the ring
+ * are asked to stop after their current item. Returns 0 and the Job object
+ * in *job_json (new reference, may be NULL to skip), -ENOENT, or
+ * -EALREADY when the job had already finished (still filling *job_json).
+ */
+int engine_cancel(struct engine *e, const char *id, json_t **job_json);
+
+/*
+ * A results stream: Result objects as NDJSON lines in completion order, from
+ * the first completed item, until the job ends.
+ */
+struct engine_stream;
+/* Returns a new stream, or NULL when there is no such job (or out of memory). */
+struct engine_stream *engine_stream_open(struct engine *e, const char *id);
+/*
+ * Copies whole NDJSON lines into buf (at most max bytes; a single line
+ * longer than max is split across calls). Blocks up to timeout_ms for data.
+ * Returns bytes written (> 0); 0 when nothing arrived within the timeout;
+ * -1 when the job has ended and everything was sent; -2 when the stream is
+ * cut before its end (the job was purged, the engine stops, or the store
+ * cannot be read): the client must not take it for complete.
+ */
+ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int timeout_ms);
+/* Frees the stream. NULL is fine. */
+void engine_stream_close(struct engine_stream *s);
+
+/*
+ * Deletes a finished job and its results now (DELETE ?purge=true).
+ * Returns 0, -ENOENT, -EBUSY when the job has not finished (cancel it
+ * first), or a store error.
+ */
+int engine_purge(struct engine *e, const char *id);
+
+/* Returns {"models":[Model...]} (new reference). */
+json_t *engine_models_json(struct engine *e);
+/* Returns {"workers":[Worker...]} (new reference). */
+json_t *engine_workers_json(struct engine *e);
+
+/*
+ * Readiness: true when every worker of every model has finished init().
+ * Otherwise false, with the reason in `why` (NUL-terminated).
+ */
+bool engine_ready(struct engine *e, char *why, size_t whylen);
+
+/* Appends the Prometheus text exposition of every metric to `out`. */
+int engine_metrics(struct engine *e, struct sbuf *out);
+
+/* Counts one HTTP request for /metrics (route is the openapi path template,
+ * e.g. "/v1/jobs/{id}"; status the HTTP status; seconds its duration). */
+void engine_count_request(struct engine *e, const char *route, const char *method, int status,
+                          double seconds);
+
+/* Called at shutdown: new submissions get -ESHUTDOWN from now on, and no
+ * new task is dispatched; tasks in the ring run to their end. */
+void engine_stop_accepting(struct engine *e);
+
+/* True when no task of this engine is in the ring (the drain is over). */
+bool engine_drained(struct engine *e);
+
+#endif

@@ -1,0 +1,431 @@
+/*
+ * Unit tests of service/engine.c with real forked workers (workers/worker.c)
+ * running the built-in models over a real shared-memory ring. The test
+ * process plays the supervisor: it forks the workers before the engine
+ * thread exists (the fork rule), and reclaims a killed worker's tasks.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "service/config/config.h"
+#include "service/jobs/engine.h"
+#include <batchd/model.h>
+#include "service/ring/ring.h"
+#include "service/ring/shm.h"
+#include "workers/worker/worker.h"
+
+#define N_WORKERS 2
+
+struct fixture {
+    struct config cfg;
+    char dir[64];
+    struct shm shm;
+    pid_t pids[N_WORKERS];
+    struct engine *e;
+};
+
+static int setup_model(void **state, const char *model)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->cfg.max_item_bytes = 64 * 1024;
+    f->cfg.max_attempts = 3;
+    f->cfg.max_queued_items = 5000000;
+    f->cfg.retention_s = 3600;
+    snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-engine.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->cfg.data_dir = f->dir;
+    uint32_t gw[1] = { N_WORKERS };
+    const char *names[1] = { model };
+    struct shm_layout lay = { 1, gw, names, 8, 64 * 1024 + 64, 64 * 1024 + 64 };
+    assert_int_equal(shm_create(&f->shm, &lay), 0);
+    const struct model_ops *ops = model_builtin_find(model);
+    assert_non_null(ops);
+    for (uint32_t w = 0; w < N_WORKERS; w++) {
+        atomic_store(&shm_worker(&f->shm, w)->state, WORKER_STARTING);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            worker_main(&f->shm, w, ops, NULL, getppid());
+        f->pids[w] = pid;
+        atomic_store(&shm_worker(&f->shm, w)->pid, pid);
+    }
+    f->e = engine_create(&f->cfg, &f->shm);
+    assert_non_null(f->e);
+    *state = f;
+    return 0;
+}
+
+static int setup_square(void **state) { return setup_model(state, "square"); }
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    engine_destroy(f->e);
+    for (int w = 0; w < N_WORKERS; w++) {
+        if (f->pids[w] > 0) {
+            kill(f->pids[w], SIGKILL);
+            waitpid(f->pids[w], NULL, 0);
+        }
+    }
+    shm_destroy(&f->shm);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static char *submit_numbers(struct engine *e, uint64_t first, uint64_t n, uint32_t chunk)
+{
+    struct job_items *items = job_items_new();
+    char buf[32];
+    for (uint64_t i = 0; i < n; i++) {
+        int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)(first + i));
+        assert_int_equal(job_items_append(items, buf, (size_t)len), 0);
+    }
+    struct job_options opt = { .chunk_size = chunk };
+    char *id = calloc(1, ENGINE_JOB_ID_LEN + 1);
+    json_t *job = NULL;
+    assert_int_equal(engine_submit(e, "square", items, &opt, id, &job), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "queued");
+    json_decref(job);
+    return id;
+}
+
+static const char *job_status(struct engine *e, const char *id, json_t **job)
+{
+    *job = engine_job_json(e, id, NULL);
+    assert_non_null(*job);
+    return json_string_value(json_object_get(*job, "status"));
+}
+
+/* Waits (bounded: 60 s) until the job leaves queued/running. */
+static json_t *wait_job(struct engine *e, const char *id)
+{
+    for (int i = 0; i < 6000; i++) {
+        json_t *job;
+        const char *st = job_status(e, id, &job);
+        if (strcmp(st, "queued") && strcmp(st, "running"))
+            return job;
+        json_decref(job);
+        usleep(10000);
+    }
+    fail_msg("job %s did not finish in 60 s", id);
+    return NULL;
+}
+
+/* Reads every result page and checks item i's output is (first+i)^2. */
+static void check_squares(struct engine *e, const char *id, uint64_t first, uint64_t n)
+{
+    uint64_t next = 0, seen = 0;
+    while (seen < n) {
+        struct sbuf page = SBUF_INIT;
+        assert_int_equal(engine_results_page(e, id, next, 10000, &page), 0);
+        json_error_t err;
+        json_t *doc = json_loads(page.data, 0, &err);
+        assert_non_null(doc);
+        json_t *results = json_object_get(doc, "results");
+        size_t k;
+        json_t *r;
+        json_array_foreach(results, k, r)
+        {
+            uint64_t idx = (uint64_t)json_integer_value(json_object_get(r, "index"));
+            assert_int_equal(idx, next + k);
+            uint64_t v = first + idx;
+            assert_int_equal(json_integer_value(json_object_get(r, "output")),
+                             (json_int_t)(v * v));
+        }
+        seen += json_array_size(results);
+        json_t *no = json_object_get(doc, "next_offset");
+        if (json_is_null(no)) {
+            assert_int_equal(seen, n);
+        } else {
+            assert_int_equal((uint64_t)json_integer_value(no), next + json_array_size(results));
+            next = (uint64_t)json_integer_value(no);
+        }
+        json_decref(doc);
+        sbuf_free(&page);
+    }
+}
+
+static void test_square_job(void **state)
+{
+    struct fixture *f = *state;
+    char *id = submit_numbers(f->e, 0, 50000, 0);
+    json_t *job = wait_job(f->e, id);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_t *counts = json_object_get(job, "counts");
+    assert_int_equal(json_integer_value(json_object_get(counts, "done")), 50000);
+    assert_int_equal(json_integer_value(json_object_get(counts, "failed")), 0);
+    json_decref(job);
+    check_squares(f->e, id, 0, 50000);
+    /* init() ran once per worker however many tasks they served */
+    for (int w = 0; w < N_WORKERS; w++)
+        assert_int_equal(atomic_load(&shm_worker(&f->shm, (uint32_t)w)->inits), 1);
+    free(id);
+}
+
+static void test_item_errors_do_not_fail_the_job(void **state)
+{
+    struct fixture *f = *state;
+    struct job_items *items = job_items_new();
+    assert_int_equal(job_items_append(items, "3", 1), 0);
+    assert_int_equal(job_items_append(items, "\"x\"", 3), 0);
+    assert_int_equal(job_items_append(items, "4", 1), 0);
+    char id[ENGINE_JOB_ID_LEN + 1];
+    assert_int_equal(engine_submit(f->e, "square", items, NULL, id, NULL), 0);
+    json_t *job = wait_job(f->e, id);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_t *counts = json_object_get(job, "counts");
+    assert_int_equal(json_integer_value(json_object_get(counts, "done")), 2);
+    assert_int_equal(json_integer_value(json_object_get(counts, "failed")), 1);
+    json_decref(job);
+    struct sbuf page = SBUF_INIT;
+    assert_int_equal(engine_results_page(f->e, id, 0, 10, &page), 0);
+    json_t *doc = json_loads(page.data, 0, NULL);
+    json_t *r1 = json_array_get(json_object_get(doc, "results"), 1);
+    assert_non_null(json_object_get(json_object_get(r1, "error"), "message"));
+    assert_null(json_object_get(r1, "output"));
+    assert_true(json_is_null(json_object_get(doc, "next_offset")));
+    json_decref(doc);
+    sbuf_free(&page);
+}
+
+/* Admission control: a job that would put more than max_queued_items in
+ * the queue is refused whole; finished items stop counting. */
+static void test_admission_control(void **state)
+{
+    struct fixture *f = *state;
+    f->cfg.max_queued_items = 100;
+    /* Freeze the workers so that nothing finishes while we submit. */
+    for (int w = 0; w < N_WORKERS; w++)
+        kill(f->pids[w], SIGSTOP);
+    char *a = submit_numbers(f->e, 0, 60, 0);
+    struct job_items *items = job_items_new();
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(job_items_append(items, "1", 1), 0);
+    char id[ENGINE_JOB_ID_LEN + 1];
+    assert_int_equal(engine_submit(f->e, "square", items, NULL, id, NULL), -EBUSY);
+    for (int w = 0; w < N_WORKERS; w++)
+        kill(f->pids[w], SIGCONT);
+    json_decref(wait_job(f->e, a));
+    /* a's items are finished: the same submission now fits */
+    assert_int_equal(engine_submit(f->e, "square", items, NULL, id, NULL), 0);
+    json_t *job = wait_job(f->e, id);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_decref(job);
+    free(a);
+}
+
+static void test_bad_submissions(void **state)
+{
+    struct fixture *f = *state;
+    char id[ENGINE_JOB_ID_LEN + 1];
+    struct job_items *items = job_items_new();
+    assert_int_equal(engine_submit(f->e, "nope", items, NULL, id, NULL), -ENOENT);
+    assert_int_equal(engine_submit(f->e, "square", items, NULL, id, NULL), -EINVAL);
+    job_items_free(items);
+    assert_null(engine_job_json(f->e, "aaaaaaaaaaaaaaaaaaaaaaaaaa", NULL));
+    assert_null(engine_job_json(f->e, "short", NULL));
+    struct sbuf page = SBUF_INIT;
+    assert_int_equal(engine_results_page(f->e, "aaaaaaaaaaaaaaaaaaaaaaaaaa", 0, 1, &page),
+                     -ENOENT);
+    sbuf_free(&page);
+    assert_true(engine_model_exists(f->e, "square"));
+    assert_false(engine_model_exists(f->e, "echo"));
+}
+
+/* A small job submitted behind a big one finishes while the big one still
+ * runs: round-robin dispatch between jobs. */
+static void test_fairness(void **state)
+{
+    struct fixture *f = *state;
+    char *big = submit_numbers(f->e, 0, 2000000, 0);
+    usleep(50000);
+    char *small = submit_numbers(f->e, 0, 10, 0);
+    json_t *job = wait_job(f->e, small);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_decref(job);
+    json_t *bj;
+    const char *st = job_status(f->e, big, &bj);
+    assert_string_equal(st, "running");
+    json_decref(bj);
+    json_t *cancelled = NULL;
+    assert_int_equal(engine_cancel(f->e, big, &cancelled), 0);
+    json_decref(cancelled);
+    free(big);
+    free(small);
+}
+
+static void test_cancel(void **state)
+{
+    struct fixture *f = *state;
+    char *id = submit_numbers(f->e, 0, 3000000, 0);
+    usleep(50000);
+    json_t *job = NULL;
+    assert_int_equal(engine_cancel(f->e, id, &job), 0);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "cancelled");
+    json_decref(job);
+    /* cancelled once its running tasks returned; the counts add up */
+    json_t *counts = NULL;
+    for (int i = 0; i < 1000; i++) {
+        job = engine_job_json(f->e, id, NULL);
+        if (!json_is_null(json_object_get(job, "finished_at")))
+            break;
+        json_decref(job);
+        job = NULL;
+        usleep(10000);
+    }
+    assert_non_null(job);
+    counts = json_object_get(job, "counts");
+    json_int_t total = json_integer_value(json_object_get(counts, "total"));
+    json_int_t sum = json_integer_value(json_object_get(counts, "done")) +
+                     json_integer_value(json_object_get(counts, "failed")) +
+                     json_integer_value(json_object_get(counts, "cancelled"));
+    assert_int_equal(sum, total);
+    assert_true(json_integer_value(json_object_get(counts, "cancelled")) > 0);
+    json_decref(job);
+    assert_int_equal(engine_cancel(f->e, id, NULL), -EALREADY);
+    assert_int_equal(engine_cancel(f->e, "bbbbbbbbbbbbbbbbbbbbbbbbbb", NULL), -ENOENT);
+    free(id);
+}
+
+/* A worker killed mid-job: its tasks are reclaimed (as the supervisor does)
+ * and the job still ends with every result exactly once. */
+static void test_worker_killed_mid_job(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t n = 400000;
+    char *id = submit_numbers(f->e, 7, n, 0);
+    /* wait until worker 0 holds a task, then kill it */
+    for (int i = 0; i < 2000 && !atomic_load(&shm_worker(&f->shm, 0)->current_job); i++)
+        usleep(1000);
+    kill(f->pids[0], SIGKILL);
+    int status;
+    assert_int_equal(waitpid(f->pids[0], &status, 0), f->pids[0]);
+    f->pids[0] = 0;
+    ring_reclaim_worker(&f->shm, 0, status);
+    json_t *job = wait_job(f->e, id);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(job, "counts"), "done")),
+                     (json_int_t)n);
+    json_decref(job);
+    check_squares(f->e, id, 7, n);
+    free(id);
+}
+
+static void test_stream(void **state)
+{
+    struct fixture *f = *state;
+    char *id = submit_numbers(f->e, 0, 5000, 0);
+    struct engine_stream *s = engine_stream_open(f->e, id);
+    assert_non_null(s);
+    char *seen = calloc(5000, 1);
+    char buf[777]; /* odd size: lines split across reads */
+    struct sbuf line = SBUF_INIT;
+    unsigned lines = 0;
+    for (int guard = 0; guard < 100000; guard++) {
+        ssize_t n = engine_stream_read(s, buf, sizeof buf, 200);
+        if (n < 0)
+            break;
+        for (ssize_t k = 0; k < n; k++) {
+            if (buf[k] != '\n') {
+                sbuf_append(&line, &buf[k], 1);
+                continue;
+            }
+            json_t *r = json_loads(line.data, 0, NULL);
+            assert_non_null(r);
+            json_int_t idx = json_integer_value(json_object_get(r, "index"));
+            assert_true(idx >= 0 && idx < 5000);
+            assert_int_equal(seen[idx], 0);
+            seen[idx] = 1;
+            lines++;
+            json_decref(r);
+            sbuf_reset(&line);
+        }
+    }
+    assert_int_equal(lines, 5000);
+    sbuf_free(&line);
+    free(seen);
+    engine_stream_close(s);
+    assert_null(engine_stream_open(f->e, "cccccccccccccccccccccccccc"));
+    free(id);
+}
+
+static void test_list_and_metrics(void **state)
+{
+    struct fixture *f = *state;
+    char *a = submit_numbers(f->e, 0, 10, 0);
+    char *b = submit_numbers(f->e, 0, 10, 0);
+    json_decref(wait_job(f->e, a));
+    json_decref(wait_job(f->e, b));
+    int err;
+    json_t *list = engine_jobs_json(f->e, -1, 1, NULL, &err);
+    assert_non_null(list);
+    json_t *jobs = json_object_get(list, "jobs");
+    assert_int_equal(json_array_size(jobs), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(jobs, 0), "id")), b);
+    assert_string_equal(json_string_value(json_object_get(list, "next_after")), b);
+    json_decref(list);
+    list = engine_jobs_json(f->e, JOB_SUCCEEDED, 10, b, &err);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(list, "jobs"), 0), "id")),
+        a);
+    json_decref(list);
+    assert_null(engine_jobs_json(f->e, -1, 10, "dddddddddddddddddddddddddd", &err));
+    assert_int_equal(err, -ENOENT);
+
+    char etag1[ENGINE_ETAG_LEN + 1], etag2[ENGINE_ETAG_LEN + 1];
+    json_decref(engine_job_json(f->e, a, etag1));
+    json_decref(engine_job_json(f->e, a, etag2));
+    assert_string_equal(etag1, etag2); /* nothing changed: same tag */
+
+    engine_count_request(f->e, "/v1/jobs", "POST", 202, 0.002);
+    struct sbuf m = SBUF_INIT;
+    assert_int_equal(engine_metrics(f->e, &m), 0);
+    assert_non_null(strstr(m.data, "batchd_jobs{status=\"succeeded\"}"));
+    assert_non_null(strstr(m.data, "batchd_item_duration_seconds_bucket{model=\"square\""));
+    assert_non_null(strstr(m.data, "batchd_http_requests_total{route=\"/v1/jobs\",method=\"POST\",code=\"202\"} 1"));
+    sbuf_free(&m);
+
+    char why[256];
+    assert_true(engine_ready(f->e, why, sizeof why));
+    json_t *workers = engine_workers_json(f->e);
+    assert_int_equal(json_array_size(json_object_get(workers, "workers")), N_WORKERS);
+    json_decref(workers);
+    json_t *models = engine_models_json(f->e);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(models, "models"), 0), "name")),
+        "square");
+    json_decref(models);
+    free(a);
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_square_job, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_item_errors_do_not_fail_the_job, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_submissions, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_admission_control, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_fairness, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_worker_killed_mid_job, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_stream, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_list_and_metrics, setup_square, teardown),
+    };
+    return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
+}

@@ -1,0 +1,473 @@
+#include "workers/worker/worker.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "workers/worker/host.h"
+#include "service/core/log.h"
+#include "service/core/utf8.h"
+#include "service/ring/ring.h"
+#include "service/core/sanitizer.h"
+
+static volatile sig_atomic_t worker_stop;
+
+/* How long an idle worker looks for new work before it sleeps. */
+#define WORKER_SPIN_NS 50000u
+
+static void worker_on_term(int sig)
+{
+    (void)sig;
+    worker_stop = 1;
+}
+
+/*
+ * A stateful model's accumulators, one per job this process has run items
+ * of (model.h: acc_run). Few at a time (jobs run side by side), so a small
+ * array searched linearly. Keys are the engine's job keys: api epoch << 40
+ * | sequence; an accumulator of an older epoch belongs to a job of a dead
+ * api process that will never export it, and is dropped.
+ */
+struct worker_acc {
+    uint64_t key;
+    void *acc;
+};
+
+struct worker_accs {
+    struct worker_acc *a;
+    size_t n, cap;
+};
+
+static void **worker_acc_slot(struct worker_accs *m, uint64_t key)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->a[i].key == key)
+            return &m->a[i].acc;
+    if (m->n == m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 8;
+        struct worker_acc *a = realloc(m->a, nc * sizeof *a);
+        if (!a)
+            return NULL;
+        m->a = a;
+        m->cap = nc;
+    }
+    m->a[m->n] = (struct worker_acc){ key, NULL };
+    return &m->a[m->n++].acc;
+}
+
+/* Frees the accumulator of `key` (if any) and forgets it. */
+static void worker_acc_drop(struct worker_accs *m, const struct model_ops *ops, void *state,
+                            uint64_t key)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->a[i].key != key)
+            continue;
+        if (m->a[i].acc)
+            ops->acc_free(state, m->a[i].acc);
+        m->a[i] = m->a[--m->n];
+        return;
+    }
+}
+
+static void worker_acc_drop_stale(struct worker_accs *m, const struct model_ops *ops, void *state,
+                                  uint32_t epoch)
+{
+    for (size_t i = 0; i < m->n;) {
+        if ((uint32_t)(m->a[i].key >> 40) != epoch)
+            worker_acc_drop(m, ops, state, m->a[i].key);
+        else
+            i++;
+    }
+}
+
+/* Output encoding buffer, reused across items: one allocation per worker,
+ * not per item, on the hot path. */
+struct worker_buf {
+    char *p;
+    size_t cap;
+};
+
+/* JSON_REAL_PRECISION of this worker's model (model_ops.real_digits), set
+ * once in worker_main. */
+static size_t worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17);
+#define WORKER_JSON_FLAGS worker_json_flags
+
+/* Encodes `v` into the buffer. Returns its length, or 0 on failure. */
+static size_t worker_encode(struct worker_buf *b, const json_t *v)
+{
+    size_t n = json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
+    if (n == 0 || n <= b->cap)
+        return n;
+    char *p = realloc(b->p, n);
+    if (!p)
+        return 0;
+    b->p = p;
+    b->cap = n;
+    return json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
+}
+
+size_t worker_utf8_repair(char *s)
+{
+    size_t replaced = 0;
+    unsigned char *u = (unsigned char *)s;
+    size_t left = strlen(s);
+    while (*u) {
+        size_t n = utf8_seq_len(u, left);
+        if (n == 0) {
+            *u = '?';
+            replaced++;
+            n = 1;
+        }
+        u += n;
+        left -= n;
+    }
+    return replaced;
+}
+
+/* Puts an item's error message, repaired to UTF-8 text (models write at
+ * most 511 bytes into their err buffer; a longer message is cut here). */
+int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
+{
+    char text[512];
+    snprintf(text, sizeof text, "%s", msg);
+    worker_utf8_repair(text);
+    return ring_put_output(shm, idx, RING_OUT_ERROR, text, (uint32_t)strlen(text));
+}
+
+/* The bookkeeping around every task: the worker's visible state. */
+void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
+{
+    struct shm_worker *me = shm_worker(shm, w);
+    atomic_store_explicit(&me->current_job, job_key, memory_order_relaxed);
+    atomic_store_explicit(&me->task_started_ns, shm_now_mono_ns(), memory_order_relaxed);
+    atomic_store_explicit(&me->state, WORKER_BUSY, memory_order_relaxed);
+}
+
+void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
+{
+    struct shm_worker *me = shm_worker(shm, w);
+    atomic_store_explicit(&me->current_job, 0, memory_order_relaxed);
+    atomic_store_explicit(&me->task_started_ns, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&me->tasks_done, 1, memory_order_relaxed);
+    atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_relaxed);
+    host_task_commit(); /* before complete: never READY for a task run again */
+    ring_complete(shm, idx, w);
+}
+
+/* Runs every item of the claimed slot idx. */
+static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
+                            const struct model_ops *ops, void *state, struct worker_buf *buf,
+                            struct worker_accs *accs)
+{
+    struct shm_worker *me = shm_worker(shm, w);
+    struct ring_slot *slot = ring_slot(shm, idx);
+    worker_task_begin(shm, w, slot->job_key);
+
+    uint32_t pos = 0, k = 0;
+    const uint8_t *data;
+    uint32_t len;
+    uint64_t run_ns = 0;
+    /* A stateful model's items add to this job's accumulator. */
+    void **acc = ops->acc_run ? worker_acc_slot(accs, slot->job_key) : NULL;
+    while (ring_next_input(shm, idx, &pos, &data, &len)) {
+        /* A hint from the engine (cancel); stopping early is always safe
+         * because the engine re-queues or drops what has no output. */
+        if (atomic_load_explicit(&slot->cancel, memory_order_relaxed) || worker_stop)
+            break; /* a stop request is honoured between items too: the
+                      grace period bounds one item, not a whole chunk */
+        char err[512] = "";
+        json_error_t jerr;
+        json_t *item = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        json_t *out = NULL;
+        int rc;
+        uint64_t t0 = shm_now_mono_ns();
+        atomic_store_explicit(&slot->item_started_ns, t0, memory_order_relaxed);
+        if (!item) {
+            snprintf(err, sizeof err, "item is not valid JSON: %s", jerr.text);
+            rc = -EINVAL;
+        } else if (ops->acc_run && !acc) {
+            snprintf(err, sizeof err, "out of memory for the job's state");
+            rc = -ENOMEM;
+        } else {
+            rc = acc ? ops->acc_run(state, acc, item, &out, err, sizeof err)
+                     : ops->run(state, item, &out, err, sizeof err);
+            if (rc == 0 && !out) {
+                snprintf(err, sizeof err, "model %s returned no output", ops->name);
+                rc = -EINVAL;
+            }
+        }
+        uint64_t dt = shm_now_mono_ns() - t0;
+        atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
+        run_ns += dt;
+        json_decref(item);
+        atomic_fetch_add_explicit(&me->hist[shm_hist_bucket(dt)], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&me->hist_sum_ns, dt, memory_order_relaxed);
+
+        int put;
+        if (rc == 0) {
+            size_t n = worker_encode(buf, out);
+            json_decref(out);
+            if (n == 0 || n > UINT32_MAX) {
+                host_item_end(false); /* its objects go with its output */
+                put = worker_put_error(shm, idx, "output could not be encoded as JSON");
+            } else {
+                put = ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n);
+                if (put == -ENOSPC && k == 0) {
+                    /* Alone in the output area and still too big: that is
+                     * the item's result, not a reason to retry. */
+                    host_item_end(false); /* its objects go with its output */
+                    char msg[160];
+                    snprintf(msg, sizeof msg,
+                             "output too large: %zu bytes, a task slot holds %u", n,
+                             shm_header(shm)->out_cap - 5);
+                    put = worker_put_error(shm, idx, msg);
+                }
+            }
+        } else {
+            if (!err[0])
+                snprintf(err, sizeof err, "model %s failed (%d)", ops->name, rc);
+            put = worker_put_error(shm, idx, err);
+        }
+        host_item_end(rc == 0 && put == 0); /* a re-queued item makes them anew */
+        if (put != 0)
+            break; /* output area full: the engine re-queues the rest */
+        if (rc == 0)
+            atomic_fetch_add_explicit(&me->items_done, 1, memory_order_relaxed);
+        else
+            atomic_fetch_add_explicit(&me->items_failed, 1, memory_order_relaxed);
+        k++;
+    }
+    atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
+    worker_task_done(shm, w, idx);
+}
+
+/* Puts one JSON output record, or the error that it could not be. */
+static void worker_put_json(struct shm *shm, uint32_t idx, struct worker_buf *buf, json_t *v,
+                            const char *what)
+{
+    size_t n = worker_encode(buf, v);
+    if (n == 0 || n > UINT32_MAX) {
+        worker_put_error(shm, idx, "output could not be encoded as JSON");
+        return;
+    }
+    if (ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n) == -ENOSPC) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s too large: %zu bytes, a task slot holds %u", what, n,
+                 shm_header(shm)->out_cap - 5);
+        worker_put_error(shm, idx, msg);
+    }
+}
+
+/* EXPORT: this process's state for the job, as one record; then drop it. */
+static void worker_export(struct shm *shm, uint32_t w, uint32_t idx, const struct model_ops *ops,
+                          void *state, struct worker_buf *buf, struct worker_accs *accs)
+{
+    struct ring_slot *slot = ring_slot(shm, idx);
+    uint64_t key = slot->first_index;
+    worker_task_begin(shm, w, key);
+    void **acc = worker_acc_slot(accs, key);
+    char err[512] = "";
+    json_t *partial = NULL;
+    int rc;
+    if (!acc)
+        rc = -ENOMEM;
+    else if (!*acc)
+        rc = 0, partial = json_null(); /* no item of the job succeeded here:
+                                          nothing to hand over (the engine
+                                          skips a null partial) */
+    else
+        rc = ops->acc_export(state, *acc, &partial, err, sizeof err);
+    if (rc == 0 && partial) {
+        worker_put_json(shm, idx, buf, partial, "partial state");
+    } else {
+        if (!err[0])
+            snprintf(err, sizeof err, "model %s could not export its state (%d)", ops->name, rc);
+        worker_put_error(shm, idx, err);
+    }
+    json_decref(partial);
+    host_item_end(rc == 0); /* a failed export's objects go at once */
+    worker_acc_drop(accs, ops, state, key);
+    worker_task_done(shm, w, idx);
+}
+
+/* A job's reduced result can be far larger than an item's output (the
+ * task slots are sized for items): past the output area it goes into an
+ * object, committed with the task, and the record names it. */
+static void worker_put_result(struct shm *shm, uint32_t idx, struct worker_buf *buf,
+                              json_t *result)
+{
+    size_t n = worker_encode(buf, result);
+    if (n == 0 || n > UINT32_MAX) {
+        worker_put_error(shm, idx, "the reduced result could not be encoded as JSON");
+        return;
+    }
+    if (ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n) != -ENOSPC)
+        return;
+    const struct model_host *host = host_worker();
+    struct model_object obj;
+    void *data;
+    char err[300];
+    uint64_t shape[1] = { n };
+    if (host->object_new(MODEL_DTYPE_U8, 1, shape, &obj, &data, err, sizeof err) != 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "the reduced result (%zu bytes) fits no task slot nor object: %s",
+                 n, err);
+        worker_put_error(shm, idx, msg);
+        return;
+    }
+    memcpy(data, buf->p, n);
+    ring_put_output(shm, idx, RING_OUT_OBJECT, obj.id, (uint32_t)strlen(obj.id));
+}
+
+/* REDUCE: the one input record is the array of partials. */
+static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struct model_ops *ops,
+                          const void *shared, struct worker_buf *buf)
+{
+    struct ring_slot *slot = ring_slot(shm, idx);
+    worker_task_begin(shm, w, slot->job_key);
+    uint32_t pos = 0, len;
+    const uint8_t *data;
+    char err[512] = "";
+    json_t *partials = NULL, *result = NULL;
+    int rc = -EINVAL;
+    if (ring_next_input(shm, idx, &pos, &data, &len))
+        partials = json_loadb((const char *)data, len, 0, NULL);
+    if (!json_is_array(partials))
+        snprintf(err, sizeof err, "the partial results are not a JSON array");
+    else
+        rc = ops->reduce(shared, partials, &result, err, sizeof err);
+    if (rc == 0 && result) {
+        worker_put_result(shm, idx, buf, result);
+    } else {
+        if (!err[0])
+            snprintf(err, sizeof err, "model %s: reduce failed (%d)", ops->name, rc);
+        worker_put_error(shm, idx, err);
+    }
+    json_decref(partials);
+    json_decref(result);
+    host_item_end(rc == 0);
+    worker_task_done(shm, w, idx);
+}
+
+bool worker_stop_requested(void) { return worker_stop != 0; }
+
+void worker_setup_process(uint32_t w, pid_t supervisor)
+{
+    log_set_proc("worker");
+    prctl(PR_SET_NAME, "batchd-worker", 0, 0, 0);
+    /* Die with the supervisor; the check after closes the race where it
+     * died before the prctl. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != supervisor)
+        _exit(WORKER_EXIT_FATAL);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = worker_on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+
+    /* Workers are batch work: SCHED_BATCH and a lower priority let the
+     * api process (status polls, submissions) have a core the moment it
+     * needs one, even when every worker is busy. Throughput is unchanged:
+     * the workers still get all the CPU nobody else wants. */
+    struct sched_param sp = { .sched_priority = 0 };
+    sched_setscheduler(0, SCHED_BATCH, &sp);
+    if (setpriority(PRIO_PROCESS, 0, WORKER_NICE) != 0)
+        log_debug("worker %u: cannot lower its priority: %s", w, strerror(errno));
+}
+
+void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const void *shared,
+                 pid_t supervisor)
+{
+    worker_setup_process(w, supervisor);
+    struct shm_worker *me = shm_worker(shm, w);
+    uint32_t g = me->group;
+    if (ops->real_digits >= 1 && ops->real_digits <= 17)
+        worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(ops->real_digits);
+    void *state = NULL;
+    char err[SHM_ERR_LEN] = "";
+    uint64_t t0 = shm_now_mono_ns();
+    int rc = ops->init ? ops->init(shared, host_worker(), &state, err, sizeof err) : 0;
+    if (rc != 0) {
+        if (!err[0])
+            snprintf(err, sizeof err, "init() returned %d", rc);
+        /* The supervisor logs it, once per attempt, with its back-off. */
+        snprintf(me->init_error, sizeof me->init_error, "%s", err);
+        atomic_store_explicit(&me->state, WORKER_FAILED, memory_order_release);
+        _exit(WORKER_EXIT_INIT);
+    }
+    atomic_store_explicit(&me->init_ns, shm_now_mono_ns() - t0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&me->inits, 1, memory_order_relaxed);
+    atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_release);
+    log_debug("worker %u (model %s) ready", w, ops->name);
+
+    struct worker_buf buf = { malloc(4096), 4096 };
+    if (!buf.p)
+        _exit(WORKER_EXIT_FATAL);
+    struct worker_accs accs = { NULL, 0, 0 };
+    int32_t pid = (int32_t)getpid();
+    while (!worker_stop) {
+        uint32_t idx;
+        /* Targeted tasks first: an export holds up its job's result. */
+        if (ring_claim_mail(shm, w, pid, &idx) == 0 || ring_claim(shm, g, w, &idx) == 0) {
+            struct ring_slot *slot = ring_slot(shm, idx);
+            atomic_store_explicit(&slot->worker_pid, pid, memory_order_relaxed);
+            if (ops->acc_run)
+                worker_acc_drop_stale(&accs, ops, state,
+                                      atomic_load_explicit(&shm_header(shm)->api_epoch,
+                                                           memory_order_relaxed));
+            switch (ops->acc_run ? slot->kind : RING_TASK_ITEMS) {
+            case RING_TASK_EXPORT:
+                worker_export(shm, w, idx, ops, state, &buf, &accs);
+                break;
+            case RING_TASK_DROP:
+                worker_task_begin(shm, w, slot->first_index);
+                worker_acc_drop(&accs, ops, state, slot->first_index);
+                worker_task_done(shm, w, idx);
+                break;
+            case RING_TASK_REDUCE:
+                worker_reduce(shm, w, idx, ops, shared, &buf);
+                break;
+            default:
+                worker_run_task(shm, w, idx, ops, state, &buf, &accs);
+                break;
+            }
+            continue;
+        }
+        /* Tiny tasks come in batches: the engine refills the queue a few
+         * microseconds after it ran low. Looking again for a short while
+         * before sleeping saves the engine a futex wake-up per worker per
+         * batch (a sleeping worker costs a syscall and an IPI to wake; a
+         * spinning one costs nothing to the engine, and little CPU: it is
+         * niced below the api process). */
+        if (ring_poll_ready(shm, g, w, WORKER_SPIN_NS))
+            continue;
+        /* A bounded sleep: the stop flag and a vanished parent are noticed
+         * even if no wake-up ever comes. */
+        ring_wait_ready(shm, g, w, 1000);
+        if (getppid() != supervisor)
+            break;
+    }
+    atomic_store_explicit(&me->state, WORKER_STOPPING, memory_order_relaxed);
+    while (accs.n > 0)
+        worker_acc_drop(&accs, ops, state, accs.a[0].key);
+    free(accs.a);
+    if (ops->fini)
+        ops->fini(state);
+    free(buf.p);
+    san_leak_check(); /* _exit skips LSan's own check */
+    _exit(0);
+}
