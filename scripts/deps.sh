@@ -10,6 +10,7 @@
 #                              (the Python baselines of make bench)
 #   sh scripts/deps.sh python  Debian's python3 with numpy (Python models, their
 #                              tests and examples/python/)
+#   sh scripts/deps.sh sklearn Debian's python3-sklearn too (examples/python/iris.py)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
 #   sh scripts/deps.sh browser Debian's chromium, Node.js and the npm packages of
 #                              tests/browser (playwright-core drives the system
@@ -87,8 +88,12 @@ python)
     # interpreter; numpy is what their objects and outputs use
     need_pkgs python3 python3-numpy
     ;;
+sklearn)
+    # examples/python/iris.py: Debian's scikit-learn (1.2 on Debian 12)
+    need_pkgs python3 python3-numpy python3-sklearn
+    ;;
 *)
-    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench|python" >&2
+    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench|python|sklearn" >&2
     exit 2
     ;;
 esac
