@@ -2,7 +2,10 @@
 #
 #   make            build/batchd and the example plugins (build/examples/plugins/)
 #   make test       every test: cmocka unit tests, libcurl integration tests,
-#                   responses checked against openapi.yaml
+#                   responses checked against openapi.yaml, the dashboard in
+#                   Chromium, every shell example of README.md
+#   make readme     README.md's shell examples, run and their output compared
+#                   (tests/readme/run.py says how; part of test)
 #   make check-layers  the includes that must never exist between folders
 #                   (scripts/check-layers.sh; part of test)
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
@@ -98,7 +101,7 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
                      $(wildcard examples/plugins/*.c))
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
-.PHONY: all test check-layers unit integration contract browser image-test run clean asan ubsan tsan valgrind \
+.PHONY: all test check-layers unit integration contract browser readme image-test run clean asan ubsan tsan valgrind \
         valgrind-run test-programs bench bench-python FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
@@ -178,7 +181,10 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(wildcard test
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $< $(INTEG_LIB) -lcurl $(LDLIBS_ALL)
 
-test: check-layers unit integration contract browser
+# Each step ends with a line "<step>: N passed, N failed, N skipped" (the
+# readme step counts blocks); a test that cannot run fails, it is not skipped
+# in silence (what the tests need is installed first, as root).
+test: check-layers unit integration contract browser readme
 
 # The arrows between folders that must never exist (the rules are at the
 # top of scripts/check-layers.sh), and the script's own test on made-up trees.
@@ -190,6 +196,7 @@ unit: $(UNIT_BIN)
 	$(Q)sh tests/run_unit.sh $(UNIT_BIN)
 
 integration: $(BUILD)/batchd $(BUILD)/mkmlp $(INTEG_BIN)
+	$(Q)sh scripts/deps.sh promtool
 	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) BATCHD_CONTRACT_LOG=$(abspath $(BUILD)/contract.jsonl) \
 	  sh tests/run_integration.sh $(INTEG_BIN)
 
@@ -203,6 +210,13 @@ contract: integration
 browser: $(BUILD)/batchd
 	$(Q)sh scripts/deps.sh browser
 	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) node tests/browser/dashboard.test.mjs
+
+# README.md's shell examples against a batchd started for them (and the
+# harness's own check that it reports drift): tests/readme/run.py.
+readme: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
+	$(Q)sh scripts/deps.sh readme
+	$(Q)sh tests/readme/selftest.sh $(BUILD)
+	$(Q)python3 tests/readme/run.py --build $(BUILD) README.md
 
 # The container image, built and run without a Docker engine (buildah and
 # podman; the base images are made with debootstrap and cached in

@@ -6,6 +6,9 @@
 #   sh scripts/deps.sh image   buildah, podman, runc, debootstrap (make image-test),
 #                              Node.js and the npm packages of tests/image
 #   sh scripts/deps.sh promtool  Prometheus's promtool (the /metrics format check)
+#   sh scripts/deps.sh readme  what README.md's examples use (make readme runs
+#                              them): curl, jq, python3, and NumPy for Debian's
+#                              /usr/bin/python3
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
 #                              (the Python baselines of make bench)
 #   sh scripts/deps.sh python  Debian's python3 with numpy (Python models, their
@@ -78,6 +81,9 @@ promtool)
     # started here: there is no init system to start it).
     command -v promtool >/dev/null 2>&1 || need_pkgs prometheus
     ;;
+readme)
+    need_pkgs curl jq python3 python3-numpy
+    ;;
 bench)
     # wrk: polling under load; python3-numpy/-scipy: the Python baselines
     # (run with /usr/bin/python3, Debian's interpreter, which these serve)
@@ -93,7 +99,7 @@ sklearn)
     need_pkgs python3 python3-numpy python3-sklearn
     ;;
 *)
-    echo "usage: deps.sh build|node|browser|image|promtool|sanitizers|bench|python|sklearn" >&2
+    echo "usage: deps.sh build|node|browser|image|promtool|readme|sanitizers|bench|python|sklearn" >&2
     exit 2
     ;;
 esac

@@ -333,7 +333,8 @@ static enum MHD_Result list_jobs(struct api_req *r)
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "listing jobs failed: %s",
                                  strerror(err ? -err : ENOMEM));
     }
-    ret = api_send_json(r, MHD_HTTP_OK, list);
+    /* conditional: the dashboard polls the list every second */
+    ret = api_send_json_etag(r, list);
     json_decref(list);
     return ret;
 }

@@ -5,8 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "service/core/jsonfmt.h"
+
 /* How items are stored: compact, any value at the top, and reals with all
- * 17 significant digits a double needs to come back bit-identical. */
+ * 17 significant digits a double needs to come back bit-identical; then
+ * jsonfmt_shorten spells each real with the fewest of those digits that
+ * still read back to the same double. */
 #define ITEM_DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
 
 /* A reusable buffer for one item's compact text. It only ever grows to the
@@ -69,7 +73,7 @@ static int append_item(struct job_items *items, struct item_buf *buf, const json
             return -ENOMEM;
         }
     }
-    int rc = job_items_append(items, buf->data, need);
+    int rc = job_items_append(items, buf->data, jsonfmt_shorten(buf->data, need));
     if (rc == -E2BIG) {
         api_problem_set(prob, API_PROBLEM_TOO_LARGE,
                         "the items of one job may not pass 4 GiB of JSON text");

@@ -142,6 +142,16 @@ struct MHD_Response *api_response_json(const json_t *body);
 enum MHD_Result api_send_json(struct api_req *r, unsigned status, const json_t *body);
 
 /*
+ * Answers 200 with the JSON `body` (borrowed) and an ETag that is a hash
+ * of the exact text sent (a strong validator: equal tags, equal bytes), or
+ * 304 with that ETag and no body when If-None-Match names it. For
+ * representations with no version counter of their own (the job list:
+ * every job on the page, its counts, the page's order). On out of memory
+ * it answers 500. Returns what api_send() returns.
+ */
+enum MHD_Result api_send_json_etag(struct api_req *r, const json_t *body);
+
+/*
  * Answers with the problem *p (instance = the request path), adding Allow
  * for 405 and Retry-After for 503. Logs 5xx problems as warnings. Returns
  * what api_send() returns.

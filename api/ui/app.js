@@ -2,8 +2,8 @@
  * batchd dashboard: plain JavaScript, no framework, no network but batchd.
  *
  * One polling loop (tick) runs at a time, never overlapping itself:
- *   - every tick: the jobs list (GET /v1/jobs, no ETag: just polled), the
- *     selected job (GET /v1/jobs/{id} with If-None-Match: 304 while nothing
+ *   - every tick: the jobs list and the selected job (GET /v1/jobs?... and
+ *     GET /v1/jobs/{id}, each with If-None-Match: 304 while nothing
  *     changed) and /metrics (the throughput chart);
  *   - every WORKERS_EVERY ticks: /v1/workers and /v1/models.
  * Ticks come every POLL_MS while the tab is visible and every HIDDEN_POLL_MS
@@ -228,6 +228,7 @@
     statuses: new Map(),   /* job id -> status last seen, for announcements */
     listSeen: false,
     sel: null,             /* the selected job: {id, job, etag, gone, results...} */
+    listCache: null,       /* the last list: {key (its query), etag, list}, for 304s */
     metrics: null,         /* {t, total} of the last /metrics poll */
     rates: [],             /* {t, v}: items/s between polls; v null = gap */
   };
@@ -349,15 +350,27 @@
     const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (state.filter) q.set('status', state.filter);
     if (state.after) q.set('after', state.after);
-    const res = await api('/v1/jobs?' + q);
+    const key = q.toString();
+    const cache = state.listCache && state.listCache.key === key ? state.listCache : null;
+    const headers = {};
+    if (cache) headers['If-None-Match'] = cache.etag;
+    const res = await api('/v1/jobs?' + key, { headers });
     if (res.status === 404 && state.after) {
       /* the job the page started after is gone (batchd restarted): first page */
       state.after = null;
       state.afterStack = [];
       return pollJobs();
     }
-    if (!res.ok) throw new ApiError(res.status, await problemOf(res));
-    const list = await res.json();
+    let list;
+    if (res.status === 304 && cache) {
+      /* nothing changed; rendered again all the same, for the ages */
+      list = cache.list;
+    } else {
+      if (!res.ok) throw new ApiError(res.status, await problemOf(res));
+      list = await res.json();
+      const etag = res.headers.get('ETag');
+      state.listCache = etag ? { key, etag, list } : null;
+    }
     renderJobs(list.jobs || []);
     state.nextAfter = list.next_after || null;
     renderPager();

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/core/jsonfmt.h"
 #include "service/core/log.h"
 #include <batchd/model.h>
 #include "service/objects/objects.h"
@@ -94,7 +95,7 @@ int job_items_append(struct job_items *it, const char *json, size_t len)
 
 int job_items_append_json(struct job_items *it, const json_t *item)
 {
-    char *s = json_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    char *s = jsonfmt_dumps(item, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     if (!s)
         return -ENOMEM;
     int rc = job_items_append(it, s, strlen(s));
@@ -964,7 +965,7 @@ static int engine_post_reduce(struct engine *e, struct egroup *g, uint32_t gi, s
 {
     if (g->n_free == 0)
         return -EAGAIN;
-    char *text = json_dumps(j->partials, JSON_COMPACT);
+    char *text = jsonfmt_dumps(j->partials, JSON_COMPACT);
     if (!text) {
         job_fail(e, j, "out of memory gathering the partial results");
         return 0;

@@ -16,6 +16,7 @@
 //     shown;
 //   - a long job (chaos, 60 × 300 ms) cancelled with the button, the confirm
 //     dialog accepted: the status becomes cancelled;
+//   - polls of the jobs list send If-None-Match and get 304s;
 //   - polls of the selected job send If-None-Match and get 304s (seen in the
 //     browser's network events), and every API call carries the bearer token
 //     typed into the token field;
@@ -62,7 +63,8 @@ function loudFail(what, why) {
 }
 
 function finish() {
-  console.log(`${passed} passed, ${failed} failed`);
+  /* nothing here is ever skipped: a test that cannot run fails */
+  console.log(`browser: ${passed} passed, ${failed} failed, 0 skipped`);
   return failed === 0 && passed > 0 ? 0 : 1;
 }
 
@@ -474,6 +476,23 @@ async function main() {
     check(n304.length >= 3, `only ${n304.length} 304s in ${polls.length} polls of ${jobPath}: ${polls.map((x) => x.status)}`);
     check(n304.every((x) => x.headers['if-none-match']), 'a 304 to a request without If-None-Match');
     console.log(`  ${polls.length} polls of the job, ${n304.length} answered 304`);
+  });
+
+  await test('polls of the jobs list send If-None-Match and get 304', async () => {
+    /* every job on the page has ended: the list stays the same */
+    const since = Date.now();
+    const deadline = since + 15_000;
+    let polls = [];
+    for (let i = 0; i < 200 && Date.now() < deadline; i++) {
+      polls = requests.filter((x) => x.t >= since && x.path === '/v1/jobs' && x.method === 'GET');
+      if (polls.filter((x) => x.status === 304).length >= 3) break;
+      await sleep(100);
+    }
+    const n304 = polls.filter((x) => x.status === 304);
+    check(n304.length >= 3, `only ${n304.length} 304s in ${polls.length} polls of /v1/jobs: ${polls.map((x) => x.status)}`);
+    check(n304.every((x) => x.headers['if-none-match']), 'a 304 to a list request without If-None-Match');
+    check(await page.$$eval('#jobs-body tr[data-id]', (rows) => rows.length) > 0, 'the list is empty after 304s');
+    console.log(`  ${polls.length} polls of the list, ${n304.length} answered 304`);
   });
 
   await test('every API call carries Authorization: Bearer <token>', async () => {

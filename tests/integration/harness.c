@@ -144,9 +144,7 @@ int h_finish(void)
     if (prog_tmpdir[0] != '\0')
         remove_tree(prog_tmpdir);
     curl_global_cleanup();
-    if (n_skipped > 0)
-        printf("%u skipped\n", n_skipped);
-    printf("%u passed, %u failed\n", n_passed, n_failed);
+    printf("%u passed, %u failed, %u skipped\n", n_passed, n_failed, n_skipped);
     fflush(stdout);
     return n_failed > 0 ? 1 : 0;
 }

@@ -79,7 +79,8 @@ void h_run_one(const char *name, void (*fn)(void));
 void h_fail_test(const char *name, const char *why);
 
 /*
- * Prints "K skipped" (if any) and the final line "N passed, N failed",
+ * Prints the final line "N passed, N failed, K skipped" (tests/run_integration.sh
+ * adds these up),
  * cleans up curl, and returns the process exit status: 0 when nothing
  * failed, 1 otherwise.
  */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "workers/worker/host.h"
+#include "service/core/jsonfmt.h"
 #include "service/core/log.h"
 #include "service/core/utf8.h"
 #include "service/ring/ring.h"
@@ -102,14 +103,18 @@ static size_t worker_json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRE
 static size_t worker_encode(struct worker_buf *b, const json_t *v)
 {
     size_t n = json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
-    if (n == 0 || n <= b->cap)
-        return n;
-    char *p = realloc(b->p, n);
-    if (!p)
+    if (n == 0)
         return 0;
-    b->p = p;
-    b->cap = n;
-    return json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS);
+    if (n > b->cap) {
+        char *p = realloc(b->p, n);
+        if (!p)
+            return 0;
+        b->p = p;
+        b->cap = n;
+        if (json_dumpb(v, b->p, b->cap, WORKER_JSON_FLAGS) != n)
+            return 0;
+    }
+    return jsonfmt_shorten(b->p, n);
 }
 
 size_t worker_utf8_repair(char *s)

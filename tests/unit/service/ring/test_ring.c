@@ -127,8 +127,8 @@ static void test_output_area_full(void **state)
     shm_destroy(&shm);
 }
 
-/* An entry whose slot was reclaimed and re-published is stale: skipped. */
-static void test_stale_entries_skipped(void **state)
+/* An entry whose slot was reclaimed and re-published is stale: passed over. */
+static void test_stale_entries_passed_over(void **state)
 {
     (void)state;
     struct shm shm = make_shm(1, 2);
@@ -334,7 +334,7 @@ int main(void)
         cmocka_unit_test(test_bad_layout),
         cmocka_unit_test(test_claim_complete_release),
         cmocka_unit_test(test_output_area_full),
-        cmocka_unit_test(test_stale_entries_skipped),
+        cmocka_unit_test(test_stale_entries_passed_over),
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_forked_consumers_exactly_once),
         cmocka_unit_test(test_consumers_killed_at_random),
