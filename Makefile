@@ -280,12 +280,14 @@ valgrind-run: $(UNIT_BIN)
 
 # bench/run.sh runs the eight workloads (polling under load is its
 # workload 7, bench/polling.sh) and writes bench/RESULTS.md; then the
-# durable store against tmpfs. `all` builds what the workloads start
+# durable store against tmpfs, and the api process's memory against the
+# number of retained finished jobs (bench/retention.sh). `all` builds what the workloads start
 # (build/batchd, and build/mkmlp where the mlp model is built in).
 bench: all
 	$(Q)sh scripts/deps.sh bench
 	$(Q)sh bench/run.sh
 	$(Q)sh bench/durability.sh
+	$(Q)sh bench/retention.sh
 
 # Python models through the coprocess host beside multiprocessing.Pool
 # (bench/python_host.py: items a and c of issue 15), interleaved rounds.

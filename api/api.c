@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -99,6 +100,14 @@ int api_run(const struct config *config, struct shm *shm, struct objects *object
     sigaction(SIGHUP, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
+
+    /* Two malloc arenas, not glibc's 8 per core: every connection has a
+     * thread here, and each thread arena keeps the memory freed in it, so
+     * the process grew by megabytes as connections came and went, up to
+     * 16 arenas' worth. The threads mostly wait for sockets and the store;
+     * they hardly contend for malloc. Before the first thread (the
+     * engine's): arenas are chosen when a thread first allocates. */
+    mallopt(M_ARENA_MAX, 2);
 
     struct engine *engine = engine_create(cfg, shm);
     if (!engine) {

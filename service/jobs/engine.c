@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,6 +29,7 @@
 #include "service/core/jsonfmt.h"
 #include "service/core/log.h"
 #include <batchd/model.h>
+#include "service/jobs/job_view.h"
 #include "service/objects/objects.h"
 #include "service/ring/ring.h"
 #include "service/ring/shm.h"
@@ -151,6 +153,7 @@ struct job_acc {
 struct job {
     uint64_t key; /* api epoch << 40 | seq: what ring slots carry */
     char id[ENGINE_JOB_ID_LEN + 1];
+    char model[64]; /* as submitted: a recovered job's model may not be loaded */
     uint32_t group;
     enum job_status status;
     uint64_t created_ns, started_ns, finished_ns; /* CLOCK_REALTIME, 0 = not yet */
@@ -185,6 +188,7 @@ struct job {
 
     struct job *newer, *older; /* the list, newest first */
     struct job *hnext;         /* id hash chain */
+    struct job *knext;         /* key hash chain */
     bool active;               /* on its group's round-robin list */
 
     /* stateful models only (see struct job_acc) */
@@ -256,13 +260,17 @@ struct engine {
     uint32_t n_groups;
     struct egroup *groups;
 
+    /* Only jobs that are not finished, and finished ones until their last
+     * row is flushed and nobody reads them (engine_evict): a finished job
+     * is served from the store, so memory does not grow with retention. */
     struct job *newest, *oldest;
-    struct job **by_seq;     /* index = seq (1-based), for ring keys */
-    size_t n_seq, cap_seq;
+    uint64_t n_seq;          /* keys given so far (the low 40 bits of a key) */
     struct job **hash;       /* id -> job */
-    size_t hash_cap;
-    uint64_t n_jobs;
-    uint64_t jobs_by_status[JOB_STATUS_COUNT];
+    struct job **khash;      /* key -> job (ring slots name jobs by key) */
+    size_t hash_cap;         /* of both tables */
+    uint64_t n_jobs;         /* in memory */
+    uint64_t jobs_by_status[JOB_STATUS_COUNT]; /* every retained job, in
+                                                  memory or in the store */
     uint64_t items_done_total, items_failed_total, tasks_retried, items_retried;
 
     pthread_mutex_t http_mu; /* the request counters: not the job mutex, so
@@ -328,36 +336,60 @@ static struct job *engine_find(struct engine *e, const char *id)
     return NULL;
 }
 
+static size_t hash_key(uint64_t key) { return (size_t)(key * 0x9e3779b97f4a7c15ULL >> 20); }
+
 static struct job *engine_find_key(struct engine *e, uint64_t key)
 {
     if ((uint32_t)(key >> 40) != e->epoch)
         return NULL;
-    uint64_t seq = key & ((1ULL << 40) - 1);
-    return seq >= 1 && seq <= e->n_seq ? e->by_seq[seq - 1] : NULL;
+    for (struct job *j = e->khash[hash_key(key) & (e->hash_cap - 1)]; j; j = j->knext)
+        if (j->key == key)
+            return j;
+    return NULL;
 }
 
+/* Moves every job of both tables into tables of nc buckets. */
+static int engine_rehash(struct engine *e, size_t nc)
+{
+    struct job **nh = calloc(nc, sizeof *nh), **nk = calloc(nc, sizeof *nk);
+    if (!nh || !nk) {
+        free(nh);
+        free(nk);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < e->hash_cap; i++) {
+        for (struct job *p = e->hash[i], *next; p; p = next) {
+            next = p->hnext;
+            size_t b = hash_id(p->id) & (nc - 1);
+            p->hnext = nh[b];
+            nh[b] = p;
+        }
+        for (struct job *p = e->khash[i], *next; p; p = next) {
+            next = p->knext;
+            size_t b = hash_key(p->key) & (nc - 1);
+            p->knext = nk[b];
+            nk[b] = p;
+        }
+    }
+    free(e->hash);
+    free(e->khash);
+    e->hash = nh;
+    e->khash = nk;
+    e->hash_cap = nc;
+    return 0;
+}
+
+/* Adds j (its id and key set) to both tables. Returns 0 or -ENOMEM. */
 static int engine_hash_insert(struct engine *e, struct job *j)
 {
-    if ((e->n_jobs + 1) * 2 > e->hash_cap) {
-        size_t nc = e->hash_cap * 2;
-        struct job **nh = calloc(nc, sizeof *nh);
-        if (!nh)
-            return -ENOMEM;
-        for (size_t i = 0; i < e->hash_cap; i++) {
-            for (struct job *p = e->hash[i], *next; p; p = next) {
-                next = p->hnext;
-                size_t b = hash_id(p->id) & (nc - 1);
-                p->hnext = nh[b];
-                nh[b] = p;
-            }
-        }
-        free(e->hash);
-        e->hash = nh;
-        e->hash_cap = nc;
-    }
+    if ((e->n_jobs + 1) * 2 > e->hash_cap && engine_rehash(e, e->hash_cap * 2) != 0)
+        return -ENOMEM;
     size_t b = hash_id(j->id) & (e->hash_cap - 1);
     j->hnext = e->hash[b];
     e->hash[b] = j;
+    b = hash_key(j->key) & (e->hash_cap - 1);
+    j->knext = e->khash[b];
+    e->khash[b] = j;
     return 0;
 }
 
@@ -391,15 +423,18 @@ static void job_free(struct job *j)
     free(j);
 }
 
+static void engine_evict(struct engine *e, struct job *j);
+
 /* Drops a stream's or reader's hold on a job (mutex held); a purged job is
- * freed when the last hold goes. */
+ * freed when the last hold goes, a finished one may leave memory. */
 static void engine_job_release(struct engine *e, struct job *j)
 {
-    (void)e;
     if (j->refs > 0)
         j->refs--;
     if (j->deleted && j->refs == 0)
         job_free(j);
+    else
+        engine_evict(e, j);
 }
 
 /* Removes j from an unordered list of jobs, if it is there. */
@@ -413,15 +448,19 @@ static void jobs_remove(struct job **a, size_t *n, const struct job *j)
     }
 }
 
-/* Takes a finished job out of every table (mutex held); it is freed now or
- * when the last stream lets go. */
-static void engine_forget_job(struct engine *e, struct job *j)
+/* Takes a job out of every in-memory table and list (mutex held). */
+static void engine_unlink_job(struct engine *e, struct job *j)
 {
     struct job **pp = &e->hash[hash_id(j->id) & (e->hash_cap - 1)];
     while (*pp && *pp != j)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = j->hnext;
+    pp = &e->khash[hash_key(j->key) & (e->hash_cap - 1)];
+    while (*pp && *pp != j)
+        pp = &(*pp)->knext;
+    if (*pp)
+        *pp = j->knext;
     if (j->newer)
         j->newer->older = j->older;
     else
@@ -430,9 +469,6 @@ static void engine_forget_job(struct engine *e, struct job *j)
         j->older->newer = j->newer;
     else
         e->oldest = j->newer;
-    uint64_t seq = j->key & ((UINT64_C(1) << 40) - 1);
-    if (seq >= 1 && seq <= e->n_seq)
-        e->by_seq[seq - 1] = NULL;
     struct egroup *g = &e->groups[j->group];
     jobs_remove(e->dirty, &e->n_dirty, j);
     if (j->active)
@@ -443,12 +479,33 @@ static void engine_forget_job(struct engine *e, struct job *j)
     if (j->on_stateful_list)
         jobs_remove(g->sjobs, &g->n_sjobs, j);
     j->on_stateful_list = false;
-    e->jobs_by_status[j->status]--;
     e->n_jobs--;
+}
+
+/* Deletes a finished job from memory (mutex held; purge, retention): it is
+ * freed now or when the last stream lets go (which then sees it purged).
+ * jobs_by_status is the caller's: it counts the job until its rows are
+ * deleted (engine_delete_stored). */
+static void engine_forget_job(struct engine *e, struct job *j)
+{
+    engine_unlink_job(e, j);
     j->deleted = true;
     j->version++;
     if (j->refs == 0)
         job_free(j);
+}
+
+/* Drops a finished job from memory once the store has all of it: its last
+ * row is flushed, no reader holds it, its workers hold no state of it.
+ * From then on it is served from the store (mutex held). */
+static void engine_evict(struct engine *e, struct job *j)
+{
+    if (!job_finished(j) || j->dirty || j->refs > 0 || j->deleted || j->on_stateful_list)
+        return;
+    if (e->run_n && e->run_job == j)
+        return;
+    engine_unlink_job(e, j);
+    job_free(j);
 }
 
 /* 128 random bits as 26 characters of lowercase base32. */
@@ -512,7 +569,8 @@ static void job_row(const struct engine *e, const struct job *j, struct store_jo
     memset(r, 0, sizeof *r);
     r->seq = j->sseq;
     snprintf(r->id, sizeof r->id, "%s", j->id);
-    snprintf(r->model, sizeof r->model, "%s", shm_group(e->shm, j->group)->name);
+    (void)e;
+    snprintf(r->model, sizeof r->model, "%s", j->model);
     r->status = (int)j->status;
     r->total = j->total;
     r->done = j->done;
@@ -1200,6 +1258,7 @@ static void engine_wind_stateful(struct engine *e)
             if (job_wind(e, g, gi, j)) {
                 j->on_stateful_list = false;
                 g->sjobs[k] = g->sjobs[--g->n_sjobs];
+                engine_evict(e, j);
             } else {
                 k++;
             }
@@ -1749,14 +1808,42 @@ static void engine_flush(struct engine *e, bool force)
         }
         i++;
     }
-    for (size_t i = 0; i < n_done; i++)
+    for (size_t i = 0; i < n_done; i++) {
         job_check_finished(e, done[i]);
+        /* finished and now wholly in the store: served from there */
+        engine_evict(e, done[i]);
+    }
     free(done);
     pthread_cond_broadcast(&e->progress);
     pthread_mutex_unlock(&e->mu);
 }
 
-/* Deletes jobs that finished longer ago than --retention, a few at a time. */
+static int engine_delete_stored(struct engine *e, uint64_t seq, int status);
+
+struct expired {
+    uint64_t seq[128];
+    int status[128];
+    char id[128][ENGINE_JOB_ID_LEN + 1];
+    size_t n;
+};
+
+static int expired_add(void *arg, const struct store_job *row)
+{
+    struct expired *x = arg;
+    if (x->n < 128) {
+        x->seq[x->n] = row->seq;
+        x->status[x->n] = row->status;
+        memcpy(x->id[x->n], row->id, ENGINE_JOB_ID_LEN);
+        x->id[x->n][ENGINE_JOB_ID_LEN] = '\0';
+        x->n++;
+    }
+    return 0;
+}
+
+/* Deletes jobs that finished longer ago than --retention, a few at a time,
+ * found through the store's index on finished_ns. A job still in memory
+ * (a stream reads it) is forgotten there too; one whose last row is not
+ * flushed yet waits for the next round. */
 static void engine_retention(struct engine *e)
 {
     uint64_t now = shm_now_mono_ns();
@@ -1764,24 +1851,33 @@ static void engine_retention(struct engine *e)
         return;
     e->last_retention_ns = now;
     uint64_t cutoff = shm_now_real_ns() - (uint64_t)e->cfg->retention_s * 1000000000ULL;
-    uint64_t seqs[128];
-    size_t n = 0;
-    pthread_mutex_lock(&e->mu);
-    for (struct job *j = e->oldest, *newer; j && n < 128; j = newer) {
-        newer = j->newer;
-        if (j->finished_ns && j->finished_ns < cutoff && !j->dirty) {
-            seqs[n++] = j->sseq;
+    struct expired *x = calloc(1, sizeof *x);
+    if (!x)
+        return;
+    store_jobs_finished_before(e->store, cutoff, 128, expired_add, x);
+    size_t deleted = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        pthread_mutex_lock(&e->mu);
+        struct job *j = engine_find(e, x->id[i]);
+        bool wait = j && j->dirty;
+        if (j && !wait)
             engine_forget_job(e, j);
-        }
+        pthread_mutex_unlock(&e->mu);
+        if (!wait && engine_delete_stored(e, x->seq[i], x->status[i]) == 0)
+            deleted++;
     }
-    pthread_mutex_unlock(&e->mu);
-    for (size_t i = 0; i < n; i++)
-        store_job_delete(e->store, seqs[i]);
-    if (n)
-        log_info("retention: deleted %zu job(s) finished more than %u s ago", n,
+    free(x);
+    if (deleted)
+        log_info("retention: deleted %zu job(s) finished more than %u s ago", deleted,
                  e->cfg->retention_s);
     /* deleted data frees disk space over time, not in one long stall */
     store_reclaim_space(e->store);
+    /* Memory freed by requests and by jobs that left memory sits in holes
+     * of the heap that malloc keeps (only the top of an arena goes back
+     * by itself): a few MB after a busy spell, with nothing in use. Whole
+     * free pages go back to the system here, so the process's RSS follows
+     * what it holds (docs/architecture.md, "What is in memory"). */
+    malloc_trim(0);
 }
 
 static void *engine_main(void *arg)
@@ -1841,8 +1937,9 @@ static int recover_range(void *arg, uint64_t first, uint32_t n)
     return 0;
 }
 
-/* Rebuilds one job from its row at start-up: finished jobs are served as
- * they were; unfinished ones go on from where their durable results stop. */
+/* Rebuilds one unfinished job from its row at start-up: it goes on from
+ * where its durable results stop. (Finished jobs stay in the store, and are
+ * served from there.) */
 static int engine_recover_job(void *arg, const struct store_job *row)
 {
     struct engine *e = arg;
@@ -1857,6 +1954,7 @@ static int engine_recover_job(void *arg, const struct store_job *row)
     }
     memcpy(j->id, row->id, ENGINE_JOB_ID_LEN);
     j->id[ENGINE_JOB_ID_LEN] = '\0';
+    snprintf(j->model, sizeof j->model, "%s", row->model);
     j->sseq = row->seq;
     j->status = row->status >= 0 && row->status < JOB_STATUS_COUNT ? (enum job_status)row->status
                                                                    : JOB_FAILED;
@@ -1879,12 +1977,6 @@ static int engine_recover_job(void *arg, const struct store_job *row)
         job_free(j);
         return rc;
     }
-    if (j->finished_ns) {
-        /* a stateful job succeeds only once its result is stored */
-        j->reduced = j->status == JOB_SUCCEEDED;
-        return 0;
-    }
-
     e->pending_items += j->total - j->done - j->failed;
     rc = store_result_ranges(e->store, j->sseq, recover_range, j);
     if (rc == 0 && g >= 0 && j->status != JOB_CANCELLED && j->status != JOB_FAILED)
@@ -1971,7 +2063,8 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
     e->groups = calloc(e->n_groups, sizeof *e->groups);
     e->hash_cap = 1024;
     e->hash = calloc(e->hash_cap, sizeof *e->hash);
-    if (!e->groups || !e->hash)
+    e->khash = calloc(e->hash_cap, sizeof *e->khash);
+    if (!e->groups || !e->hash || !e->khash)
         goto fail;
     /* What a previous api process left in the ring belongs to jobs that died
      * with it: READY/DONE slots are freed now, CLAIMED ones once their
@@ -2010,15 +2103,17 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm)
         log_error("engine: %s", err);
         goto fail;
     }
-    /* Jobs of earlier runs: finished ones are served as they were,
-     * unfinished ones go on where their durable results stop. */
-    int rc = store_jobs_each(e->store, engine_recover_job, e);
+    /* Jobs of earlier runs: unfinished ones go on where their durable
+     * results stop; finished ones stay in the store (only counted). */
+    int rc = store_jobs_count_finished(e->store, e->jobs_by_status, JOB_STATUS_COUNT);
+    if (rc == 0)
+        rc = store_jobs_each_unfinished(e->store, engine_recover_job, e);
     if (rc != 0) {
         log_error("engine: cannot recover jobs from the store: %s", strerror(-rc));
         goto fail;
     }
     if (e->n_jobs)
-        log_info("engine: recovered %" PRIu64 " job(s), %" PRIu64 " unfinished item(s)",
+        log_info("engine: recovered %" PRIu64 " unfinished job(s), %" PRIu64 " item(s) to run",
                  e->n_jobs, e->pending_items);
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0)
         goto fail;
@@ -2067,8 +2162,8 @@ void engine_destroy(struct engine *e)
         free(e->groups[gi].sjobs);
     }
     free(e->groups);
-    free(e->by_seq);
     free(e->hash);
+    free(e->khash);
     free(e->http);
     free(e->dirty);
     free(e->run_lens);
@@ -2101,44 +2196,15 @@ size_t engine_max_item_bytes(const struct engine *e)
     return e->cfg->max_item_bytes < slot ? e->cfg->max_item_bytes : slot;
 }
 
-static void fmt_time(char *buf, size_t len, uint64_t ns)
-{
-    time_t sec = (time_t)(ns / 1000000000ULL);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    char day[32];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%.20s.%03uZ", day, (unsigned)((ns / 1000000ULL) % 1000));
-}
-
-static json_t *json_time(uint64_t ns)
-{
-    if (!ns)
-        return json_null();
-    char buf[40];
-    fmt_time(buf, sizeof buf, ns);
-    return json_string(buf);
-}
-
-/* Called with the mutex held. */
 /* What a Job object shows, copied under the mutex so that the JSON is
- * built without it: status polls must not queue behind each other. */
-struct job_view {
-    char id[ENGINE_JOB_ID_LEN + 1];
-    const char *model; /* the group's name in shared memory: lives as long */
-    enum job_status status;
-    uint64_t total, done, failed, inflight_items;
-    uint64_t created_ns, started_ns, finished_ns;
-    uint32_t chunk_size;
-    char error[256];
-    bool has_error;
-    bool stateful; /* the job carries a reduced result (links.result) */
-};
-
+ * built without it (job_view.h). */
 static void job_view_fill(const struct engine *e, const struct job *j, struct job_view *v)
 {
+    (void)e;
+    memset(v, 0, sizeof *v);
+    v->seq = j->sseq;
     memcpy(v->id, j->id, sizeof v->id);
-    v->model = shm_group(e->shm, j->group)->name;
+    memcpy(v->model, j->model, sizeof v->model);
     v->status = j->status;
     v->total = j->total;
     v->done = j->done;
@@ -2153,46 +2219,6 @@ static void job_view_fill(const struct engine *e, const struct job *j, struct jo
     snprintf(v->error, sizeof v->error, "%s", j->error ? j->error : "");
 }
 
-static json_t *job_view_json(const struct job_view *j)
-{
-    uint64_t now = shm_now_real_ns();
-    uint64_t cancelled = 0;
-    if (j->status == JOB_CANCELLED || j->status == JOB_FAILED)
-        cancelled = j->total - j->done - j->failed - j->inflight_items;
-    json_t *throughput = json_null(), *eta = json_null();
-    if (j->started_ns) {
-        uint64_t end = j->finished_ns ? j->finished_ns : now;
-        double secs = (double)(end - j->started_ns) / 1e9;
-        double rate = secs > 0 ? (double)(j->done + j->failed) / secs : 0;
-        json_decref(throughput);
-        throughput = json_real(rate);
-        if (j->status == JOB_RUNNING && rate > 0) {
-            json_decref(eta);
-            eta = json_real((double)(j->total - j->done - j->failed) / rate);
-        }
-    }
-    char self[64], results[80];
-    snprintf(self, sizeof self, "/v1/jobs/%s", j->id);
-    snprintf(results, sizeof results, "/v1/jobs/%s/results", j->id);
-    json_t *out = json_pack("{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o, "
-                     "s:o, s:{s:s, s:s}}",
-                     "id", j->id, "model", j->model, "status", engine_status_name(j->status),
-                     "counts", "total", (json_int_t)j->total, "done", (json_int_t)j->done,
-                     "failed", (json_int_t)j->failed, "cancelled", (json_int_t)cancelled,
-                     "created_at", json_time(j->created_ns), "started_at",
-                     json_time(j->started_ns), "finished_at", json_time(j->finished_ns),
-                     "throughput", throughput, "eta_seconds", eta, "chunk_size",
-                     j->chunk_size ? json_integer(j->chunk_size) : json_null(), "error",
-                     j->has_error ? json_string(j->error) : json_null(), "links", "self", self,
-                     "results", results);
-    if (out && j->stateful) {
-        char result[80];
-        snprintf(result, sizeof result, "/v1/jobs/%s/result", j->id);
-        json_object_set_new(json_object_get(out, "links"), "result", json_string(result));
-    }
-    return out;
-}
-
 static json_t *job_json(struct engine *e, const struct job *j)
 {
     struct job_view v;
@@ -2200,8 +2226,14 @@ static json_t *job_json(struct engine *e, const struct job *j)
     return job_view_json(&v);
 }
 
+/* A running job's tag changes with every visible change (its version);
+ * a finished one's is final, the same as when it is served from the store. */
 static void job_etag(struct engine *e, const struct job *j, char *etag)
 {
+    if (job_finished(j)) {
+        job_view_final_etag(j->sseq, (int)j->status, etag);
+        return;
+    }
     snprintf(etag, ENGINE_ETAG_LEN + 1, "\"%x-%" PRIx64 "-%" PRIx64 "\"", e->epoch,
              (uint64_t)(j->key & ((UINT64_C(1) << 40) - 1)), j->version);
 }
@@ -2209,18 +2241,10 @@ static void job_etag(struct engine *e, const struct job *j, char *etag)
 /* Adds a job to the in-memory tables (mutex held). Returns 0 or -ENOMEM. */
 static int engine_insert_job(struct engine *e, struct job *j)
 {
-    if (e->n_seq == e->cap_seq) {
-        size_t nc = e->cap_seq ? e->cap_seq * 2 : 256;
-        struct job **p = realloc(e->by_seq, nc * sizeof *p);
-        if (!p)
-            return -ENOMEM;
-        e->by_seq = p;
-        e->cap_seq = nc;
-    }
+    j->key = ((uint64_t)e->epoch << 40) | (e->n_seq + 1);
     if (engine_hash_insert(e, j) != 0)
         return -ENOMEM;
-    e->by_seq[e->n_seq++] = j;
-    j->key = ((uint64_t)e->epoch << 40) | e->n_seq;
+    e->n_seq++;
     j->older = e->newest;
     if (e->newest)
         e->newest->newer = j;
@@ -2253,6 +2277,97 @@ static uint64_t engine_request_hash(const char *model, const struct job_options 
     return h;
 }
 
+static bool engine_model_stateful(struct engine *e, const char *model)
+{
+    int g = engine_group_of(e, model);
+    return g >= 0 && e->groups[g].stateful;
+}
+
+/* Fills v (and etag, if not NULL) for job `id`: from memory when it is
+ * there, else from `row` when given, else from the store. Returns 0,
+ * -ENOENT, -EIO. */
+static int engine_view(struct engine *e, const char *id, const struct store_job *row,
+                       struct job_view *v, char *etag)
+{
+    if (!id || strlen(id) != ENGINE_JOB_ID_LEN)
+        return -ENOENT;
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (j) {
+        job_view_fill(e, j, v);
+        if (etag)
+            job_etag(e, j, etag);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (j)
+        return 0;
+    struct store_job r;
+    if (!row) {
+        int rc = store_job_get(e->store, id, &r);
+        if (rc)
+            return rc;
+        row = &r;
+    }
+    job_view_from_row(v, row, engine_model_stateful(e, row->model));
+    if (etag)
+        job_view_final_etag(row->seq, row->status, etag);
+    return 0;
+}
+
+#define ENGINE_INSERT_WAIT_MS 1000
+
+/*
+ * Finds job `id` for a reader. In memory: returns it held (refs; the
+ * caller releases it with engine_job_release under the mutex), mutex not
+ * held. Otherwise returns NULL with *rc = 0 and its row in *row (a job
+ * served from the store), or *rc = -ENOENT / -EIO.
+ * A row that is not finished while its job is not in memory belongs to a
+ * submission between its commit and its insert (engine_submit): that is
+ * waited out (bounded), so that callers see it in memory.
+ */
+static struct job *engine_hold(struct engine *e, const char *id, struct store_job *row, int *rc)
+{
+    *rc = -ENOENT;
+    if (!id || strlen(id) != ENGINE_JOB_ID_LEN)
+        return NULL;
+    for (int waited = 0;; waited++) {
+        pthread_mutex_lock(&e->mu);
+        struct job *j = engine_find(e, id);
+        if (j)
+            j->refs++;
+        pthread_mutex_unlock(&e->mu);
+        if (j) {
+            *rc = 0;
+            return j;
+        }
+        *rc = store_job_get(e->store, id, row);
+        if (*rc || row->finished_ns || waited == ENGINE_INSERT_WAIT_MS)
+            return NULL;
+        usleep(1000);
+    }
+}
+
+/* The answer to a request whose Idempotency-Key names the job of row
+ * `old`: the same request gets that job back (ENGINE_REPLAYED, with its id
+ * and Job object), another request -EEXIST. The job is shown from memory
+ * if it is there, else from its row: it may have finished and left memory,
+ * or be the job of a concurrent request whose row is committed but which
+ * is not in memory yet (its Job is then the row as submitted). */
+static int engine_replay(struct engine *e, const struct store_job *old, uint64_t request_hash,
+                         char *id, json_t **job_json_out)
+{
+    memcpy(id, old->id, ENGINE_JOB_ID_LEN);
+    id[ENGINE_JOB_ID_LEN] = '\0';
+    if (old->request_hash != request_hash)
+        return -EEXIST;
+    if (job_json_out) {
+        struct job_view v;
+        engine_view(e, old->id, old, &v, NULL);
+        *job_json_out = job_view_json(&v);
+    }
+    return ENGINE_REPLAYED;
+}
+
 int engine_submit(struct engine *e, const char *model, struct job_items *items,
                   const struct job_options *opt, char *id, json_t **job_json_out)
 {
@@ -2271,6 +2386,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
         return -ENOMEM;
     }
     j->group = (uint32_t)g;
+    snprintf(j->model, sizeof j->model, "%s", model);
     j->chunk_size = opt && opt->chunk_size ? opt->chunk_size : 0;
     if (j->chunk_size > ENGINE_MAX_CHUNK)
         j->chunk_size = ENGINE_MAX_CHUNK;
@@ -2316,19 +2432,9 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
         pthread_mutex_lock(&e->mu);
         e->pending_items -= j->total;
         int out = rc;
-        if (rc == -EEXIST) {
-            /* The key was used: the same request gets the same job back. */
-            struct job *old = engine_find(e, existing.id);
-            out = old && existing.request_hash == j->request_hash ? ENGINE_REPLAYED : -EEXIST;
-            if (old) {
-                memcpy(id, old->id, ENGINE_JOB_ID_LEN + 1);
-                if (job_json_out)
-                    *job_json_out = job_json(e, old);
-            } else {
-                out = -EEXIST;
-            }
-        }
         pthread_mutex_unlock(&e->mu);
+        if (rc == -EEXIST)
+            out = engine_replay(e, &existing, j->request_hash, id, job_json_out);
         job_free(j);
         return out;
     }
@@ -2360,89 +2466,135 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
 json_t *engine_job_json(struct engine *e, const char *id, char *etag)
 {
     struct job_view v;
-    pthread_mutex_lock(&e->mu);
-    struct job *j = engine_find(e, id);
-    if (j) {
-        job_view_fill(e, j, &v);
-        if (etag)
-            job_etag(e, j, etag);
+    if (engine_view(e, id, NULL, &v, etag) != 0)
+        return NULL;
+    return job_view_json(&v);
+}
+
+static int job_seq_desc(const void *a, const void *b)
+{
+    uint64_t x = (*(struct job *const *)a)->sseq, y = (*(struct job *const *)b)->sseq;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The in-memory part of a list page (mutex held): views of at most `max`
+ * jobs with `status` (< 0: any) and seq < before (0: any), newest first,
+ * in a new array (*out, caller frees). *finished counts those finished (a
+ * finished job may be in the store's part too). Returns the count, or -1
+ * on out-of-memory. */
+static ssize_t engine_list_memory(struct engine *e, int status, uint64_t before, size_t max,
+                                  struct job_view **out, size_t *finished)
+{
+    *out = NULL;
+    *finished = 0;
+    struct job **js = malloc((e->n_jobs ? e->n_jobs : 1) * sizeof *js);
+    if (!js)
+        return -1;
+    size_t n = 0;
+    for (struct job *j = e->newest; j && n < e->n_jobs; j = j->older)
+        if ((status < 0 || (int)j->status == status) && (!before || j->sseq < before))
+            js[n++] = j;
+    qsort(js, n, sizeof *js, job_seq_desc);
+    for (size_t i = 0; i < n; i++)
+        *finished += job_finished(js[i]);
+    if (n > max)
+        n = max;
+    *out = malloc((n ? n : 1) * sizeof **out);
+    if (!*out) {
+        free(js);
+        return -1;
     }
-    pthread_mutex_unlock(&e->mu);
-    return j ? job_view_json(&v) : NULL;
+    for (size_t i = 0; i < n; i++)
+        job_view_fill(e, js[i], &(*out)[i]);
+    free(js);
+    return (ssize_t)n;
+}
+
+struct stored_page {
+    struct engine *e;
+    struct job_view *v;
+    size_t n, cap;
+};
+
+static int stored_page_add(void *arg, const struct store_job *row)
+{
+    struct stored_page *p = arg;
+    if (p->n < p->cap)
+        job_view_from_row(&p->v[p->n++], row, engine_model_stateful(p->e, row->model));
+    return 0;
 }
 
 json_t *engine_jobs_json(struct engine *e, int status, size_t limit, const char *after, int *err)
 {
     *err = 0;
-    json_t *arr = json_array();
-    if (!arr) {
+    uint64_t before = 0;
+    if (after) {
+        struct job_view av;
+        if ((*err = engine_view(e, after, NULL, &av, NULL)) != 0)
+            return NULL;
+        before = av.seq;
+    }
+    /* Unfinished jobs from memory, finished ones from the store's index:
+     * one page of each is enough to merge one page of the list. */
+    struct job_view *mem;
+    size_t dups;
+    pthread_mutex_lock(&e->mu);
+    ssize_t n_mem = engine_list_memory(e, status, before, limit + 1, &mem, &dups);
+    pthread_mutex_unlock(&e->mu);
+    if (n_mem < 0) {
         *err = -ENOMEM;
         return NULL;
     }
-    pthread_mutex_lock(&e->mu);
-    struct job *j = e->newest;
-    if (after) {
-        struct job *a = engine_find(e, after);
-        if (!a) {
-            pthread_mutex_unlock(&e->mu);
-            json_decref(arr);
-            *err = -ENOENT;
-            return NULL;
-        }
-        j = a->older;
-    }
-    const char *next = NULL;
-    for (; j; j = j->older) {
-        if (status >= 0 && (int)j->status != status)
-            continue;
-        if (json_array_size(arr) == limit) {
-            next = json_string_value(json_object_get(
-                json_array_get(arr, json_array_size(arr) - 1), "id"));
-            break;
-        }
-        json_array_append_new(arr, job_json(e, j));
-    }
-    json_t *r = json_pack("{s:o, s:o}", "jobs", arr, "next_after",
-                          next ? json_string(next) : json_null());
-    pthread_mutex_unlock(&e->mu);
-    if (!r)
+    struct stored_page sp = { .e = e, .cap = limit + 1 + dups };
+    sp.v = malloc(sp.cap * sizeof *sp.v);
+    json_t *r = NULL;
+    if (!sp.v)
         *err = -ENOMEM;
+    else if ((*err = store_jobs_finished_page(e->store, status, before, sp.cap, stored_page_add,
+                                              &sp)) == 0 &&
+             !(r = job_view_list_json(mem, (size_t)n_mem, sp.v, sp.n, limit)))
+        *err = -ENOMEM;
+    free(sp.v);
+    free(mem);
     return r;
 }
 
 int engine_results_page(struct engine *e, const char *id, size_t offset, size_t limit,
                         struct sbuf *out)
 {
-    pthread_mutex_lock(&e->mu);
-    struct job *j = engine_find(e, id);
-    if (!j) {
-        pthread_mutex_unlock(&e->mu);
-        return -ENOENT;
-    }
-    uint64_t sseq = j->sseq, total = j->total;
-    j->refs++; /* not freed by a purge while we read */
-    pthread_mutex_unlock(&e->mu);
+    struct store_job row;
+    int rc;
+    struct job *j = engine_hold(e, id, &row, &rc);
+    if (!j && rc)
+        return rc;
+    uint64_t sseq = j ? j->sseq : row.seq, total = j ? j->total : row.total;
 
     /* Results are read from the store: only durable ones are shown, and a
      * job's results need not fit in memory. */
     uint64_t next = offset;
-    int rc = sbuf_puts(out, "{\"results\":[");
+    rc = sbuf_puts(out, "{\"results\":[");
     if (!rc && offset < total)
         rc = store_results_page(e->store, sseq, offset,
                                 limit < total - offset ? limit : total - offset, out, &next);
 
-    pthread_mutex_lock(&e->mu);
+    /* A cancelled or failed job's never-run items have no result: past
+     * the last result of a finished job the page is complete too. */
     bool at_end = next >= total;
-    if (!at_end && job_finished(j)) {
-        /* A cancelled or failed job's never-run items have no result: past
-         * the last result the page is complete too. */
-        uint64_t k = next;
-        while (k < total && !job_has(j, k))
-            k++;
-        at_end = k >= total;
+    if (j) {
+        pthread_mutex_lock(&e->mu);
+        if (!at_end && job_finished(j)) {
+            uint64_t k = next;
+            while (k < total && !job_has(j, k))
+                k++;
+            at_end = k >= total;
+        }
+        engine_job_release(e, j);
+        pthread_mutex_unlock(&e->mu);
+    } else if (!rc && !at_end && row.finished_ns) {
+        bool any = true;
+        rc = store_results_from(e->store, sseq, next, &any);
+        at_end = !any;
     }
-    engine_job_release(e, j);
-    pthread_mutex_unlock(&e->mu);
     if (!rc) {
         if (at_end)
             rc = sbuf_puts(out, "],\"next_offset\":null}");
@@ -2452,15 +2604,28 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
     return rc;
 }
 
+/* engine_job_result for a job served from the store. */
+static int engine_stored_result(struct engine *e, const struct store_job *row, struct sbuf *out)
+{
+    int g = engine_group_of(e, row->model);
+    if (g >= 0 && !e->groups[g].stateful)
+        return -ENODATA;
+    if (row->status == JOB_CANCELLED || row->status == JOB_FAILED)
+        return -ECANCELED;
+    int rc = store_job_result(e->store, row->seq, out);
+    if (rc == -ENOENT) /* a model not loaded now: stateful or not, it has none */
+        return g >= 0 && !row->finished_ns ? -EAGAIN : -ENODATA;
+    return rc;
+}
+
 int engine_job_result(struct engine *e, const char *id, struct sbuf *out)
 {
+    struct store_job row;
+    int rc;
+    struct job *j = engine_hold(e, id, &row, &rc);
+    if (!j)
+        return rc ? rc : engine_stored_result(e, &row, out);
     pthread_mutex_lock(&e->mu);
-    struct job *j = engine_find(e, id);
-    if (!j) {
-        pthread_mutex_unlock(&e->mu);
-        return -ENOENT;
-    }
-    int rc = 0;
     if (!e->groups[j->group].stateful)
         rc = -ENODATA;
     else if (j->status == JOB_CANCELLED || j->status == JOB_FAILED)
@@ -2468,47 +2633,67 @@ int engine_job_result(struct engine *e, const char *id, struct sbuf *out)
     else if (!j->reduced)
         rc = -EAGAIN;
     uint64_t sseq = j->sseq;
-    if (rc) {
-        pthread_mutex_unlock(&e->mu);
-        return rc;
-    }
-    j->refs++; /* not freed by a purge while we read */
     pthread_mutex_unlock(&e->mu);
-    rc = store_job_result(e->store, sseq, out);
+    if (!rc) {
+        rc = store_job_result(e->store, sseq, out);
+        if (rc == -ENOENT)
+            rc = -EAGAIN;
+    }
     pthread_mutex_lock(&e->mu);
     engine_job_release(e, j);
     pthread_mutex_unlock(&e->mu);
-    return rc == -ENOENT ? -EAGAIN : rc;
+    return rc;
+}
+
+/* Deletes a finished job's rows, and counts it gone if they were there. */
+static int engine_delete_stored(struct engine *e, uint64_t seq, int status)
+{
+    int rc = store_job_delete(e->store, seq);
+    if (rc == 0 && status >= 0 && status < JOB_STATUS_COUNT) {
+        pthread_mutex_lock(&e->mu);
+        e->jobs_by_status[status]--;
+        pthread_mutex_unlock(&e->mu);
+    }
+    return rc == -ENOENT ? 0 : rc;
 }
 
 int engine_purge(struct engine *e, const char *id)
 {
-    pthread_mutex_lock(&e->mu);
-    struct job *j = engine_find(e, id);
+    struct store_job row;
+    int rc;
+    struct job *j = engine_hold(e, id, &row, &rc);
     if (!j) {
-        pthread_mutex_unlock(&e->mu);
-        return -ENOENT;
+        if (rc)
+            return rc;
+        return row.finished_ns ? engine_delete_stored(e, row.seq, row.status) : -EBUSY;
     }
-    if (!job_finished(j)) {
-        pthread_mutex_unlock(&e->mu);
-        return -EBUSY;
-    }
+    pthread_mutex_lock(&e->mu);
+    bool finished = job_finished(j);
     uint64_t sseq = j->sseq; /* before: forgetting may free the job */
-    engine_forget_job(e, j);
+    int status = (int)j->status;
+    if (finished)
+        engine_forget_job(e, j);
+    engine_job_release(e, j);
     pthread_mutex_unlock(&e->mu);
-    int rc = store_job_delete(e->store, sseq);
-    return rc == -ENOENT ? 0 : rc;
+    return finished ? engine_delete_stored(e, sseq, status) : -EBUSY;
 }
 
 int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
 {
-    pthread_mutex_lock(&e->mu);
-    struct job *j = engine_find(e, id);
+    struct store_job row;
+    int rc;
+    struct job *j = engine_hold(e, id, &row, &rc);
     if (!j) {
-        pthread_mutex_unlock(&e->mu);
-        return -ENOENT;
+        if (rc)
+            return rc;
+        if (job_json_out) {
+            struct job_view v;
+            job_view_from_row(&v, &row, engine_model_stateful(e, row.model));
+            *job_json_out = job_view_json(&v);
+        }
+        return -EALREADY; /* finished: served from the store */
     }
-    int rc = 0;
+    pthread_mutex_lock(&e->mu);
     if (job_finished(j) || j->status == JOB_CANCELLED || j->status == JOB_FAILED) {
         rc = -EALREADY;
     } else {
@@ -2525,15 +2710,20 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
     }
     if (job_json_out)
         *job_json_out = job_json(e, j);
+    engine_job_release(e, j);
     pthread_mutex_unlock(&e->mu);
     atomic_store_explicit(&e->kick, true, memory_order_release);
     ring_notify_engine(e->shm);
     return rc;
 }
 
+/* A stream of a job in memory holds it (refs); a stream of a job served
+ * from the store holds only its seq, and asks the store whether the job
+ * is still there when it runs dry (a purge cuts the stream). */
 struct engine_stream {
     struct engine *e;
-    struct job *job;
+    struct job *job;  /* NULL: served from the store */
+    uint64_t sseq;
     uint64_t cursor;  /* the store's block cursor (store_results_stream) */
     struct sbuf buf;  /* lines read from the store, not yet sent */
     size_t sent;      /* bytes of buf already sent */
@@ -2544,39 +2734,61 @@ struct engine_stream *engine_stream_open(struct engine *e, const char *id)
     struct engine_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    pthread_mutex_lock(&e->mu);
-    s->job = engine_find(e, id);
-    if (s->job)
-        s->job->refs++;
-    pthread_mutex_unlock(&e->mu);
-    if (!s->job) {
+    struct store_job row;
+    int rc;
+    s->job = engine_hold(e, id, &row, &rc);
+    if (!s->job && rc) {
         free(s);
         return NULL;
     }
+    s->sseq = s->job ? s->job->sseq : row.seq;
     s->e = e;
     return s;
+}
+
+/* Whether the stream's job has ended, and whether it was purged. */
+static void engine_stream_state(struct engine_stream *s, bool *ended, bool *purged)
+{
+    struct engine *e = s->e;
+    if (s->job) {
+        pthread_mutex_lock(&e->mu);
+        *ended = job_finished(s->job);
+        *purged = s->job->deleted;
+        pthread_mutex_unlock(&e->mu);
+        return;
+    }
+    struct store_job row;
+    int rc = store_job_get_seq(e->store, s->sseq, &row);
+    *purged = rc != 0;
+    /* not finished only in the moment between a submission's commit and
+     * its job in memory (engine_hold waited that out) */
+    *ended = true;
 }
 
 ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int timeout_ms)
 {
     struct engine *e = s->e;
-    struct job *j = s->job;
     if (s->sent == s->buf.len) {
         sbuf_reset(&s->buf);
         s->sent = 0;
         /* Whether the job had ended is read before the store: whatever was
          * durable by then is in what the store returns now. */
-        pthread_mutex_lock(&e->mu);
-        bool ended = job_finished(j), purged = j->deleted;
-        pthread_mutex_unlock(&e->mu);
+        bool ended, purged;
+        engine_stream_state(s, &ended, &purged);
         /* A purged job's results are gone: the stream is cut, not ended. */
         if (purged)
             return -2;
-        if (store_results_stream(e->store, j->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
+        if (store_results_stream(e->store, s->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
             return -2;
         if (s->buf.len == 0) {
             if (atomic_load(&e->stop))
                 return -2;
+            if (ended && !s->job) {
+                /* purged while we read? then what we sent is not all */
+                engine_stream_state(s, &ended, &purged);
+                if (purged)
+                    return -2;
+            }
             if (ended)
                 return -1;
             if (timeout_ms > 0) {
@@ -2599,9 +2811,11 @@ void engine_stream_close(struct engine_stream *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->e->mu);
-    engine_job_release(s->e, s->job);
-    pthread_mutex_unlock(&s->e->mu);
+    if (s->job) {
+        pthread_mutex_lock(&s->e->mu);
+        engine_job_release(s->e, s->job);
+        pthread_mutex_unlock(&s->e->mu);
+    }
     sbuf_free(&s->buf);
     free(s);
 }
@@ -2673,7 +2887,7 @@ json_t *engine_workers_json(struct engine *e)
                       (json_int_t)atomic_load(&sw->items_done), "items_failed",
                       (json_int_t)atomic_load(&sw->items_failed), "restarts",
                       (int)atomic_load(&sw->restarts), "current_job", cur, "started_at",
-                      json_time(atomic_load(&sw->started_ns)), "rss_bytes",
+                      job_view_time(atomic_load(&sw->started_ns)), "rss_bytes",
                       rss >= 0 ? json_integer(rss) : json_null(), "pss_bytes",
                       pss >= 0 ? json_integer(pss) : json_null());
         json_object_set_new(row, "coprocess", coproc);
@@ -2802,11 +3016,18 @@ int engine_metrics(struct engine *e, struct sbuf *o)
                                                              0.025,  0.05,  0.1,    0.5,   1.0 };
     int rc = 0;
     pthread_mutex_lock(&e->mu);
-    rc |= sbuf_puts(o, "# HELP batchd_jobs Jobs held by this api process, by status.\n"
+    rc |= sbuf_puts(o, "# HELP batchd_jobs Jobs retained (unfinished, or finished and kept "
+                       "until --retention), by status.\n"
                        "# TYPE batchd_jobs gauge\n");
     for (int s = 0; s < JOB_STATUS_COUNT; s++)
         rc |= sbuf_printf(o, "batchd_jobs{status=\"%s\"} %" PRIu64 "\n", status_names[s],
                           e->jobs_by_status[s]);
+    rc |= sbuf_printf(o,
+                      "# HELP batchd_jobs_in_memory Jobs the api process holds in memory "
+                      "(unfinished; finished ones are served from the store).\n"
+                      "# TYPE batchd_jobs_in_memory gauge\n"
+                      "batchd_jobs_in_memory %" PRIu64 "\n",
+                      e->n_jobs);
     rc |= sbuf_printf(o,
                       "# HELP batchd_items_done_total Items that produced an output.\n"
                       "# TYPE batchd_items_done_total counter\n"

@@ -1,8 +1,12 @@
 /*
  * engine: jobs, the dispatcher and the collector, in the api process.
  *
- * The engine owns every job of this api process (its inputs, its results,
- * its counters) and the producer side of the shared-memory ring. One
+ * The engine owns the unfinished jobs of this api process (their inputs,
+ * their counters, which items have results) and the producer side of the
+ * shared-memory ring. A finished job leaves memory once its final row is
+ * durable and nobody reads it: from then on the functions below serve it
+ * from the store (store.h, "Jobs served from the store"), so memory does
+ * not grow with the number of retained jobs. One
  * engine thread moves work: it cuts jobs into tasks (chunks of consecutive
  * items), writes them into free ring slots, and collects finished tasks'
  * outputs into the jobs' results. HTTP handler threads call the functions
@@ -109,9 +113,10 @@ size_t engine_max_item_bytes(const struct engine *e);
  * stores the Job object there (new reference).
  * The job and its inputs are durable (store.h) before this returns 0.
  * ENGINE_REPLAYED: the idempotency key names an earlier job with the same
- * request: its id and Job object are returned, `items` is not taken.
+ * request (finished, running, or a concurrent request's job that is not in
+ * memory yet): its id and Job object are returned, `items` is not taken.
  * Errors (items not taken, nothing changed): -EEXIST the idempotency key
- * names an earlier job with another request, -ENOSPC the store is full,
+ * names an earlier job with another request (its id is written to id), -ENOSPC the store is full,
  * -EIO the store failed, -ENOENT unknown model,
  * -EINVAL no items, -ENOMEM, -ESHUTDOWN the service is stopping,
  * -EBUSY admission control (accepted-but-unfinished items would pass

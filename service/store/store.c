@@ -28,10 +28,12 @@
 
 #include "service/jobs/engine.h"
 #include "service/core/log.h"
+#include "service/store/store_int.h"
 
 #define STORE_SCHEMA "1"
 #define STORE_BLOCK_ITEMS 4096u /* items per input or result block, at most */
 #define STORE_READERS 8
+#define STORE_READER_CACHE_KB "256"
 
 struct pending_block {
     uint64_t seq, first;
@@ -136,6 +138,12 @@ static const char *const store_schema_sql =
     "CREATE TABLE IF NOT EXISTS results(job INTEGER NOT NULL, first INTEGER NOT NULL,"
     " n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(job, first));"
     "CREATE INDEX IF NOT EXISTS results_in_order ON results(job);"
+    /* finished jobs are listed and expired from the store (store_query.c):
+     * the list's order within a status, and the retention's order (added
+     * after schema 1 was out: IF NOT EXISTS builds them in older files) */
+    "CREATE INDEX IF NOT EXISTS jobs_finished_by_status ON jobs(status, seq)"
+    " WHERE finished_ns != 0;"
+    "CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs(finished_ns) WHERE finished_ns != 0;"
     /* a stateful job's reduced result (added after schema 1 was out: a
      * table of its own keeps older databases readable as they are) */
     "CREATE TABLE IF NOT EXISTS job_results(job INTEGER PRIMARY KEY, data BLOB NOT NULL);"
@@ -299,7 +307,7 @@ void store_close(struct store *s)
 }
 
 /* A read connection from the pool (opened on first need). NULL on failure. */
-static sqlite3 *store_reader(struct store *s, int *slot)
+sqlite3 *store_reader(struct store *s, int *slot)
 {
     pthread_mutex_lock(&s->rmu);
     for (;;) {
@@ -320,6 +328,11 @@ static sqlite3 *store_reader(struct store *s, int *slot)
                 return NULL;
             }
             store_exec(db, "PRAGMA query_only=1");
+            /* A small page cache per reader: with SQLite's default (2 MB
+             * each) eight readers would hold 16 MB once the file outgrows
+             * them, memory that grows with the number of retained jobs;
+             * the file's pages stay in the kernel's page cache anyway. */
+            store_exec(db, "PRAGMA cache_size=-" STORE_READER_CACHE_KB);
             int i = s->n_readers++;
             s->readers[i] = db;
             s->busy[i] = true;
@@ -331,7 +344,7 @@ static sqlite3 *store_reader(struct store *s, int *slot)
     }
 }
 
-static void store_reader_done(struct store *s, int slot)
+void store_reader_done(struct store *s, int slot)
 {
     pthread_mutex_lock(&s->rmu);
     s->busy[slot] = false;
@@ -406,11 +419,7 @@ static void store_bind_job(sqlite3_stmt *st, const struct store_job *j)
     sqlite3_bind_int64(st, 16, (sqlite3_int64)j->request_hash);
 }
 
-#define STORE_JOB_COLUMNS                                                                     \
-    "seq, id, model, status, total, done, failed, cancelled, created_ns, started_ns,"        \
-    " finished_ns, chunk_size, item_timeout_ms, max_attempts, error, idem_key, request_hash"
-
-static void store_read_job(sqlite3_stmt *st, struct store_job *j)
+void store_read_job(sqlite3_stmt *st, struct store_job *j)
 {
     memset(j, 0, sizeof *j);
     j->seq = (uint64_t)sqlite3_column_int64(st, 0);

@@ -158,6 +158,41 @@ int store_put_job_result(struct store *s, uint64_t seq, const char *text, size_t
  * -EIO, -ENOMEM. */
 int store_job_result(struct store *s, uint64_t seq, struct sbuf *out);
 
+/*
+ * Jobs served from the store (store_query.c). A finished job lives only
+ * here: the engine keeps unfinished jobs in memory and reads finished ones
+ * through these functions, each answered from an index. `fn` callbacks
+ * return 0 to go on; a non-zero value stops and is returned.
+ */
+
+/* Reads the row of job `id` (or of job `seq`) into *job. Returns 0,
+ * -ENOENT, -EIO. */
+int store_job_get(struct store *s, const char *id, struct store_job *job);
+int store_job_get_seq(struct store *s, uint64_t seq, struct store_job *job);
+
+/* Calls fn for every job not finished (finished_ns == 0), oldest first:
+ * start-up recovery. Returns 0, fn's value, or -EIO. */
+int store_jobs_each_unfinished(struct store *s,
+                               int (*fn)(void *arg, const struct store_job *job), void *arg);
+
+/* Calls fn for at most `limit` finished jobs, newest first (seq order),
+ * with seq < before (0: no bound) and status `status` (< 0: any). */
+int store_jobs_finished_page(struct store *s, int status, uint64_t before, size_t limit,
+                             int (*fn)(void *arg, const struct store_job *job), void *arg);
+
+/* Calls fn for at most `limit` jobs that finished before cutoff_ns
+ * (CLOCK_REALTIME), the longest finished first (retention). */
+int store_jobs_finished_before(struct store *s, uint64_t cutoff_ns, size_t limit,
+                               int (*fn)(void *arg, const struct store_job *job), void *arg);
+
+/* Adds the number of finished jobs of each status to counts[status]
+ * (statuses >= n_status are not counted). Returns 0 or -EIO. */
+int store_jobs_count_finished(struct store *s, uint64_t *counts, int n_status);
+
+/* *any = whether job `seq` has a durable result at an index >= `index`
+ * (where a finished job's results end). Returns 0 or -EIO. */
+int store_results_from(struct store *s, uint64_t seq, uint64_t index, bool *any);
+
 /* Gives freed pages back to the file system, a little at a time. */
 void store_reclaim_space(struct store *s);
 

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -364,6 +365,90 @@ static void test_stream(void **state)
     free(id);
 }
 
+/* Waits (bounded: 30 s) until the engine holds n jobs in memory (finished
+ * ones are then served from the store), as /metrics says. */
+static void wait_in_memory(struct engine *e, int n)
+{
+    char want[64];
+    snprintf(want, sizeof want, "\nbatchd_jobs_in_memory %d\n", n);
+    for (int i = 0; i < 3000; i++) {
+        struct sbuf m = SBUF_INIT;
+        assert_int_equal(engine_metrics(e, &m), 0);
+        bool ok = strstr(m.data, want) != NULL;
+        sbuf_free(&m);
+        if (ok)
+            return;
+        usleep(10000);
+    }
+    fail_msg("the engine never held %d job(s) in memory", n);
+}
+
+/* One page: its size and next_offset (-1 for null). */
+static void page_of(struct engine *e, const char *id, size_t offset, size_t limit, size_t *n,
+                    long long *next)
+{
+    struct sbuf page = SBUF_INIT;
+    assert_int_equal(engine_results_page(e, id, offset, limit, &page), 0);
+    json_t *doc = json_loads(page.data, 0, NULL);
+    assert_non_null(doc);
+    *n = json_array_size(json_object_get(doc, "results"));
+    json_t *no = json_object_get(doc, "next_offset");
+    *next = json_is_integer(no) ? (long long)json_integer_value(no) : -1;
+    json_decref(doc);
+    sbuf_free(&page);
+}
+
+/* A finished job leaves memory and is served from the store: status,
+ * paging (issue 13, item 1: the end of a page), stream, cancel, purge;
+ * and the same after the engine is made again on the same store (an api
+ * process restart). */
+static void test_finished_from_store(void **state)
+{
+    struct fixture *f = *state;
+    char *id = submit_numbers(f->e, 0, 3000, 0);
+    json_decref(wait_job(f->e, id));
+    char etag[ENGINE_ETAG_LEN + 1], again[ENGINE_ETAG_LEN + 1];
+    json_decref(engine_job_json(f->e, id, etag));
+    wait_in_memory(f->e, 0);
+    for (int round = 0; round < 2; round++) {
+        size_t n;
+        long long next;
+        page_of(f->e, id, 0, 1000, &n, &next);
+        assert_int_equal(n, 1000);
+        assert_int_equal(next, 1000);
+        page_of(f->e, id, 2000, 1000, &n, &next);
+        assert_int_equal(n, 1000);
+        assert_int_equal(next, -1);
+        check_squares(f->e, id, 0, 3000);
+        json_t *job = NULL;
+        assert_int_equal(engine_cancel(f->e, id, &job), -EALREADY);
+        assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+        assert_string_equal(json_string_value(json_object_get(job, "model")), "square");
+        json_decref(job);
+        json_decref(engine_job_json(f->e, id, again));
+        assert_string_equal(etag, again);
+        /* the engine again, on the same store: the api process restarted */
+        engine_destroy(f->e);
+        f->e = engine_create(&f->cfg, &f->shm);
+        assert_non_null(f->e);
+    }
+    struct engine_stream *st = engine_stream_open(f->e, id);
+    assert_non_null(st);
+    char buf[4096];
+    size_t lines = 0;
+    ssize_t got;
+    for (int i = 0; i < 100000 && (got = engine_stream_read(st, buf, sizeof buf, 100)) >= 0; i++)
+        for (ssize_t k = 0; k < got; k++)
+            lines += buf[k] == '\n';
+    assert_int_equal(got, -1);
+    assert_int_equal(lines, 3000);
+    engine_stream_close(st);
+    assert_int_equal(engine_purge(f->e, id), 0);
+    assert_null(engine_job_json(f->e, id, NULL));
+    assert_int_equal(engine_purge(f->e, id), -ENOENT);
+    free(id);
+}
+
 static void test_list_and_metrics(void **state)
 {
     struct fixture *f = *state;
@@ -426,6 +511,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_worker_killed_mid_job, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_list_and_metrics, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_finished_from_store, setup_square, teardown),
     };
     return cmocka_run_group_tests_name("engine", tests, NULL, NULL);
 }
