@@ -22,8 +22,8 @@
  *      other than loopback).
  *   4. sigwait(): SIGHUP (forwarded by the supervisor) reloads the tokens
  *      file (auth.h); SIGTERM or SIGINT stop the process: the engine stops
- *      accepting jobs, the server stops (open result streams are cut within
- *      a poll interval, connection threads are joined), then the engine is
+ *      accepting jobs, the server stops (open result streams are resumed
+ *      and cut, libmicrohttpd's threads are joined), then the engine is
  *      destroyed.
  *
  * Process and threads: the api process's main thread only.

@@ -17,9 +17,6 @@
 #define RESULTS_PAGE_MAX_BYTES ((size_t)256 << 20)
 #define METRICS_MAX_BYTES ((size_t)64 << 20)
 
-/* How long one wait of a results stream lasts before it looks at the
- * shutdown flag and the client again. */
-#define STREAM_POLL_MS 200
 /* Bytes libmicrohttpd asks the stream for at a time. */
 #define STREAM_BLOCK_BYTES (64 * 1024)
 
@@ -426,12 +423,19 @@ static const char *const results_query[] = { "offset", "limit", "stream", NULL }
 struct results_stream {
     struct engine_stream *s;
     const atomic_bool *stopping;
+    struct api_pump *pump;
+    struct api_waiter waiter;
     int fd; /* the client's socket, to notice it leaving; -1 if unknown */
+    /* What the pump read while the connection was suspended, handed to the
+     * reader when it resumes (one user at a time: pump.h). */
+    char *pending;
+    size_t pending_len, pending_off;
+    ssize_t end;    /* engine_stream_read's -1 or -2 once seen; 0 before */
+    bool gone;      /* the client left */
 };
 
-/* True when the client closed its side or the socket failed. A stream may
- * wait a long time for the next result; without this a client that left
- * would hold its connection thread until then. */
+/* True when the client closed its side or the socket failed. A suspended
+ * connection is not watched by libmicrohttpd, so the pump asks this. */
 static bool client_gone(int fd)
 {
     if (fd < 0)
@@ -442,39 +446,82 @@ static bool client_gone(int fd)
     return (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
+/* The pump's question (pump.h): has this stream something to do now? */
+static bool results_stream_poll(void *ctx, int timeout_ms)
+{
+    struct results_stream *rs = ctx;
+    if (atomic_load_explicit(rs->stopping, memory_order_relaxed) || rs->end || rs->gone ||
+        rs->pending_off < rs->pending_len)
+        return true;
+    if (!rs->pending) {
+        rs->pending = malloc(STREAM_BLOCK_BYTES);
+        if (!rs->pending) {
+            rs->end = -2; /* no memory: cut, the client sees it was not complete */
+            return true;
+        }
+    }
+    ssize_t n = engine_stream_read(rs->s, rs->pending, STREAM_BLOCK_BYTES, timeout_ms);
+    if (n > 0) {
+        rs->pending_len = (size_t)n;
+        rs->pending_off = 0;
+        return true;
+    }
+    if (n < 0) {
+        rs->end = n;
+        return true;
+    }
+    rs->gone = client_gone(rs->fd);
+    return rs->gone;
+}
+
+/* The end of a stream, as libmicrohttpd's reader result. */
+static ssize_t results_stream_end(const struct results_stream *rs, ssize_t n)
+{
+    /* a stream cut by shutdown must not look finished: END_WITH_ERROR
+     * drops the connection without the final empty chunk */
+    if (n == -2 || atomic_load_explicit(rs->stopping, memory_order_relaxed))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 /*
- * libmicrohttpd's content reader for the NDJSON stream. It must not return
- * 0: with internal polling threads that would make libmicrohttpd call it
- * again at once, a busy loop. So it waits here, in slices of STREAM_POLL_MS,
- * until a result arrives, the job ends, the client leaves or the service
- * stops.
+ * libmicrohttpd's content reader for the NDJSON stream. It never blocks
+ * (its thread serves other connections): with nothing to send it suspends
+ * the connection and hands it to the pump (pump.h), which resumes it when
+ * a result arrives, the job ends, the client leaves or the service stops;
+ * libmicrohttpd then calls this again.
  */
 static ssize_t results_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
     struct results_stream *rs = cls;
-    for (;;) {
-        /* a stream cut by shutdown must not look finished: END_WITH_ERROR
-         * drops the connection without the final empty chunk */
-        if (atomic_load_explicit(rs->stopping, memory_order_relaxed))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        ssize_t n = engine_stream_read(rs->s, buf, max, STREAM_POLL_MS);
-        if (n > 0)
-            return n;
-        if (n < 0) {
-            if (n == -2 || atomic_load_explicit(rs->stopping, memory_order_relaxed))
-                return MHD_CONTENT_READER_END_WITH_ERROR;
-            return MHD_CONTENT_READER_END_OF_STREAM;
-        }
-        if (client_gone(rs->fd))
-            return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (rs->pending_off < rs->pending_len) {
+        size_t n = rs->pending_len - rs->pending_off;
+        if (n > max)
+            n = max;
+        memcpy(buf, rs->pending + rs->pending_off, n);
+        rs->pending_off += n;
+        return (ssize_t)n;
     }
+    if (atomic_load_explicit(rs->stopping, memory_order_relaxed) || rs->gone)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (rs->end)
+        return results_stream_end(rs, rs->end);
+    ssize_t n = engine_stream_read(rs->s, buf, max, 0);
+    if (n > 0)
+        return n;
+    if (n < 0)
+        return results_stream_end(rs, n);
+    if (client_gone(rs->fd) || api_pump_wait(rs->pump, &rs->waiter) != 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return 0;
 }
 
 static void results_stream_free(void *cls)
 {
     struct results_stream *rs = cls;
     engine_stream_close(rs->s);
+    free(rs->pending);
     free(rs);
 }
 
@@ -494,6 +541,10 @@ static enum MHD_Result results_stream_start(struct api_req *r)
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory opening the stream");
     }
     rs->stopping = r->stopping;
+    rs->pump = r->pump;
+    rs->waiter.conn = r->conn;
+    rs->waiter.poll = results_stream_poll;
+    rs->waiter.ctx = rs;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     rs->fd = ci ? ci->connect_fd : -1;

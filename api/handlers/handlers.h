@@ -18,7 +18,8 @@
  * when a response was queued or the body is wanted, MHD_NO to drop the
  * connection (only when not even a 500 could be built).
  *
- * Process and threads: api process, libmicrohttpd connection threads; the
+ * Process and threads: api process, libmicrohttpd's pool threads (a
+ * handler must not block: its thread serves other connections); the
  * table is read-only; all shared state is in the engine (thread-safe).
  * Ownership: everything a handler allocates is freed before it returns,
  * except the stream of getJobResults, which the response owns and closes.

@@ -20,7 +20,7 @@
  * The server has already refused a malformed id (400) and unknown query
  * parameters (400).
  *
- * Process and threads: api process, libmicrohttpd connection threads; the
+ * Process and threads: api process, libmicrohttpd's pool threads; the
  * store (r->cfg->objects) is thread- and process-safe.
  * Ownership: what a handler allocates is freed before it returns, except
  * the upload (owned by the request: freed by api_req_free through

@@ -18,7 +18,7 @@
  * token is compared (no early exit on a match).
  *
  * Process and threads: api process. api_auth_check() runs on libmicrohttpd's
- * connection threads while api_auth_reload() runs on the main thread: the
+ * threads while api_auth_reload() runs on the main thread: the
  * token set is behind a read-write lock and is swapped whole, so a request
  * sees either the old set or the new one.
  * Ownership: the struct owns copies of every token (wiped when freed); the

@@ -307,3 +307,14 @@ void api_request_id_new(char out[17])
     }
     out[16] = '\0';
 }
+
+bool api_header_gap_clean(const char *gap, size_t len, bool last)
+{
+    size_t lo = last ? 2 : 1, hi = last ? 4 : 2;
+    if (len < lo || len > hi)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (gap[i] != '\0')
+            return false;
+    return true;
+}

@@ -82,6 +82,19 @@ bool api_request_id_valid(const char *id);
  * split a log line or hide in trailing spaces. */
 bool api_idempotency_key_valid(const char *key);
 
+/*
+ * True when `gap`, the `len` bytes libmicrohttpd left between the end of a
+ * header's value (as its C string ends) and the start of the next line, is
+ * only the line's end: libmicrohttpd parses the head in place and writes a
+ * NUL over each CR and LF, so a clean gap is 1 or 2 NUL bytes (LF or CRLF),
+ * or, after the last header (`last`), 2 to 4 (the empty line's end too).
+ * Anything else means the value held a NUL byte and libmicrohttpd cut it
+ * there ("Bearer TOKEN\0junk" reads as "Bearer TOKEN"): such a field must
+ * be refused (RFC 9110 5.5). One case cannot be told apart: a NUL just
+ * before a bare LF looks like CRLF, and the value is then the same.
+ */
+bool api_header_gap_clean(const char *gap, size_t len, bool last);
+
 /* Writes 16 random lowercase hex digits and a NUL to out[17]. Never fails:
  * when the random source is unavailable it falls back to a mix of the
  * clock and a process-wide counter, still unique within the process. */

@@ -14,9 +14,10 @@
  * The body size of the last response built on this thread by
  * api_response_take/static, which api_send() records for the access log.
  * libmicrohttpd has no getter for a response's size, and the constructors
- * do not know the request; with one thread per connection, the response a
- * thread built last is the one it is about to send, and the pointer is
- * compared so that any other response counts as unknown.
+ * do not know the request; a handler builds and queues its response in one
+ * call on one thread, so the response a thread built last is the one it is
+ * about to send, and the pointer is compared so that any other response
+ * counts as unknown.
  */
 static _Thread_local struct {
     const struct MHD_Response *resp;

@@ -14,10 +14,12 @@
  * api_send_problem(), which also adds the headers a problem implies: Allow
  * on 405, Retry-After on 503, WWW-Authenticate on 401.
  *
- * Process and threads: api process. With one thread per connection, a
- * request and its api_req live on one libmicrohttpd thread; nothing here is
- * shared between requests except the engine (thread-safe) and the
- * read-only config.
+ * Process and threads: api process. A request and its api_req live on the
+ * libmicrohttpd thread of its connection (one of a pool, each serving many
+ * connections: nothing here may block for long); a stream's reader data is
+ * also touched by the pump's thread, only while its connection is
+ * suspended (pump.h). Nothing else is shared between requests except the
+ * engine (thread-safe) and the read-only config.
  *
  * Ownership: the api_req is owned by the server (new in api_req_new, freed
  * by api_req_free). `method`, `path` and query values are borrowed from
@@ -37,8 +39,10 @@
 
 #include "service/config/config.h"
 #include "service/jobs/engine.h"
+#include "api/http/conns.h"
 #include "api/http/headers.h"
 #include "api/http/problem.h"
+#include "api/http/pump.h"
 #include "api/http/query.h"
 #include "api/http/route.h"
 #include "service/core/sbuf.h"
@@ -62,6 +66,9 @@ struct api_req {
     struct engine *engine;         /* borrowed */
     const struct config *cfg;      /* borrowed */
     const atomic_bool *stopping;   /* the server's shutdown flag (borrowed) */
+    struct api_pump *pump;         /* wakes suspended streams (pump.h; borrowed) */
+    struct api_conns *conns;       /* the connection table (conns.h; borrowed) */
+    struct api_conn *conn_entry;   /* this connection's entry, NULL if not followed */
     const char *method;            /* borrowed from libmicrohttpd */
     const char *path;              /* borrowed from libmicrohttpd, without the query */
     enum api_method method_bit;
@@ -74,6 +81,7 @@ struct api_req {
                                       -1 when not known (a stream, or a response not built by
                                       api_response_take/static/json) */
     bool begun;                    /* routing and the op's begin step have run */
+    bool http11;                   /* the request line says HTTP/1.1 (Host is then required) */
 
     /* The body (POST /v1/jobs), capped at cfg->max_body_bytes. */
     bool wants_body;

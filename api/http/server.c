@@ -14,14 +14,18 @@
 #include <microhttpd.h>
 
 #include "api/http/auth.h"
+#include "api/http/conns.h"
 #include "api/handlers/handlers.h"
 #include "api/http/http.h"
+#include "service/core/fdlimit.h"
 #include "service/core/listener.h"
 #include "service/core/log.h"
 #include <batchd/model.h>
 
 struct api_server {
     struct MHD_Daemon *daemon;
+    struct api_conns *conns;  /* deadlines and the ceiling (conns.h) */
+    struct api_pump *pump;    /* wakes suspended streams (pump.h) */
     const struct config *cfg;
     struct engine *engine;
     struct api_auth *auth;  /* the bearer tokens (auth.h) */
@@ -91,10 +95,8 @@ static enum MHD_Result refuse_query(struct api_req *r)
                              r->op->operation_id, known);
 }
 
-/* Authentication (auth.h), once the route and the method are known to
- * exist (404 and 405 come first: they say no more than a 401 would, that
- * the path exists or not) and before anything looks at the request's
- * parameters or body. */
+/* Authentication (auth.h), before anything looks at the request's
+ * parameters or body; under /v1 before routing too (dispatch_begin). */
 static enum MHD_Result refuse_unauthenticated(struct api_server *s, struct api_req *r)
 {
     enum api_auth_result a =
@@ -105,49 +107,146 @@ static enum MHD_Result refuse_unauthenticated(struct api_server *s, struct api_r
                              a == API_AUTH_MISSING
                                  ? "%s needs a bearer token (Authorization: Bearer TOKEN)"
                                  : "the bearer token is not valid for %s",
-                             api_route_template(r->match.route));
+                             r->match.route != API_ROUTE_NONE ? api_route_template(r->match.route)
+                                                              : "the /v1 API");
 }
 
-/* Routing, authentication, the query and the operation's begin step: the
- * headers are in. */
-/* Remembers the first header whose value holds a NUL byte (RFC 9110 5.5:
- * such a field must be rejected; as a C string it would be cut short). */
-static enum MHD_Result find_nul_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       size_t key_size, const char *value, size_t value_size)
+/*
+ * What one walk over the request's headers finds (scan_header). The head
+ * is parsed in place by libmicrohttpd: the request line starts at the
+ * method, header names and values are pointers into the same bytes, in
+ * order, and the head ends at method + its header size. That lets the
+ * walk see what libmicrohttpd hides: a header value that held a NUL byte
+ * (cut there) leaves bytes between that value's end and the next line
+ * (api_header_gap_clean). Should a libmicrohttpd ever store the head
+ * otherwise (pointers out of that order), the NUL check is skipped rather
+ * than refusing every request.
+ */
+struct head_scan {
+    const char *start, *end;   /* the head in libmicrohttpd's buffer, or NULL */
+    const char *prev_key;      /* the previous header, and where its value ends */
+    const char *prev_end;
+    bool layout_unknown;
+    const char *nul;           /* the first header that held a NUL byte */
+    unsigned hosts;            /* Host headers */
+    unsigned lengths;          /* Content-Length headers */
+    const char *length;        /* the first Content-Length value */
+    bool lengths_differ;
+    const char *te;            /* Transfer-Encoding, the first one */
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
 {
     (void)kind;
-    const char **bad = cls;
-    if (!*bad && (strlen(key) != key_size || (value && strlen(value) != value_size)))
-        *bad = key;
-    return *bad ? MHD_NO : MHD_YES;
+    struct head_scan *h = cls;
+    if (!value)
+        value = "";
+    if (!h->nul && (strlen(key) != key_size || strlen(value) != value_size))
+        h->nul = key;
+    if (!h->start || key < h->start || value + value_size > h->end ||
+        (h->prev_end && key < h->prev_end)) {
+        h->layout_unknown = true;
+    } else if (!h->layout_unknown) {
+        if (h->prev_end && !h->nul &&
+            !api_header_gap_clean(h->prev_end, (size_t)(key - h->prev_end), false))
+            h->nul = h->prev_key;
+        h->prev_key = key;
+        h->prev_end = value + value_size;
+    }
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+        h->hosts++;
+    if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0 && !h->te)
+        h->te = value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (h->length && strcmp(h->length, value) != 0)
+            h->lengths_differ = true;
+        if (!h->length)
+            h->length = value;
+        h->lengths++;
+    }
+    return MHD_YES;
 }
 
-/* Refuses what libmicrohttpd would otherwise accept and mishandle: header
- * values with NUL bytes, and a Transfer-Encoding other than chunked (its
- * body cannot be delimited: it would wait for it until the idle timeout).
- * Returns MHD_YES with nothing sent when the headers are fine. */
+/* Walks the request's headers once into *h. */
+static void scan_head(const struct api_req *r, struct head_scan *h)
+{
+    memset(h, 0, sizeof *h);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci && r->method) {
+        h->start = r->method;
+        h->end = r->method + ci->header_size;
+    }
+    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, scan_header, h);
+    if (!h->layout_unknown && h->prev_end && !h->nul &&
+        !api_header_gap_clean(h->prev_end, (size_t)(h->end - h->prev_end), true))
+        h->nul = h->prev_key;
+}
+
+/*
+ * Refuses, with one 400 problem, what libmicrohttpd would otherwise accept
+ * and mishandle or let through: a header value with a NUL byte (RFC 9110
+ * 5.5; as a C string it would be cut short, and "Bearer TOKEN<NUL>junk"
+ * would pass for the token), a Transfer-Encoding other than chunked (its
+ * body cannot be delimited), Transfer-Encoding together with
+ * Content-Length or two different Content-Lengths (RFC 9112 6.1 and 6.3:
+ * the framing is ambiguous, the classic request-smuggling shape), and an
+ * HTTP/1.1 request without exactly one Host (RFC 9112 3.2).
+ * Returns MHD_YES with *refused false when the headers are fine.
+ */
 static enum MHD_Result check_headers(struct api_req *r, bool *refused)
 {
-    const char *bad = NULL;
-    MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, find_nul_header, &bad);
+    struct head_scan h;
+    scan_head(r, &h);
     *refused = true;
-    if (bad)
+    if (h.nul)
         return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
-                                 "header %.64s holds a NUL byte", bad);
-    const char *te = api_req_header(r, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    if (te && strcasecmp(te, "chunked") != 0)
+                                 "header %.64s holds a NUL byte", h.nul);
+    if (h.te && h.lengths)
         return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
-                                 "Transfer-Encoding %.64s is not supported (only chunked)", te);
+                                 "Content-Length and Transfer-Encoding are both given: the "
+                                 "body's length is ambiguous (send one of them)");
+    if (h.lengths_differ)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "Content-Length is given %u times with different values",
+                                 h.lengths);
+    if (h.te && strcasecmp(h.te, "chunked") != 0)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 "Transfer-Encoding %.64s is not supported (only chunked)", h.te);
+    if (r->http11 && h.hosts != 1)
+        return api_send_problemf(r, API_PROBLEM_INVALID_PARAMETER,
+                                 h.hosts ? "an HTTP/1.1 request has exactly one Host header "
+                                           "(this one has %u)"
+                                         : "an HTTP/1.1 request needs a Host header%.0u",
+                                 h.hosts);
     *refused = false;
     return MHD_YES;
 }
 
+/* True when `path` is /v1 or under it. */
+static bool under_v1(const char *path)
+{
+    return strncmp(path, "/v1", 3) == 0 && (path[3] == '\0' || path[3] == '/');
+}
+
+/* Routing, authentication, the query and the operation's begin step: the
+ * headers are in. */
 static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
 {
     bool refused;
     enum MHD_Result hret = check_headers(r, &refused);
     if (refused)
         return hret;
+    /* Under /v1 the token is checked before the path and the method: a 404
+     * or 405 would tell a caller without a token which routes exist. A
+     * CORS preflight (OPTIONS) carries no credentials by design, so it is
+     * routed as before. */
+    if (api_auth_enabled(s->auth) && under_v1(r->path) && r->method_bit != API_METHOD_OPTIONS) {
+        enum MHD_Result ret = refuse_unauthenticated(s, r);
+        if (ret != MHD_YES || r->status)
+            return ret;
+    }
     if (api_route_match(r->path, &r->match) != 0)
         return api_send_problemf(r, API_PROBLEM_NOT_FOUND, "no resource at %s", r->path);
     const struct api_op *op = api_op_find(r->match.route, r->method_bit);
@@ -188,6 +287,7 @@ static enum MHD_Result dispatch_begin(struct api_server *s, struct api_req *r)
 /* A piece of the body. */
 static enum MHD_Result body_feed(struct api_req *r, const char *data, size_t n)
 {
+    api_conn_body(r->conns, r->conn_entry, n);
     if (!r->wants_body)
         return MHD_YES;
     r->body_received += n;
@@ -247,7 +347,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                                  const char *upload_data, size_t *upload_data_size,
                                  void **req_cls)
 {
-    (void)version;
     struct api_server *s = cls;
     struct api_req *r = *req_cls;
     if (!r) {
@@ -255,15 +354,29 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!r)
             return MHD_NO;
         *req_cls = r;
+        r->pump = s->pump;
+        r->conns = s->conns;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->conn_entry = ci ? ci->socket_context : NULL;
+        /* the head is in: its deadline no longer applies; a body has a
+         * minimum rate until it ends */
+        r->http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
         /* A response queued now, before the body, makes libmicrohttpd close
          * the connection afterwards (it will not read the unread body). That
          * is right for a body we refuse (413, 415) but would cost every
          * bodiless request its keep-alive: those are answered on the next
          * call, which comes at once. */
-        if (!has_body(r))
+        if (!has_body(r)) {
+            api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
             return MHD_YES;
+        }
+        api_conn_phase(s->conns, r->conn_entry, API_CONN_BODY);
         r->begun = true;
-        return dispatch_begin(s, r);
+        enum MHD_Result ret = dispatch_begin(s, r);
+        if (r->status)
+            api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
+        return ret;
     }
     if (*upload_data_size > 0) {
         enum MHD_Result ok = body_feed(r, upload_data, *upload_data_size);
@@ -278,6 +391,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         /* a POST without a body goes on to its finish step: the parsers
          * refuse an empty body with the right problem */
     }
+    /* the last call: the body (if any) is all in */
+    api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
     if (r->status)
         return MHD_YES;
     if (r->wants_body && r->op && r->op->finish)
@@ -353,6 +468,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct api_req *r = *req_cls;
     if (!r)
         return;
+    /* a kept-alive connection now waits for its next head, on a new deadline */
+    api_conn_phase(s->conns, r->conn_entry, API_CONN_HEAD);
     double secs = api_req_seconds(r);
     if (r->status)
         engine_count_request(s->engine, api_route_template(r->match.route),
@@ -361,6 +478,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         access_log(r, secs, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     api_req_free(r);
     *req_cls = NULL;
+}
+
+/* libmicrohttpd's connection start and end: the table follows every
+ * connection from its accept (conns.h). Called on the connection's thread,
+ * CLOSED before libmicrohttpd closes the descriptor. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct api_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? api_conn_opened(s->conns, ci->connect_fd) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        api_conn_closed(s->conns, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -375,7 +509,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         msg[--n] = '\0';
     /* A results stream ends this way on purpose when its client leaves or
      * the service stops (handlers.c); that is not worth a warning. */
-    if (strstr(msg, "application error generating response"))
+    /* A connection the table closed (conns.h: a late head, a slow body,
+     * the ceiling) ends this way too: one line per sweep says so already,
+     * and an attack must not write a line per connection. */
+    if (strstr(msg, "application error generating response") ||
+        strstr(msg, "closed by remote side with incomplete request"))
         log_debug("libmicrohttpd: %s", msg);
     else
         log_warn("libmicrohttpd: %s", msg);
@@ -402,8 +540,17 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         return NULL;
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG;
+    /* epoll with a pool of threads, each serving many connections: an idle
+     * or slow connection costs a descriptor and its 128 KiB pool at most,
+     * not a thread (docs/architecture.md, "Connections") */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) != MHD_YES) {
+        log_error("this libmicrohttpd was built without epoll");
+        api_auth_destroy(s->auth);
+        free(s);
+        *err = -ENOTSUP;
+        return NULL;
+    }
     /* HTTPS: the PEM texts were read at start (config.h); libmicrohttpd
      * copies them into GnuTLS when the daemon starts. */
     struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
@@ -420,12 +567,24 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         tls_opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem };
         tls_opts[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
     }
-    /* poll() has no FD_SETSIZE ceiling, which select() would put on the
-     * descriptor numbers of a busy process */
-    if (MHD_is_feature_supported(MHD_FEATURE_POLL) == MHD_YES)
-        flags |= MHD_USE_POLL;
     if (v6)
         flags |= MHD_USE_IPv6;
+    struct api_conns_limits lim = {
+        .ceiling = cfg->max_connections,
+        .header_timeout_ms = cfg->header_timeout_s * 1000u,
+        .min_body_rate = cfg->min_body_rate,
+    };
+    s->conns = api_conns_create(&lim);
+    int trc = s->conns ? api_conns_start(s->conns) : -ENOMEM;
+    s->pump = trc == 0 ? api_pump_start() : NULL;
+    if (!s->pump) {
+        log_error("cannot start the connection sweeper or the stream pump: %s", strerror(trc ? -trc : ENOMEM));
+        api_conns_destroy(s->conns);
+        api_auth_destroy(s->auth);
+        free(s);
+        *err = trc ? trc : -ENOMEM;
+        return NULL;
+    }
     errno = 0;
     /* the logger goes first so that libmicrohttpd's own start-up messages
      * reach it too */
@@ -433,16 +592,21 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
      * restarts. */
     s->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        fdlimit_library_limit(cfg->max_connections), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)API_CONNECTION_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (!s->daemon) {
         int e = errno ? errno : EIO;
         log_error("cannot listen on %s:%u%s: %s", cfg->listen_host, (unsigned)cfg->listen_port,
                   cfg->tls_cert_pem ? " (HTTPS: is the key the certificate's, both PEM?)" : "",
                   strerror(e));
+        api_pump_stop(s->pump);
+        api_pump_free(s->pump);
+        api_conns_destroy(s->conns);
         api_auth_destroy(s->auth);
         free(s);
         *err = -e;
@@ -451,12 +615,18 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     s->port = listener_port(listen_fd);
     if (s->port == 0) {
         log_error("listening, but the bound port cannot be read");
+        api_pump_stop(s->pump);
         MHD_stop_daemon(s->daemon);
+        api_pump_free(s->pump);
+        api_conns_destroy(s->conns);
         api_auth_destroy(s->auth);
         free(s);
         *err = -EIO;
         return NULL;
     }
+    log_info("serving HTTP with %u threads (epoll), at most %u connections, head deadline %u s, "
+             "minimum body rate %zu bytes/s",
+             cfg->http_threads, cfg->max_connections, cfg->header_timeout_s, cfg->min_body_rate);
     return s;
 }
 
@@ -482,11 +652,18 @@ void api_server_stop(struct api_server *s)
 {
     if (!s)
         return;
-    /* before MHD_stop_daemon, which joins the connection threads: a stream
+    /* before MHD_stop_daemon, which joins libmicrohttpd's threads: a stream
      * only ends when it sees this */
     atomic_store_explicit(&s->stopping, true, memory_order_relaxed);
+    /* suspended streams go back to libmicrohttpd, whose readers see the
+     * flag above and end; a suspended connection would never end */
+    api_pump_stop(s->pump);
     MHD_stop_daemon(s->daemon);
-    /* after the daemon: no connection thread can be checking a token now */
+    /* after the daemon: every connection has been reported closed, and no
+     * reader can reach the pump */
+    api_pump_free(s->pump);
+    api_conns_destroy(s->conns);
+    /* after the daemon: no libmicrohttpd thread can be checking a token now */
     api_auth_destroy(s->auth);
     free(s);
 }

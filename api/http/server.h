@@ -1,15 +1,24 @@
 /*
  * server: the libmicrohttpd daemon and the dispatch of each request.
  *
- * libmicrohttpd runs one thread per connection (plus its listening
- * thread), so a long NDJSON stream or a slow client never holds up another
- * connection; --max-connections bounds the threads, --idle-timeout drops
- * idle connections, and a per-connection memory pool bounds header sizes.
+ * libmicrohttpd runs in epoll mode with a pool of --http-threads threads,
+ * each serving many connections, so an idle or slow connection costs a
+ * descriptor and a small memory pool, not a thread. Handlers therefore
+ * never block; a results stream with nothing to send is suspended and
+ * woken by the pump (pump.h). The connection table (conns.h) closes heads
+ * past --header-timeout and bodies below --min-body-rate (which trickling
+ * cannot reset, unlike --idle-timeout), and at --max-connections closes
+ * the oldest unfinished heads to make room. A per-connection memory pool
+ * bounds header sizes. Before routing, the head's framing is checked
+ * (server.c check_headers: NUL bytes, Content-Length/Transfer-Encoding,
+ * Host) and, under /v1, the bearer token.
  *
  * Per request the server:
- *   1. matches the route (404) and the method (405 with Allow), checks
- *      the bearer token of a protected route (401 with WWW-Authenticate,
- *      auth.h), refuses a malformed job id (404) and any query parameter
+ *   1. checks the framing (400), the bearer token under /v1 (401 with
+ *      WWW-Authenticate, auth.h: before routing, so that a caller without a
+ *      token cannot map the routes), matches the route (404) and the method
+ *      (405 with Allow), checks the token of another protected route
+ *      (/metrics with --auth-metrics), refuses a malformed job id (404) and any query parameter
  *      the operation does not declare, or declares twice (400);
  *   2. runs the operation's begin step (handlers.h), which answers, or asks
  *      for the body. Steps 1 and 2 run as soon as the headers are in when
@@ -33,7 +42,7 @@
  * threads. The shutdown flag is an atomic read by streams.
  *
  * Ownership: the server borrows the config and the engine, which must
- * outlive it (api_server_stop() returns only after every connection thread
+ * outlive it (api_server_stop() returns only after every libmicrohttpd thread
  * has ended).
  */
 #ifndef BATCHD_API_SERVER_H

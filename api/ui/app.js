@@ -684,7 +684,8 @@
     setAttr(btn, 'aria-label', w.current_job ? 'Show job ' + w.current_job : 'No job');
     setText(c[3].lastChild, w.current_job ? '' : '–');
     setText(c[4], fmtInt(w.items_done) + (w.items_failed ? ' (' + fmtInt(w.items_failed) + ' failed)' : ''));
-    setText(c[5], fmtInt(w.restarts));
+    /* planned replacements (max_items, max_rss) are not crashes: shown apart */
+    setText(c[5], fmtInt(w.restarts) + (w.recycles ? ' (' + fmtInt(w.recycles) + ' recycled)' : ''));
     setText(c[6], fmtBytes(w.rss_bytes));
     setText(c[7], fmtBytes(w.pss_bytes));
   }

@@ -109,8 +109,8 @@ static const struct setting settings[] = {
     {"model", "BATCHD_MODELS", SET_MODELS, 0, 0, 0, "NAME[:key=value,...]",
      "a model to load; repeat the flag for several (BATCHD_MODELS: specs\n"
      "separated by spaces or semicolons). workers=K, plugin=PATH,\n"
-     "python=PATH, node=PATH and interpreter=PROGRAM are batchd's; the\n"
-     "other pairs are passed to the model",
+     "python=PATH, node=PATH, interpreter=PROGRAM, max_items=N and\n"
+     "max_rss=SIZE are batchd's; the other pairs are passed to the model",
      "the built-in models that need no file"},
     {"max-body-bytes", "BATCHD_MAX_BODY_BYTES", SET_BYTES, 1, 1024 * GIB, FIELD(max_body_bytes),
      "SIZE", "largest request body", "64M"},
@@ -132,10 +132,26 @@ static const struct setting settings[] = {
      FIELD(max_object_bytes), "SIZE", "largest object; at most --object-memory", "256M"},
     {"max-objects", "BATCHD_MAX_OBJECTS", SET_UNSIGNED, 1, OBJECTS_MAX_OBJECTS,
      FIELD(max_objects), "N", "most objects kept at once (uploads and models' outputs)", "4096"},
-    {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 65535, FIELD(max_connections),
-     "N", "most simultaneous HTTP connections", "256"},
+    {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 1000000,
+     FIELD(max_connections), "N",
+     "most simultaneous HTTP connections; past it the oldest connection\n"
+     "still sending its request head is closed to make room. Must fit the\n"
+     "open-file limit (ulimit -Hn), else batchd does not start",
+     "4096, or what the open-file limit allows"},
     {"idle-timeout", "BATCHD_IDLE_TIMEOUT", SET_UNSIGNED, 1, 86400, FIELD(idle_timeout_s),
      "SECONDS", "close a connection that stays idle this long", "30"},
+    {"header-timeout", "BATCHD_HEADER_TIMEOUT", SET_UNSIGNED, 1, 3600, FIELD(header_timeout_s),
+     "SECONDS",
+     "close a connection whose request head is not complete this long\n"
+     "after it opened (or after its previous answer), however fast it\n"
+     "trickles bytes",
+     "20"},
+    {"min-body-rate", "BATCHD_MIN_BODY_RATE", SET_BYTES, 0, GIB, FIELD(min_body_rate), "SIZE",
+     "bytes per second a request body must average, after --header-timeout\n"
+     "seconds of grace, or the connection is closed (0 = no minimum)",
+     "1K"},
+    {"http-threads", "BATCHD_HTTP_THREADS", SET_UNSIGNED, 1, 256, FIELD(http_threads), "N",
+     "threads serving HTTP, each for many connections (epoll)", "4"},
     {"retention", "BATCHD_RETENTION", SET_UNSIGNED, 1, 315360000, FIELD(retention_s), "SECONDS",
      "delete finished jobs and their results this long after they finish", "604800"},
     {"max-store-bytes", "BATCHD_MAX_STORE_BYTES", SET_BYTES, 0, 1ull << 50, FIELD(max_store_bytes),
@@ -144,6 +160,16 @@ static const struct setting settings[] = {
      "N", "deepest nesting of arrays and objects in a request body", "64"},
     {"max-attempts", "BATCHD_MAX_ATTEMPTS", SET_UNSIGNED, 1, 100, FIELD(max_attempts), "N",
      "tries of an item whose worker dies, before the item fails", "3"},
+    {"max-items-per-worker", "BATCHD_MAX_ITEMS_PER_WORKER", SET_COUNT, 0, CONFIG_MAX_RECYCLE_ITEMS,
+     FIELD(max_items_per_worker), "N",
+     "replace a worker process once it has run N items (it finishes its\n"
+     "task first; 0 = never); a model's max_items=N overrides it",
+     "0"},
+    {"max-worker-rss", "BATCHD_MAX_WORKER_RSS", SET_BYTES, 0, CONFIG_MAX_RECYCLE_RSS,
+     FIELD(max_worker_rss), "SIZE",
+     "replace a worker process whose resident memory is past SIZE after a\n"
+     "task (0 = never); a model's max_rss=SIZE overrides it",
+     "0"},
     {"item-timeout", "BATCHD_ITEM_TIMEOUT", SET_MILLIS, 0, 86400000ull, FIELD(item_timeout_ms),
      "SECONDS",
      "fail an item that runs longer than this, for jobs that set no\n"
@@ -195,6 +221,14 @@ static const struct setting settings[] = {
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 _Static_assert(N_SETTINGS <= CONFIG_MAX_SETTINGS, "raise CONFIG_MAX_SETTINGS");
+
+enum config_source config_source_of(const struct config *cfg, const char *flag)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (strcmp(settings[i].flag, flag) == 0)
+            return (enum config_source)cfg->source[i];
+    return CONFIG_SRC_DEFAULT;
+}
 
 static const char *const log_level_names[] = { "debug", "info", "warn", "error" };
 static const char *const source_names[] = { "default", "file", "env", "flag" };
@@ -439,8 +473,41 @@ static void builtin_names(char *buf, size_t len, bool mark)
 }
 
 /*
- * Parses one NAME[:key=value,...] into *m (zeroed by the caller). workers=
- * and plugin= are taken out; the other pairs keep their order. On failure
+ * A model's recycling limit, max_items=N or max_rss=SIZE, with the ranges
+ * and the wording of the global flags. Returns 0 or -EINVAL with a message
+ * naming the source, the model and the key.
+ */
+static int parse_model_limit(struct config_model *m, const char *src, const char *key,
+                             const char *value, char *err, size_t errlen)
+{
+    bool rss = strcmp(key, "max_rss") == 0;
+    unsigned long long v;
+    if (parse_number(value, rss, 0, rss ? CONFIG_MAX_RECYCLE_RSS : CONFIG_MAX_RECYCLE_ITEMS,
+                     &v) < 0) {
+        if (rss) {
+            char hi[32];
+            format_size(hi, sizeof hi, CONFIG_MAX_RECYCLE_RSS);
+            return fail(err, errlen, -EINVAL,
+                        "%s %s: max_rss: expected a size in bytes from 0 to %s (K, M, G "
+                        "suffixes allowed; 0 = no limit), got '%s'", src, m->name, hi, value);
+        }
+        return fail(err, errlen, -EINVAL,
+                    "%s %s: max_items: expected an integer from 0 to %llu (0 = no limit), "
+                    "got '%s'", src, m->name, CONFIG_MAX_RECYCLE_ITEMS, value);
+    }
+    if (rss) {
+        m->max_rss = v;
+        m->max_rss_set = true;
+    } else {
+        m->max_items = v;
+        m->max_items_set = true;
+    }
+    return 0;
+}
+
+/*
+ * Parses one NAME[:key=value,...] into *m (zeroed by the caller). workers=,
+ * plugin=, max_items= and max_rss= are taken out; the other pairs keep their order. On failure
  * *m is freed and zeroed again.
  */
 static int parse_model_spec(struct config_model *m, const char *src, const char *spec, char *err,
@@ -490,7 +557,9 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
             bool dup = (strcmp(key, "workers") == 0 && seen_workers) ||
                        (strcmp(key, "plugin") == 0 && m->plugin) ||
                        (strcmp(key, "interpreter") == 0 && m->interpreter) ||
-                       (coproc_key && m->runtime && strcmp(m->runtime, key) == 0);
+                       (coproc_key && m->runtime && strcmp(m->runtime, key) == 0) ||
+                       (strcmp(key, "max_items") == 0 && m->max_items_set) ||
+                       (strcmp(key, "max_rss") == 0 && m->max_rss_set);
             for (size_t i = 0; i < m->n_params && !dup; i++)
                 dup = strcmp(m->keys[i], key) == 0;
             if (dup) {
@@ -507,6 +576,10 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
                 }
                 m->workers = (unsigned)w;
                 seen_workers = true;
+            } else if (strcmp(key, "max_items") == 0 || strcmp(key, "max_rss") == 0) {
+                rc = parse_model_limit(m, src, key, value, err, errlen);
+                if (rc < 0)
+                    goto out;
             } else if (strcmp(key, "plugin") == 0) {
                 m->plugin = strdup(value);
                 if (!m->plugin) {
@@ -652,8 +725,11 @@ static int set_defaults(struct config *c)
     c->object_memory = GIB;
     c->max_object_bytes = 256 * MIB;
     c->max_objects = 4096;
-    c->max_connections = 256;
+    c->max_connections = 4096;
     c->idle_timeout_s = 30;
+    c->header_timeout_s = 20;
+    c->min_body_rate = 1024;
+    c->http_threads = 4;
     c->max_attempts = 3;
     c->max_json_depth = 64;
     c->retention_s = 604800;
@@ -1481,10 +1557,16 @@ int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t er
         if (rc < 0)
             goto error;
     }
-    /* Only now is the global worker count final (flag, variable or CPUs). */
-    for (size_t i = 0; i < c.n_models; i++)
+    /* Only now are the global worker count (flag, variable or CPUs) and
+     * the global recycling limits final. */
+    for (size_t i = 0; i < c.n_models; i++) {
         if (c.models[i].workers == 0)
             c.models[i].workers = c.workers;
+        if (!c.models[i].max_items_set)
+            c.models[i].max_items = c.max_items_per_worker;
+        if (!c.models[i].max_rss_set)
+            c.models[i].max_rss = c.max_worker_rss;
+    }
 
     json_decref(file);
     *cfg = c;
@@ -1537,6 +1619,13 @@ static void print_model(FILE *f, const struct config_model *m)
         fprintf(f, ",%s=%s", m->runtime, m->module);
     if (m->interpreter)
         fprintf(f, ",interpreter=%s", m->interpreter);
+    if (m->max_items)
+        fprintf(f, ",max_items=%llu", m->max_items);
+    if (m->max_rss) {
+        char size[32];
+        format_size(size, sizeof size, m->max_rss);
+        fprintf(f, ",max_rss=%s", size);
+    }
     for (size_t k = 0; k < m->n_params; k++)
         fprintf(f, ",%s=%s", m->keys[k], m->values[k]);
 }
@@ -1658,7 +1747,9 @@ void config_usage(FILE *out)
                "Flags override BATCHD_* environment variables, which override the config\n"
                "file, which overrides the defaults; an empty variable (or a null in the file)\n"
                "counts as unset. SIZE takes a K, M or G suffix (KiB, MiB, GiB). A model's\n"
-               "workers=K runs K workers for it (1 to %d).\n"
+               "workers=K runs K workers for it (1 to %d); its max_items=N and max_rss=SIZE\n"
+               "replace its workers past N items or SIZE resident (0 = never), whatever\n"
+               "the global --max-items-per-worker and --max-worker-rss say.\n"
                "Built-in models: %s.\n"
                "batchd healthcheck takes the same options (and file and variables) and exits\n"
                "0 when GET /healthz at --listen answers 200 within 3 seconds, 1 otherwise.\n",

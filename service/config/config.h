@@ -32,6 +32,10 @@ struct objects;
 #define CONFIG_MAX_TOKEN_LEN 512       /* bytes of one token */
 #define CONFIG_MAX_ORIGINS 64          /* --cors-origins entries */
 #define CONFIG_MAX_FILE_BYTES (1u << 20) /* config file, tokens file, PEM files */
+/* Upper bounds of the recycling limits (global flags and max_items=,
+ * max_rss= of a model): beyond them a limit means nothing. */
+#define CONFIG_MAX_RECYCLE_ITEMS 1000000000000ull /* 10^12 items */
+#define CONFIG_MAX_RECYCLE_RSS (1ull << 40)       /* 1 TiB */
 /* Rows of the settings table (config.c checks that it fits). */
 #define CONFIG_MAX_SETTINGS 40
 
@@ -52,6 +56,11 @@ struct config_model {
     char *module;     /* the PATH of python=PATH / node=PATH */
     char *interpreter; /* interpreter=PROGRAM, or NULL: the runtime's default on PATH */
     unsigned workers; /* workers=K, or the global --workers */
+    /* Recycling limits (worker.h), 0 = none: max_items=N and max_rss=SIZE,
+     * else the global --max-items-per-worker / --max-worker-rss (an
+     * explicit 0 here turns a global limit off for this model). */
+    unsigned long long max_items, max_rss;
+    bool max_items_set, max_rss_set; /* given in the spec (before resolution) */
     size_t n_params;  /* the remaining key=value pairs, in order */
     char **keys;
     char **values;
@@ -82,8 +91,17 @@ struct config {
                                   default 256 MiB; at most object_memory (checked here) */
     unsigned max_objects;      /* --max-objects / BATCHD_MAX_OBJECTS: table entries; default
                                   4096 */
-    unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS; default 256 */
+    unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS: the connection
+                                  ceiling (api/http/conns.h); default 4096, lowered at start to fit
+                                  the open-file limit when not set (service/core/fdlimit.h) */
     unsigned idle_timeout_s;   /* --idle-timeout / BATCHD_IDLE_TIMEOUT: per connection; default 30 */
+    unsigned header_timeout_s; /* --header-timeout / BATCHD_HEADER_TIMEOUT: a request head's
+                                  deadline, not reset by bytes; default 20 */
+    size_t min_body_rate;      /* --min-body-rate / BATCHD_MIN_BODY_RATE: bytes per second a body
+                                  must average after header_timeout_s of grace; default 1K;
+                                  0 = no minimum */
+    unsigned http_threads;     /* --http-threads / BATCHD_HTTP_THREADS: libmicrohttpd's thread
+                                  pool, each thread serving many connections; default 4 */
     unsigned max_attempts;     /* --max-attempts / BATCHD_MAX_ATTEMPTS: tries of an item whose
                                   worker dies; default 3 */
     unsigned item_timeout_ms;  /* --item-timeout SECONDS / BATCHD_ITEM_TIMEOUT: per-item
@@ -92,6 +110,12 @@ struct config {
     unsigned max_item_timeout_ms; /* --max-item-timeout SECONDS / BATCHD_MAX_ITEM_TIMEOUT:
                                   the largest options.item_timeout_s a job may ask for;
                                   default 3600 s; 1 ms to 86400 s (never 0) */
+    size_t max_items_per_worker; /* --max-items-per-worker / BATCHD_MAX_ITEMS_PER_WORKER: items
+                                  a worker process runs before it is replaced; default 0 =
+                                  no limit; a model's max_items= overrides it */
+    size_t max_worker_rss;     /* --max-worker-rss SIZE / BATCHD_MAX_WORKER_RSS: resident bytes
+                                  past which a worker is replaced after its task; default 0 =
+                                  no limit; a model's max_rss= overrides it */
     size_t max_queued_items;   /* --max-queued-items / BATCHD_MAX_QUEUED_ITEMS: admission
                                   bound on items accepted but not yet finished, summed
                                   over all jobs; default 20,000,000; 1 to 10^10 */
@@ -158,6 +182,10 @@ struct config {
  * above the object memory.
  */
 int config_parse(struct config *cfg, int argc, char **argv, char *err, size_t errlen);
+
+/* Where the setting named `flag` (without "--") got its value; DEFAULT
+ * for an unknown name. */
+enum config_source config_source_of(const struct config *cfg, const char *flag);
 
 /* Frees what config_parse allocated, wiping the secrets first. Safe on a
  * zeroed struct. */

@@ -907,7 +907,7 @@ static void describe_death(int status, unsigned attempt, unsigned max, char *buf
         const char *abbrev = sigabbrev_np(WTERMSIG(status));
         snprintf(buf, len, "worker died: signal %d (SIG%s) on attempt %u/%u", WTERMSIG(status),
                  abbrev ? abbrev : "?", attempt, max);
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 4) {
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 5) {
         /* WORKER_EXIT_COPROC (workers/worker/worker.h): the model's own process
          * (a Python model's child) died under it. */
         snprintf(buf, len, "worker died: its model process (coprocess) died on attempt %u/%u",
@@ -2878,15 +2878,25 @@ json_t *engine_workers_json(struct engine *e)
                                crss >= 0 ? json_integer(crss) : json_null(), "pss_bytes",
                                cpss >= 0 ? json_integer(cpss) : json_null());
         }
-        json_t *row = json_pack(
-            "{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:o, s:o, s:o, s:o}", "id", (int)w, "pid", pid > 0 ? json_integer(pid) : json_null(), "model",
+        uint32_t rc_items = atomic_load_explicit(&sw->recycles_items, memory_order_relaxed);
+        uint32_t rc_rss = atomic_load_explicit(&sw->recycles_rss, memory_order_relaxed);
+        uint64_t gap = atomic_load_explicit(&sw->last_recycle_ns, memory_order_relaxed);
+        json_t *row =
+            json_pack("{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i}, s:o, s:o, "
+                      "s:o, s:o, s:o}",
+                      "id",
+                      (int)w, "pid", pid > 0 ? json_integer(pid) : json_null(), "model",
                       shm_group(e->shm, sw->group)->name, "state",
                       worker_state_name(atomic_load(&sw->state)), "inits",
                       (int)atomic_load(&sw->inits), "tasks_done",
                       (json_int_t)atomic_load(&sw->tasks_done), "items_done",
                       (json_int_t)atomic_load(&sw->items_done), "items_failed",
                       (json_int_t)atomic_load(&sw->items_failed), "restarts",
-                      (int)atomic_load(&sw->restarts), "current_job", cur, "started_at",
+                      (int)atomic_load(&sw->restarts), "recycles",
+                      (json_int_t)rc_items + rc_rss, "recycles_by_reason", "items", (int)rc_items,
+                      "rss", (int)rc_rss, "last_recycle_seconds",
+                      gap ? json_real((double)gap / 1e9) : json_null(), "current_job", cur,
+                      "started_at",
                       job_view_time(atomic_load(&sw->started_ns)), "rss_bytes",
                       rss >= 0 ? json_integer(rss) : json_null(), "pss_bytes",
                       pss >= 0 ? json_integer(pss) : json_null());
@@ -2914,13 +2924,17 @@ json_t *engine_models_json(struct engine *e)
                 init_sum += (double)ns / 1e9;
             }
         }
-        json_t *row = json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*}", "name", sg->name,
-                           "description", sg->description, /* the supervisor's copy */
-                           "workers", (int)sg->n_workers, "ready_workers", (int)ready,
-                           "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
-                           inited ? json_real(init_sum / inited) : json_null(), "builtin",
-                           sg->plugin[0] == '\0' && sg->runtime[0] == '\0', "plugin",
-                           sg->plugin[0] ? sg->plugin : NULL);
+        json_t *row = json_pack(
+            "{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*, s:o, s:o}", "name", sg->name, "description",
+            sg->description, /* the supervisor's copy */
+            "workers", (int)sg->n_workers, "ready_workers", (int)ready, "load_seconds",
+            (double)sg->load_ns / 1e9, "init_seconds",
+            inited ? json_real(init_sum / inited) : json_null(), "builtin",
+            sg->plugin[0] == '\0' && sg->runtime[0] == '\0', "plugin",
+            sg->plugin[0] ? sg->plugin : NULL, "max_items_per_worker",
+            sg->max_items ? json_integer((json_int_t)sg->max_items) : json_null(),
+            "max_worker_rss_bytes",
+            sg->max_rss ? json_integer((json_int_t)sg->max_rss) : json_null());
         /* A model in another language, and the process that hosts it. */
         json_object_set_new(row, "runtime", json_string(sg->runtime[0] ? sg->runtime : "c"));
         json_t *host = json_null();
@@ -3121,12 +3135,38 @@ int engine_metrics(struct engine *e, struct sbuf *o)
                           "batchd_item_duration_seconds_count{model=\"%s\"} %" PRIu64 "\n",
                           sg->name, cum, sg->name, (double)sum / 1e9, sg->name, cum);
     }
-    rc |= sbuf_puts(o, "# HELP batchd_worker_restarts_total Re-forks of each worker slot.\n"
+    rc |= sbuf_puts(o, "# HELP batchd_worker_restarts_total Re-forks of each worker slot after "
+                       "a death (crash, kill, failed init); recycles are not counted here.\n"
                        "# TYPE batchd_worker_restarts_total counter\n");
     for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
         struct shm_worker *sw = shm_worker(e->shm, w);
         rc |= sbuf_printf(o, "batchd_worker_restarts_total{model=\"%s\",worker=\"%u\"} %u\n",
                           shm_group(e->shm, sw->group)->name, w, atomic_load(&sw->restarts));
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_worker_recycles_total Planned replacements of each worker "
+                       "slot's process past its max_items or max_rss limit, by reason.\n"
+                       "# TYPE batchd_worker_recycles_total counter\n");
+    for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        const char *m = shm_group(e->shm, sw->group)->name;
+        rc |= sbuf_printf(o,
+                          "batchd_worker_recycles_total{model=\"%s\",worker=\"%u\",reason=\"items\"} "
+                          "%u\n"
+                          "batchd_worker_recycles_total{model=\"%s\",worker=\"%u\",reason=\"rss\"} "
+                          "%u\n",
+                          m, w, atomic_load_explicit(&sw->recycles_items, memory_order_relaxed),
+                          m, w, atomic_load_explicit(&sw->recycles_rss, memory_order_relaxed));
+    }
+    rc |= sbuf_puts(o, "# HELP batchd_worker_recycle_seconds Time the worker slot's last recycle "
+                       "took, from the old process's decision to the new one's readiness (0 = "
+                       "never recycled).\n"
+                       "# TYPE batchd_worker_recycle_seconds gauge\n");
+    for (uint32_t w = 0; w < shm_header(e->shm)->n_workers; w++) {
+        struct shm_worker *sw = shm_worker(e->shm, w);
+        rc |= sbuf_printf(o, "batchd_worker_recycle_seconds{model=\"%s\",worker=\"%u\"} %.6f\n",
+                          shm_group(e->shm, sw->group)->name, w,
+                          (double)atomic_load_explicit(&sw->last_recycle_ns,
+                                                       memory_order_relaxed) / 1e9);
     }
     rc |= sbuf_puts(o, "# HELP batchd_worker_init_seconds Time the worker's model init() took "
                        "(its last start).\n"

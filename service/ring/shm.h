@@ -100,6 +100,10 @@ struct shm_group {
     _Atomic int32_t host_pid;          /* 0 while it is down */
     _Atomic uint32_t host_loads;       /* load() calls that succeeded */
     _Atomic uint32_t host_restarts;    /* host starts after the first */
+    /* Recycling limits of this group's workers (worker.h), 0 = none:
+     * written by the supervisor before the first fork, read-only after. */
+    uint64_t max_items;                /* items one worker process runs */
+    uint64_t max_rss;                  /* bytes resident after a task */
 
     /* Ready queue indices: see ring.h for the protocol. */
     _Alignas(64) _Atomic uint64_t head; /* next entry to take: workers (CAS) */
@@ -118,6 +122,9 @@ struct shm_worker {
     _Atomic uint64_t started_ns;        /* CLOCK_REALTIME of the fork (supervisor) */
     _Atomic int32_t coproc_pid;         /* a coprocess model's child of this worker, 0 if
                                            none (supervisor, before fork and at reap) */
+    /* Planned replacements (WORKER_EXIT_RECYCLE), by the reason the worker
+     * gave; apart from restarts, which count deaths (supervisor). */
+    _Atomic uint32_t recycles_items, recycles_rss;
     uint32_t pad1;
 
     /* The worker process writes, others read (relaxed: statistics). */
@@ -133,6 +140,15 @@ struct shm_worker {
     /* Targeted tasks (ring_publish_to): the engine stores gen<<32 | idx+1,
      * this worker takes it with an exchange. */
     _Atomic uint64_t mail;
+    /* Recycling (worker.h). The process that leaves writes the reason
+     * (enum worker_recycle_reason) and CLOCK_MONOTONIC of its decision
+     * before it exits; its replacement, once ready, writes how long the
+     * slot was out of service (decision to ready) and clears recycle_at_ns.
+     * These fields survive the respawn: the supervisor does not reset them. */
+    _Atomic uint32_t recycle_reason;
+    _Atomic uint32_t pad3;
+    _Atomic uint64_t recycle_at_ns;
+    _Atomic uint64_t last_recycle_ns;   /* 0 = never recycled */
 } __attribute__((aligned(64)));
 
 struct shm {

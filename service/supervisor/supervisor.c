@@ -312,6 +312,10 @@ static int sup_create_shm(struct sup *s)
          * replays, the reduce): tell it which groups those are. */
         if (s->ops[g]->acc_run)
             gr->flags |= SHM_GROUP_STATEFUL;
+        /* Resolved by config: the model's own max_items= / max_rss=, else
+         * the global --max-items-per-worker / --max-worker-rss. */
+        gr->max_items = cfg->models[g].max_items;
+        gr->max_rss = cfg->models[g].max_rss;
     }
     return 0;
 }
@@ -474,10 +478,32 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
         log_info("worker %u: %u unfinished object(s) freed", w, lost);
     bool init_failed = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_INIT;
     bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL;
+    bool recycled = WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_RECYCLE;
     atomic_store_explicit(&sw->state, init_failed ? WORKER_FAILED : WORKER_DEAD,
                           memory_order_relaxed);
+    /* Only a recycle hands its replacement a start time to measure from. */
+    if (!recycled)
+        atomic_store_explicit(&sw->recycle_at_ns, 0, memory_order_relaxed);
     if (s->state != SUP_RUNNING) {
         log_info("worker %u (model %s) exited: %s", w, sup_model_name(s, g), how);
+        return;
+    }
+    if (recycled) {
+        /* A planned exit after a finished task: not a death (restarts stay
+         * as they are, no back-off), and its replacement is forked now. A
+         * task handed back here would be a worker bug: say so. */
+        uint32_t why = atomic_load_explicit(&sw->recycle_reason, memory_order_relaxed);
+        atomic_fetch_add_explicit(why == WORKER_RECYCLE_RSS ? &sw->recycles_rss
+                                                            : &sw->recycles_items,
+                                  1, memory_order_relaxed);
+        sup_count_failure(c, false);
+        if (n)
+            log_error("worker %u (model %s) pid %d left to be recycled holding %u task(s): "
+                      "handed back", w, s->ops[g]->name, (int)pid, n);
+        log_info("worker %u (model %s) pid %d recycled (%s limit); replacing it", w,
+                 s->ops[g]->name, (int)pid,
+                 worker_recycle_reason_name((enum worker_recycle_reason)why));
+        sup_spawn_worker(s, w);
         return;
     }
     struct shm_group *gr = shm_group(&s->shm, g);

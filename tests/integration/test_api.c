@@ -1362,7 +1362,7 @@ static void test_models(void)
     static const char *const top[] = {"models", NULL};
     static const char *const keys[] = {"name", "description", "workers", "ready_workers",
                                        "load_seconds", "init_seconds", "builtin", "runtime", "host",
-                                       NULL};
+                                       "max_items_per_worker", "max_worker_rss_bytes", NULL};
     CHECK(h_json_keys_exactly(j, top));
     json_t *models = h_jget(j, "models");
     CHECK_INT(json_array_size(models), N_MODELS);
@@ -1386,6 +1386,9 @@ static void test_models(void)
         CHECK(json_is_true(h_jget(m, "builtin")));
         CHECK_STR(h_jstr(m, "runtime"), "c"); /* no coprocess host */
         CHECK(json_is_null(h_jget(m, "host")));
+        /* no recycling limit configured here */
+        CHECK(json_is_null(h_jget(m, "max_items_per_worker")));
+        CHECK(json_is_null(h_jget(m, "max_worker_rss_bytes")));
     }
     for (int k = 0; k < N_MODELS; k++)
         CHECKF(seen[k], "model %s is not listed", MODELS[k]);
@@ -1402,8 +1405,10 @@ static void test_workers(void)
     json_t *j = h_json(&r);
     static const char *const top[] = {"workers", NULL};
     static const char *const keys[] = {"id", "pid", "model", "state", "inits", "tasks_done",
-                                       "items_done", "items_failed", "restarts", "current_job",
-                                       "started_at", "rss_bytes", "pss_bytes", "coprocess", NULL};
+                                       "items_done", "items_failed", "restarts", "recycles",
+                                       "recycles_by_reason", "last_recycle_seconds",
+                                       "current_job", "started_at", "rss_bytes", "pss_bytes",
+                                       "coprocess", NULL};
     static const char *const states[] = {"starting", "idle", "busy", "stopping", "dead", "failed"};
     CHECK(h_json_keys_exactly(j, top));
     json_t *workers = h_jget(j, "workers");
@@ -1445,6 +1450,10 @@ static void test_workers(void)
         CHECK(h_jint(w, "items_done", &v) && v >= 0);
         CHECK(h_jint(w, "items_failed", &v) && v >= 0);
         CHECKF(h_jint(w, "restarts", &v) && v == 0, "worker %lld restarts %lld", id, v);
+        CHECKF(h_jint(w, "recycles", &v) && v == 0, "worker %lld recycles %lld", id, v);
+        CHECK(h_jint(w, "recycles_by_reason/items", &v) && v == 0);
+        CHECK(h_jint(w, "recycles_by_reason/rss", &v) && v == 0);
+        CHECK(json_is_null(h_jget(w, "last_recycle_seconds")));
         json_t *cj = h_jget(w, "current_job");
         CHECK(json_is_null(cj) || h_is_job_id(json_string_value(cj)));
         json_t *sa = h_jget(w, "started_at");
@@ -1524,6 +1533,8 @@ static void test_metrics(void)
         "batchd_http_requests_total",
         "batchd_http_request_duration_seconds",
         "batchd_worker_restarts_total",
+        "batchd_worker_recycles_total",
+        "batchd_worker_recycle_seconds",
         "batchd_model_load_seconds",
     };
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {

@@ -20,6 +20,7 @@
  *     nothing is allowed cross-origin by default.
  */
 #include "tests/integration/harness.h"
+#include "tests/integration/raw.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -129,9 +130,54 @@ static void test_missing_token(void)
             check_401(&r, ops[i].path, false);
         h_resp_free(&r);
     }
-    /* the path and the method are checked first: 404 and 405 without a token */
-    CHECK_INT(status_of(&svc, "GET", "/v1/nothing", NULL), 404);
-    CHECK_INT(status_of(&svc, "PUT", "/v1/jobs", NULL), 405);
+    /* under /v1 the token comes first: a 404 or 405 would tell a caller
+     * without one which routes exist */
+    static const struct {
+        const char *method, *path;
+    } hidden[] = {{"GET", "/v1/nothing"}, {"PUT", "/v1/jobs"}, {"GET", "/v1"},
+                  {"DELETE", "/v1/models"}, {"GET", "/v1/jobs/not-an-id"}};
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+        struct h_resp r;
+        if (CHECK(req_auth(&svc, hidden[i].method, hidden[i].path, NULL, NULL, NULL, &r) == 0))
+            check_401(&r, hidden[i].path, false);
+        h_resp_free(&r);
+    }
+    /* with a token they are answered as before */
+    CHECK_INT(status_of(&svc, "GET", "/v1/nothing", "Bearer " ENV_TOKEN), 404);
+    CHECK_INT(status_of(&svc, "PUT", "/v1/jobs", "Bearer " ENV_TOKEN), 405);
+    /* outside /v1 nothing is secret: 404 without a token */
+    CHECK_INT(status_of(&svc, "GET", "/nothing", NULL), 404);
+}
+
+/* "Bearer TOKEN<NUL>junk": libmicrohttpd cuts the value at the NUL, so it
+ * would read as the right token; it is refused (400) before any route. */
+static void test_nul_in_token(void)
+{
+    static const char *const paths[] = {"/v1/models", "/v1/nothing"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        char req[512];
+        int n = snprintf(req, sizeof req,
+                         "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                         "%s%cjunk\r\nConnection: close\r\n\r\n",
+                         paths[i], ENV_TOKEN, 0);
+        struct h_resp r;
+        if (CHECK(h_raw_exchange(svc.port, req, (size_t)n, 10, &r) == 0)) {
+            CHECK_PROBLEM(&r, 400, "invalid-parameter", paths[i]);
+            CHECKF(r.body && strstr(r.body, "Authorization holds a NUL byte"),
+                   "detail names the header: %s", r.body ? r.body : "(none)");
+        }
+        h_resp_free(&r);
+    }
+    /* the same token without the NUL is accepted (the test's request is sound) */
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+                     "%s\r\nConnection: close\r\n\r\n",
+                     ENV_TOKEN);
+    struct h_resp r;
+    if (CHECK(h_raw_exchange(svc.port, req, (size_t)n, 10, &r) == 0))
+        CHECK_INT(r.status, 200);
+    h_resp_free(&r);
 }
 
 static void test_wrong_token(void)
@@ -218,8 +264,9 @@ static void test_open_routes(void)
     CHECK_INT(status_of(&svc, "GET", "/metrics", NULL), 200);
     /* a wrong token on an open route does not matter either */
     CHECK_INT(status_of(&svc, "GET", "/healthz", "Bearer nope"), 200);
-    /* an unknown path is 404 whether or not a token came with it */
-    CHECK_INT(status_of(&svc, "GET", "/v1/nothing", NULL), 404);
+    /* an unknown path outside /v1 is 404 without a token (under /v1: 401,
+     * test_missing_token) */
+    CHECK_INT(status_of(&svc, "GET", "/nothing", NULL), 404);
 }
 
 /* Polls (bounded) until GET /v1/models with `auth` answers `want`. */
@@ -404,6 +451,7 @@ int main(void)
     static const struct h_test tests[] = {
         {"no token: 401 + WWW-Authenticate + problem on every /v1 operation", test_missing_token},
         {"wrong token or scheme: 401", test_wrong_token},
+        {"a token cut by a NUL byte: 400, not accepted", test_nul_in_token},
         {"the variable's and the file's tokens work", test_right_tokens},
         {"/healthz, /readyz, /metrics stay open", test_open_routes},
         {"SIGHUP reloads the tokens file; a bad file is not loaded", test_sighup_reload},

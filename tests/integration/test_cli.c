@@ -107,6 +107,12 @@ static void test_bad_flags(void)
         {{"--idle-timeout", "x", NULL}, {NULL}, NULL},
         {{"--port-file", NULL}, {NULL}, "--port-file"},
         {{"stray-argument", NULL}, {NULL}, "stray-argument"},
+        /* recycling limits: the flag (or the model's key) is named */
+        {{"--max-items-per-worker", "-1", NULL}, {NULL}, "--max-items-per-worker"},
+        {{"--max-items-per-worker", "fifty", NULL}, {NULL}, "--max-items-per-worker"},
+        {{"--max-worker-rss", "10X", NULL}, {NULL}, "--max-worker-rss"},
+        {{"--model", "echo:max_items=lots", NULL}, {NULL}, "max_items"},
+        {{"--model", "echo:max_rss=-64M", NULL}, {NULL}, "max_rss"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_bad(&cases[i]);
@@ -128,6 +134,8 @@ static void test_bad_env(void)
     static const struct bad_case cases[] = {
         {{NULL}, {"BATCHD_WORKERS=abc", NULL}, "BATCHD_WORKERS"},
         {{NULL}, {"BATCHD_MAX_BODY_BYTES=-1", NULL}, "BATCHD_MAX_BODY_BYTES"},
+        {{NULL}, {"BATCHD_MAX_WORKER_RSS=big", NULL}, "BATCHD_MAX_WORKER_RSS"},
+        {{NULL}, {"BATCHD_MAX_ITEMS_PER_WORKER=1.5", NULL}, "BATCHD_MAX_ITEMS_PER_WORKER"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_bad(&cases[i]);

@@ -160,6 +160,10 @@ static void test_metrics(void)
         "# TYPE batchd_ring_tasks gauge",
         "# TYPE batchd_ring_slots gauge",
         "batchd_worker_restarts_total{model=\"square\",worker=",
+        "# TYPE batchd_worker_recycles_total counter",
+        "batchd_worker_recycles_total{model=\"square\",worker=\"",
+        "# TYPE batchd_worker_recycle_seconds gauge",
+        "batchd_worker_recycle_seconds{model=\"square\",worker=\"",
         "batchd_model_load_seconds{model=\"square\"}",
         "batchd_worker_init_seconds{model=\"echo\",worker=",
     };

@@ -12,7 +12,11 @@
  *   - the result survives a restart of batchd (it is in the store);
  *   - 409 before the result exists and for a cancelled job, 404 for a job
  *     of a model without reduce and for an unknown job; bad items get
- *     per-item errors and do not count.
+ *     per-item errors and do not count;
+ *   - with --max-items-per-worker 50, a worker past its limit in the middle
+ *     of a job keeps its counts until it has exported them, is recycled
+ *     after that, and the result is exact (no item is run again for a lost
+ *     state).
  *
  * Only processes that are children of the batchd this program started are
  * signalled, by PID, after checking their parent.
@@ -534,6 +538,110 @@ static void test_result_survives_restart(void)
     corpus_free(&c);
 }
 
+/* The log's size now: what a test appends comes after. */
+static long log_size(void)
+{
+    FILE *f = fopen(svc.log_file, "r");
+    if (!f)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Like log_contains, from byte `from` on. */
+static bool log_contains_from(long from, const char *needle)
+{
+    FILE *f = fopen(svc.log_file, "r");
+    if (!f)
+        return false;
+    fseek(f, from, SEEK_SET);
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Recycles of the prefix_count workers (sum over slots), -1 on error. */
+static long long stateful_recycles(void)
+{
+    struct h_resp r;
+    long long n = -1;
+    if (h_get(&svc, "/v1/workers", &r) == 0 && r.status == 200) {
+        n = 0;
+        size_t i;
+        json_t *w;
+        json_array_foreach(h_jget(h_json(&r), "workers"), i, w) {
+            const char *m = h_jstr(w, "model");
+            long long k = 0, restarts = 0;
+            if (m && strcmp(m, "prefix_count") == 0 && h_jint(w, "recycles", &k)) {
+                n += k;
+                h_jint(w, "restarts", &restarts);
+                CHECKF(restarts == 0, "a prefix_count worker restarted (%lld)", restarts);
+            }
+        }
+    }
+    h_resp_free(&r);
+    return n;
+}
+
+/*
+ * Recycling during a stateful job (the last test: it restarts the service
+ * with a limit). Each worker runs far more than 50 items of the job, so it
+ * is past its limit while it holds counts; it must keep them until the
+ * export and be replaced only then. Two jobs in a row: the second runs on
+ * recycled processes.
+ */
+static void test_recycle_keeps_counts(void)
+{
+    h_service_stop(&svc, 30);
+    long from = log_size();
+    static const char *const args[] = {"--workers", "2", "--max-items-per-worker", "50",
+                                       "--model", "prefix_count", "--model", "square", NULL};
+    struct h_service_opts o = {.args = args};
+    if (!CHECK(h_service_restart(&svc, &o) == 0))
+        return;
+    long long before = stateful_recycles();
+    CHECK_INT(before, 0);
+    for (int round = 0; round < 2; round++) {
+        struct corpus c;
+        corpus_make(&c, 400, 30);
+        char *body = corpus_job(&c, "prefix_count", "{\"chunk_size\": 7}");
+        char id[64];
+        if (submit(body, id, sizeof id)) {
+            json_t *job = h_wait_job(&svc, id, 120);
+            CHECK_STR(h_jstr(job, "status"), "succeeded");
+            json_decref(job);
+            json_t *res = NULL;
+            if (CHECK_INT(get_result(id, &res), 200))
+                check_result(res, &c, 3);
+            json_decref(res);
+            check_item_results(id, &c);
+        }
+        free(body);
+        corpus_free(&c);
+        /* after their exports, the workers past the limit leave */
+        long long n = 0;
+        double until = h_now() + 30;
+        for (int i = 0; i < 600 && h_now() < until; i++) {
+            n = stateful_recycles();
+            if (n > before)
+                break;
+            h_sleep_ms(50);
+        }
+        printf("  round %d: %lld prefix_count recycles so far\n", round + 1, n);
+        CHECKF(n > before, "no prefix_count worker was recycled after job %d", round + 1);
+        before = n;
+    }
+    CHECKF(log_contains_from(from, "holds the state"),
+           "no worker said it waits for its export before leaving");
+    CHECKF(!log_contains_from(from, "died with its state"),
+           "a recycle lost a worker's counts (its items were run again)");
+}
+
 int main(void)
 {
     if (h_init() != 0)
@@ -552,6 +660,8 @@ int main(void)
         {"stateful: a result larger than a task slot", test_large_result},
         {"stateful: 404, 409, bad items", test_errors},
         {"stateful: the result survives a restart", test_result_survives_restart},
+        {"stateful: recycling waits for the export, the result stays exact",
+         test_recycle_keeps_counts},
     };
     h_run_tests(tests, sizeof tests / sizeof tests[0]);
     h_service_stop(&svc, 30);

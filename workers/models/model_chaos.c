@@ -33,6 +33,7 @@ enum chaos_action {
     CHAOS_HANG,
     CHAOS_FAIL,
     CHAOS_SLEEP,
+    CHAOS_LEAK,
     CHAOS_N_ACTIONS
 };
 
@@ -41,6 +42,7 @@ static const char *const chaos_keys[CHAOS_N_ACTIONS] = {
     [CHAOS_HANG] = "hang_ms",
     [CHAOS_FAIL] = "fail",
     [CHAOS_SLEEP] = "sleep_ms",
+    [CHAOS_LEAK] = "leak_kb",
 };
 
 static enum chaos_action chaos_action_of(const char *key)
@@ -168,6 +170,31 @@ static void chaos_sleep(long ms)
         ;
 }
 
+/*
+ * The leaked blocks of leak_kb, chained through their first word from a
+ * static head: never freed (that is the point), yet still reachable, so
+ * LeakSanitizer at the worker's exit does not report what the item asked
+ * for. One process, one thread (the worker): no lock.
+ */
+static void *chaos_leaked;
+
+/* Allocates kb KiB, writes every page (so they count as resident, as a real
+ * leak's do) and keeps them for the life of the process. Returns 0 or
+ * -ENOMEM. */
+static int chaos_leak(long kb)
+{
+    size_t n = (size_t)kb * 1024;
+    if (n < sizeof(void *))
+        n = sizeof(void *);
+    void **block = malloc(n);
+    if (!block)
+        return -ENOMEM;
+    memset(block, 0xa5, n);
+    *block = chaos_leaked;
+    chaos_leaked = block;
+    return 0;
+}
+
 /* What load() builds from the parameters; every worker inherits it over
  * fork (read-only). */
 struct chaos_shared {
@@ -283,7 +310,7 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
     json_object_foreach((json_t *)item, key, v) {
         if (chaos_action_of(key) == action)
             continue;
-        if (action == CHAOS_SLEEP && strcmp(key, "value") == 0)
+        if ((action == CHAOS_SLEEP || action == CHAOS_LEAK) && strcmp(key, "value") == 0)
             continue;
         model_err(err, errlen, "chaos: unexpected key \"%.*s\" beside \"%s\"",
                   model_utf8_prefix(key, 64), key, chaos_keys[action]);
@@ -318,6 +345,23 @@ static int chaos_run(void *state, const json_t *item, json_t **output, char *err
         out = value ? json_incref(value) : json_null();
         break;
     }
+    case CHAOS_LEAK: {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > MODEL_CHAOS_MAX_LEAK_KB) {
+            model_err(err, errlen, "chaos: \"leak_kb\" must be an integer from 0 to %ld, got %s",
+                      MODEL_CHAOS_MAX_LEAK_KB,
+                      json_is_integer(v) ? "one outside that range" : model_json_kind(v));
+            return -EINVAL;
+        }
+        if (chaos_leak((long)json_integer_value(v)) != 0) {
+            model_err(err, errlen, "chaos: out of memory leaking %" JSON_INTEGER_FORMAT " KiB",
+                      json_integer_value(v));
+            return -ENOMEM;
+        }
+        json_t *value = json_object_get(item, "value");
+        out = value ? json_incref(value) : json_null();
+        break;
+    }
     case CHAOS_ECHO:
     case CHAOS_N_ACTIONS:
         break;
@@ -338,6 +382,8 @@ const struct model_ops model_chaos = {
                    "{\"crash\": \"segv\"|\"abort\"|\"exit\"} kills the worker, "
                    "{\"hang_ms\": N} blocks, {\"fail\": \"message\"} is an item error, "
                    "{\"sleep_ms\": N, \"value\": V} returns V after N ms; "
+                   "{\"leak_kb\": N, \"value\": V} leaks N KiB for the life of the worker "
+                   "and returns V; "
                    "anything else is echoed. "
                    "Parameter init_fail=MESSAGE: every worker's init fails with MESSAGE.",
     .load = chaos_load,

@@ -11,10 +11,16 @@
  *   {"fail": "message"}            returns an item error with that message
  *   {"sleep_ms": N, "value": V}    sleeps N ms, then returns V (null when
  *                                  "value" is absent)
+ *   {"leak_kb": N, "value": V}     allocates N KiB, writes every page and
+ *                                  keeps them until the worker exits (a
+ *                                  leaky model, for --max-worker-rss), then
+ *                                  returns V (null when absent); N is an
+ *                                  integer from 0 to MODEL_CHAOS_MAX_LEAK_KB
  *   anything else                  returned unchanged, like echo
  *
  * N is an integer from 0 to MODEL_CHAOS_MAX_MS. An object that holds one of
- * the four control keys holds nothing else (but "value" beside "sleep_ms"):
+ * the five control keys holds nothing else (but "value" beside "sleep_ms"
+ * or "leak_kb"):
  * a second key is refused as an item error rather than guessed at, and so
  * is a bad crash kind, a bad N or a "fail" that is not a non-empty string.
  * An object without any control key is echoed.
@@ -59,6 +65,9 @@
 
 /* The largest hang_ms / sleep_ms: one hour. */
 #define MODEL_CHAOS_MAX_MS 3600000L
+/* The largest leak_kb of one item: 1 GiB. The leaked blocks stay reachable
+ * from a static list, so LeakSanitizer does not report them at exit. */
+#define MODEL_CHAOS_MAX_LEAK_KB 1048576L
 
 /* The chaos model's table, registered in models_builtin.c. Static, borrowed. */
 extern const struct model_ops model_chaos;

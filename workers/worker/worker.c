@@ -1,6 +1,8 @@
 #include "workers/worker/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -135,6 +137,46 @@ size_t worker_utf8_repair(char *s)
     return replaced;
 }
 
+enum worker_recycle_reason worker_past_limit(uint64_t items, uint64_t max_items, uint64_t rss,
+                                             uint64_t max_rss)
+{
+    if (max_items && items >= max_items)
+        return WORKER_RECYCLE_ITEMS;
+    if (max_rss && rss && rss >= max_rss)
+        return WORKER_RECYCLE_RSS;
+    return WORKER_RECYCLE_NONE;
+}
+
+const char *worker_recycle_reason_name(enum worker_recycle_reason r)
+{
+    switch (r) {
+    case WORKER_RECYCLE_ITEMS: return "items";
+    case WORKER_RECYCLE_RSS: return "rss";
+    case WORKER_RECYCLE_NONE: break;
+    }
+    return "none";
+}
+
+uint64_t worker_rss_bytes(void)
+{
+    /* statm, not status or smaps_rollup: two numbers, no text to scan,
+     * and the kernel computes it without walking the page tables. */
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    unsigned long long size, resident;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    long page = sysconf(_SC_PAGESIZE);
+    return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
+}
+
 /* Puts an item's error message, repaired to UTF-8 text (models write at
  * most 511 bytes into their err buffer; a longer message is cut here). */
 int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
@@ -165,8 +207,9 @@ void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
     ring_complete(shm, idx, w);
 }
 
-/* Runs every item of the claimed slot idx. */
-static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
+/* Runs every item of the claimed slot idx. Returns how many items it ran
+ * to a recorded result (the count the recycle limit sees). */
+static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
                             const struct model_ops *ops, void *state, struct worker_buf *buf,
                             struct worker_accs *accs)
 {
@@ -250,6 +293,7 @@ static void worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
     }
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
     worker_task_done(shm, w, idx);
+    return k;
 }
 
 /* Puts one JSON output record, or the error that it could not be. */
@@ -418,6 +462,29 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     atomic_fetch_add_explicit(&me->inits, 1, memory_order_relaxed);
     atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_release);
     log_debug("worker %u (model %s) ready", w, ops->name);
+    /* The replacement of a recycled process: how long the slot was out of
+     * service, from the old process's decision to now (its fini and exit,
+     * the supervisor's reap and fork, this init). */
+    uint64_t recycled_at = atomic_exchange_explicit(&me->recycle_at_ns, 0, memory_order_relaxed);
+    if (recycled_at) {
+        uint64_t gap = shm_now_mono_ns() - recycled_at;
+        atomic_store_explicit(&me->last_recycle_ns, gap ? gap : 1, memory_order_relaxed);
+        log_debug("worker %u (model %s): replacement ready %.3f ms after the recycle", w,
+                  ops->name, (double)gap / 1e6);
+    }
+    const struct shm_group *gr = shm_group(shm, g);
+    const uint64_t max_items = gr->max_items, max_rss = gr->max_rss;
+    if (max_rss) {
+        uint64_t rss = worker_rss_bytes();
+        if (rss >= max_rss)
+            log_warn("worker %u (model %s): %" PRIu64 " bytes resident after init, already "
+                     "past max_rss %" PRIu64 ": it will be replaced after every task",
+                     w, ops->name, rss, max_rss);
+    }
+    uint64_t items_run = 0;
+    enum worker_recycle_reason recycle = WORKER_RECYCLE_NONE;
+    uint64_t recycle_t0 = 0;
+    bool deferral_logged = false;
 
     struct worker_buf buf = { malloc(4096), 4096 };
     if (!buf.p)
@@ -447,8 +514,35 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
                 worker_reduce(shm, w, idx, ops, shared, &buf);
                 break;
             default:
-                worker_run_task(shm, w, idx, ops, state, &buf, &accs);
+                items_run += worker_run_task(shm, w, idx, ops, state, &buf, &accs);
                 break;
+            }
+            /* The recycle check, between tasks: everything taken is
+             * committed, nothing is held. RSS is read only when limited. */
+            if ((max_items || max_rss) && !worker_stop) {
+                uint64_t rss = max_rss ? worker_rss_bytes() : 0;
+                enum worker_recycle_reason r = worker_past_limit(items_run, max_items, rss, max_rss);
+                if (r != WORKER_RECYCLE_NONE && ops->acc_run)
+                    worker_acc_drop_stale(&accs, ops, state,
+                                          atomic_load_explicit(&shm_header(shm)->api_epoch,
+                                                               memory_order_relaxed));
+                if (r != WORKER_RECYCLE_NONE && accs.n == 0) {
+                    log_debug("worker %u (model %s) leaves to be replaced: %" PRIu64
+                              " items run (max_items %" PRIu64 "), %" PRIu64
+                              " bytes resident (max_rss %" PRIu64 ")",
+                              w, ops->name, items_run, max_items, rss, max_rss);
+                    recycle = r;
+                    recycle_t0 = shm_now_mono_ns();
+                    break;
+                }
+                if (r != WORKER_RECYCLE_NONE && !deferral_logged) {
+                    /* A stateful job's counts live in this process: leaving
+                     * now would make the engine run their items again. */
+                    log_info("worker %u (model %s) is past its %s limit but holds the state "
+                             "of %zu job(s): it is replaced after exporting it",
+                             w, ops->name, worker_recycle_reason_name(r), accs.n);
+                    deferral_logged = true;
+                }
             }
             continue;
         }
@@ -473,6 +567,13 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     if (ops->fini)
         ops->fini(state);
     free(buf.p);
+    if (recycle != WORKER_RECYCLE_NONE) {
+        /* Read by the supervisor when it reaps WORKER_EXIT_RECYCLE, and by
+         * the replacement once it is ready: relaxed is enough, this
+         * process's exit and the supervisor's waitpid() order them. */
+        atomic_store_explicit(&me->recycle_reason, (uint32_t)recycle, memory_order_relaxed);
+        atomic_store_explicit(&me->recycle_at_ns, recycle_t0, memory_order_relaxed);
+    }
     san_leak_check(); /* _exit skips LSan's own check */
-    _exit(0);
+    _exit(recycle != WORKER_RECYCLE_NONE ? WORKER_EXIT_RECYCLE : 0);
 }

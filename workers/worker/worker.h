@@ -16,8 +16,19 @@
  *   0                      orderly stop after SIGTERM
  *   WORKER_EXIT_FATAL      unusable setup (do not respawn)
  *   WORKER_EXIT_INIT       init() failed (respawn with back-off)
+ *   WORKER_EXIT_RECYCLE    past its group's max_items or max_rss after a
+ *                          task (replace at once; counted as a recycle)
  *   WORKER_EXIT_COPROC     a coprocess model's child died (coproc_worker.h)
  * Anything else (a signal, another code) is a crash: its task is reclaimed.
+ *
+ * Recycling (Celery's max_tasks_per_child and max_memory_per_child): a
+ * model that leaks is replaced before it hurts. The check runs after each
+ * task, never between items, so the process that leaves has committed every
+ * item it took and holds no task; the limits are in its group
+ * (shm_group.max_items, .max_rss). A worker of a stateful model that still
+ * holds a job's accumulator (acc_run) does not leave: its counts would be
+ * lost and their items run again; it leaves after its last export or drop.
+ * The check is the model's business nowhere: any model, any host.
  *
  * Ownership: everything passed in is borrowed and inherited from the
  * supervisor; the worker never frees the model's shared state.
@@ -39,8 +50,35 @@
 
 #define WORKER_EXIT_FATAL 2
 #define WORKER_EXIT_INIT 3
-#define WORKER_EXIT_COPROC 4 /* its coprocess died or broke the protocol
+#define WORKER_EXIT_RECYCLE 4
+#define WORKER_EXIT_COPROC 5 /* its coprocess died or broke the protocol
                                 (a crash: the task is reclaimed) */
+
+/* Why a worker left to be replaced (shm_worker.recycle_reason). */
+enum worker_recycle_reason {
+    WORKER_RECYCLE_NONE = 0,
+    WORKER_RECYCLE_ITEMS, /* ran max_items items */
+    WORKER_RECYCLE_RSS,   /* resident set past max_rss after a task */
+};
+
+/*
+ * The recycle check after a task: a process that has run `items` items
+ * and has `rss` bytes resident is past its limits when items >= max_items
+ * or rss >= max_rss (a limit of 0 is no limit; an rss of 0, unknown, is
+ * never past). The item limit is reported first when both hold. Pure.
+ */
+enum worker_recycle_reason worker_past_limit(uint64_t items, uint64_t max_items, uint64_t rss,
+                                             uint64_t max_rss);
+
+/* "items", "rss" (for logs, JSON and metric labels); "none" otherwise. */
+const char *worker_recycle_reason_name(enum worker_recycle_reason r);
+
+/*
+ * This process's resident set in bytes, from /proc/self/statm (one read
+ * of a short file: a few microseconds, done once per task, not per item).
+ * Returns 0 when it cannot be read.
+ */
+uint64_t worker_rss_bytes(void);
 
 /*
  * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that

@@ -215,6 +215,25 @@ static void test_accept_npy(void **state)
     assert_true(api_accept_wants_npy("text/html, APPLICATION/X-NPY;q=0.1"));
 }
 
+static void test_header_gap(void **state)
+{
+    (void)state;
+    /* libmicrohttpd writes NUL over CR and LF: LF, CRLF, then the empty line */
+    assert_true(api_header_gap_clean("\0", 1, false));
+    assert_true(api_header_gap_clean("\0\0", 2, false));
+    assert_true(api_header_gap_clean("\0\0\0\0", 4, true));
+    assert_true(api_header_gap_clean("\0\0", 2, true));
+    assert_false(api_header_gap_clean("\0", 1, true)); /* the empty line is missing */
+    assert_false(api_header_gap_clean("", 0, false));
+    /* "TOKEN\0junk\r\n": the value's C string stops at the client's NUL */
+    assert_false(api_header_gap_clean("\0junk\0\0", 7, false));
+    assert_false(api_header_gap_clean("\0x\0", 3, false));
+    /* "TOKEN\0\r\n": only NULs, but one too many */
+    assert_false(api_header_gap_clean("\0\0\0", 3, false));
+    assert_false(api_header_gap_clean("\0\0\0\0\0", 5, true));
+    assert_false(api_header_gap_clean("\0j\0\0", 4, true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_idempotency_key),
         cmocka_unit_test(test_object_type),
         cmocka_unit_test(test_accept_npy),
+        cmocka_unit_test(test_header_gap),
     };
     return cmocka_run_group_tests_name("api/headers", tests, NULL, NULL);
 }

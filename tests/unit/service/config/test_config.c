@@ -24,13 +24,14 @@ static const char *const env_names[] = {
     "BATCHD_LISTEN",         "BATCHD_DATA_DIR",      "BATCHD_WORKERS",
     "BATCHD_MODELS",         "BATCHD_MAX_BODY_BYTES", "BATCHD_MAX_ITEMS",
     "BATCHD_MAX_ITEM_BYTES", "BATCHD_MAX_CONNECTIONS", "BATCHD_IDLE_TIMEOUT",
+    "BATCHD_HEADER_TIMEOUT", "BATCHD_MIN_BODY_RATE", "BATCHD_HTTP_THREADS",
     "BATCHD_MAX_ATTEMPTS",   "BATCHD_ITEM_TIMEOUT",  "BATCHD_PORT_FILE",
     "BATCHD_MAX_QUEUED_ITEMS", "BATCHD_GRACE",       "BATCHD_MAX_ITEM_TIMEOUT",
     "BATCHD_MAX_JSON_DEPTH", "BATCHD_LOG_LEVEL",     "BATCHD_ACCESS_LOG",
     "BATCHD_CONFIG",         "BATCHD_API_TOKENS",    "BATCHD_TOKENS_FILE",
     "BATCHD_AUTH_METRICS",   "BATCHD_CORS_ORIGINS",  "BATCHD_TLS_CERT",
     "BATCHD_TLS_KEY",        "BATCHD_OBJECT_MEMORY", "BATCHD_MAX_OBJECT_BYTES",
-    "BATCHD_MAX_OBJECTS",
+    "BATCHD_MAX_OBJECTS",    "BATCHD_MAX_ITEMS_PER_WORKER", "BATCHD_MAX_WORKER_RSS",
 };
 
 static int clear_env(void **unused)
@@ -111,8 +112,11 @@ static void test_defaults(void **unused)
     assert_int_equal(c.max_body_bytes, 64u << 20);
     assert_int_equal(c.max_items, 10000000);
     assert_int_equal(c.max_item_bytes, 256u << 10);
-    assert_int_equal(c.max_connections, 256);
+    assert_int_equal(c.max_connections, 4096);
     assert_int_equal(c.idle_timeout_s, 30);
+    assert_int_equal(c.header_timeout_s, 20);
+    assert_int_equal(c.min_body_rate, 1024);
+    assert_int_equal(c.http_threads, 4);
     assert_int_equal(c.max_attempts, 3);
     assert_int_equal(c.item_timeout_ms, 0);
     assert_int_equal(c.max_item_timeout_ms, 3600000);
@@ -184,6 +188,36 @@ static void test_every_flag(void **unused)
     config_free(&c);
 }
 
+/* The connection settings (api/conns.h): flags, variables, and where each
+ * value came from (main.c lowers only a default --max-connections). */
+static void test_connection_settings(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[256];
+    assert_int_equal(PARSE(&c, err, "--header-timeout", "7", "--min-body-rate", "2K",
+                           "--http-threads", "8", "--max-connections", "10000"),
+                     0);
+    assert_int_equal(c.header_timeout_s, 7);
+    assert_int_equal(c.min_body_rate, 2048);
+    assert_int_equal(c.http_threads, 8);
+    assert_int_equal(c.max_connections, 10000);
+    assert_int_equal(config_source_of(&c, "max-connections"), CONFIG_SRC_FLAG);
+    assert_int_equal(config_source_of(&c, "header-timeout"), CONFIG_SRC_FLAG);
+    assert_int_equal(config_source_of(&c, "no-such-setting"), CONFIG_SRC_DEFAULT);
+    config_free(&c);
+    setenv("BATCHD_HEADER_TIMEOUT", "11", 1);
+    setenv("BATCHD_MIN_BODY_RATE", "0", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_int_equal(c.header_timeout_s, 11);
+    assert_int_equal(c.min_body_rate, 0);
+    assert_int_equal(config_source_of(&c, "header-timeout"), CONFIG_SRC_ENV);
+    assert_int_equal(config_source_of(&c, "max-connections"), CONFIG_SRC_DEFAULT);
+    config_free(&c);
+    unsetenv("BATCHD_HEADER_TIMEOUT");
+    unsetenv("BATCHD_MIN_BODY_RATE");
+}
+
 static void test_every_variable(void **unused)
 {
     (void)unused;
@@ -229,7 +263,7 @@ static void test_flags_win_over_env_over_defaults(void **unused)
     assert_string_equal(c.models[0].name, "echo");
     assert_int_equal(c.models[0].workers, 3);
     assert_int_equal(c.max_attempts, 2);
-    assert_int_equal(c.max_connections, 256);
+    assert_int_equal(c.max_connections, 4096);
     config_free(&c);
 
     /* Flags over env; --model replaces BATCHD_MODELS, it does not add. */
@@ -665,8 +699,12 @@ static const struct error_case error_cases[] = {
      "--max-items: expected an integer from 1 to 1000000000, got '0'"},
     {{"--max-items", "1K", NULL}, NULL, NULL,
      "--max-items: expected an integer from 1 to 1000000000, got '1K'"},
-    {{"--max-connections", "65536", NULL}, NULL, NULL,
-     "--max-connections: expected an integer from 1 to 65535, got '65536'"},
+    {{"--max-connections", "1000001", NULL}, NULL, NULL,
+     "--max-connections: expected an integer from 1 to 1000000, got '1000001'"},
+    {{"--header-timeout", "0", NULL}, NULL, NULL,
+     "--header-timeout: expected an integer from 1 to 3600, got '0'"},
+    {{"--http-threads", "0", NULL}, NULL, NULL,
+     "--http-threads: expected an integer from 1 to 256, got '0'"},
     {{"--idle-timeout", "0", NULL}, NULL, NULL,
      "--idle-timeout: expected an integer from 1 to 86400, got '0'"},
     {{"--idle-timeout", "1.5", NULL}, NULL, NULL,
@@ -840,6 +878,40 @@ static const struct error_case error_cases[] = {
     {{NULL}, "BATCHD_MODELS", "echo;square echo", "BATCHD_MODELS: model 'echo' is named twice"},
     {{NULL}, "BATCHD_MODELS", "echo:workers=0",
      "BATCHD_MODELS echo: workers: expected an integer from 1 to 256, got '0'"},
+    /* recycling limits: the global flags, their variables, a model's keys */
+    {{"--max-items-per-worker", "-1", NULL}, NULL, NULL,
+     "--max-items-per-worker: expected an integer from 0 to 1000000000000, got '-1'"},
+    {{"--max-items-per-worker", "50x", NULL}, NULL, NULL,
+     "--max-items-per-worker: expected an integer from 0 to 1000000000000, got '50x'"},
+    {{"--max-items-per-worker", "1000000000001", NULL}, NULL, NULL,
+     "--max-items-per-worker: expected an integer from 0 to 1000000000000, got '1000000000001'"},
+    {{NULL}, "BATCHD_MAX_ITEMS_PER_WORKER", "many",
+     "BATCHD_MAX_ITEMS_PER_WORKER: expected an integer from 0 to 1000000000000, got 'many'"},
+    {{"--max-worker-rss", "12X", NULL}, NULL, NULL,
+     "--max-worker-rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes allowed), "
+     "got '12X'"},
+    {{"--max-worker-rss", "2048G", NULL}, NULL, NULL,
+     "--max-worker-rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes allowed), "
+     "got '2048G'"},
+    {{NULL}, "BATCHD_MAX_WORKER_RSS", "1.5G",
+     "BATCHD_MAX_WORKER_RSS: expected a size in bytes from 0 to 1024G (K, M, G suffixes "
+     "allowed), got '1.5G'"},
+    {{"--model", "echo:max_items=ten", NULL}, NULL, NULL,
+     "--model echo: max_items: expected an integer from 0 to 1000000000000 (0 = no limit), "
+     "got 'ten'"},
+    {{"--model", "echo:max_items=-3", NULL}, NULL, NULL,
+     "--model echo: max_items: expected an integer from 0 to 1000000000000 (0 = no limit), "
+     "got '-3'"},
+    {{"--model", "echo:max_rss=64Q", NULL}, NULL, NULL,
+     "--model echo: max_rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes "
+     "allowed; 0 = no limit), got '64Q'"},
+    {{"--model", "echo:max_rss=1,max_rss=2", NULL}, NULL, NULL,
+     "--model echo: 'max_rss' given twice"},
+    {{"--model", "echo:max_items=1,max_items=2", NULL}, NULL, NULL,
+     "--model echo: 'max_items' given twice"},
+    {{NULL}, "BATCHD_MODELS", "echo:max_rss=lots",
+     "BATCHD_MODELS echo: max_rss: expected a size in bytes from 0 to 1024G (K, M, G suffixes "
+     "allowed; 0 = no limit), got 'lots'"},
 };
 
 static void test_errors(void **unused)
@@ -1447,12 +1519,66 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (30 of them), after the heading */
+    /* one line per setting (35 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 31);
+    assert_int_equal(lines, 36);
     free(text);
+    unlink(f);
+}
+
+/* The recycling limits: off by default; the global flag, variable and file
+ * key reach every model; a model's own max_items= / max_rss= win, an
+ * explicit 0 included; they are taken out of the model's parameters. */
+static void test_recycle_limits(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--model", "echo"), 0);
+    assert_int_equal(c.max_items_per_worker, 0);
+    assert_int_equal(c.max_worker_rss, 0);
+    assert_int_equal(c.models[0].max_items, 0);
+    assert_int_equal(c.models[0].max_rss, 0);
+    config_free(&c);
+
+    assert_int_equal(PARSE(&c, err, "--max-items-per-worker", "100", "--max-worker-rss", "512M",
+                           "--model", "echo:max_items=50,a=1", "--model", "square:max_rss=1G",
+                           "--model", "sum_squares:max_items=0,max_rss=0", "--model",
+                           "exp_sinh"),
+                     0);
+    assert_int_equal(c.max_items_per_worker, 100);
+    assert_int_equal(c.max_worker_rss, 512ull << 20);
+    assert_int_equal(c.models[0].max_items, 50);        /* its own */
+    assert_int_equal(c.models[0].max_rss, 512ull << 20); /* the global one */
+    assert_int_equal(c.models[0].n_params, 1);          /* only a=1 reaches the model */
+    assert_string_equal(c.models[0].keys[0], "a");
+    assert_int_equal(c.models[1].max_items, 100);
+    assert_int_equal(c.models[1].max_rss, 1ull << 30);
+    assert_int_equal(c.models[2].max_items, 0); /* an explicit 0 turns the global off */
+    assert_int_equal(c.models[2].max_rss, 0);
+    assert_int_equal(c.models[3].max_items, 100);
+    assert_int_equal(c.models[3].max_rss, 512ull << 20);
+    config_free(&c);
+
+    setenv("BATCHD_MAX_ITEMS_PER_WORKER", "7", 1);
+    setenv("BATCHD_MAX_WORKER_RSS", "64K", 1);
+    setenv("BATCHD_MODELS", "echo:max_rss=2M", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_int_equal(c.models[0].max_items, 7);
+    assert_int_equal(c.models[0].max_rss, 2ull << 20);
+    assert_int_equal(c.max_worker_rss, 64ull << 10);
+    config_free(&c);
+    clear_env(NULL);
+
+    const char *f = temp_file(0, "{\"max-items-per-worker\": 1000, \"max-worker-rss\": \"1G\","
+                                 " \"models\": [\"echo\", \"square:max_items=3\"]}");
+    assert_int_equal(PARSE(&c, err, "--config", f, "--max-worker-rss", "0"), 0);
+    assert_int_equal(c.models[0].max_items, 1000);
+    assert_int_equal(c.models[0].max_rss, 0); /* the flag beats the file */
+    assert_int_equal(c.models[1].max_items, 3);
+    config_free(&c);
     unlink(f);
 }
 
@@ -1463,6 +1589,7 @@ int main(void)
         T(test_defaults),
         T(test_every_flag),
         T(test_every_variable),
+        T(test_connection_settings),
         T(test_flags_win_over_env_over_defaults),
         T(test_last_repeated_flag_wins),
         T(test_empty_variable_is_unset),
@@ -1492,6 +1619,7 @@ int main(void)
         T(test_tls_files),
         T(test_object_settings),
         T(test_print_config),
+        T(test_recycle_limits),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -322,6 +322,28 @@ static void test_hang_returns_hung_ms(void **unused)
     json_decref(out);
 }
 
+/* leak_kb: the memory is really resident and stays so (the RSS limit's
+ * test model), and the item's value comes back. */
+static void test_leak_keeps_memory(void **unused)
+{
+    (void)unused;
+    json_t *out = NULL;
+    char err[256] = "";
+    uint64_t before = worker_rss_bytes();
+    assert_int_equal(run_text("{\"leak_kb\": 16384, \"value\": [7]}", &out, err, sizeof err), 0);
+    json_t *want = parse("[7]");
+    assert_true(json_equal(out, want));
+    json_decref(want);
+    json_decref(out);
+    assert_int_equal(run_text("{\"leak_kb\": 0}", &out, err, sizeof err), 0);
+    assert_true(json_is_null(out));
+    json_decref(out);
+    uint64_t after = worker_rss_bytes();
+    print_message("RSS %llu -> %llu bytes after leak_kb 16384\n", (unsigned long long)before,
+                  (unsigned long long)after);
+    assert_true(after >= before + (16u << 20) - (2u << 20));
+}
+
 static void test_sleep_returns_the_value(void **unused)
 {
     (void)unused;
@@ -451,6 +473,13 @@ static const struct error_case error_cases[] = {
     {"{\"hang_ms\": 1, \"value\": 2}", "chaos: unexpected key \"value\" beside \"hang_ms\""},
     {"{\"fail\": \"x\", \"value\": 2}", "chaos: unexpected key \"value\" beside \"fail\""},
     {"{\"sleep_ms\": 1, \"vlaue\": 2}", "chaos: unexpected key \"vlaue\" beside \"sleep_ms\""},
+    /* leak_kb */
+    {"{\"leak_kb\": -1}", "chaos: \"leak_kb\" must be an integer from 0 to 1048576, got one outside that range"},
+    {"{\"leak_kb\": 1048577}", "chaos: \"leak_kb\" must be an integer from 0 to 1048576, got one outside that range"},
+    {"{\"leak_kb\": 1.5}", "chaos: \"leak_kb\" must be an integer from 0 to 1048576, got a number"},
+    {"{\"leak_kb\": \"8\"}", "chaos: \"leak_kb\" must be an integer from 0 to 1048576, got a string"},
+    {"{\"leak_kb\": 8, \"id\": 1}", "chaos: unexpected key \"id\" beside \"leak_kb\""},
+    {"{\"leak_kb\": 8, \"fail\": \"x\"}", "chaos: \"leak_kb\" and \"fail\" cannot be combined"},
     /* quoted strings are cut at 64 bytes, never inside a character: the
      * message goes into the results' JSON as it is */
     {"{\"crash\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\u00e9\"}",
@@ -575,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_fail_returns_the_message),
         cmocka_unit_test(test_hang_returns_hung_ms),
         cmocka_unit_test(test_sleep_returns_the_value),
+        cmocka_unit_test(test_leak_keeps_memory),
         cmocka_unit_test(test_wait_survives_signals),
         cmocka_unit_test(test_item_errors),
         cmocka_unit_test(test_crash_segv),
