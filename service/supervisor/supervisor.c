@@ -466,8 +466,11 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     /* Its coprocess child goes with it (it may be stuck in a call that
      * never reads the closed socket: a deadline kill). */
     pid_t child = atomic_exchange_explicit(&sw->coproc_pid, 0, memory_order_relaxed);
-    bool orderly = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (child > 0 && !orderly) /* an orderly worker said STOP: its child runs fini() */
+    /* An orderly worker (stopped, or recycled after its task) said STOP:
+     * its child runs fini() and exits. */
+    bool orderly = WIFEXITED(status) &&
+                   (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == WORKER_EXIT_RECYCLE);
+    if (child > 0 && !orderly)
         kill(child, SIGKILL);
     /* Hand its task back before a replacement can take the same worker id. */
     uint32_t n = ring_reclaim_worker(&s->shm, w, status);

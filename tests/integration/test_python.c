@@ -10,9 +10,12 @@
  *          one item's output;
  *   pymlp  examples/python/mlp.py, next to the built-in C mlp on the same
  *          weights (build/mkmlp writes them): the outputs must agree;
+ *   pyr    run() per item, workers=2, max_items=20: recycled workers;
  * and checks: results; load() ran once and init() once per worker;
- * /v1/models and /v1/workers show the host and each worker's child; an
- * exception is the item's error (type and message); an item that kills
+ * /v1/models and /v1/workers show the host and each worker's child; a
+ * recycled worker's replacement gets a new child of the same host (load()
+ * still once, one result per item); an exception is the item's error
+ * (type and message); an item that kills
  * its Python process ends as an error after --max-attempts and the rest
  * of the job succeeds; a hung item is killed by item_timeout_s; an object
  * reaches the model as a read-only numpy array whose base is the mapping
@@ -70,6 +73,23 @@ static const char model_py[] =
     "                'first': a.reshape(-1)[:3]}\n"
     "    return {'y': item * item * state['k'], 'pid': state['pid']}\n";
 
+/* For recycling: no numpy, so that its host starts fast. */
+static const char recycle_py[] =
+    "import os\n"
+    "def note(count, word):\n"
+    "    with open(count, 'a') as f:\n"
+    "        f.write('%s %d\\n' % (word, os.getpid()))\n"
+    "def load(params):\n"
+    "    note(params['count'], 'load')\n"
+    "    return params['count']\n"
+    "def init(count):\n"
+    "    note(count, 'init')\n"
+    "    return {'count': count, 'pid': os.getpid()}\n"
+    "def run(state, item):\n"
+    "    return {'y': item * item, 'pid': state['pid']}\n"
+    "def fini(state):\n"
+    "    note(state['count'], 'fini')\n";
+
 static const char batch_py[] =
     "def run_batch(state, items):\n"
     "    return [ValueError('no odd numbers') if x % 2 else x // 2 for x in items]\n";
@@ -96,11 +116,11 @@ static void write_file(const char *name, const char *text)
     fclose(f);
 }
 
-/* Lines of the count file that start with `word`. */
-static int count_lines(const char *word)
+/* Lines of the count file `file` that start with `word`. */
+static int count_file_lines(const char *file, const char *word)
 {
     char path[PATH_MAX + 64], line[128];
-    snprintf(path, sizeof path, "%s/count", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, file);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -110,6 +130,8 @@ static int count_lines(const char *word)
     fclose(f);
     return n;
 }
+
+static int count_lines(const char *word) { return count_file_lines("count", word); }
 
 /* Submits {"model": model, "inputs": inputs[, "options": options]} and
  * waits for it; returns its results (new) or NULL. */
@@ -310,7 +332,7 @@ static void test_run_batch_per_item_exceptions(void)
     json_decref(res);
 }
 
-static long long host_field(const char *field)
+static long long model_host_field(const char *model, const char *field)
 {
     struct h_resp r;
     long long v = -1;
@@ -320,11 +342,104 @@ static long long host_field(const char *field)
         size_t i;
         json_t *m;
         json_array_foreach(h_jget(h_json(&r), "models"), i, m)
-            if (h_jstr(m, "name") && strcmp(h_jstr(m, "name"), "py") == 0)
+            if (h_jstr(m, "name") && strcmp(h_jstr(m, "name"), model) == 0)
                 h_jint(m, path, &v);
     }
     h_resp_free(&r);
     return v;
+}
+
+static long long host_field(const char *field) { return model_host_field("py", field); }
+
+/* ------------------------------------------------------------- recycling */
+
+/* Recycles of model pyr's workers (GET /v1/workers): the total, and
+ * those for the item limit; -1 if the list cannot be read. */
+static long long pyr_recycles(long long *by_items)
+{
+    struct h_resp r;
+    long long total = -1;
+    *by_items = -1;
+    if (h_get(&svc, "/v1/workers", &r) == 0 && r.status == 200) {
+        total = 0;
+        *by_items = 0;
+        size_t i;
+        json_t *w;
+        json_array_foreach(h_jget(h_json(&r), "workers"), i, w) {
+            long long n = 0, items = 0;
+            if (!h_jstr(w, "model") || strcmp(h_jstr(w, "model"), "pyr") != 0)
+                continue;
+            if (h_jint(w, "recycles", &n))
+                total += n;
+            if (h_jint(w, "recycles_by_reason/items", &items))
+                *by_items += items;
+        }
+    }
+    h_resp_free(&r);
+    return total;
+}
+
+/* pyr has max_items=20 and 2 workers; 200 items in tasks of 10: each
+ * worker process runs two tasks and leaves in order (its child runs
+ * fini()), ten in all; each
+ * replacement gets a new child forked from the same host, so the
+ * module's load() ran once and every item has its one result. */
+static void test_recycling_keeps_the_loaded_model(void)
+{
+    enum { N = 200, MAX_ITEMS = 20 };
+    struct h_buf b = {0};
+    h_buf_printf(&b, "[");
+    for (int i = 0; i < N; i++)
+        h_buf_printf(&b, "%s%d", i ? "," : "", i);
+    h_buf_printf(&b, "]");
+    json_t *res = run_job("pyr", b.p, "{\"chunk_size\":10}", N);
+    h_buf_free(&b);
+    if (!CHECK(res != NULL))
+        return;
+    CHECK_INT(json_array_size(res), N);
+    /* Which child ran each item: no child runs more than max_items. */
+    long long pids[N];
+    int runs[N], n_pids = 0;
+    for (int i = 0; i < N; i++) {
+        long long y = -1, pid = 0;
+        json_t *it = json_array_get(res, (size_t)i);
+        CHECKF(h_jint(it, "output/y", &y) && y == (long long)i * i, "item %d: y=%lld", i, y);
+        if (!h_jint(it, "output/pid", &pid))
+            continue;
+        int k = 0;
+        while (k < n_pids && pids[k] != pid)
+            k++;
+        if (k == n_pids) {
+            pids[n_pids] = pid;
+            runs[n_pids++] = 0;
+        }
+        runs[k]++;
+    }
+    json_decref(res);
+    for (int k = 0; k < n_pids; k++)
+        CHECKF(runs[k] == MAX_ITEMS, "child %lld ran %d items, want %d", pids[k], runs[k],
+               MAX_ITEMS);
+    CHECK_INT(n_pids, N / MAX_ITEMS);
+    /* The supervisor counts a recycle when it reaps the process. */
+    long long items = -1, total = pyr_recycles(&items);
+    double t0 = h_now();
+    while (total < N / MAX_ITEMS && h_now() - t0 < RUN_TIMEOUT_S) {
+        h_sleep_ms(100);
+        total = pyr_recycles(&items);
+    }
+    CHECK_INT(total, N / MAX_ITEMS);
+    CHECK_INT(items, N / MAX_ITEMS);
+    /* A recycled worker leaves in order: its child gets STOP and runs
+     * fini() (it is not killed). */
+    t0 = h_now();
+    while (count_file_lines("count_r", "fini") < N / MAX_ITEMS && h_now() - t0 < RUN_TIMEOUT_S)
+        h_sleep_ms(100);
+    CHECK_INT(count_file_lines("count_r", "fini"), N / MAX_ITEMS);
+    CHECK_INT(count_file_lines("count_r", "load"), 1);
+    CHECK_INT(model_host_field("pyr", "loads"), 1);
+    CHECK_INT(model_host_field("pyr", "restarts"), 0);
+    printf("# pyr: %d children ran %d items; %lld recycles; init() ran %d times\n", n_pids, N,
+           total, count_file_lines("count_r", "init"));
 }
 
 static void test_host_death_and_restart(void)
@@ -481,7 +596,7 @@ static void test_module_without_run(void)
 
 static void start(void)
 {
-    static char spec_py[PATH_MAX * 3], spec_pyb[PATH_MAX * 3], spec_mlp[PATH_MAX * 2],
+    static char spec_py[PATH_MAX * 3], spec_pyr[PATH_MAX * 3], spec_pyb[PATH_MAX * 3], spec_mlp[PATH_MAX * 2],
         spec_pymlp[PATH_MAX * 4], weights[PATH_MAX + 32], mkmlp[PATH_MAX + 32], cwd[PATH_MAX];
     snprintf(weights, sizeof weights, "%s/mlp.safetensors", dir);
     snprintf(mkmlp, sizeof mkmlp, "%s", getenv("BATCHD_BIN"));
@@ -502,11 +617,17 @@ static void start(void)
     snprintf(spec_py, sizeof spec_py,
              "py:python=%s/model.py,interpreter=" PYTHON ",workers=2,k=3,count=%s/count", dir,
              dir);
+    snprintf(spec_pyr, sizeof spec_pyr,
+             "pyr:python=%s/recycle.py,interpreter=" PYTHON ",workers=2,count=%s/count_r,"
+             "max_items=20",
+             dir, dir);
     snprintf(spec_pyb, sizeof spec_pyb, "pyb:python=%s/batch.py,interpreter=" PYTHON ",workers=1",
              dir);
     const char *const args[] = {"--model", spec_py, "--model", spec_pyb, "--model", spec_mlp,
-                                "--model", spec_pymlp, "--max-attempts", "2", NULL};
-    struct h_service_opts o = {.args = args};
+                                "--model", spec_pymlp, "--model", spec_pyr, "--max-attempts", "2",
+                                NULL};
+    /* Five interpreters start (three import numpy): room on a busy machine. */
+    struct h_service_opts o = {.args = args, .ready_timeout_s = 60};
     svc_up = h_service_start(&svc, &o) == 0;
 }
 
@@ -526,6 +647,8 @@ int main(void)
          test_run_batch_per_item_exceptions},
         {"examples/python/mlp.py gives the built-in mlp's outputs",
          test_numpy_mlp_matches_the_c_mlp},
+        {"recycling (max_items=20): new children, load() still once",
+         test_recycling_keeps_the_loaded_model},
         {"the host's death: started again, load() again", test_host_death_and_restart},
     };
     static const struct h_test bad[] = {
@@ -545,6 +668,7 @@ int main(void)
     snprintf(dir, sizeof dir, "%s", h_tmpdir());
     write_file("model.py", model_py);
     write_file("batch.py", batch_py);
+    write_file("recycle.py", recycle_py);
     write_file("thread.py", thread_py);
     write_file("syntax.py", syntax_py);
     write_file("norun.py", norun_py);

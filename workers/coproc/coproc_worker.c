@@ -5,6 +5,7 @@
 #include "workers/coproc/coproc_worker.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,7 +287,9 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
     }
 }
 
-static void cw_run_task(struct cw *c, uint32_t idx)
+/* Runs task idx; returns the items it recorded a result for (the count
+ * the recycle limit sees, as worker.c's). */
+static uint32_t cw_run_task(struct cw *c, uint32_t idx)
 {
     struct shm *shm = c->shm;
     struct shm_worker *me = shm_worker(shm, c->w);
@@ -332,6 +335,7 @@ static void cw_run_task(struct cw *c, uint32_t idx)
     atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
     worker_task_done(shm, c->w, idx);
+    return k;
 }
 
 /* Has the child gone (or written something unasked) while this worker
@@ -379,9 +383,18 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
     atomic_store_explicit(&me->init_ns, shm_now_mono_ns() - t0, memory_order_relaxed);
     atomic_fetch_add_explicit(&me->inits, 1, memory_order_relaxed);
     atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_release);
-    log_debug("worker %u (coprocess, pid %d) ready", w,
-              (int)atomic_load_explicit(&me->coproc_pid, memory_order_relaxed));
+    const struct shm_group *gr = shm_group(shm, g);
+    pid_t child = atomic_load_explicit(&me->coproc_pid, memory_order_relaxed);
+    log_debug("worker %u (coprocess, pid %d) ready", w, (int)child);
+    worker_recycle_ready(me, w, gr->name);
 
+    /* Recycling (worker.h), as worker_main does it, after a task. The
+     * memory that grows is the model's, so max_rss is the child's resident
+     * set; the replacement gets a new child forked from the host, which
+     * keeps what load() built: load() does not run again. */
+    const uint64_t max_items = gr->max_items, max_rss = gr->max_rss;
+    uint64_t items_run = 0, recycle_t0 = 0;
+    enum worker_recycle_reason recycle = WORKER_RECYCLE_NONE;
     while (!worker_stop_requested()) {
         if (cw_child_gone(c))
             cw_die(c, "its coprocess went away while the worker was idle", -EPIPE);
@@ -389,7 +402,19 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
         if (ring_claim(shm, g, w, &idx) == 0) {
             atomic_store_explicit(&ring_slot(shm, idx)->worker_pid, (int32_t)getpid(),
                                   memory_order_relaxed);
-            cw_run_task(c, idx);
+            items_run += cw_run_task(c, idx);
+            if ((max_items || max_rss) && !worker_stop_requested()) {
+                uint64_t rss = max_rss ? worker_rss_bytes_of(child) : 0;
+                recycle = worker_past_limit(items_run, max_items, rss, max_rss);
+                if (recycle != WORKER_RECYCLE_NONE) {
+                    log_debug("worker %u (model %s) leaves to be replaced: %" PRIu64
+                              " items run (max_items %" PRIu64 "), its child %" PRIu64
+                              " bytes resident (max_rss %" PRIu64 ")",
+                              w, gr->name, items_run, max_items, rss, max_rss);
+                    recycle_t0 = shm_now_mono_ns();
+                    break;
+                }
+            }
             continue;
         }
         if (ring_poll_ready(shm, g, w, 50000u))
@@ -406,6 +431,8 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
     coproc_buf_free(&c->out);
     coproc_buf_free(&c->enc);
     close(fd);
+    if (recycle != WORKER_RECYCLE_NONE)
+        worker_recycle_leave(me, recycle, recycle_t0);
     san_leak_check();
-    _exit(0);
+    _exit(recycle != WORKER_RECYCLE_NONE ? WORKER_EXIT_RECYCLE : 0);
 }

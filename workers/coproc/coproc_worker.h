@@ -13,6 +13,11 @@
  * offset, dtype and shape in the object store's memfd, which the child has
  * mapped read-only: the child reads the object in place.
  *
+ * Recycling (worker.h): past its group's max_items, or with its child's
+ * resident set past max_rss, after a task, this process sends STOP (the
+ * child runs fini()) and exits WORKER_EXIT_RECYCLE; its replacement gets
+ * a new child of the same host (load() does not run again).
+ *
  * If the child dies (its socket closes) or breaks the protocol, this
  * process exits WORKER_EXIT_COPROC: a worker death, so the supervisor hands
  * the task back (attempts count as for a C model's crash) and starts a new

@@ -80,6 +80,21 @@ const char *worker_recycle_reason_name(enum worker_recycle_reason r);
  */
 uint64_t worker_rss_bytes(void);
 
+/* The same for process pid (a coprocess worker's child, whose memory is
+ * the model's); 0 when it cannot be read (the process is gone). */
+uint64_t worker_rss_bytes_of(pid_t pid);
+
+/*
+ * The recycle bookkeeping in worker slot me, shared by both worker loops
+ * (worker_main, coproc_worker_main). worker_recycle_leave: the process
+ * that leaves records why (r) and when it decided (t0, CLOCK_MONOTONIC),
+ * just before it exits WORKER_EXIT_RECYCLE. worker_recycle_ready: its
+ * replacement, once ready, records how long the slot was out of service
+ * (shm_worker.last_recycle_ns); a no-op for a worker that replaces none.
+ */
+void worker_recycle_leave(struct shm_worker *me, enum worker_recycle_reason r, uint64_t t0);
+void worker_recycle_ready(struct shm_worker *me, uint32_t w, const char *model);
+
 /*
  * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that
  * does not begin a well-formed sequence (RFC 3629: no overlong forms, no
