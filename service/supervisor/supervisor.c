@@ -502,9 +502,9 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
         sup_count_failure(c, false);
         if (n)
             log_error("worker %u (model %s) pid %d left to be recycled holding %u task(s): "
-                      "handed back", w, s->ops[g]->name, (int)pid, n);
+                      "handed back", w, sup_model_name(s, g), (int)pid, n);
         log_info("worker %u (model %s) pid %d recycled (%s limit); replacing it", w,
-                 s->ops[g]->name, (int)pid,
+                 sup_model_name(s, g), (int)pid,
                  worker_recycle_reason_name((enum worker_recycle_reason)why));
         sup_spawn_worker(s, w);
         return;
