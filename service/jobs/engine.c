@@ -1,5 +1,13 @@
 /*
- * engine.c: TODO
+ * engine.c: jobs, the dispatcher and the collector (see engine.h). This
+ * file holds create and destroy, the engine thread's loop and submission;
+ * the rest of the engine is split by concern (engine_int.h lists the
+ * files and says which thread runs what).
+ *
+ * One mutex guards all job state; the engine thread holds it while it
+ * collects and dispatches, and releases it while it sleeps on the ring's
+ * engine futex. HTTP threads take it briefly to read or change a job and
+ * wake the engine thread (ring_notify_engine) when they add work.
  */
 
 #include "service/jobs/engine_int.h"

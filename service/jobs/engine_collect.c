@@ -1,5 +1,13 @@
 /*
- * engine_collect.c: TODO
+ * engine_collect.c: results into jobs (see engine_int.h). Collects DONE
+ * and DIED slots, records each item's one result, queues retries, pins
+ * and unpins the objects a job names, finishes or fails a job; and the
+ * engine thread's checks of deadlines and of groups that keep failing.
+ * All with e->mu held; the passes run on the engine thread.
+ *
+ * Exactly one result per item: a result is recorded only for an index that
+ * has none (res_len[i] == 0), however many times a task carrying that index
+ * was retried. Re-queued items are exactly those without a result.
  */
 
 #include "service/jobs/engine_int.h"

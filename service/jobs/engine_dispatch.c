@@ -1,5 +1,8 @@
 /*
- * engine_dispatch.c: TODO
+ * engine_dispatch.c: the ring's writer side (see engine_int.h): how many
+ * items go in a task, how deep a group's queue may be, and the fair
+ * round over active jobs that writes tasks into free slots. Engine
+ * thread, e->mu held.
  */
 
 #include "service/jobs/engine_int.h"

@@ -1,4 +1,35 @@
-/* engine_int.h: TODO */
+/*
+ * engine_int.h: the engine's private header, shared by its files and by
+ * nothing else (the public API is engine.h; only service/jobs/engine*.c
+ * include this).
+ *
+ * The engine is one module split by concern:
+ *   engine.c           create/destroy, the engine thread's loop, submit and
+ *                      the Job view helpers (HTTP threads)
+ *   engine_table.c     the job table: find by id or key, hash, status
+ *                      counts, release, forget, evict, new ids
+ *   engine_collect.c   results into jobs, retries, pins, finishing and
+ *                      failing a job, collecting slots, deadlines, groups
+ *   engine_dispatch.c  chunk sizes, fairness, writing tasks into the ring
+ *   engine_stateful.c  stateful jobs: accumulators, export, replay, reduce,
+ *                      targeted (mailbox) tasks, orphans
+ *   engine_persist.c   the flusher thread, retention, recovery at start
+ *   engine_query.c     listing, results pages, purge, cancel, streams
+ *   engine_views.c     the workers/models JSON (/proc reads), readiness,
+ *                      HTTP counters and /metrics
+ *
+ * Threads and the one lock: e->mu guards every field of struct engine and
+ * everything reachable from it (jobs, groups, the run being collected),
+ * except what is marked atomic and the HTTP counters (e->http_mu). Three kinds of thread run this code: the
+ * engine thread (engine_main: collect, wind stateful jobs, check groups and
+ * deadlines, dispatch, all under e->mu; retention without it), the flusher
+ * thread (engine_flusher_main: takes e->mu to take the dirty jobs, commits
+ * to the store without it), and the HTTP threads (the public API in
+ * engine.h: each takes e->mu briefly). engine_create and engine_destroy
+ * run alone (no other thread yet, or none any more). Each declaration
+ * below says which of these runs it and whether e->mu is held on entry;
+ * "e->mu held" without a thread means any of them, holding the lock.
+ */
 
 #ifndef BATCHD_ENGINE_INT_H
 #define BATCHD_ENGINE_INT_H
@@ -36,6 +67,7 @@
                                            unknown cost may take seconds */
 #define ENGINE_TICK_MS 200              /* housekeeping when nothing wakes us */
 #define ENGINE_HTTP_BUCKETS 10
+
 /* ----------------------------------------------------------------- jobs */
 
 struct range {
@@ -212,128 +244,159 @@ struct engine {
 };
 
 
+/* ------------------------------------------------ cross-file helpers */
+
+/* Whether job j has finished (any thread, e->mu held). */
 static inline bool ejob_finished(const struct job *j) { return j->finished_ns != 0; }
 
-/* Records item i's result unless it has one. Returns true if recorded. */
+/* Whether item i has a result: bit i of j->has (e->mu held). */
 static inline bool ejob_has(const struct job *j, uint64_t i)
 {
     return (j->has[i >> 3] >> (i & 7)) & 1;
 }
 
+/* Marks item i as having a result (e->mu held). */
 static inline void ejob_set_has(struct job *j, uint64_t i)
 {
     j->has[i >> 3] |= (uint8_t)(1u << (i & 7));
 }
 
-/* ---- engine_table.c */
+/* ---- engine_table.c: the job table */
 
+/* The job with this id or key, or NULL: borrowed, valid while e->mu is
+ * held (e->mu held; any thread). */
 struct job *engine_find(struct engine *e, const char *id);
-
 struct job *engine_find_key(struct engine *e, uint64_t key);
-
+/* Adds j to the key hash, growing it; 0, or -ENOMEM with the table
+ * unchanged (e->mu held, or engine_create alone). */
 int engine_hash_insert(struct engine *e, struct job *j);
-
+/* Sets j's status, keeping the per-status counts and persisting j
+ * (e->mu held). */
 void ejob_set_status(struct engine *e, struct job *j, enum job_status st);
-
+/* Frees j and all it owns; j is in no table any more (no lock needed). */
 void ejob_free(struct job *j);
-
+/* Drops a hold taken by engine_hold: frees a purged j at its last hold,
+ * else lets a finished j leave memory (HTTP thread, e->mu held). */
 void engine_job_release(struct engine *e, struct job *j);
-
+/* Deletes a finished j from memory, now or at its last hold (purge: HTTP
+ * thread; retention: engine thread; e->mu held). */
 void engine_forget_job(struct engine *e, struct job *j);
-
+/* Drops a finished job from memory once the store has all of it
+ * (e->mu held). */
 void engine_evict(struct engine *e, struct job *j);
-
+/* A new job id (any thread, no lock). */
 void engine_new_id(char *out);
 
-/* ---- engine_collect.c */
+/* ---- engine_collect.c: results, finishing, collection */
 
+/* j's store row as it stands (e->mu held). */
 void ejob_row(const struct engine *e, const struct job *j, struct store_job *r);
-
+/* Range lists: 0 or -ENOMEM (list unchanged); consume drops the first
+ * count items (the owner's lock: e->mu held). */
 int engine_ranges_add(struct ranges *l, uint64_t start, uint64_t count);
-
 void engine_ranges_consume(struct ranges *l, uint64_t count);
-
+/* Queues items [start, start+count) of j to be run again (e->mu held). */
 int ejob_add_retry(struct job *j, uint64_t start, uint64_t count);
-
+/* Puts j on its group's active list if it is not (e->mu held). */
 void egroup_activate(struct egroup *g, struct job *j);
-
+/* Whether j has items not yet dispatched or to retry (e->mu held). */
 bool ejob_has_pending(const struct job *j);
-
+/* Marks j dirty for the flusher (e->mu held). */
 void ejob_persist(struct engine *e, struct job *j);
-
+/* Pins the objects j's items name (e->mu held, or engine_create alone). */
 void ejob_pin_objects(struct engine *e, struct job *j, const struct job_items *items);
-
+/* Deletes the partial-state objects of a stateful job (e->mu held). */
 void ejob_drop_partials(struct engine *e, struct job *j);
-
+/* Finishes j if every item has a result and nothing runs (e->mu held). */
 void ejob_check_finished(struct engine *e, struct job *j);
-
+/* Fails j with reason why, stopping its tasks (e->mu held). */
 void ejob_fail(struct engine *e, struct job *j, const char *why);
-
+/* "worker died: ..." for a wait status, into buf (any thread, no lock). */
 void engine_describe_death(int status, unsigned attempt, unsigned max, char *buf, size_t len);
-
+/* Stops the tasks of cancelled jobs (engine thread or HTTP cancel, e->mu
+ * held). */
 void engine_stop_cancelled(struct engine *e);
-
+/* The engine thread's passes (engine thread, e->mu held): take DONE and
+ * DIED slots into their jobs; kill items past their deadline; mark groups
+ * down or up. */
 void engine_collect(struct engine *e);
-
 void engine_check_deadlines(struct engine *e);
-
 void engine_check_groups(struct engine *e);
 
-/* ---- engine_dispatch.c */
+/* ---- engine_dispatch.c: the ring's writer side (engine thread, e->mu held) */
 
+/* Items per task for j in g (from the measured cost per item). */
 uint32_t engine_chunk(const struct egroup *g, const struct job *j);
-
+/* Writes j's next task into a free slot of g: 1 if written, 0 if none
+ * could be, negative errno on failure. */
 int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j);
-
+/* Fills the ring from the active jobs, fairly across jobs and groups. */
 void engine_dispatch(struct engine *e);
 
-/* ---- engine_stateful.c */
+/* ---- engine_stateful.c: stateful jobs */
 
+/* The accumulator record of j on the worker of slot s, created if needed;
+ * NULL on -ENOMEM (engine thread, e->mu held). */
 struct job_acc *ejob_acc_of(struct engine *e, struct egroup *g, struct job *j,
-                                  struct ring_slot *s, uint64_t st);
-
+                            struct ring_slot *s, uint64_t st);
+/* Collects a control task's slot (export, drop, reduce) (engine thread,
+ * e->mu held). */
 void engine_collect_control(struct engine *e, struct egroup *g, uint32_t idx, uint64_t st);
-
+/* Exports, replays and reduces what stateful jobs need next (engine
+ * thread, e->mu held). */
 void engine_wind_stateful(struct engine *e);
-
+/* Appends item i to a slot's input; false if it does not fit (no lock). */
 bool engine_slot_put_item(uint8_t *in, uint32_t *len, uint32_t cap, const struct job_items *items,
                           uint64_t i);
-
+/* Dispatches one replay task of j (engine thread, e->mu held). */
 int engine_dispatch_replay(struct engine *e, struct egroup *g, struct job *j);
-
+/* Sets up j's stateful bookkeeping: 0 or -ENOMEM (e->mu held: HTTP submit,
+ * or engine_create's recovery alone). */
 int ejob_make_stateful(struct engine *e, struct job *j);
 
-/* ---- engine_persist.c */
+/* ---- engine_persist.c: the store side */
 
+/* Commits the dirty jobs and collected results: takes e->mu to take them,
+ * commits without it (flusher thread; engine_destroy alone, force). */
 void engine_flush(struct engine *e, bool force);
-
+/* Forgets finished jobs past --retention (engine thread, e->mu not held:
+ * takes it per batch). */
 void engine_retention(struct engine *e);
-
+/* The flusher thread's body (pthread_create in engine_create). */
 void *engine_flusher_main(void *arg);
-
+/* store_jobs_each_unfinished callback: rebuilds one job from its row
+ * (engine_create alone, before the threads start). */
 int engine_recover_job(void *arg, const struct store_job *row);
 
 /* ---- engine.c */
 
+/* pthread_cond_timedwait on cv for ms (e->mu held; any thread). */
 void engine_timedwait(struct engine *e, pthread_cond_t *cv, int ms);
-
+/* The group index of model, or -1 (any thread; groups are fixed at
+ * create, no lock needed). */
 int engine_group_of(struct engine *e, const char *model);
-
+/* A Job object: the view filled under e->mu, the JSON (new reference)
+ * built from it (HTTP thread, e->mu held). */
 void ejob_view_fill(const struct engine *e, const struct job *j, struct job_view *v);
-
 json_t *ejob_json(struct engine *e, const struct job *j);
-
+/* Adds j to the tables: 0, or negative errno with nothing added (e->mu
+ * held, or engine_create alone). */
 int engine_insert_job(struct engine *e, struct job *j);
-
+/* Whether model's group is stateful (any thread, no lock). */
 bool engine_model_stateful(struct engine *e, const char *model);
-
+/* The view of job id from memory, row or the store: 0, -ENOENT, -EIO
+ * (HTTP thread, e->mu not held: takes it). */
 int engine_view(struct engine *e, const char *id, const struct store_job *row,
-                       struct job_view *v, char *etag);
-
+                struct job_view *v, char *etag);
+/* Finds job id for a reader: returns it held (refs; release with
+ * engine_job_release under e->mu), or NULL with its stored row or *rc
+ * (see engine.c) (HTTP thread, e->mu not held on entry or return). */
 struct job *engine_hold(struct engine *e, const char *id, struct store_job *row, int *rc);
 
 /* ---- engine_query.c */
 
+/* Deletes stored job seq with its results: 0 or negative errno (e->mu not
+ * held: a store call). */
 int engine_delete_stored(struct engine *e, uint64_t seq, int status);
 
 #endif

@@ -1,5 +1,8 @@
 /*
- * engine_persist.c: TODO
+ * engine_persist.c: the engine's store side (see engine_int.h): the
+ * flusher thread's group commit of dirty jobs and collected results,
+ * retention of finished jobs, and the recovery of unfinished jobs at
+ * engine_create. A store call never runs with e->mu held.
  */
 
 #include "service/jobs/engine_int.h"

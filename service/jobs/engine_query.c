@@ -1,5 +1,7 @@
 /*
- * engine_query.c: TODO
+ * engine_query.c: the read and change entry points of engine.h that work
+ * on one job or the list (HTTP threads): listing, result pages and the
+ * result file, purge, cancel, and result streams.
  */
 
 #include "service/jobs/engine_int.h"

@@ -1,5 +1,9 @@
 /*
- * engine_stateful.c: TODO
+ * engine_stateful.c: stateful jobs (see engine_int.h and
+ * docs/architecture.md): which worker holds which job's state, targeted
+ * (mailbox) tasks, export of partials, replay of lost state, the final
+ * reduce, and orphaned targeted tasks. Engine thread, e->mu held, but
+ * for ejob_make_stateful (submit and recovery).
  */
 
 #include "service/jobs/engine_int.h"

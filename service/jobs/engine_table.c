@@ -1,5 +1,8 @@
 /*
- * engine_table.c: TODO
+ * engine_table.c: the engine's job table (see engine_int.h): jobs by id
+ * and by ring key (two hashes), the age list, status counts, and a job's
+ * release, forget and eviction. Everything here runs with e->mu held,
+ * on whichever thread holds it.
  */
 
 #include "service/jobs/engine_int.h"

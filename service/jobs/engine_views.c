@@ -1,5 +1,7 @@
 /*
- * engine_views.c: TODO
+ * engine_views.c: what the engine shows about itself (HTTP threads): the
+ * workers and models JSON (with /proc reads outside e->mu), readiness,
+ * the HTTP request counters and the /metrics text.
  */
 
 #include "service/jobs/engine_int.h"
