@@ -20,11 +20,12 @@
  *
  * Threads and the one lock: e->mu guards every field of struct engine and
  * everything reachable from it (jobs, groups, the run being collected),
- * except what is marked atomic and the HTTP counters (e->http_mu). Three kinds of thread run this code: the
- * engine thread (engine_main: collect, wind stateful jobs, check groups and
- * deadlines, dispatch, all under e->mu; retention without it), the flusher
- * thread (engine_flusher_main: takes e->mu to take the dirty jobs, commits
- * to the store without it), and the HTTP threads (the public API in
+ * except what is marked atomic and the HTTP counters (e->http_mu).
+ * Three kinds of thread run this code: the engine thread (engine_main:
+ * collect, wind stateful jobs, check groups and deadlines, dispatch, all
+ * under e->mu; retention without it), the flusher thread
+ * (engine_flusher_main: takes e->mu to take the dirty jobs, commits to
+ * the store without it), and the HTTP threads (the public API in
  * engine.h: each takes e->mu briefly). engine_create and engine_destroy
  * run alone (no other thread yet, or none any more). Each declaration
  * below says which of these runs it and whether e->mu is held on entry;

@@ -191,8 +191,8 @@ int engine_metrics(struct engine *e, struct sbuf *o)
                        "until --retention), by status.\n"
                        "# TYPE batchd_jobs gauge\n");
     for (int s = 0; s < JOB_STATUS_COUNT; s++)
-        rc |= sbuf_printf(o, "batchd_jobs{status=\"%s\"} %" PRIu64 "\n", engine_status_name((enum job_status)s),
-                          e->jobs_by_status[s]);
+        rc |= sbuf_printf(o, "batchd_jobs{status=\"%s\"} %" PRIu64 "\n",
+                          engine_status_name((enum job_status)s), e->jobs_by_status[s]);
     rc |= sbuf_printf(o,
                       "# HELP batchd_jobs_in_memory Jobs the api process holds in memory "
                       "(unfinished; finished ones are served from the store).\n"
