@@ -43,6 +43,20 @@ void engine_timedwait(struct engine *e, pthread_cond_t *cv, int ms)
     pthread_cond_timedwait(cv, &e->mu, &ts);
 }
 
+/* Tells the watch hook about every watched job that changed since it was
+ * last told (mutex held). The cost is one comparison per watched job, at
+ * the points where the engine already wakes its own waiters. */
+void engine_fire_watches(struct engine *e)
+{
+    for (size_t i = 0; e->watch_fn && i < e->n_watched; i++) {
+        struct job *j = e->watched[i];
+        if (j->version != j->watch_version) {
+            j->watch_version = j->version;
+            e->watch_fn(e->watch_arg, j->id);
+        }
+    }
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
@@ -59,6 +73,7 @@ static void *engine_main(void *arg)
          * signalling it on every pass would cost a wake-up per task */
         if (e->n_dirty && e->flusher_idle)
             pthread_cond_signal(&e->flush_cv);
+        engine_fire_watches(e);
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->mu);
         engine_retention(e);
@@ -196,6 +211,7 @@ void engine_destroy(struct engine *e)
     free(e->khash);
     free(e->http);
     free(e->dirty);
+    free(e->watched);
     free(e->run_lens);
     free(e->done_slots);
     sbuf_free(&e->run);
@@ -247,6 +263,24 @@ void ejob_view_fill(const struct engine *e, const struct job *j, struct job_view
     v->has_error = j->error != NULL;
     v->stateful = j->stateful;
     snprintf(v->error, sizeof v->error, "%s", j->error ? j->error : "");
+}
+
+json_t *engine_job_row_json(const struct store_job *row)
+{
+    struct job_view v;
+    /* the event's data: a finished job, as GET shows it from the store */
+    job_view_from_row(&v, row, false);
+    return job_view_json(&v);
+}
+
+struct store *engine_store(struct engine *e) { return e->store; }
+
+void engine_set_flush_hook(struct engine *e, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    e->flush_fn = fn;
+    e->flush_arg = arg;
+    pthread_mutex_unlock(&e->mu);
 }
 
 json_t *ejob_json(struct engine *e, const struct job *j)
@@ -301,6 +335,9 @@ static uint64_t engine_request_hash(const char *model, const struct job_options 
                       opt ? opt->max_attempts : 0 };
     for (size_t i = 0; i < sizeof o; i++)
         h = (h ^ ((const unsigned char *)o)[i]) * 1099511628211ULL;
+    /* so does the webhook: the same key with another URL is another request */
+    for (const char *u = opt && opt->webhook_url ? opt->webhook_url : ""; *u; u++)
+        h = (h ^ (unsigned char)*u) * 1099511628211ULL;
     /* item boundaries count too: ["ab"] is not ["a","b"] */
     for (size_t i = 0; i <= items->n; i++)
         h = (h ^ items->off[i]) * 1099511628211ULL;
@@ -457,6 +494,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
      * waits for the disk, and status polls must not). */
     struct store_job row, existing;
     ejob_row(e, j, &row);
+    row.webhook_url = opt ? opt->webhook_url : NULL;
     int rc = store_job_create(e->store, &row, items, &existing);
     if (rc != 0) {
         pthread_mutex_lock(&e->mu);

@@ -54,10 +54,19 @@ void ejob_row(const struct engine *e, const struct job *j, struct store_job *r)
     r->request_hash = j->request_hash;
 }
 
-/* Hands the run collected so far (consecutive items from run_first) to the
- * store's buffer, with the job's new row. Written by the next flush. */
+/* Hands j's row to the store's buffer, with the run collected so far
+ * (consecutive items from run_first) if that run is j's. Written by the
+ * next flush. */
 static void engine_end_run(struct engine *e, struct job *j)
 {
+    /* The open run may be another job's: a slot of j that made no result
+     * (its worker died before its first commit) follows, in one collect
+     * pass, slots of a job with a lower key. That run goes out under its
+     * own job first; under j's seq it would land in j's results (or be
+     * dropped by INSERT OR IGNORE on (job, first)) while its items' bits
+     * say they have a result, so they would never run again. */
+    if (e->run_n && e->run_job != j)
+        engine_end_run(e, e->run_job);
     struct store_job row;
     ejob_row(e, j, &row);
     if (e->run_n) {

@@ -61,6 +61,7 @@
 #include "service/ring/ring.h"
 #include "service/ring/shm.h"
 #include "service/store/store.h"
+#include "service/store/result_text.h"
 
 #define ENGINE_TARGET_TASK_NS 5000000.0 /* aim: ~5 ms of model time per task */
 #define ENGINE_MAX_CHUNK 4096u
@@ -155,6 +156,11 @@ struct job {
      * that a DELETE /v1/objects/{id} cannot free them under a task */
     char (*pins)[MODEL_OBJECT_ID_LEN + 1];
     size_t n_pins;
+
+    /* long-poll (engine_watch): watches held, and the version the hook
+     * last reported */
+    unsigned watchers;
+    uint64_t watch_version;
 };
 
 struct egroup {
@@ -242,6 +248,15 @@ struct engine {
                                 collect pass: one store block, not one per
                                 task, when tasks are small) */
     uint32_t *done_slots;    /* scratch: the slots one collect pass takes */
+
+    /* jobs with long-poll watchers (engine_watch), and the hook that wakes
+     * them (engine_fire_watches) */
+    struct job **watched;
+    size_t n_watched, cap_watched;
+    void (*watch_fn)(void *arg, const char *id);
+    void *watch_arg;
+    void (*flush_fn)(void *arg); /* engine_set_flush_hook */
+    void *flush_arg;
 };
 
 
@@ -285,6 +300,9 @@ void engine_forget_job(struct engine *e, struct job *j);
 /* Drops a finished job from memory once the store has all of it
  * (e->mu held). */
 void engine_evict(struct engine *e, struct job *j);
+/* Removes j from an unordered list of jobs, if it is there (the list's
+ * lock: e->mu held). */
+void engine_jobs_remove(struct job **a, size_t *n, const struct job *j);
 /* A new job id (any thread, no lock). */
 void engine_new_id(char *out);
 
@@ -373,6 +391,10 @@ int engine_recover_job(void *arg, const struct store_job *row);
 
 /* pthread_cond_timedwait on cv for ms (e->mu held; any thread). */
 void engine_timedwait(struct engine *e, pthread_cond_t *cv, int ms);
+/* Tells the watch hook about every watched job that changed since it was
+ * last told (e->mu held: engine thread, flusher thread, HTTP purge and
+ * cancel). */
+void engine_fire_watches(struct engine *e);
 /* The group index of model, or -1 (any thread; groups are fixed at
  * create, no lock needed). */
 int engine_group_of(struct engine *e, const char *model);

@@ -81,6 +81,9 @@ void engine_flush(struct engine *e, bool force)
         engine_evict(e, done[i]);
     }
     free(done);
+    engine_fire_watches(e);
+    if (e->flush_fn)
+        e->flush_fn(e->flush_arg);
     pthread_cond_broadcast(&e->progress);
     pthread_mutex_unlock(&e->mu);
 }

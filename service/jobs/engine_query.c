@@ -147,6 +147,49 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
     return rc;
 }
 
+int engine_results_errors_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                               struct sbuf *out)
+{
+    struct store_job row;
+    int rc;
+    struct job *j = engine_hold(e, id, &row, &rc);
+    if (!j && rc)
+        return rc;
+    uint64_t sseq = j ? j->sseq : row.seq, total = j ? j->total : row.total;
+    /* read before the store: what was durable by the end is in the scan */
+    bool ended = true;
+    if (j) {
+        pthread_mutex_lock(&e->mu);
+        ended = ejob_finished(j);
+        pthread_mutex_unlock(&e->mu);
+    }
+
+    struct store_scan sc = { .next = offset, .end = total, .skip_gaps = ended,
+                             .errors_only = true, .max_bytes = SIZE_MAX,
+                             .max_results = limit };
+    rc = sbuf_puts(out, "{\"results\":[");
+    /* a page of errors may need many blocks: scan until it is full, the
+     * job's end, or (running job) its first item without a result */
+    while (!rc && sc.written < limit) {
+        rc = store_results_scan(e->store, sseq, &sc, out);
+        if (sc.blocked || sc.exhausted)
+            break;
+    }
+    if (j) {
+        pthread_mutex_lock(&e->mu);
+        engine_job_release(e, j);
+        pthread_mutex_unlock(&e->mu);
+    }
+    bool at_end = ended && (sc.exhausted || sc.next >= total);
+    if (!rc) {
+        if (at_end)
+            rc = sbuf_puts(out, "],\"next_offset\":null}");
+        else
+            rc = sbuf_printf(out, "],\"next_offset\":%" PRIu64 "}", sc.next);
+    }
+    return rc;
+}
+
 /* engine_job_result for a job served from the store. */
 static int engine_stored_result(struct engine *e, const struct store_job *row, struct sbuf *out)
 {
@@ -216,6 +259,7 @@ int engine_purge(struct engine *e, const char *id)
     int status = (int)j->status;
     if (finished)
         engine_forget_job(e, j);
+    engine_fire_watches(e); /* its waiters answer 404 now */
     engine_job_release(e, j);
     pthread_mutex_unlock(&e->mu);
     return finished ? engine_delete_stored(e, sseq, status) : -EBUSY;
@@ -249,6 +293,7 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         /* Its tasks in the ring are stopped by the engine thread (the only
          * one that touches the in-flight lists): see engine_stop_cancelled. */
         ejob_check_finished(e, j);
+        engine_fire_watches(e);
         pthread_cond_broadcast(&e->progress);
     }
     if (job_json_out)
@@ -270,13 +315,24 @@ struct engine_stream {
     uint64_t cursor;  /* the store's block cursor (store_results_stream) */
     struct sbuf buf;  /* lines read from the store, not yet sent */
     size_t sent;      /* bytes of buf already sent */
+    struct engine_stream_opts opts;
+    uint64_t next;    /* input order: the first index not yet sent */
+    uint64_t total;   /* input order: the job's items */
 };
 
 struct engine_stream *engine_stream_open(struct engine *e, const char *id)
 {
+    return engine_stream_open_opts(e, id, NULL);
+}
+
+struct engine_stream *engine_stream_open_opts(struct engine *e, const char *id,
+                                              const struct engine_stream_opts *opts)
+{
     struct engine_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    if (opts)
+        s->opts = *opts;
     struct store_job row;
     int rc;
     s->job = engine_hold(e, id, &row, &rc);
@@ -285,6 +341,7 @@ struct engine_stream *engine_stream_open(struct engine *e, const char *id)
         return NULL;
     }
     s->sseq = s->job ? s->job->sseq : row.seq;
+    s->total = s->job ? s->job->total : row.total;
     s->e = e;
     return s;
 }
@@ -321,8 +378,28 @@ ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int t
         /* A purged job's results are gone: the stream is cut, not ended. */
         if (purged)
             return -2;
-        if (store_results_stream(e->store, s->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
-            return -2;
+        bool more = false; /* input order: blocks left to scan right now */
+        if (s->opts.input_order) {
+            /* Index order: a running job's completed prefix, then, once it
+             * ended, every result (never-run items of a cancelled job have
+             * none and are passed over). */
+            struct store_scan sc = { .next = s->next, .end = s->total, .skip_gaps = ended,
+                                     .errors_only = s->opts.errors_only, .ndjson = true,
+                                     .max_bytes = 256 * 1024 };
+            if (store_results_scan(e->store, s->sseq, &sc, &s->buf) != 0)
+                return -2;
+            s->next = sc.next;
+            more = !sc.blocked && !sc.exhausted;
+        } else {
+            if (store_results_stream(e->store, s->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
+                return -2;
+            if (s->opts.errors_only && s->buf.len) {
+                more = true; /* blocks were read: look again before ending */
+                s->buf.len = result_text_keep_errors(s->buf.data, s->buf.len);
+            }
+        }
+        if (s->buf.len == 0 && more)
+            return 0; /* scanned past outputs only: the caller asks again */
         if (s->buf.len == 0) {
             if (atomic_load(&e->stop))
                 return -2;
@@ -361,4 +438,51 @@ void engine_stream_close(struct engine_stream *s)
     }
     sbuf_free(&s->buf);
     free(s);
+}
+
+void engine_set_watch_hook(struct engine *e, void (*fn)(void *arg, const char *id), void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    e->watch_fn = fn;
+    e->watch_arg = arg;
+    pthread_mutex_unlock(&e->mu);
+}
+
+struct engine_watch *engine_watch(struct engine *e, const char *id)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (j && j->watchers == 0) {
+        if (e->n_watched == e->cap_watched) {
+            size_t nc = e->cap_watched ? e->cap_watched * 2 : 16;
+            struct job **p = realloc(e->watched, nc * sizeof *p);
+            if (!p) {
+                pthread_mutex_unlock(&e->mu);
+                return NULL;
+            }
+            e->watched = p;
+            e->cap_watched = nc;
+        }
+        e->watched[e->n_watched++] = j;
+        j->watch_version = j->version;
+    }
+    if (j) {
+        j->watchers++;
+        j->refs++; /* a purge frees it only after the last watch ends */
+    }
+    pthread_mutex_unlock(&e->mu);
+    /* the job itself is the handle: it lives while refs holds it */
+    return (struct engine_watch *)j;
+}
+
+void engine_unwatch(struct engine *e, struct engine_watch *w)
+{
+    if (!w)
+        return;
+    struct job *j = (struct job *)w;
+    pthread_mutex_lock(&e->mu);
+    if (j->watchers > 0 && --j->watchers == 0)
+        engine_jobs_remove(e->watched, &e->n_watched, j);
+    engine_job_release(e, j);
+    pthread_mutex_unlock(&e->mu);
 }

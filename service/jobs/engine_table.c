@@ -139,7 +139,7 @@ void engine_job_release(struct engine *e, struct job *j)
 }
 
 /* Removes j from an unordered list of jobs, if it is there. */
-static void jobs_remove(struct job **a, size_t *n, const struct job *j)
+void engine_jobs_remove(struct job **a, size_t *n, const struct job *j)
 {
     for (size_t i = 0; i < *n; i++) {
         if (a[i] == j) {
@@ -171,14 +171,14 @@ static void engine_unlink_job(struct engine *e, struct job *j)
     else
         e->oldest = j->newer;
     struct egroup *g = &e->groups[j->group];
-    jobs_remove(e->dirty, &e->n_dirty, j);
+    engine_jobs_remove(e->dirty, &e->n_dirty, j);
     if (j->active)
-        jobs_remove(g->active, &g->n_active, j);
+        engine_jobs_remove(g->active, &g->n_active, j);
     j->active = false;
     /* purged before its workers' states were dropped: they stay until those
      * workers end (rare: a purge right after a cancel) */
     if (j->on_stateful_list)
-        jobs_remove(g->sjobs, &g->n_sjobs, j);
+        engine_jobs_remove(g->sjobs, &g->n_sjobs, j);
     j->on_stateful_list = false;
     e->n_jobs--;
 }
