@@ -14,7 +14,8 @@
  *   engine_stateful.c  stateful jobs: accumulators, export, replay, reduce,
  *                      targeted (mailbox) tasks, orphans
  *   engine_persist.c   the flusher thread, retention, recovery at start
- *   engine_query.c     listing, results pages, purge, cancel, streams
+ *   engine_query.c     listing, results pages, purge, cancel, streams,
+ *                      long-poll watches
  *   engine_views.c     the workers/models JSON (/proc reads), readiness,
  *                      HTTP counters and /metrics
  *
