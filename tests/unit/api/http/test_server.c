@@ -28,6 +28,7 @@
 #include "api/http/route.h"
 #include "api/http/server.h"
 #include "service/config/config.h"
+#include "service/core/id.h"
 #include "service/core/listener.h"
 #include "service/jobs/engine.h"
 #include "service/ring/shm.h"
@@ -193,6 +194,7 @@ static void test_health_and_request_id(void **state)
     header(&a, "X-Request-Id", first, sizeof first);
     assert_true(first[0] != '\0');
     assert_true(api_request_id_valid(first));
+    assert_true(id_valid(first, strlen(first)));  /* the one id form (service/core/id.h) */
     request(f->port, "GET", "/healthz", NULL, &a);
     assert_string_not_equal(header(&a, "X-Request-Id", v, sizeof v), first);
     /* the client's own id is echoed */
