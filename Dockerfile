@@ -17,7 +17,8 @@
 FROM debian:bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config \
-      libmicrohttpd-dev libjansson-dev libsqlite3-dev libopenblas-serial-dev \
+      libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev \
+      libopenblas-serial-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The whole tree (less .dockerignore): the Makefile may include or generate
@@ -39,6 +40,7 @@ LABEL org.opencontainers.image.title="batchd" \
       org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libsqlite3-0 \
+      libcurl4 libssl3 ca-certificates \
       libopenblas0-serial \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
  && groupadd --system --gid 10001 batchd \

@@ -25,7 +25,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libmicrohttpd jansson sqlite3
+PKGS := libmicrohttpd jansson sqlite3 libcurl libcrypto
 SAN ?=
 .DEFAULT_GOAL := all
 

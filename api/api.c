@@ -16,6 +16,7 @@
 #include "service/core/log.h"
 #include "service/core/sanitizer.h"
 #include "api/http/server.h"
+#include "service/webhooks/webhook_sender.h"
 
 /* Writes "PORT\n" to path.tmp, then renames it to path. Returns 0 or -errno. */
 static int write_port_file(const char *path, uint16_t port)
@@ -110,8 +111,16 @@ int api_run(const struct config *cfg, struct shm *shm, struct objects *objects, 
     }
 
     int err = 0;
-    struct api_server *server = api_server_start(cfg, engine, objects, listen_fd, &err);
+    /* completion webhooks: delivered by a thread of this process (never the
+     * supervisor's: it forks), when webhooks are configured */
+    struct webhook_sender *webhooks = webhook_sender_start(cfg, engine, &err);
+    if (!webhooks && err) {
+        engine_destroy(engine);
+        return API_EXIT_FAILED;
+    }
+    struct api_server *server = api_server_start(cfg, engine, objects, webhooks, listen_fd, &err);
     if (!server) {
+        webhook_sender_stop(webhooks);
         engine_destroy(engine);
         /* An unreadable tokens file (checked at start, so it changed since)
          * may be mid-replacement: worth a respawn with back-off. */
@@ -123,6 +132,7 @@ int api_run(const struct config *cfg, struct shm *shm, struct objects *objects, 
         if (rc) {
             log_error("cannot write the port file %s: %s", cfg->port_file, strerror(-rc));
             api_server_stop(server);
+            webhook_sender_stop(webhooks);
             engine_destroy(engine);
             return API_EXIT_FATAL;
         }
@@ -177,6 +187,7 @@ int api_run(const struct config *cfg, struct shm *shm, struct objects *objects, 
         }
     }
     api_server_stop(server);
+    webhook_sender_stop(webhooks);
     engine_destroy(engine);
     log_info("stopped");
     /* the supervisor _exit()s us with this status: LSan's only look */

@@ -42,10 +42,12 @@ need_pkgs() {
 case "${1:-build}" in
 build)
     # openssl: the command that makes test_tls's self-signed certificate
+    # libcurl4-openssl-dev, libssl-dev: webhook delivery and its HMAC
     # libopenblas-serial-dev: cblas_sgemm for the mlp model, the serial
     # build (the supervisor must not have threads: see the Makefile)
     need_pkgs build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-        libcmocka-dev libcurl4-openssl-dev libsqlite3-dev openssl libopenblas-serial-dev
+        libcmocka-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev openssl \
+        libopenblas-serial-dev
     ;;
 node)
     command -v node >/dev/null 2>&1 || need_pkgs nodejs npm

@@ -1,16 +1,20 @@
 #include "api/handlers/handlers.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api/http/cors.h"
 #include "service/core/log.h"
 #include "api/handlers/object_ops.h"
 #include "api/handlers/request.h"
 #include "api/ui/ui.h"
+#include "service/webhooks/webhook.h"
+#include "service/webhooks/webhook_sender.h"
 
 /* Largest response bodies assembled in memory: a results page (its size is
  * chosen by the client through `limit`) and the metrics text. */
@@ -288,11 +292,19 @@ static enum MHD_Result create_job_finish(struct api_req *r)
         return api_send_problem(r, &p);
     sbuf_free(&r->body);
     enum MHD_Result ret;
+    char why[512];
     if (!engine_model_exists(r->engine, jr.model)) {
         ret = unknown_model(r, jr.model);
+    } else if (jr.webhook_url &&
+               webhook_url_allowed(r->cfg->webhook_hosts, jr.webhook_url, why, sizeof why) != 0) {
+        /* SSRF: only the hosts the operator allowed (webhook.h) */
+        api_problem_set(&p, API_PROBLEM_INVALID_JOB, "%s", why);
+        api_problem_set_pointer(&p, "/webhook/url");
+        ret = api_send_problem(r, &p);
     } else {
         struct job_items *items = jr.items;
         jr.items = NULL;
+        jr.opt.webhook_url = jr.webhook_url;
         ret = create_job_submit(r, jr.model, items, &jr.opt);
     }
     api_job_request_clear(&jr);
@@ -338,16 +350,77 @@ static enum MHD_Result list_jobs(struct api_req *r)
 
 /* ------------------------------------------------------------ getJob */
 
-/* operationId getJob */
-static enum MHD_Result get_job(struct api_req *r)
+static const char *const get_job_query[] = { "wait", NULL };
+
+/* Longest long-poll (openapi.yaml: getJob's wait). */
+#define WAIT_MAX_MS 60000u
+
+/* Parses wait=S: seconds, more than 0 and at most 60, with up to 3
+ * decimals, into milliseconds. Returns 0 or -EINVAL. */
+static int parse_wait(const char *v, uint64_t *ms)
 {
-    char etag[ENGINE_ETAG_LEN + 1] = "";
-    json_t *job = engine_job_json(r->engine, r->match.id, etag);
-    if (!job)
-        return not_found_job(r, r->match.id);
+    uint64_t whole = 0, frac = 0;
+    unsigned digits = 0, decimals = 0;
+    const char *p = v;
+    for (; *p >= '0' && *p <= '9' && digits < 3; p++, digits++)
+        whole = whole * 10 + (uint64_t)(*p - '0');
+    if (digits == 0)
+        return -EINVAL;
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9' && decimals < 3; p++, decimals++)
+            frac = frac * 10 + (uint64_t)(*p - '0');
+        if (decimals == 0)
+            return -EINVAL;
+        for (unsigned d = decimals; d < 3; d++)
+            frac *= 10;
+    }
+    if (*p)
+        return -EINVAL;
+    uint64_t total = whole * 1000 + frac;
+    if (total == 0 || total > WAIT_MAX_MS)
+        return -EINVAL;
+    *ms = total;
+    return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Ends a long-poll's watch (before its answer). */
+static void wait_end(struct api_req *r)
+{
+    api_longpoll_unwatch(r->longpoll, &r->lp_wait);
+    engine_unwatch(r->engine, r->watch);
+    r->watch = NULL;
+}
+
+/* Adds the job's "webhook" member (its delivery state) when it has one,
+ * and makes the ETag change with it. */
+static void add_webhook_state(struct api_req *r, json_t *job, char *etag, size_t etaglen)
+{
+    if (!r->webhooks)
+        return;
+    uint64_t version = 0;
+    json_t *hook = webhook_sender_job_state(r->webhooks, r->match.id, &version);
+    if (!hook)
+        return;
+    json_object_set_new(job, "webhook", hook);
+    size_t n = strlen(etag);
+    if (n >= 2 && etag[n - 1] == '"')
+        snprintf(etag + n - 1, etaglen - (n - 1), "-w%" PRIx64 "\"", version);
+}
+
+/* Sends the Job (200) or 304, with its ETag. Takes `job`. */
+static enum MHD_Result send_job(struct api_req *r, json_t *job, const char *etag,
+                                bool not_modified)
+{
     struct MHD_Response *resp;
     unsigned status;
-    if (etag[0] && api_etag_matches(api_req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH), etag)) {
+    if (not_modified) {
         resp = api_response_take(NULL, 0, NULL);
         status = MHD_HTTP_NOT_MODIFIED;
     } else {
@@ -362,6 +435,64 @@ static enum MHD_Result get_job(struct api_req *r)
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory building the response");
     }
     return api_send(r, status, resp);
+}
+
+/*
+ * operationId getJob. With wait=S it is a long-poll (longpoll.h): it
+ * answers when the job has finished (or, with If-None-Match, when its ETag
+ * differs from the one given), or after S seconds with the job as it is
+ * then (304 for If-None-Match). Meanwhile the connection is suspended; this
+ * step runs again each time it is resumed.
+ */
+static enum MHD_Result get_job(struct api_req *r)
+{
+    const char *inm = api_req_header(r, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (!r->wait_deadline_ns) {
+        const char *wv = api_query_get(&r->query, "wait");
+        uint64_t ms = 0;
+        if (wv && parse_wait(wv, &ms) != 0)
+            return bad_param(r, "wait", wv,
+                             "must be a number of seconds, more than 0 and at most 60 (up "
+                             "to 3 decimals)");
+        if (wv && r->longpoll) {
+            /* watched before the first look, so no change is missed */
+            if (api_longpoll_watch(r->longpoll, &r->lp_wait, r->match.id) != 0)
+                return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory");
+            r->watch = engine_watch(r->engine, r->match.id);
+            r->wait_deadline_ns = mono_ns() + ms * 1000000ull;
+        }
+    }
+    for (;;) {
+        uint64_t mark = r->lp_wait.entry ? api_longpoll_mark(r->longpoll, &r->lp_wait) : 0;
+        char etag[ENGINE_ETAG_LEN + 24] = "";
+        json_t *job = engine_job_json(r->engine, r->match.id, etag);
+        if (!job) {
+            wait_end(r);
+            return not_found_job(r, r->match.id);
+        }
+        add_webhook_state(r, job, etag, sizeof etag);
+        bool match = etag[0] && api_etag_matches(inm, etag);
+        if (r->lp_wait.entry) {
+            bool settled = inm ? !match : !json_is_null(json_object_get(job, "finished_at"));
+            bool due = mono_ns() >= r->wait_deadline_ns ||
+                       atomic_load_explicit(r->stopping, memory_order_relaxed);
+            if (!settled && !due) {
+                int rc = api_longpoll_suspend(r->longpoll, &r->lp_wait, mark, r->conn,
+                                              r->wait_deadline_ns);
+                if (rc == 0) {
+                    json_decref(job);
+                    return MHD_YES; /* called again when resumed */
+                }
+                if (rc == -EAGAIN) {
+                    json_decref(job);
+                    continue; /* it changed while we looked */
+                }
+                /* -ESHUTDOWN: the job as it is */
+            }
+            wait_end(r);
+        }
+        return send_job(r, job, etag, match);
+    }
 }
 
 /* ------------------------------------------------------------ cancelJob */
@@ -418,7 +549,8 @@ static enum MHD_Result cancel_job(struct api_req *r)
 
 /* ------------------------------------------------------------ getJobResults */
 
-static const char *const results_query[] = { "offset", "limit", "stream", NULL };
+static const char *const results_query[] = { "offset", "limit", "stream", "order", "filter",
+                                              NULL };
 
 struct results_stream {
     struct engine_stream *s;
@@ -525,12 +657,13 @@ static void results_stream_free(void *cls)
     free(rs);
 }
 
-static enum MHD_Result results_stream_start(struct api_req *r)
+static enum MHD_Result results_stream_start(struct api_req *r,
+                                           const struct engine_stream_opts *opts)
 {
     struct results_stream *rs = calloc(1, sizeof *rs);
     if (!rs)
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "out of memory opening the stream");
-    rs->s = engine_stream_open(r->engine, r->match.id);
+    rs->s = engine_stream_open_opts(r->engine, r->match.id, opts);
     if (!rs->s) {
         free(rs);
         /* NULL means no such job or no memory; tell them apart */
@@ -581,12 +714,36 @@ static enum MHD_Result get_job_results(struct api_req *r)
     } else {
         stream = api_accept_wants_ndjson(api_req_header(r, MHD_HTTP_HEADER_ACCEPT));
     }
+    /* order: input (index order) or completion; a stream's default is
+     * completion (what it always was), a page is always in input order */
+    const char *ov = api_query_get(&r->query, "order");
+    struct engine_stream_opts opts = { 0 };
+    if (ov) {
+        if (strcmp(ov, "input") == 0)
+            opts.input_order = true;
+        else if (strcmp(ov, "completion") != 0)
+            return bad_param(r, "order", ov, "must be input or completion");
+        else if (!stream)
+            return bad_param(r, "order", ov,
+                             "a page is always in input order; completion order is for "
+                             "stream=true");
+    }
+    const char *fv = api_query_get(&r->query, "filter");
+    if (fv) {
+        if (strcmp(fv, "errors") == 0)
+            opts.errors_only = true;
+        else if (strcmp(fv, "all") != 0)
+            return bad_param(r, "filter", fv, "must be errors or all");
+    }
     if (stream)
-        return results_stream_start(r);
+        return results_stream_start(r, &opts);
 
     struct sbuf page = SBUF_INIT;
     sbuf_set_limit(&page, RESULTS_PAGE_MAX_BYTES);
-    int rc = engine_results_page(r->engine, r->match.id, (size_t)offset, (size_t)limit, &page);
+    int rc = opts.errors_only ? engine_results_errors_page(r->engine, r->match.id,
+                                                           (size_t)offset, (size_t)limit, &page)
+                              : engine_results_page(r->engine, r->match.id, (size_t)offset,
+                                                    (size_t)limit, &page);
     if (rc) {
         sbuf_free(&page);
         if (rc == -ENOENT)
@@ -684,6 +841,12 @@ static enum MHD_Result get_metrics(struct api_req *r)
     int rc = engine_metrics(r->engine, &text);
     if (rc == 0)
         rc = api_objects_metrics(r->objects, &text);
+    if (rc == 0 && r->longpoll)
+        rc = sbuf_printf(&text,
+                         "# HELP batchd_longpoll_waiting Requests waiting in GET /v1/jobs/{id}?wait=S.\n"
+                         "# TYPE batchd_longpoll_waiting gauge\n"
+                         "batchd_longpoll_waiting %u\n",
+                         api_longpoll_waiting(r->longpoll));
     if (rc) {
         sbuf_free(&text);
         return api_send_problemf(r, API_PROBLEM_INTERNAL, "collecting metrics failed: %s",
@@ -699,7 +862,7 @@ static const struct api_op ops[] = {
     { "createJob", API_ROUTE_JOBS, API_METHOD_POST, create_job_query, create_job_begin,
       create_job_finish },
     { "listJobs", API_ROUTE_JOBS, API_METHOD_GET, list_jobs_query, list_jobs, NULL },
-    { "getJob", API_ROUTE_JOB, API_METHOD_GET, NULL, get_job, NULL },
+    { "getJob", API_ROUTE_JOB, API_METHOD_GET, get_job_query, get_job, NULL },
     { "cancelJob", API_ROUTE_JOB, API_METHOD_DELETE, cancel_job_query, cancel_job, NULL },
     { "getJobResults", API_ROUTE_JOB_RESULTS, API_METHOD_GET, results_query, get_job_results,
       NULL },

@@ -188,9 +188,10 @@ static int check_shape(const json_t *root, const struct api_request_limits *lim,
     json_t *val;
     json_object_foreach((json_t *)root, key, val) {
         if (strcmp(key, "model") != 0 && strcmp(key, "inputs") != 0 &&
-            strcmp(key, "options") != 0) {
+            strcmp(key, "options") != 0 && strcmp(key, "webhook") != 0) {
             api_problem_set(prob, API_PROBLEM_INVALID_JOB,
-                            "unknown member \"%s\" (known: model, inputs, options)", key);
+                            "unknown member \"%s\" (known: model, inputs, options, webhook)",
+                            key);
             api_problem_set_pointer_key(prob, "", key);
             return -EINVAL;
         }
@@ -214,6 +215,26 @@ static int check_shape(const json_t *root, const struct api_request_limits *lim,
         int rc = parse_options(options, lim, opt, prob);
         if (rc)
             return rc;
+    }
+    const json_t *hook = json_object_get(root, "webhook");
+    if (hook) {
+        if (!json_is_object(hook))
+            return invalid_job(prob, "/webhook", "\"webhook\" must be an object {\"url\": ...}");
+        json_object_foreach((json_t *)hook, key, val) {
+            if (strcmp(key, "url") != 0) {
+                api_problem_set(prob, API_PROBLEM_INVALID_JOB,
+                                "unknown member \"%s\" in \"webhook\" (known: url)", key);
+                api_problem_set_pointer_key(prob, "/webhook", key);
+                return -EINVAL;
+            }
+        }
+        const json_t *url = json_object_get(hook, "url");
+        if (!json_is_string(url) || json_string_length(url) == 0 ||
+            json_string_length(url) > API_REQUEST_WEBHOOK_URL_MAX ||
+            strlen(json_string_value(url)) != json_string_length(url))
+            return invalid_job(prob, "/webhook/url",
+                               "\"webhook.url\" must be an http or https URL of at most 2048 "
+                               "characters");
     }
     *model = json_string_value(m);
     *inputs = in;
@@ -331,7 +352,10 @@ int api_request_parse_json(const char *body, size_t len, const struct api_reques
     }
     out->items = job_items_new();
     out->model = strdup(model);
-    if (!out->items || !out->model) {
+    const char *hook_url = json_string_value(json_object_get(json_object_get(root, "webhook"), "url"));
+    if (hook_url)
+        out->webhook_url = strdup(hook_url);
+    if (!out->items || !out->model || (hook_url && !out->webhook_url)) {
         set_oom(prob);
         rc = -ENOMEM;
         goto fail;
@@ -431,6 +455,7 @@ fail:
 void api_job_request_clear(struct api_job_request *r)
 {
     free(r->model);
+    free(r->webhook_url);
     job_items_free(r->items);
     memset(r, 0, sizeof *r);
 }

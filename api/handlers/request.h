@@ -50,12 +50,16 @@ struct api_request_limits {
 
 #define API_REQUEST_DEFAULT_MAX_TIMEOUT_MS 3600000u
 #define API_REQUEST_MAX_ATTEMPTS 100u
+/* Longest webhook URL a job may carry. */
+#define API_REQUEST_WEBHOOK_URL_MAX 2048u
 
 /* A parsed JSON body. */
 struct api_job_request {
     char *model;               /* new; NUL-terminated */
     struct job_options opt;    /* chunk_size 0 = adaptive */
     struct job_items *items;   /* new; at least one item */
+    char *webhook_url;         /* "webhook": {"url": ...}, new, or NULL; checked
+                                  against --webhook-hosts by the handler */
 };
 
 /*

@@ -66,6 +66,9 @@ void api_req_free(struct api_req *r)
         return;
     if (r->sink_free)
         r->sink_free(r->sink);
+    /* a wait ends with its answer; this is for a request cut short */
+    api_longpoll_unwatch(r->longpoll, &r->lp_wait);
+    engine_unwatch(r->engine, r->watch);
     sbuf_free(&r->body);
     free(r);
 }

@@ -46,6 +46,7 @@
 #include "api/http/query.h"
 #include "api/http/route.h"
 #include "service/core/sbuf.h"
+#include "api/http/longpoll.h"
 
 /* Content types of the responses. */
 #define API_CT_JSON "application/json"
@@ -61,11 +62,13 @@
 
 struct api_op;
 struct objects;
+struct webhook_sender;
 
 struct api_req {
     struct MHD_Connection *conn;   /* borrowed */
     struct engine *engine;         /* borrowed */
     struct objects *objects;       /* the object store (borrowed) */
+    struct webhook_sender *webhooks; /* webhook delivery, NULL when off (borrowed) */
     const struct config *cfg;      /* borrowed */
     const atomic_bool *stopping;   /* the server's shutdown flag (borrowed) */
     struct api_pump *pump;         /* wakes suspended streams (pump.h; borrowed) */
@@ -103,6 +106,15 @@ struct api_req {
     void (*sink_free)(void *sink);
     void *sink;
     const struct api_op *op;       /* the operation (handlers.h), once matched */
+
+    /* Long-poll (getJob ?wait=S, longpoll.h): the server's registry
+     * (borrowed), this request's wait, its engine watch and deadline. A
+     * request that waits is suspended; libmicrohttpd calls the handler
+     * again when it is resumed, and the begin step runs again. */
+    struct api_longpoll *longpoll;
+    struct api_longpoll_wait lp_wait;
+    struct engine_watch *watch;
+    uint64_t wait_deadline_ns;     /* CLOCK_MONOTONIC; 0 = not waiting */
 };
 
 /*

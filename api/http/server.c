@@ -21,6 +21,8 @@
 #include "service/core/listener.h"
 #include "service/core/log.h"
 #include <batchd/model.h>
+#include "api/http/longpoll.h"
+#include "service/webhooks/webhook_sender.h"
 
 struct api_server {
     struct MHD_Daemon *daemon;
@@ -29,7 +31,9 @@ struct api_server {
     const struct config *cfg;
     struct engine *engine;
     struct objects *objects; /* the object store (borrowed) */
+    struct webhook_sender *webhooks; /* webhook delivery, NULL when off (borrowed) */
     struct api_auth *auth;  /* the bearer tokens (auth.h) */
+    struct api_longpoll *longpoll; /* suspended getJob?wait= requests */
     /* Set once at shutdown, read by streams on other threads; nothing is
      * published through it, so relaxed order is enough. */
     atomic_bool stopping;
@@ -354,6 +358,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         r = api_req_new(conn, s->engine, s->objects, s->cfg, &s->stopping, method, url);
         if (!r)
             return MHD_NO;
+        r->longpoll = s->longpoll;
+        r->webhooks = s->webhooks;
         *req_cls = r;
         r->pump = s->pump;
         r->conns = s->conns;
@@ -396,6 +402,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     api_conn_phase(s->conns, r->conn_entry, API_CONN_ANSWER);
     if (r->status)
         return MHD_YES;
+    /* a long-poll resumed (longpoll.h): its begin step looks again */
+    if (r->wait_deadline_ns && r->op)
+        return r->op->begin(r);
     if (r->wants_body && r->op && r->op->finish)
         return dispatch_finish(r);
     /* every begin step answers or wants the body; this is a bug, not a client error */
@@ -521,7 +530,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 struct api_server *api_server_start(const struct config *cfg, struct engine *engine,
-                                    struct objects *objects, int listen_fd, int *err)
+                                    struct objects *objects, struct webhook_sender *webhooks,
+                                    int listen_fd, int *err)
 {
     bool v6 = listener_is_ipv6(listen_fd);
     struct api_server *s = calloc(1, sizeof *s);
@@ -532,6 +542,7 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
     s->cfg = cfg;
     s->engine = engine;
     s->objects = objects;
+    s->webhooks = webhooks;
     atomic_init(&s->stopping, false);
     char aerr[256];
     s->auth = api_auth_create(cfg, aerr, sizeof aerr);
@@ -553,12 +564,28 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         *err = -ENOTSUP;
         return NULL;
     }
+    /* suspend/resume: long-polls wait suspended (longpoll.h) */
+    s->longpoll = api_longpoll_create((flags & MHD_USE_THREAD_PER_CONNECTION) == 0);
+    if (!s->longpoll) {
+        api_auth_destroy(s->auth);
+        free(s);
+        *err = -ENOMEM;
+        return NULL;
+    }
+    engine_set_watch_hook(engine, api_longpoll_notify, s->longpoll);
+    /* a webhook's delivery state is part of the Job: its long-polls wake */
+    if (s->webhooks)
+        webhook_sender_set_change_hook(s->webhooks, api_longpoll_notify, s->longpoll);
     /* HTTPS: the PEM texts were read at start (config.h); libmicrohttpd
      * copies them into GnuTLS when the daemon starts. */
     struct MHD_OptionItem tls_opts[3] = { { MHD_OPTION_END, 0, NULL } };
     if (cfg->tls_cert_pem) {
         if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
             log_error("--tls-cert: this libmicrohttpd was built without TLS support");
+            engine_set_watch_hook(engine, NULL, NULL);
+            if (s->webhooks)
+                webhook_sender_set_change_hook(s->webhooks, NULL, NULL);
+            api_longpoll_destroy(s->longpoll);
             api_auth_destroy(s->auth);
             free(s);
             *err = -ENOTSUP;
@@ -606,6 +633,10 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         log_error("cannot listen on %s:%u%s: %s", cfg->listen_host, (unsigned)cfg->listen_port,
                   cfg->tls_cert_pem ? " (HTTPS: is the key the certificate's, both PEM?)" : "",
                   strerror(e));
+        engine_set_watch_hook(engine, NULL, NULL);
+        if (s->webhooks)
+            webhook_sender_set_change_hook(s->webhooks, NULL, NULL);
+        api_longpoll_destroy(s->longpoll);
         api_pump_stop(s->pump);
         api_pump_free(s->pump);
         api_conns_destroy(s->conns);
@@ -619,6 +650,10 @@ struct api_server *api_server_start(const struct config *cfg, struct engine *eng
         log_error("listening, but the bound port cannot be read");
         api_pump_stop(s->pump);
         MHD_stop_daemon(s->daemon);
+        engine_set_watch_hook(engine, NULL, NULL);
+        if (s->webhooks)
+            webhook_sender_set_change_hook(s->webhooks, NULL, NULL);
+        api_longpoll_destroy(s->longpoll);
         api_pump_free(s->pump);
         api_conns_destroy(s->conns);
         api_auth_destroy(s->auth);
@@ -657,6 +692,9 @@ void api_server_stop(struct api_server *s)
     /* before MHD_stop_daemon, which joins libmicrohttpd's threads: a stream
      * only ends when it sees this */
     atomic_store_explicit(&s->stopping, true, memory_order_relaxed);
+    /* libmicrohttpd must not stop with suspended connections: the
+     * long-polls are resumed first (they answer with the job as it is) */
+    api_longpoll_shutdown(s->longpoll);
     /* suspended streams go back to libmicrohttpd, whose readers see the
      * flag above and end; a suspended connection would never end */
     api_pump_stop(s->pump);
@@ -665,6 +703,10 @@ void api_server_stop(struct api_server *s)
      * reader can reach the pump */
     api_pump_free(s->pump);
     api_conns_destroy(s->conns);
+    engine_set_watch_hook(s->engine, NULL, NULL);
+    if (s->webhooks)
+        webhook_sender_set_change_hook(s->webhooks, NULL, NULL);
+    api_longpoll_destroy(s->longpoll);
     /* after the daemon: no libmicrohttpd thread can be checking a token now */
     api_auth_destroy(s->auth);
     free(s);

@@ -56,6 +56,7 @@
 
 struct api_server;
 struct objects;
+struct webhook_sender;
 
 /* Per-connection memory of libmicrohttpd (headers and read buffer). A
  * request whose headers do not fit is refused by libmicrohttpd (431). */
@@ -72,7 +73,8 @@ struct objects;
  * -ENOTSUP for HTTPS without TLS support, or -ENOMEM.
  */
 struct api_server *api_server_start(const struct config *cfg, struct engine *engine,
-                                    struct objects *objects, int listen_fd, int *err);
+                                    struct objects *objects, struct webhook_sender *webhooks,
+                                    int listen_fd, int *err);
 
 /* The port actually bound (the kernel's choice when listen_port was 0). */
 uint16_t api_server_port(const struct api_server *s);

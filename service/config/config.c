@@ -53,6 +53,7 @@
 #include <batchd/model.h>
 #include "workers/models/models_builtin.h"
 #include "service/objects/objects.h"
+#include "service/webhooks/webhook.h"
 
 #define CONFIG_VERSION_TEXT "batchd 0.1.0"
 
@@ -215,6 +216,21 @@ static const struct setting settings[] = {
      "serve HTTPS with this PEM certificate (chain); needs --tls-key", "none: plain HTTP"},
     {"tls-key", "BATCHD_TLS_KEY", SET_STRING, 0, 0, FIELD(tls_key), "PATH",
      "the PEM private key of --tls-cert", "none"},
+    {"webhook-hosts", "BATCHD_WEBHOOK_HOSTS", SET_STRING, 0, 0, FIELD(webhook_hosts),
+     "HOST:PORT[,...]",
+     "the only hosts a job's completion webhook may call (SSRF guard);\n"
+     "none: webhooks are off. Needs --webhook-secret",
+     "none"},
+    {"webhook-secret", "BATCHD_WEBHOOK_SECRET", SET_STRING, 0, 0, FIELD(webhook_secret),
+     "whsec_BASE64",
+     "signs webhook deliveries (Standard Webhooks: a key of 24 to 64\n"
+     "bytes, base64); prefer the variable: a flag shows in ps",
+     "none"},
+    {"webhook-retry-for", "BATCHD_WEBHOOK_RETRY_FOR", SET_UNSIGNED, 1, 2592000,
+     FIELD(webhook_retry_for_s), "SECONDS",
+     "retry a failed webhook delivery (exponential back-off with jitter)\n"
+     "this long after the job finished, then give up",
+     "86400"},
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -555,6 +571,7 @@ static int set_defaults(struct config *c)
     c->log_level = LOG_INFO;
     c->access_log = true;
     c->auth_metrics = false;
+    c->webhook_retry_for_s = 86400;
     return 0;
 }
 
@@ -702,6 +719,30 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
         return fail(err, errlen, -EINVAL,
                     "%s: %s exceeds %s (%s), the memory all objects share", bsrc, bval, msrc,
                     mval);
+    }
+    if (c->webhook_hosts || c->webhook_secret) {
+        size_t hi, si;
+        const struct setting *h = setting_at(FIELD(webhook_hosts), &hi);
+        const struct setting *sc = setting_at(FIELD(webhook_secret), &si);
+        char hsrc[300], ssrc[300], why[256];
+        source_name(hsrc, sizeof hsrc, h, c->source[hi], c->config_file);
+        source_name(ssrc, sizeof ssrc, sc, c->source[si], c->config_file);
+        uint8_t key[WEBHOOK_KEY_MAX];
+        size_t klen;
+        if (c->webhook_hosts && webhook_hosts_check(c->webhook_hosts, why, sizeof why) != 0)
+            return fail(err, errlen, -EINVAL, "%s: %s", hsrc, why);
+        if (c->webhook_hosts && !c->webhook_secret)
+            return fail(err, errlen, -EINVAL,
+                        "%s: webhooks need a signing secret (--webhook-secret or "
+                        "BATCHD_WEBHOOK_SECRET: whsec_ and a base64 key)",
+                        hsrc);
+        /* a secret is never quoted back, not even a malformed one */
+        if (c->webhook_secret && webhook_secret_decode(c->webhook_secret, key, &klen) != 0)
+            return fail(err, errlen, -EINVAL,
+                        "%s: the secret must be whsec_ followed by the base64 of a key of "
+                        "%d to %d bytes",
+                        ssrc, WEBHOOK_KEY_MIN, WEBHOOK_KEY_MAX);
+        explicit_bzero(key, sizeof key);
     }
     if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
         size_t i;
@@ -1163,6 +1204,8 @@ void config_free(struct config *cfg)
     free(cfg->tls_key);
     free(cfg->tls_cert_pem);
     secret_free(cfg->tls_key_pem);
+    free(cfg->webhook_hosts);
+    secret_free(cfg->webhook_secret);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -1201,6 +1244,9 @@ void config_print(const struct config *cfg, FILE *f)
         case SET_STRING:
         case SET_CONFIG: {
             const char *s = *(char *const *)field;
+            /* the signing secret is a password */
+            if (s && st->offset == FIELD(webhook_secret))
+                s = "********";
             fputs(s ? s : "none", f);
             break;
         }

@@ -36,7 +36,7 @@
 #define CONFIG_MAX_RECYCLE_ITEMS 1000000000000ull /* 10^12 items */
 #define CONFIG_MAX_RECYCLE_RSS (1ull << 40)       /* 1 TiB */
 /* Rows of the settings table (config.c checks that it fits). */
-#define CONFIG_MAX_SETTINGS 40
+#define CONFIG_MAX_SETTINGS 48
 
 /* Where a setting's effective value came from (--print-config). */
 enum config_source {
@@ -143,6 +143,16 @@ struct config {
                                   neither */
     char *tls_cert_pem;        /* the files' contents, read by config_parse (NUL-terminated) */
     char *tls_key_pem;         /* secret */
+
+    /* Completion webhooks (webhook.h, issue 18): off until webhook_hosts
+     * names at least one HOST:PORT. */
+    char *webhook_hosts;       /* --webhook-hosts / BATCHD_WEBHOOK_HOSTS: HOST:PORT,...
+                                  that a job's webhook URL may name; NULL = none */
+    char *webhook_secret;      /* --webhook-secret / BATCHD_WEBHOOK_SECRET: whsec_<base64>
+                                  (secret: masked by --print-config); required with
+                                  webhook_hosts */
+    unsigned webhook_retry_for_s; /* --webhook-retry-for SECONDS / BATCHD_WEBHOOK_RETRY_FOR:
+                                  how long a delivery is retried; default 86400 */
 
     bool print_config;         /* --print-config was given: main prints and exits */
     unsigned char source[CONFIG_MAX_SETTINGS]; /* enum config_source of each row of the

@@ -37,6 +37,7 @@
 #include "service/ring/ring.h"
 #include "service/ring/shm.h"
 #include "service/store/store.h"
+#include "service/store/result_text.h"
 
 #define ENGINE_TARGET_TASK_NS 5000000.0 /* aim: ~5 ms of model time per task */
 #define ENGINE_MAX_CHUNK 4096u
@@ -135,6 +136,11 @@ struct job {
      * that a DELETE /v1/objects/{id} cannot free them under a task */
     char (*pins)[MODEL_OBJECT_ID_LEN + 1];
     size_t n_pins;
+
+    /* long-poll (engine_watch): watches held, and the version the hook
+     * last reported */
+    unsigned watchers;
+    uint64_t watch_version;
 };
 
 struct egroup {
@@ -222,6 +228,15 @@ struct engine {
                                 collect pass: one store block, not one per
                                 task, when tasks are small) */
     uint32_t *done_slots;    /* scratch: the slots one collect pass takes */
+
+    /* jobs with long-poll watchers (engine_watch), and the hook that wakes
+     * them (engine_fire_watches) */
+    struct job **watched;
+    size_t n_watched, cap_watched;
+    void (*watch_fn)(void *arg, const char *id);
+    void *watch_arg;
+    void (*flush_fn)(void *arg); /* engine_set_flush_hook */
+    void *flush_arg;
 };
 
 static int engine_group_of(struct engine *e, const char *model);
@@ -492,10 +507,19 @@ static void job_row(const struct engine *e, const struct job *j, struct store_jo
     r->request_hash = j->request_hash;
 }
 
-/* Hands the run collected so far (consecutive items from run_first) to the
- * store's buffer, with the job's new row. Written by the next flush. */
+/* Hands j's row to the store's buffer, with the run collected so far
+ * (consecutive items from run_first) if that run is j's. Written by the
+ * next flush. */
 static void engine_end_run(struct engine *e, struct job *j)
 {
+    /* The open run may be another job's: a slot of j that made no result
+     * (its worker died before its first commit) follows, in one collect
+     * pass, slots of a job with a lower key. That run goes out under its
+     * own job first; under j's seq it would land in j's results (or be
+     * dropped by INSERT OR IGNORE on (job, first)) while its items' bits
+     * say they have a result, so they would never run again. */
+    if (e->run_n && e->run_job != j)
+        engine_end_run(e, e->run_job);
     struct store_job row;
     job_row(e, j, &row);
     if (e->run_n) {
@@ -1630,6 +1654,20 @@ static void engine_timedwait(struct engine *e, pthread_cond_t *cv, int ms)
     pthread_cond_timedwait(cv, &e->mu, &ts);
 }
 
+/* Tells the watch hook about every watched job that changed since it was
+ * last told (mutex held). The cost is one comparison per watched job, at
+ * the points where the engine already wakes its own waiters. */
+static void engine_fire_watches(struct engine *e)
+{
+    for (size_t i = 0; e->watch_fn && i < e->n_watched; i++) {
+        struct job *j = e->watched[i];
+        if (j->version != j->watch_version) {
+            j->watch_version = j->version;
+            e->watch_fn(e->watch_arg, j->id);
+        }
+    }
+}
+
 #define ENGINE_FLUSH_NS 20000000ULL     /* group commit: a flush per 20 ms at most */
 #define ENGINE_FLUSH_BYTES (8u << 20)   /* or when this much waits */
 #define ENGINE_RETENTION_EVERY_NS 10000000000ULL
@@ -1704,6 +1742,9 @@ static void engine_flush(struct engine *e, bool force)
         engine_evict(e, done[i]);
     }
     free(done);
+    engine_fire_watches(e);
+    if (e->flush_fn)
+        e->flush_fn(e->flush_arg);
     pthread_cond_broadcast(&e->progress);
     pthread_mutex_unlock(&e->mu);
 }
@@ -1786,6 +1827,7 @@ static void *engine_main(void *arg)
          * signalling it on every pass would cost a wake-up per task */
         if (e->n_dirty && e->flusher_idle)
             pthread_cond_signal(&e->flush_cv);
+        engine_fire_watches(e);
         pthread_cond_broadcast(&e->progress);
         pthread_mutex_unlock(&e->mu);
         engine_retention(e);
@@ -2058,6 +2100,7 @@ void engine_destroy(struct engine *e)
     free(e->khash);
     free(e->http);
     free(e->dirty);
+    free(e->watched);
     free(e->run_lens);
     free(e->done_slots);
     sbuf_free(&e->run);
@@ -2109,6 +2152,24 @@ static void job_view_fill(const struct engine *e, const struct job *j, struct jo
     v->has_error = j->error != NULL;
     v->stateful = j->stateful;
     snprintf(v->error, sizeof v->error, "%s", j->error ? j->error : "");
+}
+
+json_t *engine_job_row_json(const struct store_job *row)
+{
+    struct job_view v;
+    /* the event's data: a finished job, as GET shows it from the store */
+    job_view_from_row(&v, row, false);
+    return job_view_json(&v);
+}
+
+struct store *engine_store(struct engine *e) { return e->store; }
+
+void engine_set_flush_hook(struct engine *e, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    e->flush_fn = fn;
+    e->flush_arg = arg;
+    pthread_mutex_unlock(&e->mu);
 }
 
 static json_t *job_json(struct engine *e, const struct job *j)
@@ -2163,6 +2224,9 @@ static uint64_t engine_request_hash(const char *model, const struct job_options 
                       opt ? opt->max_attempts : 0 };
     for (size_t i = 0; i < sizeof o; i++)
         h = (h ^ ((const unsigned char *)o)[i]) * 1099511628211ULL;
+    /* so does the webhook: the same key with another URL is another request */
+    for (const char *u = opt && opt->webhook_url ? opt->webhook_url : ""; *u; u++)
+        h = (h ^ (unsigned char)*u) * 1099511628211ULL;
     /* item boundaries count too: ["ab"] is not ["a","b"] */
     for (size_t i = 0; i <= items->n; i++)
         h = (h ^ items->off[i]) * 1099511628211ULL;
@@ -2319,6 +2383,7 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
      * waits for the disk, and status polls must not). */
     struct store_job row, existing;
     job_row(e, j, &row);
+    row.webhook_url = opt ? opt->webhook_url : NULL;
     int rc = store_job_create(e->store, &row, items, &existing);
     if (rc != 0) {
         pthread_mutex_lock(&e->mu);
@@ -2496,6 +2561,49 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
     return rc;
 }
 
+int engine_results_errors_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                               struct sbuf *out)
+{
+    struct store_job row;
+    int rc;
+    struct job *j = engine_hold(e, id, &row, &rc);
+    if (!j && rc)
+        return rc;
+    uint64_t sseq = j ? j->sseq : row.seq, total = j ? j->total : row.total;
+    /* read before the store: what was durable by the end is in the scan */
+    bool ended = true;
+    if (j) {
+        pthread_mutex_lock(&e->mu);
+        ended = job_finished(j);
+        pthread_mutex_unlock(&e->mu);
+    }
+
+    struct store_scan sc = { .next = offset, .end = total, .skip_gaps = ended,
+                             .errors_only = true, .max_bytes = SIZE_MAX,
+                             .max_results = limit };
+    rc = sbuf_puts(out, "{\"results\":[");
+    /* a page of errors may need many blocks: scan until it is full, the
+     * job's end, or (running job) its first item without a result */
+    while (!rc && sc.written < limit) {
+        rc = store_results_scan(e->store, sseq, &sc, out);
+        if (sc.blocked || sc.exhausted)
+            break;
+    }
+    if (j) {
+        pthread_mutex_lock(&e->mu);
+        engine_job_release(e, j);
+        pthread_mutex_unlock(&e->mu);
+    }
+    bool at_end = ended && (sc.exhausted || sc.next >= total);
+    if (!rc) {
+        if (at_end)
+            rc = sbuf_puts(out, "],\"next_offset\":null}");
+        else
+            rc = sbuf_printf(out, "],\"next_offset\":%" PRIu64 "}", sc.next);
+    }
+    return rc;
+}
+
 /* engine_job_result for a job served from the store. */
 static int engine_stored_result(struct engine *e, const struct store_job *row, struct sbuf *out)
 {
@@ -2565,6 +2673,7 @@ int engine_purge(struct engine *e, const char *id)
     int status = (int)j->status;
     if (finished)
         engine_forget_job(e, j);
+    engine_fire_watches(e); /* its waiters answer 404 now */
     engine_job_release(e, j);
     pthread_mutex_unlock(&e->mu);
     return finished ? engine_delete_stored(e, sseq, status) : -EBUSY;
@@ -2598,6 +2707,7 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json_out)
         /* Its tasks in the ring are stopped by the engine thread (the only
          * one that touches the in-flight lists): see engine_stop_cancelled. */
         job_check_finished(e, j);
+        engine_fire_watches(e);
         pthread_cond_broadcast(&e->progress);
     }
     if (job_json_out)
@@ -2619,13 +2729,24 @@ struct engine_stream {
     uint64_t cursor;  /* the store's block cursor (store_results_stream) */
     struct sbuf buf;  /* lines read from the store, not yet sent */
     size_t sent;      /* bytes of buf already sent */
+    struct engine_stream_opts opts;
+    uint64_t next;    /* input order: the first index not yet sent */
+    uint64_t total;   /* input order: the job's items */
 };
 
 struct engine_stream *engine_stream_open(struct engine *e, const char *id)
 {
+    return engine_stream_open_opts(e, id, NULL);
+}
+
+struct engine_stream *engine_stream_open_opts(struct engine *e, const char *id,
+                                              const struct engine_stream_opts *opts)
+{
     struct engine_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    if (opts)
+        s->opts = *opts;
     struct store_job row;
     int rc;
     s->job = engine_hold(e, id, &row, &rc);
@@ -2634,6 +2755,7 @@ struct engine_stream *engine_stream_open(struct engine *e, const char *id)
         return NULL;
     }
     s->sseq = s->job ? s->job->sseq : row.seq;
+    s->total = s->job ? s->job->total : row.total;
     s->e = e;
     return s;
 }
@@ -2670,8 +2792,28 @@ ssize_t engine_stream_read(struct engine_stream *s, char *buf, size_t max, int t
         /* A purged job's results are gone: the stream is cut, not ended. */
         if (purged)
             return -2;
-        if (store_results_stream(e->store, s->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
-            return -2;
+        bool more = false; /* input order: blocks left to scan right now */
+        if (s->opts.input_order) {
+            /* Index order: a running job's completed prefix, then, once it
+             * ended, every result (never-run items of a cancelled job have
+             * none and are passed over). */
+            struct store_scan sc = { .next = s->next, .end = s->total, .skip_gaps = ended,
+                                     .errors_only = s->opts.errors_only, .ndjson = true,
+                                     .max_bytes = 256 * 1024 };
+            if (store_results_scan(e->store, s->sseq, &sc, &s->buf) != 0)
+                return -2;
+            s->next = sc.next;
+            more = !sc.blocked && !sc.exhausted;
+        } else {
+            if (store_results_stream(e->store, s->sseq, &s->cursor, 256 * 1024, &s->buf) != 0)
+                return -2;
+            if (s->opts.errors_only && s->buf.len) {
+                more = true; /* blocks were read: look again before ending */
+                s->buf.len = result_text_keep_errors(s->buf.data, s->buf.len);
+            }
+        }
+        if (s->buf.len == 0 && more)
+            return 0; /* scanned past outputs only: the caller asks again */
         if (s->buf.len == 0) {
             if (atomic_load(&e->stop))
                 return -2;
@@ -2710,6 +2852,53 @@ void engine_stream_close(struct engine_stream *s)
     }
     sbuf_free(&s->buf);
     free(s);
+}
+
+void engine_set_watch_hook(struct engine *e, void (*fn)(void *arg, const char *id), void *arg)
+{
+    pthread_mutex_lock(&e->mu);
+    e->watch_fn = fn;
+    e->watch_arg = arg;
+    pthread_mutex_unlock(&e->mu);
+}
+
+struct engine_watch *engine_watch(struct engine *e, const char *id)
+{
+    pthread_mutex_lock(&e->mu);
+    struct job *j = engine_find(e, id);
+    if (j && j->watchers == 0) {
+        if (e->n_watched == e->cap_watched) {
+            size_t nc = e->cap_watched ? e->cap_watched * 2 : 16;
+            struct job **p = realloc(e->watched, nc * sizeof *p);
+            if (!p) {
+                pthread_mutex_unlock(&e->mu);
+                return NULL;
+            }
+            e->watched = p;
+            e->cap_watched = nc;
+        }
+        e->watched[e->n_watched++] = j;
+        j->watch_version = j->version;
+    }
+    if (j) {
+        j->watchers++;
+        j->refs++; /* a purge frees it only after the last watch ends */
+    }
+    pthread_mutex_unlock(&e->mu);
+    /* the job itself is the handle: it lives while refs holds it */
+    return (struct engine_watch *)j;
+}
+
+void engine_unwatch(struct engine *e, struct engine_watch *w)
+{
+    if (!w)
+        return;
+    struct job *j = (struct job *)w;
+    pthread_mutex_lock(&e->mu);
+    if (j->watchers > 0 && --j->watchers == 0)
+        jobs_remove(e->watched, &e->n_watched, j);
+    engine_job_release(e, j);
+    pthread_mutex_unlock(&e->mu);
 }
 
 static const char *worker_state_name(uint32_t st)

@@ -41,6 +41,7 @@
 struct shm;
 struct objects;
 struct engine;
+struct store;
 
 /* Job ids are 26 characters of lowercase base32 (128 random bits). */
 #define ENGINE_JOB_ID_LEN 26 /* ID_LEN, service/core/id.h */
@@ -67,6 +68,8 @@ struct job_options {
     uint32_t item_timeout_ms; /* per-item deadline; 0 = the configured default */
     uint32_t max_attempts;    /* tries of an item whose worker dies; 0 = default */
     const char *idempotency_key; /* Idempotency-Key header, or NULL (borrowed) */
+    const char *webhook_url;  /* completion webhook (webhook.h), checked; NULL = none
+                                 (borrowed) */
 };
 
 /* engine_submit's answer when an Idempotency-Key names an earlier job with
@@ -138,6 +141,15 @@ int engine_results_page(struct engine *e, const char *id, size_t offset, size_t 
                         struct sbuf *out);
 
 /*
+ * Like engine_results_page with filter=errors: at most `limit` error
+ * Results with index >= offset, in input order; next_offset is the first
+ * index not looked at (null once a finished job has nothing more). The
+ * scan reads the store a block at a time (constant memory). Same returns.
+ */
+int engine_results_errors_page(struct engine *e, const char *id, size_t offset, size_t limit,
+                               struct sbuf *out);
+
+/*
  * Appends the reduced result of a job of a stateful model (model.h: reduce)
  * to `out`. Returns 0, -ENOENT (no such job), -ENODATA (its model has no
  * reduce: per-item results only), -EAGAIN (not reduced yet), -ECANCELED
@@ -160,6 +172,15 @@ int engine_cancel(struct engine *e, const char *id, json_t **job_json);
 struct engine_stream;
 /* Returns a new stream, or NULL when there is no such job (or out of memory). */
 struct engine_stream *engine_stream_open(struct engine *e, const char *id);
+/* What a stream sends (GET .../results?stream=true&order=...&filter=...). */
+struct engine_stream_opts {
+    bool input_order;  /* index order, following the completed prefix of a
+                          running job; false: completion order (the default) */
+    bool errors_only;  /* only the items that failed */
+};
+/* engine_stream_open with options (NULL: the defaults). Same returns. */
+struct engine_stream *engine_stream_open_opts(struct engine *e, const char *id,
+                                              const struct engine_stream_opts *opts);
 /*
  * Copies whole NDJSON lines into buf (at most max bytes; a single line
  * longer than max is split across calls). Blocks up to timeout_ms for data.
@@ -178,6 +199,37 @@ void engine_stream_close(struct engine_stream *s);
  * first), or a store error.
  */
 int engine_purge(struct engine *e, const char *id);
+
+/*
+ * Watching a job (long-poll, GET /v1/jobs/{id}?wait=S): while a job is
+ * watched, the engine calls the watch hook with its id whenever the job
+ * changed (its ETag did), at the end of the engine pass, the group commit
+ * or the cancel that changed it; and when it is purged. There is no timer
+ * behind this: a job that does not change makes no call.
+ */
+struct engine_watch;
+/* Sets the hook (before the first watch). fn runs on engine threads with
+ * the engine's mutex held: it must not call back into the engine, and must
+ * be quick (it only wakes waiters). */
+void engine_set_watch_hook(struct engine *e, void (*fn)(void *arg, const char *id), void *arg);
+/* Starts watching job `id`. Returns the watch (release it with
+ * engine_unwatch), or NULL when there is no such job (or no memory). */
+struct engine_watch *engine_watch(struct engine *e, const char *id);
+/* Ends a watch. NULL is fine. */
+void engine_unwatch(struct engine *e, struct engine_watch *w);
+
+/* The Job object of a job's stored row (store.h), as GET /v1/jobs/{id}
+ * shows a finished job: the webhook event's "data". New reference or NULL. */
+struct store_job;
+json_t *engine_job_row_json(const struct store_job *row);
+
+/* The engine's store (borrowed; lives as long as the engine). */
+struct store *engine_store(struct engine *e);
+
+/* Sets a hook called (engine mutex held, so it must only signal) after
+ * every group commit that wrote something: what finished jobs put in the
+ * webhook outbox is durable then. NULL to clear. */
+void engine_set_flush_hook(struct engine *e, void (*fn)(void *arg), void *arg);
 
 /* Returns {"models":[Model...]} (new reference). */
 json_t *engine_models_json(struct engine *e);

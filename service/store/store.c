@@ -31,7 +31,6 @@
 #include "service/store/store_int.h"
 
 #define STORE_SCHEMA "1"
-#define STORE_BLOCK_ITEMS 4096u /* items per input or result block, at most */
 #define STORE_READERS 8
 #define STORE_READER_CACHE_KB "256"
 
@@ -147,6 +146,33 @@ static const char *const store_schema_sql =
     /* a stateful job's reduced result (added after schema 1 was out: a
      * table of its own keeps older databases readable as they are) */
     "CREATE TABLE IF NOT EXISTS job_results(job INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    /* Completion webhooks (service/outbox.h). A job's URL is written with
+     * the job; the event is written by this trigger in the transaction
+     * that finishes the job (the flush whose UPDATE sets finished_ns), so
+     * that no finished job can miss its event and no event can exist for
+     * a job that is not finished, whatever writes the row. The event keeps
+     * a copy of the job's row: it is delivered as the job was when it
+     * finished, even after the job was purged. */
+    "CREATE TABLE IF NOT EXISTS webhooks(job INTEGER PRIMARY KEY, job_id TEXT NOT NULL UNIQUE,"
+    " url TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY, job INTEGER NOT NULL UNIQUE,"
+    " job_id TEXT NOT NULL, url TEXT NOT NULL, type TEXT NOT NULL, model TEXT NOT NULL,"
+    " status INTEGER NOT NULL, total INTEGER NOT NULL, done INTEGER NOT NULL,"
+    " failed INTEGER NOT NULL, created_ns INTEGER NOT NULL, started_ns INTEGER NOT NULL,"
+    " finished_ns INTEGER NOT NULL, chunk_size INTEGER NOT NULL, error TEXT NOT NULL,"
+    " state INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_ns INTEGER NOT NULL DEFAULT 0, last_status INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT NOT NULL DEFAULT '', delivered_ns INTEGER NOT NULL DEFAULT 0,"
+    " body TEXT);"
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_ns);"
+    "CREATE TRIGGER IF NOT EXISTS outbox_on_finish AFTER UPDATE OF finished_ns ON jobs"
+    " WHEN old.finished_ns = 0 AND new.finished_ns != 0 BEGIN"
+    " INSERT OR IGNORE INTO outbox(job, job_id, url, type, model, status, total, done, failed,"
+    " created_ns, started_ns, finished_ns, chunk_size, error)"
+    " SELECT new.seq, new.id, w.url, CASE new.status WHEN 2 THEN 'job.succeeded'"
+    " WHEN 4 THEN 'job.cancelled' ELSE 'job.failed' END, new.model, new.status, new.total,"
+    " new.done, new.failed, new.created_ns, new.started_ns, new.finished_ns, new.chunk_size,"
+    " new.error FROM webhooks w WHERE w.job = new.seq; END;"
     "INSERT OR IGNORE INTO meta VALUES('app', 'batchd');"
     "INSERT OR IGNORE INTO meta VALUES('schema', '" STORE_SCHEMA "');";
 
@@ -374,7 +400,7 @@ static uint8_t *store_encode_block(uint32_t n, const char *texts, const uint32_t
 
 /* Decodes a block header: returns n, and the lens and texts pointers, or
  * -1 for a malformed block. */
-static long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens,
+long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens,
                                const uint8_t **texts)
 {
     uint32_t n;
@@ -506,6 +532,19 @@ int store_job_create(struct store *s, struct store_job *job, const struct job_it
         goto fail;
     sqlite3_finalize(st);
     st = NULL;
+    if (job->webhook_url) {
+        rc = sqlite3_prepare_v2(s->w, "INSERT INTO webhooks(job, job_id, url) VALUES(?,?,?)", -1,
+                                &st, NULL);
+        if (rc != SQLITE_OK)
+            goto fail;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        sqlite3_bind_text(st, 2, job->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, job->webhook_url, -1, SQLITE_STATIC);
+        if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+            goto fail;
+        sqlite3_finalize(st);
+        st = NULL;
+    }
 
     rc = sqlite3_prepare_v2(s->w, "INSERT INTO inputs(job, block, data) VALUES(?,?,?)", -1, &st,
                             NULL);
@@ -993,9 +1032,12 @@ int store_job_delete(struct store *s, uint64_t seq)
     static const char *const sql[] = { "DELETE FROM results WHERE job=?",
                                        "DELETE FROM inputs WHERE job=?",
                                        "DELETE FROM job_results WHERE job=?",
+                                       /* its event, if any, stays in the outbox
+                                          until it is delivered or given up */
+                                       "DELETE FROM webhooks WHERE job=?",
                                        "DELETE FROM jobs WHERE seq=?" };
     int changed = 0;
-    for (int i = 0; rc == SQLITE_OK && i < 4; i++) {
+    for (int i = 0; rc == SQLITE_OK && i < (int)(sizeof sql / sizeof sql[0]); i++) {
         rc = sqlite3_prepare_v2(s->w, sql[i], -1, &st, NULL);
         if (rc != SQLITE_OK)
             break;

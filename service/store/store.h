@@ -58,6 +58,8 @@ struct store_job {
     char error[256];           /* job-level failure, "" for none */
     char idem_key[129];        /* Idempotency-Key, "" for none */
     uint64_t request_hash;     /* of the request, to tell a replay from a reuse */
+    const char *webhook_url;   /* store_job_create only: the job's completion
+                                  webhook (borrowed), NULL = none */
 };
 
 /*
@@ -145,6 +147,37 @@ int store_results_page(struct store *s, uint64_t seq, uint64_t offset, uint64_t 
  */
 int store_results_stream(struct store *s, uint64_t seq, uint64_t *cursor, size_t max_bytes,
                          struct sbuf *out);
+
+/*
+ * A scan of job `seq`'s durable results in input (index) order, from
+ * sc->next on, with constant memory whatever the job's size: the blocks
+ * are read a few at a time. Used by the input-order NDJSON stream and the
+ * filter=errors pages (issue 18).
+ */
+struct store_scan {
+    uint64_t next;       /* in/out: the first index not yet looked at */
+    uint64_t end;        /* look at indexes below this only */
+    bool skip_gaps;      /* an item without a result is passed over (a
+                            finished job's never-run items); otherwise the
+                            scan stops there (a running job's prefix) */
+    bool errors_only;    /* write only the error Results (result_text.h) */
+    bool ndjson;         /* each Result + "\n"; otherwise ","-separated */
+    size_t max_bytes;    /* stop once out has grown by this much */
+    size_t max_results;  /* stop after writing this many (0 = no bound) */
+    size_t written;      /* in/out: Results written (the "," rule) */
+    bool blocked;        /* out: stopped at an item without a result */
+    bool exhausted;      /* out: nothing durable at or after next (for now) */
+};
+
+/*
+ * Runs the scan, appending to `out`. Stops at sc->end, at a gap (unless
+ * skip_gaps), at max_bytes or max_results, and otherwise after a bounded
+ * number of blocks (so one call never runs long): then neither blocked
+ * nor exhausted is set and the caller calls again. Returns 0, -EIO, or
+ * -E2BIG/-ENOMEM from the buffer (out then holds what fitted, sc->next
+ * says where that stopped).
+ */
+int store_results_scan(struct store *s, uint64_t seq, struct store_scan *sc, struct sbuf *out);
 
 /* Deletes a job, its inputs and its results. Returns 0 or -ENOENT. */
 int store_job_delete(struct store *s, uint64_t seq);

@@ -318,6 +318,46 @@ static void test_fault_options(void **state)
     assert_int_equal(p.kind, API_PROBLEM_INVALID_JOB);
 }
 
+/* "webhook": {"url": string}; its host is checked by the handler, its
+ * shape here (issue 18). */
+static void test_webhook_member(void **state)
+{
+    (void)state;
+    struct api_request_limits lim = { .max_items = 10, .max_item_bytes = BIG };
+    struct api_job_request req;
+    struct api_problem p;
+    const char *body = "{\"model\":\"echo\",\"inputs\":[1],"
+                       "\"webhook\":{\"url\":\"https://hooks.example/x\"}}";
+    memset(&p, 0, sizeof p);
+    assert_int_equal(api_request_parse_json(body, strlen(body), &lim, &req, &p), 0);
+    assert_string_equal(req.webhook_url, "https://hooks.example/x");
+    api_job_request_clear(&req);
+    assert_null(req.webhook_url);
+    body = "{\"model\":\"echo\",\"inputs\":[1]}";
+    assert_int_equal(api_request_parse_json(body, strlen(body), &lim, &req, &p), 0);
+    assert_null(req.webhook_url);
+    api_job_request_clear(&req);
+    static const struct {
+        const char *body, *pointer;
+    } bad[] = {
+        { "{\"model\":\"echo\",\"inputs\":[1],\"webhook\":\"http://a/\"}", "/webhook" },
+        { "{\"model\":\"echo\",\"inputs\":[1],\"webhook\":{}}", "/webhook/url" },
+        { "{\"model\":\"echo\",\"inputs\":[1],\"webhook\":{\"url\":7}}", "/webhook/url" },
+        { "{\"model\":\"echo\",\"inputs\":[1],\"webhook\":{\"url\":\"\"}}", "/webhook/url" },
+        { "{\"model\":\"echo\",\"inputs\":[1],\"webhook\":{\"url\":\"a\\u0000b\"}}",
+          "/webhook/url" },
+        { "{\"model\":\"echo\",\"inputs\":[1],\"webhook\":{\"url\":\"http://a/\",\"x\":1}}",
+          "/webhook/x" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&p, 0, sizeof p);
+        assert_int_equal(api_request_parse_json(bad[i].body, strlen(bad[i].body), &lim, &req, &p),
+                         -EINVAL);
+        assert_int_equal(p.kind, API_PROBLEM_INVALID_JOB);
+        assert_string_equal(p.pointer, bad[i].pointer);
+    }
+}
+
 static void test_depth_limit(void **state)
 {
     (void)state;
@@ -381,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_many_items),
         cmocka_unit_test(test_fault_options),
         cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_webhook_member),
     };
     return cmocka_run_group_tests_name("api/request", tests, NULL, NULL);
 }

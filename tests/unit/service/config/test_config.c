@@ -1510,11 +1510,11 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (35 of them), after the heading */
+    /* one line per setting (38 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 36);
+    assert_int_equal(lines, 39);
     free(text);
     unlink(f);
 }
@@ -1573,6 +1573,56 @@ static void test_recycle_limits(void **unused)
     unlink(f);
 }
 
+/* Webhooks (issue 18): off by default; hosts need a secret; the secret
+ * is whsec_ + base64 of 24..64 bytes, never printed or quoted back. */
+static void test_webhook_settings(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_null(c.webhook_hosts);
+    assert_null(c.webhook_secret);
+    assert_int_equal(c.webhook_retry_for_s, 86400);
+    config_free(&c);
+
+    setenv("BATCHD_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+    assert_int_equal(PARSE(&c, err, "--webhook-hosts", "hooks.example:443,127.0.0.1:9000,[::1]:80",
+                           "--webhook-retry-for", "60"),
+                     0);
+    assert_string_equal(c.webhook_hosts, "hooks.example:443,127.0.0.1:9000,[::1]:80");
+    assert_int_equal(c.webhook_retry_for_s, 60);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    config_print(&c, out);
+    fclose(out);
+    assert_null(strstr(text, "MfKQ9r8"));
+    assert_non_null(strstr(text, "\nwebhook-secret     ********  [env BATCHD_WEBHOOK_SECRET]\n"));
+    free(text);
+    config_free(&c);
+
+    /* a bad secret is refused without being quoted back */
+    setenv("BATCHD_WEBHOOK_SECRET", "whsec_c2hvcnQ=", 1); /* 5 bytes: too short */
+    assert_int_equal(PARSE(&c, err, "--webhook-hosts", "a:1"), -EINVAL);
+    assert_null(strstr(err, "c2hvcnQ"));
+    assert_non_null(strstr(err, "BATCHD_WEBHOOK_SECRET"));
+    setenv("BATCHD_WEBHOOK_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1); /* no whsec_ */
+    assert_int_equal(PARSE(&c, err, "--webhook-hosts", "a:1"), -EINVAL);
+    unsetenv("BATCHD_WEBHOOK_SECRET");
+    /* hosts without a secret, and malformed hosts */
+    assert_int_equal(PARSE(&c, err, "--webhook-hosts", "a:1"), -EINVAL);
+    assert_non_null(strstr(err, "signing secret"));
+    setenv("BATCHD_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+    const char *bad[] = { "a", "a:0", "a:65536", "http://a:1", "a:1,,b:2", ":80", "a b:1" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(PARSE(&c, err, "--webhook-hosts", bad[i]), -EINVAL);
+        assert_non_null(strstr(err, "--webhook-hosts"));
+    }
+    unsetenv("BATCHD_WEBHOOK_SECRET");
+    clear_env(NULL);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
@@ -1611,6 +1661,7 @@ int main(void)
         T(test_object_settings),
         T(test_print_config),
         T(test_recycle_limits),
+        T(test_webhook_settings),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -328,6 +328,113 @@ static void test_worker_killed_mid_job(void **state)
     free(id);
 }
 
+/* The test process plays worker 0 (no worker is forked): it claims tasks,
+ * commits outputs and "dies" exactly when it chooses. */
+static int setup_played(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->cfg.max_item_bytes = 64 * 1024;
+    f->cfg.max_attempts = 3;
+    f->cfg.max_queued_items = 5000000;
+    f->cfg.retention_s = 3600;
+    snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-engine.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->cfg.data_dir = f->dir;
+    uint32_t gw[1] = { 1 };
+    const char *names[1] = { "square" };
+    struct shm_layout lay = { 1, gw, names, 8, 64 * 1024 + 64, 64 * 1024 + 64 };
+    assert_int_equal(shm_create(&f->shm, &lay), 0);
+    atomic_store(&shm_worker(&f->shm, 0)->state, WORKER_IDLE);
+    f->e = engine_create(&f->cfg, &f->shm);
+    assert_non_null(f->e);
+    *state = f;
+    return 0;
+}
+
+/* Claims the next task as worker 0 (bounded wait: 10 s) and returns its slot. */
+static uint32_t play_claim(struct shm *shm)
+{
+    uint32_t idx;
+    for (int i = 0; i < 10000; i++) {
+        if (ring_claim(shm, 0, 0, &idx) == 0)
+            return idx;
+        usleep(1000);
+    }
+    fail_msg("no task was dispatched in 10 s");
+    return 0;
+}
+
+/* Commits the square of every input of the claimed slot idx. */
+static void play_square(struct shm *shm, uint32_t idx)
+{
+    uint32_t pos = 0, len;
+    const uint8_t *data;
+    while (ring_next_input(shm, idx, &pos, &data, &len)) {
+        char in[32], out[32];
+        assert_true(len < sizeof in);
+        memcpy(in, data, len);
+        in[len] = '\0';
+        long long v = atoll(in);
+        int n = snprintf(out, sizeof out, "%lld", v * v);
+        assert_int_equal(ring_put_output(shm, idx, RING_OUT_OK, out, (uint32_t)n), 0);
+    }
+}
+
+/* Asserts that the job's results are exactly [{"index":0,"output":want}]. */
+static void check_one_result(struct engine *e, const char *id, long long want)
+{
+    struct sbuf page = SBUF_INIT;
+    assert_int_equal(engine_results_page(e, id, 0, 10, &page), 0);
+    json_error_t err;
+    json_t *doc = json_loads(page.data, 0, &err);
+    assert_non_null(doc);
+    json_t *results = json_object_get(doc, "results");
+    assert_int_equal(json_array_size(results), 1);
+    json_t *r = json_array_get(results, 0);
+    assert_int_equal(json_integer_value(json_object_get(r, "index")), 0);
+    assert_int_equal(json_integer_value(json_object_get(r, "output")), want);
+    assert_true(json_is_null(json_object_get(doc, "next_offset")));
+    json_decref(doc);
+    sbuf_free(&page);
+}
+
+/* The chaos test's rare lost result, made deterministic: one collect pass
+ * takes a task of job A (committed its result, then its worker died) and
+ * then, in key order, a task of job B whose worker died before its first
+ * commit. A's result run was still open; it must be written as A's, not
+ * handed to the store under B's seq (where A lost it for good: its item's
+ * bit said it had a result, so it never ran again). */
+static void test_open_run_not_given_to_next_job(void **state)
+{
+    struct fixture *f = *state;
+    char *a = submit_numbers(f->e, 3, 1, 1);
+    char *b = submit_numbers(f->e, 5, 1, 1);
+    /* worker 0 holds both tasks: ring_reclaim_worker marks them DIED in
+     * one call, so that the engine (asleep: nothing woke it) collects both
+     * in one pass, A's first (lower key) */
+    uint32_t s1 = play_claim(&f->shm), s2 = play_claim(&f->shm);
+    uint32_t sa = ring_slot(&f->shm, s1)->job_key < ring_slot(&f->shm, s2)->job_key ? s1 : s2;
+    play_square(&f->shm, sa);
+    assert_int_equal(ring_reclaim_worker(&f->shm, 0, SIGKILL), 2);
+    /* B's item comes back alone (attempt 2): run it to the end */
+    uint32_t again = play_claim(&f->shm);
+    play_square(&f->shm, again);
+    ring_complete(&f->shm, again, 0);
+    /* B first: before the fix its block at 0 was A's (output 9), and its
+     * own was dropped by INSERT OR IGNORE; A never finished (its run was
+     * flushed as B's, so A's row never became durable with it) */
+    json_t *job = wait_job(f->e, b);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_decref(job);
+    check_one_result(f->e, b, 25);
+    job = wait_job(f->e, a);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    json_decref(job);
+    check_one_result(f->e, a, 9);
+    free(a);
+    free(b);
+}
+
 static void test_stream(void **state)
 {
     struct fixture *f = *state;
@@ -511,6 +618,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_worker_killed_mid_job, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_open_run_not_given_to_next_job, setup_played,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_list_and_metrics, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_finished_from_store, setup_square, teardown),
     };
