@@ -345,7 +345,7 @@ static int setup_played(void **state)
     struct shm_layout lay = { 1, gw, names, 8, 64 * 1024 + 64, 64 * 1024 + 64 };
     assert_int_equal(shm_create(&f->shm, &lay), 0);
     atomic_store(&shm_worker(&f->shm, 0)->state, WORKER_IDLE);
-    f->e = engine_create(&f->cfg, &f->shm);
+    f->e = engine_create(&f->cfg, &f->shm, NULL);
     assert_non_null(f->e);
     *state = f;
     return 0;
