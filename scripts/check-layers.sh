@@ -22,6 +22,10 @@
 #   - the shared pieces (service/core/) depend on nothing above them;
 #   - the job store knows the engine's data (service/jobs/items.h), never
 #     the engine (no cycle: the engine calls the store);
+#   - the engine's private header (service/jobs/engine_int.h) is for the
+#     engine's own files: the api, the supervisor and main use engine.h
+#     (the folders that may not include service/jobs/ at all already
+#     cannot include it);
 #   - nothing below the api process (jobs, store, objects, ring, core,
 #     config) includes api/.
 # Arrows not listed are allowed; docs/architecture.md draws the map.
@@ -37,7 +41,9 @@ include/                service/ api/ workers/ tests/ examples/
 examples/               service/ api/ workers/ tests/
 service/ring/           service/supervisor/ service/jobs/ service/store/ service/objects/ service/config/ service/cmd/ api/ workers/
 service/core/           service/supervisor/ service/ring/ service/jobs/ service/store/ service/objects/ service/config/ service/cmd/ api/ workers/
-api/                    service/supervisor/ service/cmd/
+api/                    service/supervisor/ service/cmd/ service/jobs/engine_int.h
+service/supervisor/     service/jobs/engine_int.h
+service/cmd/            service/jobs/engine_int.h
 service/jobs/           api/ service/supervisor/ service/cmd/
 service/store/          api/ service/supervisor/ service/cmd/ service/jobs/engine
 service/objects/        api/ service/supervisor/ service/jobs/ service/store/ service/cmd/
