@@ -160,6 +160,8 @@ $(BUILD)/tests/plugins/libbad_%.so: tests/plugins/bad_plugin.c include/batchd/mo
 # The tests that load plugins find them next to their own build dir.
 $(BUILD)/tests/unit/workers/worker/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 $(BUILD)/tests/unit/examples/plugins/test_stats: $(EXAMPLE_PLUGINS)
+# The server test asks the real daemon through libcurl.
+$(BUILD)/tests/unit/api/http/test_server: LDLIBS_ALL += -lcurl
 $(BUILD)/tests/integration/test_plugins: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libbatchd.a $(FLAGS_FILE)

@@ -1,4 +1,5 @@
 #include "api/http/headers.h"
+#include "service/core/id.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -289,23 +290,9 @@ bool api_request_id_valid(const char *id)
     return n > 0;
 }
 
-void api_request_id_new(char out[17])
+void api_request_id_new(char out[ID_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
-    static atomic_uint_fast64_t fallback_counter;
-    uint64_t v;
-    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
-        /* unique within the process is all an id for log correlation needs */
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t n = atomic_fetch_add_explicit(&fallback_counter, 1, memory_order_relaxed);
-        v = ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)ts.tv_nsec ^ (n * 0x9E3779B97F4A7C15ull);
-    }
-    for (int i = 15; i >= 0; i--) {
-        out[i] = hex[v & 0xF];
-        v >>= 4;
-    }
-    out[16] = '\0';
+    id_new(out);
 }
 
 bool api_header_gap_clean(const char *gap, size_t len, bool last)

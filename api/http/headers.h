@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "service/core/id.h"
+
 enum api_body_type {
     API_BODY_JSON = 0, /* application/json */
     API_BODY_NDJSON,   /* application/x-ndjson */
@@ -95,9 +97,9 @@ bool api_idempotency_key_valid(const char *key);
  */
 bool api_header_gap_clean(const char *gap, size_t len, bool last);
 
-/* Writes 16 random lowercase hex digits and a NUL to out[17]. Never fails:
- * when the random source is unavailable it falls back to a mix of the
- * clock and a process-wide counter, still unique within the process. */
-void api_request_id_new(char out[17]);
+/* Writes a new request id and its NUL to out[ID_LEN + 1]: an id of the
+ * one form every batchd id has (service/core/id.h: 26 characters of
+ * lowercase base32), so logs and answers need one pattern. Never fails. */
+void api_request_id_new(char out[ID_LEN + 1]);
 
 #endif

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "service/core/id.h"
+#include "service/core/memfd.h"
 #include "service/core/log.h"
 
 #define OBJ_MAGIC 0x314a424f44484342ull /* "BCHDOBJ1" */
@@ -214,19 +215,12 @@ int objects_create(struct objects *o, uint64_t capacity, uint32_t max_objects,
     uint64_t size = data_off + n_pages * OBJECTS_PAGE;
 
     int rc;
-    int fd = memfd_create("batchd-objects", MFD_CLOEXEC);
-    if (fd < 0)
-        return -errno;
     /* tmpfs pages cost nothing until written: the size is a ceiling. */
-    if (ftruncate(fd, (off_t)size) != 0) {
-        rc = -errno;
-        goto fail_fd;
-    }
-    void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (base == MAP_FAILED) {
-        rc = -errno;
-        goto fail_fd;
-    }
+    void *base;
+    int fd;
+    rc = memfd_map("batchd-objects", size, MAP_NORESERVE, &base, &fd);
+    if (rc != 0)
+        return rc;
     o->base = base;
     o->size = size;
     o->fd = fd;
@@ -255,7 +249,6 @@ fail_map:
     munmap(base, size);
     o->base = NULL;
     o->size = 0;
-fail_fd:
     close(fd);
     o->fd = -1;
     return rc;

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "service/core/memfd.h"
 #include "service/ring/ring.h"
 
 /* Task slots in all: 2^24, far beyond any real deployment (0xfffe workers
@@ -64,19 +65,11 @@ int shm_create(struct shm *shm, const struct shm_layout *lay)
     uint64_t off_payload = off;
     off = shm_align(off + (uint64_t)n_slots * ((uint64_t)in_cap + out_cap), (uint64_t)page);
 
-    int fd = memfd_create("batchd-ring", MFD_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = 0;
-    if (ftruncate(fd, (off_t)off) != 0) {
-        rc = -errno;
-        goto fail_fd;
-    }
-    void *base = mmap(NULL, off, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) {
-        rc = -errno;
-        goto fail_fd;
-    }
+    void *base;
+    int fd;
+    int rc = memfd_map("batchd-ring", off, 0, &base, &fd);
+    if (rc != 0)
+        return rc;
     shm->base = base;
     shm->size = off;
     shm->fd = fd;
@@ -116,11 +109,6 @@ int shm_create(struct shm *shm, const struct shm_layout *lay)
         s += gr->n_slots;
     }
     return 0;
-
-fail_fd:
-    close(fd);
-    shm->fd = -1;
-    return rc;
 }
 
 void shm_destroy(struct shm *shm)

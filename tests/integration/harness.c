@@ -117,6 +117,20 @@ void h_fail_test(const char *name, const char *why)
     printf("FAIL - %s (not run: %s)\n", name, why);
 }
 
+void h_run_with_service(const struct h_test *tests, size_t n, void (*start)(void),
+                        const bool *up, void (*stop)(void))
+{
+    h_run_one("start batchd", start);
+    if (*up) {
+        h_run_tests(tests, n);
+        if (stop != NULL)
+            h_run_one("stop batchd (SIGTERM, exit 0, no child left)", stop);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            h_fail_test(tests[i].name, "batchd did not start");
+    }
+}
+
 static int remove_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

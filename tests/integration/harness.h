@@ -79,6 +79,15 @@ void h_run_one(const char *name, void (*fn)(void));
 void h_fail_test(const char *name, const char *why);
 
 /*
+ * The body of most main()s: runs start as "start batchd"; when it set
+ * *up, runs tests[0..n) and then stop (when not NULL) as "stop batchd
+ * (SIGTERM, exit 0, no child left)"; otherwise counts each test as failed
+ * because batchd did not start.
+ */
+void h_run_with_service(const struct h_test *tests, size_t n, void (*start)(void),
+                        const bool *up, void (*stop)(void));
+
+/*
  * Prints the final line "N passed, N failed, K skipped" (tests/run_integration.sh
  * adds these up),
  * cleans up curl, and returns the process exit status: 0 when nothing

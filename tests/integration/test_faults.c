@@ -1071,13 +1071,7 @@ int main(void)
         h_fail_test("harness", "cannot initialise");
         return h_finish();
     }
-    h_run_one("start batchd", start);
-    if (svc_up) {
-        h_run_tests(tests, sizeof tests / sizeof tests[0]);
-    } else {
-        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-            h_fail_test(tests[i].name, "batchd did not start");
-    }
+    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, NULL);
     h_service_cleanup(&svc);
     h_run_tests(own_service, sizeof own_service / sizeof own_service[0]);
     return h_finish();

@@ -290,14 +290,7 @@ int main(void)
         h_fail_test("harness", "cannot initialise");
         return h_finish();
     }
-    h_run_one("start batchd", start);
-    if (svc_up) {
-        h_run_tests(tests, sizeof tests / sizeof tests[0]);
-        h_run_one("stop batchd (SIGTERM, exit 0, no child left)", stop);
-    } else {
-        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-            h_fail_test(tests[i].name, "batchd did not start");
-    }
+    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
     h_service_cleanup(&svc);
     return h_finish();
 }
