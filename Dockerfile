@@ -48,6 +48,11 @@ RUN apt-get update \
       --shell /usr/sbin/nologin batchd \
  && chmod 0750 /var/lib/batchd
 COPY --from=build /src/build/batchd /usr/local/bin/batchd
+# The coprocess hosts (docs/coprocess.md), where batchd looks for them from
+# /usr/local/bin: ../share/batchd/hosts/. The interpreters are not in this
+# image: a Python model's image adds them (FROM batchd, then apt-get install
+# python3 python3-numpy, as root).
+COPY --from=build /src/build/hosts/ /usr/local/share/batchd/hosts/
 # A numeric user, so that an orchestrator can check runAsNonRoot.
 USER 10001:10001
 WORKDIR /var/lib/batchd

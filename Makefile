@@ -19,6 +19,7 @@
 #   make bench      batchd against serial C, Python (multiprocessing) and the
 #                   hardware limit, eight workloads side by side, under 10 min on
 #                   2 cores; the table goes to bench/RESULTS.md (bench/run.sh)
+#   make bench-python   Python models through batchd vs multiprocessing.Pool
 #   make clean
 #
 # V=1 shows the commands. Objects are rebuilt when the flags change.
@@ -102,10 +103,20 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
                      $(wildcard examples/plugins/*.c))
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
-.PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan tsan valgrind \
-        valgrind-run test-programs bench FORCE
+.PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan \
+        tsan valgrind valgrind-run test-programs bench bench-python FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
+
+# The coprocess hosts (docs/coprocess.md), next to the binary in hosts/,
+# where batchd looks for them (service/supervisor/zygote.h).
+HOST_SCRIPTS := $(BUILD)/hosts/batchd_host.py $(BUILD)/hosts/batchd_host.js
+$(BUILD)/hosts/%.py: workers/python/%.py
+	$(Q)mkdir -p $(dir $@)
+	$(Q)cp $< $@
+$(BUILD)/hosts/%.js: workers/node/%.js
+	$(Q)mkdir -p $(dir $@)
+	$(Q)cp $< $@
 
 # Rebuild everything when the compiler or flags change.
 $(FLAGS_FILE): FORCE
@@ -136,7 +147,7 @@ $(BUILD)/libbatchd.a: $(LIB_OBJ)
 	$(Q)rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/batchd: $(MAIN_OBJ) $(BUILD)/libbatchd.a
+$(BUILD)/batchd: $(MAIN_OBJ) $(BUILD)/libbatchd.a | $(HOST_SCRIPTS)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) -o $@ $(MAIN_OBJ) $(BUILD)/libbatchd.a $(LDLIBS_ALL)
 
@@ -296,6 +307,12 @@ bench: all
 	$(Q)sh bench/run.sh
 	$(Q)sh bench/durability.sh
 	$(Q)sh bench/retention.sh
+
+# Python models through the coprocess host beside multiprocessing.Pool
+# (bench/python_host.py: items a and c of issue 15), interleaved rounds.
+bench-python: all
+	$(Q)sh scripts/deps.sh python
+	$(Q)/usr/bin/python3 bench/python_host.py
 
 clean:
 	rm -rf build

@@ -11,9 +11,11 @@
 #                              /usr/bin/python3
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
 #                              (the Python baselines of make bench)
+#   sh scripts/deps.sh sklearn Debian's python3-sklearn too (examples/python/iris.py)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
 #   sh scripts/deps.sh python  Debian's python3 with pip, venv and numpy (the
-#                              Python client's tests, make python)
+#                              Python client's tests, make python; Python models,
+#                              their tests and examples/python/)
 #   sh scripts/deps.sh browser Debian's chromium, Node.js and the npm packages of
 #                              tests/browser (playwright-core drives the system
 #                              chromium: no browser is ever downloaded)
@@ -72,7 +74,8 @@ browser)
 python)
     # /usr/bin/python3, not the first python3 on PATH: the client is tested
     # with the interpreter Debian's users have (pip: the install test;
-    # numpy: uploading arrays as .npy)
+    # numpy: uploading arrays as .npy; Python models (docs/coprocess.md)
+    # run on it too, and their objects and outputs are numpy arrays)
     need_pkgs python3 python3-pip python3-venv python3-numpy
     ;;
 image)
@@ -97,8 +100,12 @@ bench)
     # (run with /usr/bin/python3, Debian's interpreter, which these serve)
     need_pkgs wrk curl python3 python3-numpy python3-scipy
     ;;
+sklearn)
+    # examples/python/iris.py: Debian's scikit-learn (1.2 on Debian 12)
+    need_pkgs python3 python3-numpy python3-sklearn
+    ;;
 *)
-    echo "usage: deps.sh build|node|browser|python|image|promtool|readme|sanitizers|bench" >&2
+    echo "usage: deps.sh build|node|browser|python|sklearn|image|promtool|readme|sanitizers|bench" >&2
     exit 2
     ;;
 esac

@@ -108,8 +108,8 @@ static const struct setting settings[] = {
     {"model", "BATCHD_MODELS", SET_MODELS, 0, 0, 0, "NAME[:key=value,...]",
      "a model to load; repeat the flag for several (BATCHD_MODELS: specs\n"
      "separated by spaces or semicolons). workers=K, plugin=PATH,\n"
-     "max_items=N and max_rss=SIZE are batchd's; the other pairs are\n"
-     "passed to the model",
+     "python=PATH, node=PATH, interpreter=PROGRAM, max_items=N and\n"
+     "max_rss=SIZE are batchd's; the other pairs are passed to the model",
      "the built-in models that need no file"},
     {"max-body-bytes", "BATCHD_MAX_BODY_BYTES", SET_BYTES, 1, 1024 * GIB, FIELD(max_body_bytes),
      "SIZE", "largest request body", "64M"},
@@ -315,6 +315,9 @@ static void model_free(struct config_model *m)
     free(m->values);
     free(m->name);
     free(m->plugin);
+    free(m->runtime);
+    free(m->module);
+    free(m->interpreter);
     memset(m, 0, sizeof *m);
 }
 
@@ -416,8 +419,11 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
             }
             *eq = '\0';
             const char *key = pair, *value = eq + 1;
+            bool coproc_key = strcmp(key, "python") == 0 || strcmp(key, "node") == 0;
             bool dup = (strcmp(key, "workers") == 0 && seen_workers) ||
                        (strcmp(key, "plugin") == 0 && m->plugin) ||
+                       (strcmp(key, "interpreter") == 0 && m->interpreter) ||
+                       (coproc_key && m->runtime && strcmp(m->runtime, key) == 0) ||
                        (strcmp(key, "max_items") == 0 && m->max_items_set) ||
                        (strcmp(key, "max_rss") == 0 && m->max_rss_set);
             for (size_t i = 0; i < m->n_params && !dup; i++)
@@ -446,6 +452,25 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
                     rc = out_of_memory(err, errlen);
                     goto out;
                 }
+            } else if (coproc_key) {
+                if (m->runtime) {
+                    rc = fail(err, errlen, -EINVAL,
+                              "%s %s: a model is in one language: %s= and %s= both given", src,
+                              m->name, m->runtime, key);
+                    goto out;
+                }
+                m->runtime = strdup(key);
+                m->module = strdup(value);
+                if (!m->runtime || !m->module) {
+                    rc = out_of_memory(err, errlen);
+                    goto out;
+                }
+            } else if (strcmp(key, "interpreter") == 0) {
+                m->interpreter = strdup(value);
+                if (!m->interpreter) {
+                    rc = out_of_memory(err, errlen);
+                    goto out;
+                }
             } else {
                 m->keys[m->n_params] = strdup(key);
                 m->values[m->n_params] = strdup(value);
@@ -459,11 +484,23 @@ static int parse_model_spec(struct config_model *m, const char *src, const char 
             }
         }
     }
-    if (!m->plugin && !model_builtin_find(m->name)) {
+    if (m->runtime && m->plugin) {
+        rc = fail(err, errlen, -EINVAL,
+                  "%s %s: plugin= is a C model, %s= a %s model: give one of them", src, m->name,
+                  m->runtime, m->runtime);
+        goto out;
+    }
+    if (m->interpreter && !m->runtime) {
+        rc = fail(err, errlen, -EINVAL,
+                  "%s %s: interpreter= goes with python=PATH or node=PATH", src, m->name);
+        goto out;
+    }
+    if (!m->plugin && !m->runtime && !model_builtin_find(m->name)) {
         char names[256];
         builtin_names(names, sizeof names, false);
         rc = fail(err, errlen, -EINVAL,
-                  "%s: no built-in model named '%s' (built-in: %s; a plugin needs plugin=PATH)",
+                  "%s: no built-in model named '%s' (built-in: %s; a plugin needs plugin=PATH, "
+                  "a Python model python=PATH)",
                   src, m->name, names);
         goto out;
     }
@@ -1215,6 +1252,10 @@ static void print_model(FILE *f, const struct config_model *m)
     fprintf(f, "%s:workers=%u", m->name, m->workers);
     if (m->plugin)
         fprintf(f, ",plugin=%s", m->plugin);
+    if (m->runtime)
+        fprintf(f, ",%s=%s", m->runtime, m->module);
+    if (m->interpreter)
+        fprintf(f, ",interpreter=%s", m->interpreter);
     if (m->max_items)
         fprintf(f, ",max_items=%llu", m->max_items);
     if (m->max_rss) {

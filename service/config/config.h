@@ -50,6 +50,10 @@ enum config_source {
 struct config_model {
     char *name;       /* the model's name (built-in, or the name given to a plugin) */
     char *plugin;     /* plugin=PATH, or NULL for a built-in */
+    char *runtime;    /* a coprocess model: "python" (python=PATH) or "node" (node=PATH);
+                         NULL for a C model (docs/coprocess.md) */
+    char *module;     /* the PATH of python=PATH / node=PATH */
+    char *interpreter; /* interpreter=PROGRAM, or NULL: the runtime's default on PATH */
     unsigned workers; /* workers=K, or the global --workers */
     /* Recycling limits (worker.h), 0 = none: max_items=N and max_rss=SIZE,
      * else the global --max-items-per-worker / --max-worker-rss (an

@@ -43,6 +43,9 @@
 #define WORKER_EXIT_INIT 3                /* init() failed (respawn with back-off) */
 #define WORKER_EXIT_RECYCLE 4             /* past its recycling limits (items, RSS): an
                                              orderly exit, replaced at once */
+#define WORKER_EXIT_COPROC 5              /* its model process (a coprocess: a Python
+                                             model's child) died or broke the protocol:
+                                             a crash, the task is reclaimed */
 
 /* ---- the shutdown timeline ------------------------------------------- */
 

@@ -381,7 +381,11 @@ void ejob_fail(struct engine *e, struct job *j, const char *why)
 void engine_describe_death(int status, unsigned attempt, unsigned max, char *buf, size_t len)
 {
     char how[64];
-    proc_describe_status(status, how, sizeof how);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_COPROC)
+        /* the model's own process (a Python model's child) died under it */
+        snprintf(how, sizeof how, "its model process (coprocess) died");
+    else
+        proc_describe_status(status, how, sizeof how);
     snprintf(buf, len, "worker died: %s on attempt %u/%u", how, attempt, max);
 }
 

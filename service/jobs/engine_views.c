@@ -58,11 +58,21 @@ json_t *engine_workers_json(struct engine *e)
         json_int_t rss = -1, pss = -1;
         if (pid > 0)
             proc_mem(pid, &rss, &pss);
+        /* A coprocess model's worker: its child of the model's host. */
+        json_t *coproc = json_null();
+        pid_t child = atomic_load_explicit(&sw->coproc_pid, memory_order_relaxed);
+        if (pid > 0 && child > 0) {
+            json_int_t crss = -1, cpss = -1;
+            proc_mem(child, &crss, &cpss);
+            json_decref(coproc);
+            coproc = json_pack("{s:i, s:o, s:o}", "pid", (int)child, "rss_bytes",
+                               crss >= 0 ? json_integer(crss) : json_null(), "pss_bytes",
+                               cpss >= 0 ? json_integer(cpss) : json_null());
+        }
         uint32_t rc_items = atomic_load_explicit(&sw->recycles_items, memory_order_relaxed);
         uint32_t rc_rss = atomic_load_explicit(&sw->recycles_rss, memory_order_relaxed);
         uint64_t gap = atomic_load_explicit(&sw->last_recycle_ns, memory_order_relaxed);
-        json_array_append_new(
-            arr,
+        json_t *row =
             json_pack("{s:i, s:o, s:s, s:s, s:i, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i}, s:o, s:o, "
                       "s:o, s:o, s:o}",
                       "id",
@@ -80,7 +90,9 @@ json_t *engine_workers_json(struct engine *e)
                       "started_at",
                       job_view_time(atomic_load(&sw->started_ns)), "rss_bytes",
                       rss >= 0 ? json_integer(rss) : json_null(), "pss_bytes",
-                      pss >= 0 ? json_integer(pss) : json_null()));
+                      pss >= 0 ? json_integer(pss) : json_null());
+        json_object_set_new(row, "coprocess", coproc);
+        json_array_append_new(arr, row);
     }
     return json_pack("{s:o}", "workers", arr);
 }
@@ -103,17 +115,35 @@ json_t *engine_models_json(struct engine *e)
                 init_sum += (double)ns / 1e9;
             }
         }
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*, s:o, s:o}", "name",
-                           sg->name, "description", sg->description, /* the supervisor's copy */
-                           "workers", (int)sg->n_workers, "ready_workers", (int)ready,
-                           "load_seconds", (double)sg->load_ns / 1e9, "init_seconds",
-                           inited ? json_real(init_sum / inited) : json_null(), "builtin",
-                           sg->plugin[0] == '\0', "plugin",
-                           sg->plugin[0] ? sg->plugin : NULL, "max_items_per_worker",
-                           sg->max_items ? json_integer((json_int_t)sg->max_items) : json_null(),
-                           "max_worker_rss_bytes",
-                           sg->max_rss ? json_integer((json_int_t)sg->max_rss) : json_null()));
+        json_t *row = json_pack(
+            "{s:s, s:s, s:i, s:i, s:f, s:o, s:b, s:s*, s:o, s:o}", "name", sg->name, "description",
+            sg->description, /* the supervisor's copy */
+            "workers", (int)sg->n_workers, "ready_workers", (int)ready, "load_seconds",
+            (double)sg->load_ns / 1e9, "init_seconds",
+            inited ? json_real(init_sum / inited) : json_null(), "builtin",
+            sg->plugin[0] == '\0' && sg->runtime[0] == '\0', "plugin",
+            sg->plugin[0] ? sg->plugin : NULL, "max_items_per_worker",
+            sg->max_items ? json_integer((json_int_t)sg->max_items) : json_null(),
+            "max_worker_rss_bytes",
+            sg->max_rss ? json_integer((json_int_t)sg->max_rss) : json_null());
+        /* A model in another language, and the process that hosts it. */
+        json_object_set_new(row, "runtime", json_string(sg->runtime[0] ? sg->runtime : "c"));
+        json_t *host = json_null();
+        if (sg->runtime[0]) {
+            pid_t hp = atomic_load_explicit(&sg->host_pid, memory_order_relaxed);
+            json_int_t hrss = -1, hpss = -1;
+            if (hp > 0)
+                proc_mem(hp, &hrss, &hpss);
+            json_decref(host);
+            host = json_pack("{s:s, s:o, s:i, s:i, s:o, s:o}", "module", sg->module, "pid",
+                             hp > 0 ? json_integer(hp) : json_null(), "loads",
+                             (int)atomic_load(&sg->host_loads), "restarts",
+                             (int)atomic_load(&sg->host_restarts), "rss_bytes",
+                             hrss >= 0 ? json_integer(hrss) : json_null(), "pss_bytes",
+                             hpss >= 0 ? json_integer(hpss) : json_null());
+        }
+        json_object_set_new(row, "host", host);
+        json_array_append_new(arr, row);
     }
     return json_pack("{s:o}", "models", arr);
 }

@@ -96,6 +96,12 @@ struct shm_group {
      * NUL-terminated, cut at a character boundary. */
     char description[SHM_DESC_LEN];    /* the model's description, "" if none */
     char plugin[SHM_PATH_LEN];         /* the plugin's path, "" for a built-in */
+    char runtime[16];                  /* a coprocess model's runtime ("python"), "" if C */
+    char module[SHM_PATH_LEN];         /* its module's path */
+    /* A coprocess model's host (service/supervisor/zygote.h), written by the supervisor. */
+    _Atomic int32_t host_pid;          /* 0 while it is down */
+    _Atomic uint32_t host_loads;       /* load() calls that succeeded */
+    _Atomic uint32_t host_restarts;    /* host starts after the first */
     /* Recycling limits of this group's workers (worker.h), 0 = none:
      * written by the supervisor before the first fork, read-only after. */
     uint64_t max_items;                /* items one worker process runs */
@@ -117,9 +123,12 @@ struct shm_worker {
     _Atomic uint32_t state;             /* enum shm_worker_state; the worker writes
                                            STARTING..STOPPING, the supervisor DEAD/FAILED */
     _Atomic uint64_t started_ns;        /* CLOCK_REALTIME of the fork (supervisor) */
+    _Atomic int32_t coproc_pid;         /* a coprocess model's child of this worker, 0 if
+                                           none (supervisor, before fork and at reap) */
     /* Planned replacements (WORKER_EXIT_RECYCLE), by the reason the worker
      * gave; apart from restarts, which count deaths (supervisor). */
     _Atomic uint32_t recycles_items, recycles_rss;
+    uint32_t pad1;
 
     /* The worker process writes, others read (relaxed: statistics). */
     _Atomic uint32_t inits;             /* init() calls in this process */

@@ -26,6 +26,8 @@
 #include "service/ring/ring.h"
 #include "service/ring/shm.h"
 #include "service/store/store.h"
+#include "service/supervisor/zygote.h"
+#include "workers/coproc/coproc_worker.h"
 #include "workers/worker/worker.h"
 
 /* The exit classes, struct sup_child and the back-off: respawn.h. */
@@ -35,7 +37,9 @@ struct sup {
     enum sup_state state;
     struct shm shm;
     struct objects objects; /* the object store, created before any fork */
-    const struct model_ops **ops; /* per group */
+    const struct model_ops **ops; /* per group (a coprocess model's is sup_coproc_ops) */
+    struct zygote *zygotes;       /* per group: a coprocess model's host (zygote.h) */
+    struct sup_child *hosts;      /* per group: the host's respawn policy */
     struct plugin **plugins;      /* per group: the loaded plugin, or NULL for a built-in */
     void **shared;                /* per group, from load() */
     uint64_t *load_ns;            /* per group: how long load() took */
@@ -48,6 +52,18 @@ struct sup {
     sigset_t orig_mask;
     int exit_code;
 };
+
+/* The table of a coprocess model in the supervisor: it has no hook here
+ * (load() runs in the host, the rest in the host's children), only what
+ * the supervisor reads. */
+static const struct model_ops sup_coproc_ops = {
+    .abi_version = MODEL_ABI_VERSION,
+    .name = "coprocess",
+    .description = "",
+};
+
+/* Waits this long for a host's FORKED answer (it only forks). */
+#define SUP_FORK_TIMEOUT_MS 10000
 
 static const char *const sup_state_names[] = { "starting", "running", "stopping", "stopped" };
 
@@ -113,6 +129,45 @@ static int sup_lock_data_dir(struct sup *s)
     return 0;
 }
 
+/* Starts the host of coprocess group g. At start-up (`wait`) it waits for
+ * load() and a failure is fatal; later the answer is polled by the main
+ * loop (sup_hosts_tick). Returns 0 or -1 (logged). */
+static int sup_start_host(struct sup *s, uint32_t g, bool wait)
+{
+    struct zygote *z = &s->zygotes[g];
+    const struct config_model *m = z->m;
+    char err[SHM_ERR_LEN];
+    int rc = zygote_start(z, s->objects.fd, s->objects.size, &s->orig_mask, err, sizeof err);
+    if (rc) {
+        log_error("model %s: cannot start its %s host: %s", m->name, m->runtime, err);
+        return -1;
+    }
+    s->hosts[g].pid = z->pid;
+    s->hosts[g].started_ms = sup_now_ms();
+    s->hosts[g].respawn_at_ms = 0;
+    log_info("model %s: %s host started, pid %d (%s)", m->name, m->runtime, (int)z->pid,
+             m->module);
+    if (!wait)
+        return 0;
+    /* Waited for in slices: a stop signal (blocked, see sup_run) ends a
+     * load that takes too long. */
+    while ((rc = zygote_wait_loaded(z, 200, err, sizeof err)) == -EAGAIN) {
+        sigset_t pending;
+        sigpending(&pending);
+        if (sigismember(&pending, SIGTERM) || sigismember(&pending, SIGINT)) {
+            log_error("model %s: stopped while its load() was running", m->name);
+            return -1;
+        }
+    }
+    if (rc) {
+        log_error("model %s: load failed: %s", m->name, err);
+        return -1;
+    }
+    log_info("model %s: %s host pid %d loaded %s in %.3f s", m->name, m->runtime, (int)z->pid,
+             m->module, (double)z->load_ns / 1e9);
+    return 0;
+}
+
 static int sup_load_models(struct sup *s)
 {
     const struct config *cfg = s->cfg;
@@ -121,11 +176,25 @@ static int sup_load_models(struct sup *s)
     s->shared = calloc(s->n_groups, sizeof *s->shared);
     s->load_ns = calloc(s->n_groups, sizeof *s->load_ns);
     s->plugins = calloc(s->n_groups, sizeof *s->plugins);
-    if (!s->ops || !s->shared || !s->load_ns || !s->plugins)
+    s->zygotes = calloc(s->n_groups, sizeof *s->zygotes);
+    s->hosts = calloc(s->n_groups, sizeof *s->hosts);
+    if (!s->ops || !s->shared || !s->load_ns || !s->plugins || !s->zygotes || !s->hosts)
         abort(); /* start-up may abort on out-of-memory (docs/architecture.md) */
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        s->zygotes[g].m = &cfg->models[g];
+        s->zygotes[g].ctl = -1;
+        coproc_reader_init(&s->zygotes[g].rd, -1, 0);
+    }
     for (uint32_t g = 0; g < s->n_groups; g++) {
         const struct config_model *m = &cfg->models[g];
         const struct model_ops *ops;
+        if (m->runtime) {
+            if (sup_start_host(s, g, true) != 0)
+                return -1;
+            s->ops[g] = &sup_coproc_ops;
+            s->load_ns[g] = s->zygotes[g].load_ns;
+            continue;
+        }
         if (m->plugin) {
             /* dlopen here, before the first fork: the workers inherit the
              * mapped object and never load anything themselves. */
@@ -208,6 +277,19 @@ static int sup_create_shm(struct sup *s)
         snprintf(gr->description, sizeof gr->description, "%.*s",
                  model_utf8_prefix(desc, sizeof gr->description - 1), desc);
         worker_utf8_repair(gr->description);
+        const struct config_model *m = &cfg->models[g];
+        if (m->runtime) {
+            const char *d = s->zygotes[g].description;
+            snprintf(gr->description, sizeof gr->description, "%.*s",
+                     model_utf8_prefix(d, sizeof gr->description - 1), d);
+            worker_utf8_repair(gr->description);
+            snprintf(gr->runtime, sizeof gr->runtime, "%s", m->runtime);
+            snprintf(gr->module, sizeof gr->module, "%.*s",
+                     model_utf8_prefix(m->module, sizeof gr->module - 1), m->module);
+            worker_utf8_repair(gr->module);
+            atomic_store_explicit(&gr->host_pid, s->zygotes[g].pid, memory_order_relaxed);
+            atomic_store_explicit(&gr->host_loads, 1, memory_order_relaxed);
+        }
         if (s->plugins[g]) {
             const char *path = plugin_path(s->plugins[g]);
             snprintf(gr->plugin, sizeof gr->plugin, "%.*s",
@@ -232,6 +314,10 @@ static void sup_child_setup(struct sup *s, const char *name)
     proc_child_setup(name, s->self);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
+    /* The hosts' control sockets are the supervisor's alone. */
+    for (uint32_t g = 0; s->zygotes && g < s->n_groups; g++)
+        if (s->zygotes[g].ctl >= 0)
+            close(s->zygotes[g].ctl);
 }
 
 /* Workers have no business with the listening socket either. worker_main
@@ -242,6 +328,12 @@ static void sup_worker_setup(struct sup *s)
         close(s->lock_fd);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+}
+
+/* The model's name as configured (a plugin may call itself otherwise). */
+static const char *sup_model_name(const struct sup *s, uint32_t g)
+{
+    return s->cfg->models[g].name;
 }
 
 static void sup_spawn_worker(struct sup *s, uint32_t w)
@@ -255,9 +347,33 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
     atomic_store_explicit(&sw->current_job, 0, memory_order_relaxed);
     atomic_store_explicit(&sw->task_started_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&sw->started_ns, shm_now_real_ns(), memory_order_relaxed);
+    /* A coprocess model's worker comes with its child of the host. */
+    int coproc_fd = -1;
+    if (s->cfg->models[g].runtime) {
+        struct zygote *z = &s->zygotes[g];
+        pid_t child;
+        char err[SHM_ERR_LEN];
+        if (z->state != ZYGOTE_READY) {
+            c->respawn_at_ms = sup_now_ms() + SUP_BACKOFF_MIN_MS; /* after the host */
+            return;
+        }
+        if (zygote_fork_child(z, w, SUP_FORK_TIMEOUT_MS, &coproc_fd, &child, err,
+                              sizeof err) != 0) {
+            log_error("worker %u (model %s): its host pid %d forks no child: %s; the host is "
+                      "restarted", w, sup_model_name(s, g), (int)z->pid, err);
+            kill(z->pid, SIGKILL); /* reaped and restarted like any host death */
+            c->respawn_at_ms = sup_now_ms() + SUP_BACKOFF_MIN_MS;
+            return;
+        }
+        atomic_store_explicit(&sw->coproc_pid, child, memory_order_relaxed);
+    }
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork of worker %u failed: %s; retrying", w, strerror(errno));
+        if (coproc_fd >= 0) {
+            close(coproc_fd); /* its child reads EOF and exits */
+            atomic_store_explicit(&sw->coproc_pid, 0, memory_order_relaxed);
+        }
         c->respawn_at_ms = sup_now_ms() + SUP_BACKOFF_MIN_MS;
         return;
     }
@@ -269,14 +385,23 @@ static void sup_spawn_worker(struct sup *s, uint32_t w)
         atomic_store_explicit(&sw->pid, getpid(), memory_order_release);
         sup_worker_setup(s);
         host_worker_setup(&s->objects, w);
+        if (coproc_fd >= 0)
+            coproc_worker_main(&s->shm, w, coproc_fd, s->self);
         worker_main(&s->shm, w, s->ops[g], s->shared[g], s->self);
     }
+    if (coproc_fd >= 0)
+        close(coproc_fd);
     /* sw->pid is the child's to write (above): one writer, so no store
      * here can land after the child's first task. */
     c->pid = pid;
     c->started_ms = sup_now_ms();
     c->respawn_at_ms = 0;
-    log_info("worker %u (model %s) started, pid %d", w, s->ops[g]->name, (int)pid);
+    if (coproc_fd >= 0)
+        log_info("worker %u (model %s) started, pid %d, its %s child pid %d", w,
+                 sup_model_name(s, g), (int)pid, s->cfg->models[g].runtime,
+                 (int)atomic_load_explicit(&sw->coproc_pid, memory_order_relaxed));
+    else
+        log_info("worker %u (model %s) started, pid %d", w, sup_model_name(s, g), (int)pid);
 }
 
 static void sup_spawn_api(struct sup *s)
@@ -310,6 +435,15 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     sup_describe(status, how, sizeof how);
     c->pid = 0;
     atomic_store_explicit(&sw->pid, 0, memory_order_relaxed);
+    /* Its coprocess child goes with it (it may be stuck in a call that
+     * never reads the closed socket: a deadline kill). */
+    pid_t child = atomic_exchange_explicit(&sw->coproc_pid, 0, memory_order_relaxed);
+    /* An orderly worker (stopped, or recycled after its task) said STOP:
+     * its child runs fini() and exits. */
+    bool orderly = WIFEXITED(status) &&
+                   (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == WORKER_EXIT_RECYCLE);
+    if (child > 0 && !orderly)
+        kill(child, SIGKILL);
     /* Hand its task back before a replacement can take the same worker id. */
     uint32_t n = ring_reclaim_worker(&s->shm, w, status);
     /* Objects it was making for a task that never completed: the task runs
@@ -327,7 +461,7 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     if (!recycled)
         atomic_store_explicit(&sw->recycle_at_ns, 0, memory_order_relaxed);
     if (s->state != SUP_RUNNING) {
-        log_info("worker %u (model %s) exited: %s", w, s->ops[g]->name, how);
+        log_info("worker %u (model %s) exited: %s", w, sup_model_name(s, g), how);
         return;
     }
     if (recycled) {
@@ -341,9 +475,9 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
         sup_count_failure(c, false, sup_now_ms());
         if (n)
             log_error("worker %u (model %s) pid %d left to be recycled holding %u task(s): "
-                      "handed back", w, s->ops[g]->name, (int)pid, n);
+                      "handed back", w, sup_model_name(s, g), (int)pid, n);
         log_info("worker %u (model %s) pid %d recycled (%s limit); replacing it", w,
-                 s->ops[g]->name, (int)pid,
+                 sup_model_name(s, g), (int)pid,
                  worker_recycle_reason_name((enum worker_recycle_reason)why));
         sup_spawn_worker(s, w);
         return;
@@ -363,18 +497,18 @@ static void sup_worker_exited(struct sup *s, uint32_t w, int status)
     uint64_t delay = early ? sup_backoff(c) : 0;
     if (fatal) {
         log_error("worker %u (model %s) exited fatally (%s): not respawned", w,
-                  s->ops[g]->name, how);
+                  sup_model_name(s, g), how);
         return;
     }
     atomic_fetch_add_explicit(&sw->restarts, 1, memory_order_relaxed);
     if (init_failed) {
         log_error("worker %u (model %s) pid %d: init failed: %s; retrying in %llu ms", w,
-                  s->ops[g]->name, (int)pid, sw->init_error, (unsigned long long)delay);
+                  sup_model_name(s, g), (int)pid, sw->init_error, (unsigned long long)delay);
         c->respawn_at_ms = sup_now_ms() + delay;
         return;
     }
     log_warn("worker %u (model %s) pid %d died: %s; %u task(s) handed back; respawn in %llu ms",
-             w, s->ops[g]->name, (int)pid, how, n, (unsigned long long)delay);
+             w, sup_model_name(s, g), (int)pid, how, n, (unsigned long long)delay);
     c->respawn_at_ms = sup_now_ms() + delay;
     if (delay == 0)
         sup_spawn_worker(s, w);
@@ -410,6 +544,83 @@ static void sup_api_exited(struct sup *s, int status)
         sup_spawn_api(s);
 }
 
+/* A coprocess model's host died: its children die with it (and their
+ * workers with them); it is started again, load() and all. */
+static void sup_host_exited(struct sup *s, uint32_t g, int status)
+{
+    struct zygote *z = &s->zygotes[g];
+    struct sup_child *c = &s->hosts[g];
+    char how[96];
+    sup_describe(status, how, sizeof how);
+    pid_t pid = c->pid;
+    bool was_ready = z->state == ZYGOTE_READY;
+    c->pid = 0;
+    z->pid = 0;
+    zygote_close(z);
+    struct shm_group *gr = shm_group(&s->shm, g);
+    atomic_store_explicit(&gr->host_pid, 0, memory_order_relaxed);
+    if (s->state != SUP_RUNNING) {
+        log_info("model %s: %s host pid %d exited: %s", sup_model_name(s, g),
+                 s->cfg->models[g].runtime, (int)pid, how);
+        return;
+    }
+    /* A host that dies before it has loaded is failing to start: back off. */
+    sup_count_failure(c, !was_ready, sup_now_ms());
+    uint64_t delay = !was_ready ? sup_backoff(c) : 0;
+    atomic_fetch_add_explicit(&gr->host_restarts, 1, memory_order_relaxed);
+    log_warn("model %s: %s host pid %d died: %s; starting it again in %llu ms (load() runs "
+             "again; its workers are replaced)", sup_model_name(s, g), s->cfg->models[g].runtime,
+             (int)pid, how, (unsigned long long)delay);
+    c->respawn_at_ms = sup_now_ms() + delay;
+}
+
+/* Starts the hosts that are due, and takes the answers of those loading;
+ * a host that has loaded gets its waiting workers at once. */
+static void sup_hosts_tick(struct sup *s)
+{
+    uint64_t now = sup_now_ms();
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        if (!s->cfg->models[g].runtime)
+            continue;
+        struct zygote *z = &s->zygotes[g];
+        struct sup_child *c = &s->hosts[g];
+        struct shm_group *gr = shm_group(&s->shm, g);
+        if (z->state == ZYGOTE_DOWN && !c->pid && c->respawn_at_ms && c->respawn_at_ms <= now) {
+            if (sup_start_host(s, g, false) != 0) {
+                c->failures++;
+                c->respawn_at_ms = now + sup_backoff(c);
+            }
+            continue;
+        }
+        if (z->state != ZYGOTE_LOADING)
+            continue;
+        char err[SHM_ERR_LEN];
+        int rc = zygote_wait_loaded(z, 0, err, sizeof err);
+        if (rc == -EAGAIN)
+            continue;
+        if (rc != 0) {
+            log_error("model %s: %s host pid %d: load failed: %s", sup_model_name(s, g),
+                      s->cfg->models[g].runtime, (int)z->pid, err);
+            snprintf(gr->load_error, sizeof gr->load_error, "load failed: %.200s", err);
+            zygote_close(z);
+            if (c->pid)
+                kill(c->pid, SIGKILL); /* reaped, then started again after a back-off */
+            continue;
+        }
+        atomic_store_explicit(&gr->host_pid, z->pid, memory_order_relaxed);
+        atomic_fetch_add_explicit(&gr->host_loads, 1, memory_order_relaxed);
+        gr->load_error[0] = '\0';
+        log_info("model %s: %s host pid %d loaded %s again in %.3f s", sup_model_name(s, g),
+                 s->cfg->models[g].runtime, (int)z->pid, s->cfg->models[g].module,
+                 (double)z->load_ns / 1e9);
+        for (uint32_t k = 0; k < gr->n_workers; k++) {
+            uint32_t w = gr->first_worker + k;
+            if (!s->workers[w].pid && s->workers[w].respawn_at_ms)
+                sup_spawn_worker(s, w);
+        }
+    }
+}
+
 /* Reaps every exited child (a loop: one SIGCHLD may stand for several). */
 static void sup_reap(struct sup *s)
 {
@@ -423,7 +634,13 @@ static void sup_reap(struct sup *s)
             continue;
         }
         bool found = false;
-        for (uint32_t w = 0; w < s->n_workers; w++) {
+        for (uint32_t g = 0; g < s->n_groups && !found; g++) {
+            if (s->hosts[g].pid == pid) {
+                sup_host_exited(s, g, status);
+                found = true;
+            }
+        }
+        for (uint32_t w = 0; w < s->n_workers && !found; w++) {
             if (s->workers[w].pid == pid) {
                 sup_worker_exited(s, w, status);
                 found = true;
@@ -456,6 +673,12 @@ static long sup_next_timeout(struct sup *s)
             next = s->workers[w].respawn_at_ms;
     if (!s->api.pid && s->api.respawn_at_ms && s->api.respawn_at_ms < next)
         next = s->api.respawn_at_ms;
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        if (s->zygotes[g].state == ZYGOTE_LOADING && now + 50 < next)
+            next = now + 50; /* a host's answer is polled, not waited for */
+        if (!s->hosts[g].pid && s->hosts[g].respawn_at_ms && s->hosts[g].respawn_at_ms < next)
+            next = s->hosts[g].respawn_at_ms;
+    }
     return next > now ? (long)(next - now) : 0;
 }
 
@@ -464,6 +687,8 @@ static unsigned sup_live_children(struct sup *s)
     unsigned n = s->api.pid ? 1 : 0;
     for (uint32_t w = 0; w < s->n_workers; w++)
         n += s->workers[w].pid ? 1 : 0;
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        n += s->hosts[g].pid ? 1 : 0;
     return n;
 }
 
@@ -474,6 +699,9 @@ static void sup_signal_children(struct sup *s, int sig)
     for (uint32_t w = 0; w < s->n_workers; w++)
         if (s->workers[w].pid)
             kill(s->workers[w].pid, sig);
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        if (s->hosts[g].pid)
+            kill(s->hosts[g].pid, sig);
 }
 
 /* Waits (reaping) until `done(s)` or the deadline; a second stop signal
@@ -495,6 +723,22 @@ static bool sup_wait_until(struct sup *s, const sigset_t *set, uint64_t deadline
 
 static bool sup_api_gone(struct sup *s) { return s->api.pid == 0; }
 static bool sup_all_gone(struct sup *s) { return sup_live_children(s) == 0; }
+
+static bool sup_workers_gone(struct sup *s)
+{
+    for (uint32_t w = 0; w < s->n_workers; w++)
+        if (s->workers[w].pid)
+            return false;
+    return s->api.pid == 0;
+}
+
+/* A host reads EOF on its control socket as "exit once your children
+ * have" (they exit when their workers close their sockets). */
+static void sup_close_hosts(struct sup *s)
+{
+    for (uint32_t g = 0; g < s->n_groups; g++)
+        zygote_close(&s->zygotes[g]);
+}
 
 /*
  * The shutdown sequence, within --grace from the stop signal (the timeline
@@ -524,6 +768,9 @@ static void sup_stop_children(struct sup *s, const sigset_t *set)
             kill(s->workers[w].pid, SIGTERM);
     if (s->api.pid)
         kill(s->api.pid, SIGTERM);
+    if (patient)
+        patient = sup_wait_until(s, set, end, sup_workers_gone);
+    sup_close_hosts(s);
     if (patient)
         sup_wait_until(s, set, end, sup_all_gone);
     if (sup_live_children(s) > 0) {
@@ -622,8 +869,10 @@ int sup_run(const struct config *cfg)
                 kill(s->api.pid, SIGHUP);
         }
         sup_reap(s);
-        if (s->state == SUP_RUNNING)
+        if (s->state == SUP_RUNNING) {
             sup_respawn_due(s);
+            sup_hosts_tick(s);
+        }
     }
     sup_set_state(s, SUP_STOPPING);
     sup_stop_children(s, &set);
@@ -631,6 +880,16 @@ int sup_run(const struct config *cfg)
     rc = s->exit_code;
 
 out:
+    /* Hosts of a start-up that failed half-way: stopped and reaped here. */
+    for (uint32_t g = 0; s->hosts && g < s->n_groups; g++) {
+        zygote_close(&s->zygotes[g]);
+        if (s->hosts[g].pid) {
+            kill(s->hosts[g].pid, SIGKILL);
+            waitpid(s->hosts[g].pid, NULL, 0);
+        }
+    }
+    free(s->zygotes);
+    free(s->hosts);
     for (uint32_t g = 0; s->ops && g < s->n_groups; g++)
         if (s->ops[g] && s->ops[g]->unload)
             s->ops[g]->unload(s->shared[g]);

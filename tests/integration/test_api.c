@@ -1361,7 +1361,7 @@ static void test_models(void)
     json_t *j = h_json(&r);
     static const char *const top[] = {"models", NULL};
     static const char *const keys[] = {"name", "description", "workers", "ready_workers",
-                                       "load_seconds", "init_seconds", "builtin",
+                                       "load_seconds", "init_seconds", "builtin", "runtime", "host",
                                        "max_items_per_worker", "max_worker_rss_bytes", NULL};
     CHECK(h_json_keys_exactly(j, top));
     json_t *models = h_jget(j, "models");
@@ -1384,6 +1384,8 @@ static void test_models(void)
         json_t *is = h_jget(m, "init_seconds");
         CHECK(json_is_null(is) || (json_is_number(is) && json_number_value(is) >= 0));
         CHECK(json_is_true(h_jget(m, "builtin")));
+        CHECK_STR(h_jstr(m, "runtime"), "c"); /* no coprocess host */
+        CHECK(json_is_null(h_jget(m, "host")));
         /* no recycling limit configured here */
         CHECK(json_is_null(h_jget(m, "max_items_per_worker")));
         CHECK(json_is_null(h_jget(m, "max_worker_rss_bytes")));
@@ -1406,7 +1408,7 @@ static void test_workers(void)
                                        "items_done", "items_failed", "restarts", "recycles",
                                        "recycles_by_reason", "last_recycle_seconds",
                                        "current_job", "started_at", "rss_bytes", "pss_bytes",
-                                       NULL};
+                                       "coprocess", NULL};
     static const char *const states[] = {"starting", "idle", "busy", "stopping", "dead", "failed"};
     CHECK(h_json_keys_exactly(j, top));
     json_t *workers = h_jget(j, "workers");
@@ -1418,6 +1420,7 @@ static void test_workers(void)
     json_t *w;
     json_array_foreach(workers, i, w) {
         CHECK(h_json_keys_exactly(w, keys));
+        CHECK(json_is_null(h_jget(w, "coprocess"))); /* C models only here */
         long long id = -1, pid = -1, v = -1;
         CHECK(h_jint(w, "id", &id) && id >= 0);
         for (size_t k = 0; k < i; k++) {

@@ -151,11 +151,11 @@ static void test_models(void)
     CHECK_INT(json_array_size(ms), 2);
     static const char *const plugin_keys[] = {"name", "description", "workers",
                                               "ready_workers", "load_seconds", "init_seconds",
-                                              "builtin", "plugin", "max_items_per_worker",
-                                              "max_worker_rss_bytes", NULL};
+                                              "builtin", "plugin", "runtime", "host",
+                                              "max_items_per_worker", "max_worker_rss_bytes", NULL};
     static const char *const builtin_keys[] = {"name", "description", "workers",
                                                "ready_workers", "load_seconds", "init_seconds",
-                                               "builtin", "max_items_per_worker",
+                                               "builtin", "runtime", "host", "max_items_per_worker",
                                                "max_worker_rss_bytes", NULL};
     bool seen_stats = false, seen_square = false;
     size_t i;

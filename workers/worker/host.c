@@ -186,3 +186,15 @@ uint32_t host_task_commit(void)
     host.n = host.item_start = 0;
     return n;
 }
+
+int host_object_offset(const struct model_object *obj, uint64_t *off)
+{
+    if (!host.objects || !host.objects->base)
+        return -ENOTSUP;
+    const uint8_t *base = host.objects->base, *p = obj->data;
+    if (p < base || (size_t)(p - base) > host.objects->size ||
+        obj->bytes > host.objects->size - (size_t)(p - base))
+        return -ERANGE;
+    *off = (uint64_t)(p - base);
+    return 0;
+}

@@ -66,4 +66,10 @@ void host_item_end(bool ok);
  * Returns how many were committed. */
 uint32_t host_task_commit(void);
 
+/* Where a resolved object's bytes start in the object store's memfd (a
+ * coprocess maps that file read-only and reads the object in place at
+ * this offset). Returns 0, -ENOTSUP if this process has no store, -ERANGE
+ * if obj->data is not inside it. */
+int host_object_offset(const struct model_object *obj, uint64_t *off);
+
 #endif

@@ -156,11 +156,16 @@ const char *worker_recycle_reason_name(enum worker_recycle_reason r)
     return "none";
 }
 
-uint64_t worker_rss_bytes(void)
+uint64_t worker_rss_bytes(void) { return worker_rss_bytes_of(0); }
+
+uint64_t worker_rss_bytes_of(pid_t pid)
 {
     /* statm, not status or smaps_rollup: two numbers, no text to scan,
      * and the kernel computes it without walking the page tables. */
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    char path[48] = "/proc/self/statm";
+    if (pid > 0)
+        snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     char buf[128];
@@ -176,9 +181,29 @@ uint64_t worker_rss_bytes(void)
     return (uint64_t)resident * (uint64_t)(page > 0 ? page : 4096);
 }
 
+void worker_recycle_leave(struct shm_worker *me, enum worker_recycle_reason r, uint64_t t0)
+{
+    /* Read by the supervisor when it reaps WORKER_EXIT_RECYCLE, and by the
+     * replacement once it is ready: relaxed is enough, this process's exit
+     * and the supervisor's waitpid() order them. */
+    atomic_store_explicit(&me->recycle_reason, (uint32_t)r, memory_order_relaxed);
+    atomic_store_explicit(&me->recycle_at_ns, t0, memory_order_relaxed);
+}
+
+void worker_recycle_ready(struct shm_worker *me, uint32_t w, const char *model)
+{
+    uint64_t recycled_at = atomic_exchange_explicit(&me->recycle_at_ns, 0, memory_order_relaxed);
+    if (!recycled_at)
+        return;
+    uint64_t gap = shm_now_mono_ns() - recycled_at;
+    atomic_store_explicit(&me->last_recycle_ns, gap ? gap : 1, memory_order_relaxed);
+    log_debug("worker %u (model %s): replacement ready %.3f ms after the recycle", w, model,
+              (double)gap / 1e6);
+}
+
 /* Puts an item's error message, repaired to UTF-8 text (models write at
  * most 511 bytes into their err buffer; a longer message is cut here). */
-static int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
+int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
 {
     char text[512];
     snprintf(text, sizeof text, "%s", msg);
@@ -187,7 +212,7 @@ static int worker_put_error(struct shm *shm, uint32_t idx, const char *msg)
 }
 
 /* The bookkeeping around every task: the worker's visible state. */
-static void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
+void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
 {
     struct shm_worker *me = shm_worker(shm, w);
     atomic_store_explicit(&me->current_job, job_key, memory_order_relaxed);
@@ -195,7 +220,7 @@ static void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key)
     atomic_store_explicit(&me->state, WORKER_BUSY, memory_order_relaxed);
 }
 
-static void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
+void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
 {
     struct shm_worker *me = shm_worker(shm, w);
     atomic_store_explicit(&me->current_job, 0, memory_order_relaxed);
@@ -417,8 +442,9 @@ static void worker_reduce(struct shm *shm, uint32_t w, uint32_t idx, const struc
     worker_task_done(shm, w, idx);
 }
 
-void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const void *shared,
-                 pid_t supervisor)
+bool worker_stop_requested(void) { return worker_stop != 0; }
+
+void worker_setup_process(uint32_t w, pid_t supervisor)
 {
     log_set_proc("worker");
     proc_child_setup("batchd-worker", supervisor); /* die with the supervisor */
@@ -443,7 +469,12 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     sched_setscheduler(0, SCHED_BATCH, &sp);
     if (setpriority(PRIO_PROCESS, 0, WORKER_NICE) != 0)
         log_debug("worker %u: cannot lower its priority: %s", w, strerror(errno));
+}
 
+void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const void *shared,
+                 pid_t supervisor)
+{
+    worker_setup_process(w, supervisor);
     struct shm_worker *me = shm_worker(shm, w);
     uint32_t g = me->group;
     if (ops->real_digits >= 1 && ops->real_digits <= 17)
@@ -467,13 +498,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     /* The replacement of a recycled process: how long the slot was out of
      * service, from the old process's decision to now (its fini and exit,
      * the supervisor's reap and fork, this init). */
-    uint64_t recycled_at = atomic_exchange_explicit(&me->recycle_at_ns, 0, memory_order_relaxed);
-    if (recycled_at) {
-        uint64_t gap = shm_now_mono_ns() - recycled_at;
-        atomic_store_explicit(&me->last_recycle_ns, gap ? gap : 1, memory_order_relaxed);
-        log_debug("worker %u (model %s): replacement ready %.3f ms after the recycle", w,
-                  ops->name, (double)gap / 1e6);
-    }
+    worker_recycle_ready(me, w, ops->name);
     const struct shm_group *gr = shm_group(shm, g);
     const uint64_t max_items = gr->max_items, max_rss = gr->max_rss;
     if (max_rss) {
@@ -569,13 +594,8 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     if (ops->fini)
         ops->fini(state);
     free(buf.p);
-    if (recycle != WORKER_RECYCLE_NONE) {
-        /* Read by the supervisor when it reaps WORKER_EXIT_RECYCLE, and by
-         * the replacement once it is ready: relaxed is enough, this
-         * process's exit and the supervisor's waitpid() order them. */
-        atomic_store_explicit(&me->recycle_reason, (uint32_t)recycle, memory_order_relaxed);
-        atomic_store_explicit(&me->recycle_at_ns, recycle_t0, memory_order_relaxed);
-    }
+    if (recycle != WORKER_RECYCLE_NONE)
+        worker_recycle_leave(me, recycle, recycle_t0);
     san_leak_check(); /* _exit skips LSan's own check */
     _exit(recycle != WORKER_RECYCLE_NONE ? WORKER_EXIT_RECYCLE : 0);
 }

@@ -18,6 +18,7 @@
  *   WORKER_EXIT_INIT       init() failed (respawn with back-off)
  *   WORKER_EXIT_RECYCLE    past its group's max_items or max_rss after a
  *                          task (replace at once; counted as a recycle)
+ *   WORKER_EXIT_COPROC     a coprocess model's child died (coproc_worker.h)
  * Anything else (a signal, another code) is a crash: its task is reclaimed.
  *
  * Recycling (Celery's max_tasks_per_child and max_memory_per_child): a
@@ -35,6 +36,7 @@
 #ifndef BATCHD_WORKER_H
 #define BATCHD_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -76,6 +78,21 @@ const char *worker_recycle_reason_name(enum worker_recycle_reason r);
  */
 uint64_t worker_rss_bytes(void);
 
+/* The same for process pid (a coprocess worker's child, whose memory is
+ * the model's); 0 when it cannot be read (the process is gone). */
+uint64_t worker_rss_bytes_of(pid_t pid);
+
+/*
+ * The recycle bookkeeping in worker slot me, shared by both worker loops
+ * (worker_main, coproc_worker_main). worker_recycle_leave: the process
+ * that leaves records why (r) and when it decided (t0, CLOCK_MONOTONIC),
+ * just before it exits WORKER_EXIT_RECYCLE. worker_recycle_ready: its
+ * replacement, once ready, records how long the slot was out of service
+ * (shm_worker.last_recycle_ns); a no-op for a worker that replaces none.
+ */
+void worker_recycle_leave(struct shm_worker *me, enum worker_recycle_reason r, uint64_t t0);
+void worker_recycle_ready(struct shm_worker *me, uint32_t w, const char *model);
+
 /*
  * Makes the NUL-terminated s well-formed UTF-8 in place: each byte that
  * does not begin a well-formed sequence (RFC 3629: no overlong forms, no
@@ -99,6 +116,24 @@ size_t worker_utf8_repair(char *s);
  */
 int worker_run_item(const struct model_ops *ops, void *state, void **acc, const json_t *item,
                     json_t **out, char *err, size_t errlen);
+
+/* Puts an item's error message into slot idx, repaired to UTF-8 text and
+ * cut at 511 bytes. Returns ring_put_output's result. */
+int worker_put_error(struct shm *shm, uint32_t idx, const char *msg);
+
+/* The process set-up every worker makes right after fork: its name, death
+ * with the supervisor (exits WORKER_EXIT_FATAL if it is already gone),
+ * signals (SIGTERM sets the stop flag), SCHED_BATCH and WORKER_NICE. */
+void worker_setup_process(uint32_t w, pid_t supervisor);
+
+/* The bookkeeping around every task: worker_task_begin() marks worker w
+ * BUSY on job_key; worker_task_done() marks it IDLE, counts the task,
+ * commits the objects its items made (host.h) and completes slot idx. */
+void worker_task_begin(struct shm *shm, uint32_t w, uint64_t job_key);
+void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx);
+
+/* True once SIGTERM asked this worker to stop. */
+bool worker_stop_requested(void);
 
 /* Runs worker slot w until told to stop; never returns. */
 __attribute__((noreturn)) void worker_main(struct shm *shm, uint32_t w,

@@ -829,11 +829,20 @@ static const struct error_case error_cases[] = {
     /* models */
 #define NO_MODEL(src, x) \
     src ": no built-in model named '" x "' (built-in: echo, square, sum_squares, exp_sinh, " \
-    "convolve2d, prefix_count, chaos, mlp; a plugin needs plugin=PATH)"
+    "convolve2d, prefix_count, chaos, mlp; a plugin needs plugin=PATH, a Python model python=PATH)"
     {{"--model", "nope", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "nope:a=1", NULL}, NULL, NULL, NO_MODEL("--model", "nope")},
     {{"--model", "Square", NULL}, NULL, NULL, NO_MODEL("--model", "Square")},
     {{NULL}, "BATCHD_MODELS", "echo nope", NO_MODEL("BATCHD_MODELS", "nope")},
+    /* coprocess models (docs/coprocess.md) */
+    {{"--model", "m:python=a.py,plugin=b.so", NULL}, NULL, NULL,
+     "--model m: plugin= is a C model, python= a python model: give one of them"},
+    {{"--model", "m:python=a.py,node=b.js", NULL}, NULL, NULL,
+     "--model m: a model is in one language: python= and node= both given"},
+    {{"--model", "m:python=a.py,python=b.py", NULL}, NULL, NULL,
+     "--model m: 'python' given twice"},
+    {{"--model", "nope:interpreter=python3", NULL}, NULL, NULL,
+     "--model nope: interpreter= goes with python=PATH or node=PATH"},
 #define BAD_NAME(src, x) \
     src ": expected NAME[:key=value,...] with a NAME of 1 to 64 letters, digits, '_', '-' or " \
     "'.', got '" x "'"
