@@ -16,7 +16,7 @@
  *     in the value; a value that is exactly the ETag matches it, and "*"
  *     matches any well-formed ETag;
  *   - X-Request-Id: exactly 1..128 characters of [A-Za-z0-9._-];
- *   - api_request_id_new(): 16 lowercase hex digits.
+ *   - api_request_id_new(): ID_LEN characters of lowercase base32.
  */
 #include <errno.h>
 #include <strings.h>
@@ -120,9 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_ASSERT(!api_etag_matches(NULL, etag) && !api_accept_wants_ndjson(NULL), "NULL values");
 
-    char id[17];
+    char id[ID_LEN + 1];
     api_request_id_new(id);
-    FUZZ_ASSERT(strlen(id) == 16 && strspn(id, "0123456789abcdef") == 16, "new id %s", id);
+    FUZZ_ASSERT(strlen(id) == ID_LEN && strspn(id, "abcdefghijklmnopqrstuvwxyz234567") == ID_LEN,
+                "new id %s", id);
     FUZZ_ASSERT(api_request_id_valid(id), "a generated id is not valid");
     free(v);
     return 0;
