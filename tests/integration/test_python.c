@@ -26,7 +26,8 @@
  * host's death: it is started again (load() runs again) and jobs run.
  * Then start-up failures, exit status 2 naming the reason: a load() that
  * starts a thread (the thread count), a syntax error (file and line), a
- * module without run().
+ * module without run(), a stateful module without reduce() (the
+ * stateful hooks themselves: test_python_stateful.c).
  */
 #include "harness.h"
 
@@ -127,6 +128,9 @@ static const char thread_py[] =
 static const char syntax_py[] = "def run(state, item):\n    return item +\n";
 
 static const char norun_py[] = "def load(params):\n    return 1\n";
+
+static const char noreduce_py[] = "def acc_run(state, acc, item):\n    return acc, item\n"
+                                  "def acc_export(state, acc):\n    return acc\n";
 
 static void write_file(const char *name, const char *text)
 {
@@ -699,6 +703,12 @@ static void test_module_without_run(void)
     run_bad_start("norun.py", "defines neither run(state, item) nor run_batch(state, items)");
 }
 
+static void test_stateful_without_reduce(void)
+{
+    run_bad_start("noreduce.py", "defines acc_run but not reduce: a stateful model needs "
+                                 "acc_run, acc_export and reduce");
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void start(void)
@@ -768,6 +778,7 @@ int main(void)
         {"a load() that starts a thread exits 2", test_thread_in_load_is_refused},
         {"a syntax error exits 2 naming file and line", test_syntax_error_names_file_and_line},
         {"a module without run() exits 2", test_module_without_run},
+        {"a stateful module without reduce() exits 2", test_stateful_without_reduce},
     };
     if (h_init() != 0) {
         h_fail_test("harness", "cannot initialise");
@@ -786,6 +797,7 @@ int main(void)
     write_file("thread.py", thread_py);
     write_file("syntax.py", syntax_py);
     write_file("norun.py", norun_py);
+    write_file("noreduce.py", noreduce_py);
     h_run_one("start batchd with Python models and the built-in mlp", start);
     if (svc_up) {
         h_run_tests(tests, sizeof tests / sizeof tests[0]);
