@@ -642,8 +642,37 @@ static void test_numpy_mlp_matches_the_c_mlp(void)
     h_buf_printf(&in, "[%s,[%s,%s],{\"$object\":\"%s\"},[1,2]]", img.p, img.p, img.p, id);
     json_t *c = run_job("mlp", in.p, NULL, 4);
     json_t *py = run_job("pymlp", in.p, NULL, 4);
+    /* the class form: the same items wrapped, an int per image */
+    struct h_buf cls = {0};
+    h_buf_printf(&cls,
+                 "[{\"images\":%s,\"output\":\"class\"},{\"images\":[%s,%s],\"output\":"
+                 "\"class\"},{\"images\":{\"$object\":\"%s\"},\"output\":\"class\"},"
+                 "{\"images\":%s,\"output\":\"probabilities\"}]",
+                 img.p, img.p, img.p, id, img.p);
+    json_t *pyc = run_job("pymlp", cls.p, NULL, 4);
+    h_buf_free(&cls);
     h_buf_free(&img);
     h_buf_free(&in);
+    if (CHECK(c != NULL) && CHECK(pyc != NULL)) {
+        long long want = -1, got = -2;
+        h_jint(json_array_get(c, 0), "output/class", &want);
+        CHECKF(h_jint(json_array_get(pyc, 0), "output", &got) && got == want,
+               "class form: %lld, C model's class %lld", got, want);
+        for (size_t i = 1; i < 3; i++) {
+            json_t *cs = h_jget(json_array_get(c, i), "output");
+            json_t *ps = h_jget(json_array_get(pyc, i), "output");
+            CHECKF(json_array_size(ps) == 2 && json_array_size(cs) == 2, "item %zu", i);
+            for (size_t k = 0; k < json_array_size(ps) && k < json_array_size(cs); k++)
+                CHECKF(json_is_integer(json_array_get(ps, k)) &&
+                           json_integer_value(json_array_get(ps, k)) ==
+                               json_integer_value(json_object_get(json_array_get(cs, k), "class")),
+                       "item %zu image %zu", i, k);
+        }
+        const char *e = result_error(pyc, 3);
+        CHECKF(e && strstr(e, "\"output\": \"full\" or \"class\""), "error: %s",
+               e ? e : "(none)");
+    }
+    json_decref(pyc);
     if (CHECK(c != NULL) && CHECK(py != NULL)) {
         for (size_t i = 0; i < 3; i++) {
             if (CHECKF(same_mlp_output(h_jget(json_array_get(c, i), "output"),
