@@ -298,7 +298,7 @@ static int sup_create_shm(struct sup *s)
         }
         /* The engine drives a stateful model's jobs differently (exports,
          * replays, the reduce): tell it which groups those are. */
-        if (s->ops[g]->acc_run)
+        if (s->ops[g]->acc_run || (m->runtime && s->zygotes[g].stateful))
             gr->flags |= SHM_GROUP_STATEFUL;
         /* Resolved by config: the model's own max_items= / max_rss=, else
          * the global --max-items-per-worker / --max-worker-rss. */

@@ -221,6 +221,9 @@ int zygote_wait_loaded(struct zygote *z, int timeout_ms, char *err, size_t errle
     z->accept[0] = '\0';
     if (acc && strlen(acc) < sizeof z->accept && acc[0] == '/')
         snprintf(z->accept, sizeof z->accept, "%s", acc);
+    /* a stateful module (acc_run, acc_export, reduce): the engine drives
+     * its jobs with exports and a reduce (docs/coprocess.md) */
+    z->stateful = json_is_true(json_object_get(info, "stateful"));
     json_decref(info);
     z->load_ns = shm_now_mono_ns() - z->started_ns;
     z->state = ZYGOTE_READY;

@@ -26,6 +26,7 @@
 #define BATCHD_ZYGOTE_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -48,6 +49,7 @@ struct zygote {
     uint64_t started_ns;          /* monotonic: when the current process started */
     uint64_t load_ns;             /* how long its load() took */
     char description[256];        /* from LOADED: the module's docstring's first line */
+    bool stateful;                /* from LOADED: the module keeps per-job state */
     char accept[108];             /* from LOADED: a host that cannot receive fds listens
                                      here; "" = FORK passes the fd (docs/coprocess.md) */
 };

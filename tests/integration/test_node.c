@@ -3,7 +3,8 @@
  * batchd_host.js), written from docs/coprocess.md: the protocol is not
  * Python-shaped. One batchd runs --model js:node=MODULE.js,workers=2 and a
  * job gets its outputs, an exception as the item's error (type and
- * message), and an object's values; GET /v1/models shows runtime "node".
+ * message), and an object's values; GET /v1/models shows runtime "node";
+ * a stateful module (acc_run, acc_export, reduce) gives its reduced result.
  * Node.js is installed through scripts/deps.sh node when it is missing.
  */
 #include "harness.h"
@@ -57,6 +58,41 @@ static void test_job(void)
     json_decref(res);
 }
 
+/* A stateful Node.js module: each worker sums its items; reduce adds the
+ * partials. 1..100 over 2 workers in chunks of 5: the result is 5050
+ * whichever worker ran what. */
+static const char acc_js[] =
+    "exports.acc_run = (state, acc, item) => [(acc || 0) + item, item];\n"
+    "exports.acc_export = (state, acc) => acc;\n"
+    "exports.reduce = (shared, partials) => ({ sum: partials.reduce((s, x) => s + x, 0),\n"
+    "                                          partials: partials.length });\n";
+
+static void test_stateful(void)
+{
+    struct h_buf b = {0};
+    char id[32];
+    h_buf_printf(&b, "{\"model\":\"jsacc\",\"inputs\":[");
+    for (int i = 1; i <= 100; i++)
+        h_buf_printf(&b, "%s%d", i > 1 ? "," : "", i);
+    h_buf_printf(&b, "],\"options\":{\"chunk_size\":5}}");
+    bool ok = h_submit(&svc, "/v1/jobs", "application/json", b.p, b.len, id, 10);
+    h_buf_free(&b);
+    if (!ok)
+        return;
+    json_t *job = h_wait_job(&svc, id, 30);
+    CHECK_STR(h_jstr(job, "status"), "succeeded");
+    json_decref(job);
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs/%s/result", id);
+    struct h_resp r;
+    long long sum = 0, parts = 0;
+    if (CHECK(h_get(&svc, path, &r) == 0) && CHECK_INT(r.status, 200)) {
+        CHECK(h_jint(h_json(&r), "sum", &sum) && sum == 5050);
+        CHECK(h_jint(h_json(&r), "partials", &parts) && parts >= 1 && parts <= 2);
+    }
+    h_resp_free(&r);
+}
+
 static void test_models(void)
 {
     struct h_resp r;
@@ -73,7 +109,9 @@ static void start(void)
 {
     static char spec[PATH_MAX * 2];
     snprintf(spec, sizeof spec, "js:node=%s/model.js,workers=2,k=5", dir);
-    const char *const args[] = {"--model", spec, NULL};
+    static char spec_acc[PATH_MAX * 2];
+    snprintf(spec_acc, sizeof spec_acc, "jsacc:node=%s/acc.js,workers=2", dir);
+    const char *const args[] = {"--model", spec, "--model", spec_acc, NULL};
     struct h_service_opts o = {.args = args, .ready_timeout_s = 60};
     svc_up = h_service_start(&svc, &o) == 0;
 }
@@ -85,6 +123,7 @@ int main(void)
     static const struct h_test tests[] = {
         {"a job through the Node.js host: outputs, an exception, an object", test_job},
         {"GET /v1/models: runtime node, its host", test_models},
+        {"a stateful Node.js model: acc_run, acc_export, reduce", test_stateful},
     };
     if (h_init() != 0) {
         h_fail_test("harness", "cannot initialise");
@@ -100,6 +139,12 @@ int main(void)
     FILE *f = fopen(path, "w");
     if (f) {
         fputs(model_js, f);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/acc.js", dir);
+    f = fopen(path, "w");
+    if (f) {
+        fputs(acc_js, f);
         fclose(f);
     }
     h_run_one("start batchd with a Node.js model", start);

@@ -11,10 +11,13 @@
  *   pymlp  examples/python/mlp.py, next to the built-in C mlp on the same
  *          weights (build/mkmlp writes them): the outputs must agree;
  *   pyr    run() per item, workers=2, max_items=20: recycled workers;
+ *   pyleak run() per item, workers=1, max_rss=96M, 8 MiB leaked per item:
+ *          workers recycled for their child's resident set;
  * and checks: results; load() ran once and init() once per worker;
  * /v1/models and /v1/workers show the host and each worker's child; a
  * recycled worker's replacement gets a new child of the same host (load()
- * still once, one result per item); an exception is the item's error
+ * still once, one result per item), for max_items and for max_rss, counted
+ * by reason and apart from crashes; an exception is the item's error
  * (type and message); an item that kills
  * its Python process ends as an error after --max-attempts and the rest
  * of the job succeeds; a hung item is killed by item_timeout_s; an object
@@ -23,7 +26,8 @@
  * host's death: it is started again (load() runs again) and jobs run.
  * Then start-up failures, exit status 2 naming the reason: a load() that
  * starts a thread (the thread count), a syntax error (file and line), a
- * module without run().
+ * module without run(), a stateful module without reduce() (the
+ * stateful hooks themselves: test_python_stateful.c).
  */
 #include "harness.h"
 
@@ -90,6 +94,26 @@ static const char recycle_py[] =
     "def fini(state):\n"
     "    note(state['count'], 'fini')\n";
 
+/* For recycling by RSS: each item leaks 8 MiB (written, so resident) in
+ * the child; no numpy of its own. */
+static const char leak_py[] =
+    "import os\n"
+    "HELD = []\n"
+    "def note(count, word):\n"
+    "    with open(count, 'a') as f:\n"
+    "        f.write('%s %d\\n' % (word, os.getpid()))\n"
+    "def load(params):\n"
+    "    note(params['count'], 'load')\n"
+    "    return params['count']\n"
+    "def init(count):\n"
+    "    note(count, 'init')\n"
+    "    return {'count': count, 'pid': os.getpid()}\n"
+    "def run(state, item):\n"
+    "    HELD.append(b'x' * (8 << 20))\n"
+    "    return {'y': item + 1, 'pid': state['pid'], 'held': len(HELD)}\n"
+    "def fini(state):\n"
+    "    note(state['count'], 'fini')\n";
+
 static const char batch_py[] =
     "def run_batch(state, items):\n"
     "    return [ValueError('no odd numbers') if x % 2 else x // 2 for x in items]\n";
@@ -104,6 +128,9 @@ static const char thread_py[] =
 static const char syntax_py[] = "def run(state, item):\n    return item +\n";
 
 static const char norun_py[] = "def load(params):\n    return 1\n";
+
+static const char noreduce_py[] = "def acc_run(state, acc, item):\n    return acc, item\n"
+                                  "def acc_export(state, acc):\n    return acc\n";
 
 static void write_file(const char *name, const char *text)
 {
@@ -353,37 +380,71 @@ static long long host_field(const char *field) { return model_host_field("py", f
 
 /* ------------------------------------------------------------- recycling */
 
-/* Recycles of model pyr's workers (GET /v1/workers): the total, and
- * those for the item limit; -1 if the list cannot be read. */
-static long long pyr_recycles(long long *by_items)
+/* Recycles of a model's workers (GET /v1/workers), summed over its
+ * worker slots: the total, those for the item limit, those for the RSS
+ * limit, and the crashes (restarts); -1 if the list cannot be read. */
+struct recycles {
+    long long total, by_items, by_rss, restarts;
+};
+
+static struct recycles model_recycles(const char *model)
 {
     struct h_resp r;
-    long long total = -1;
-    *by_items = -1;
+    struct recycles c = {-1, -1, -1, -1};
     if (h_get(&svc, "/v1/workers", &r) == 0 && r.status == 200) {
-        total = 0;
-        *by_items = 0;
+        c = (struct recycles){0, 0, 0, 0};
         size_t i;
         json_t *w;
         json_array_foreach(h_jget(h_json(&r), "workers"), i, w) {
-            long long n = 0, items = 0;
-            if (!h_jstr(w, "model") || strcmp(h_jstr(w, "model"), "pyr") != 0)
+            long long n = 0, items = 0, rss = 0, restarts = 0;
+            if (!h_jstr(w, "model") || strcmp(h_jstr(w, "model"), model) != 0)
                 continue;
             if (h_jint(w, "recycles", &n))
-                total += n;
+                c.total += n;
             if (h_jint(w, "recycles_by_reason/items", &items))
-                *by_items += items;
+                c.by_items += items;
+            if (h_jint(w, "recycles_by_reason/rss", &rss))
+                c.by_rss += rss;
+            if (h_jint(w, "restarts", &restarts))
+                c.restarts += restarts;
         }
     }
     h_resp_free(&r);
-    return total;
+    return c;
 }
 
-/* pyr has max_items=20 and 2 workers; 200 items in tasks of 10: each
- * worker process runs two tasks and leaves in order (its child runs
- * fini()), ten in all; each
- * replacement gets a new child forked from the same host, so the
- * module's load() ran once and every item has its one result. */
+/* Which child (output/pid) ran each of the n results: pids[] and runs[]
+ * (items per child), *n_pids of them. Checks that output/y is f(i). */
+static void children_of(const json_t *res, int n, long long (*f)(int), long long *pids, int *runs,
+                        int *n_pids)
+{
+    *n_pids = 0;
+    for (int i = 0; i < n; i++) {
+        long long y = -1, pid = 0;
+        json_t *it = json_array_get(res, (size_t)i);
+        CHECKF(h_jint(it, "output/y", &y) && y == f(i), "item %d: y=%lld", i, y);
+        if (!h_jint(it, "output/pid", &pid))
+            continue;
+        int k = 0;
+        while (k < *n_pids && pids[k] != pid)
+            k++;
+        if (k == *n_pids) {
+            pids[k] = pid;
+            runs[(*n_pids)++] = 0;
+        }
+        runs[k]++;
+    }
+}
+
+static long long square_of(int i) { return (long long)i * i; }
+static long long plus_one(int i) { return (long long)i + 1; }
+
+/* pyr has max_items=20 and 2 workers; 200 items in tasks of 10: a worker
+ * process leaves in order (its child runs fini()) after its second task,
+ * and each replacement gets a new child forked from the same host, so the
+ * module's load() ran once and every item has its one result. How the 20
+ * tasks split between the two slots is the scheduler's: a slot that ran
+ * an odd number of tasks ends with a child of 10 items, not recycled. */
 static void test_recycling_keeps_the_loaded_model(void)
 {
     enum { N = 200, MAX_ITEMS = 20 };
@@ -397,49 +458,99 @@ static void test_recycling_keeps_the_loaded_model(void)
     if (!CHECK(res != NULL))
         return;
     CHECK_INT(json_array_size(res), N);
-    /* Which child ran each item: no child runs more than max_items. */
     long long pids[N];
     int runs[N], n_pids = 0;
-    for (int i = 0; i < N; i++) {
-        long long y = -1, pid = 0;
-        json_t *it = json_array_get(res, (size_t)i);
-        CHECKF(h_jint(it, "output/y", &y) && y == (long long)i * i, "item %d: y=%lld", i, y);
-        if (!h_jint(it, "output/pid", &pid))
-            continue;
-        int k = 0;
-        while (k < n_pids && pids[k] != pid)
-            k++;
-        if (k == n_pids) {
-            pids[n_pids] = pid;
-            runs[n_pids++] = 0;
-        }
-        runs[k]++;
-    }
+    children_of(res, N, square_of, pids, runs, &n_pids);
     json_decref(res);
-    for (int k = 0; k < n_pids; k++)
-        CHECKF(runs[k] == MAX_ITEMS, "child %lld ran %d items, want %d", pids[k], runs[k],
-               MAX_ITEMS);
-    CHECK_INT(n_pids, N / MAX_ITEMS);
-    /* The supervisor counts a recycle when it reaps the process. */
-    long long items = -1, total = pyr_recycles(&items);
-    double t0 = h_now();
-    while (total < N / MAX_ITEMS && h_now() - t0 < RUN_TIMEOUT_S) {
-        h_sleep_ms(100);
-        total = pyr_recycles(&items);
+    /* No child runs more than max_items; all but at most one per slot
+     * ran exactly max_items and were recycled. */
+    int full = 0, partial = 0;
+    for (int k = 0; k < n_pids; k++) {
+        CHECKF(runs[k] == MAX_ITEMS || runs[k] == 10, "child %lld ran %d items", pids[k],
+               runs[k]);
+        full += runs[k] == MAX_ITEMS;
+        partial += runs[k] == 10;
     }
-    CHECK_INT(total, N / MAX_ITEMS);
-    CHECK_INT(items, N / MAX_ITEMS);
+    CHECKF(partial == 0 || partial == 2, "%d children ran one task only", partial);
+    CHECK_INT(full * MAX_ITEMS + partial * 10, N);
+    /* The supervisor counts a recycle when it reaps the process. */
+    struct recycles c = model_recycles("pyr");
+    double t0 = h_now();
+    while (c.total < full && h_now() - t0 < RUN_TIMEOUT_S) {
+        h_sleep_ms(100);
+        c = model_recycles("pyr");
+    }
+    CHECK_INT(c.total, full);
+    CHECK_INT(c.by_items, full);
+    CHECK_INT(c.restarts, 0);
     /* A recycled worker leaves in order: its child gets STOP and runs
      * fini() (it is not killed). */
     t0 = h_now();
-    while (count_file_lines("count_r", "fini") < N / MAX_ITEMS && h_now() - t0 < RUN_TIMEOUT_S)
+    while (count_file_lines("count_r", "fini") < full && h_now() - t0 < RUN_TIMEOUT_S)
         h_sleep_ms(100);
-    CHECK_INT(count_file_lines("count_r", "fini"), N / MAX_ITEMS);
+    CHECK_INT(count_file_lines("count_r", "fini"), full);
     CHECK_INT(count_file_lines("count_r", "load"), 1);
     CHECK_INT(model_host_field("pyr", "loads"), 1);
     CHECK_INT(model_host_field("pyr", "restarts"), 0);
     printf("# pyr: %d children ran %d items; %lld recycles; init() ran %d times\n", n_pids, N,
-           total, count_file_lines("count_r", "init"));
+           c.total, count_file_lines("count_r", "init"));
+}
+
+/* pyleak has max_rss=96M and 1 worker; each item leaks 8 MiB in the
+ * child. 40 items one per task: the worker sees its child past the limit
+ * after a task, leaves in order (fini() runs) and its replacement's child
+ * is forked from the same host: load() ran once, the recycles are counted
+ * for "rss" (not "items", not as crashes), and every item has exactly one
+ * result, run by a child that held at most what the limit allows. */
+static void test_recycling_by_rss_keeps_the_loaded_model(void)
+{
+    enum { N = 40 };
+    struct h_buf b = {0};
+    h_buf_printf(&b, "[");
+    for (int i = 0; i < N; i++)
+        h_buf_printf(&b, "%s%d", i ? "," : "", i);
+    h_buf_printf(&b, "]");
+    json_t *res = run_job("pyleak", b.p, "{\"chunk_size\":1}", N);
+    h_buf_free(&b);
+    if (!CHECK(res != NULL))
+        return;
+    CHECK_INT(json_array_size(res), N);
+    long long pids[N];
+    int runs[N], n_pids = 0, most = 0;
+    children_of(res, N, plus_one, pids, runs, &n_pids);
+    for (int i = 0; i < N; i++) {
+        long long held = 0, idx = -1;
+        h_jint(json_array_get(res, (size_t)i), "index", &idx);
+        CHECKF(idx == i, "result %d has index %lld", i, idx);
+        if (h_jint(json_array_get(res, (size_t)i), "output/held", &held) && held > most)
+            most = (int)held;
+    }
+    json_decref(res);
+    /* 96 MiB cannot hold 12 leaks of 8 MiB on top of the interpreter. */
+    CHECKF(most >= 1 && most < 12, "a child held %d leaks of 8 MiB", most);
+    CHECKF(n_pids >= 4, "%d children for %d items of 8 MiB under 96M", n_pids, N);
+    struct recycles c = model_recycles("pyleak");
+    double t0 = h_now();
+    while (c.total < n_pids - 1 && h_now() - t0 < RUN_TIMEOUT_S) {
+        h_sleep_ms(100);
+        c = model_recycles("pyleak");
+    }
+    /* every child but the last left for RSS (the last may have too) */
+    CHECKF(c.by_rss >= n_pids - 1 && c.by_rss <= n_pids, "%lld recycles for rss, %d children",
+           c.by_rss, n_pids);
+    CHECK_INT(c.by_items, 0);
+    CHECK_INT(c.total, c.by_rss);
+    CHECK_INT(c.restarts, 0);
+    t0 = h_now();
+    while (count_file_lines("count_l", "fini") < c.by_rss && h_now() - t0 < RUN_TIMEOUT_S)
+        h_sleep_ms(100);
+    CHECK_INT(count_file_lines("count_l", "fini"), c.by_rss);
+    CHECK_INT(count_file_lines("count_l", "load"), 1);
+    CHECK_INT(model_host_field("pyleak", "loads"), 1);
+    CHECK_INT(model_host_field("pyleak", "restarts"), 0);
+    printf("# pyleak: %d children ran %d items (at most %d leaks of 8 MiB each); %lld recycles "
+           "for rss; init() ran %d times\n",
+           n_pids, N, most, c.by_rss, count_file_lines("count_l", "init"));
 }
 
 static void test_host_death_and_restart(void)
@@ -531,8 +642,37 @@ static void test_numpy_mlp_matches_the_c_mlp(void)
     h_buf_printf(&in, "[%s,[%s,%s],{\"$object\":\"%s\"},[1,2]]", img.p, img.p, img.p, id);
     json_t *c = run_job("mlp", in.p, NULL, 4);
     json_t *py = run_job("pymlp", in.p, NULL, 4);
+    /* the class form: the same items wrapped, an int per image */
+    struct h_buf cls = {0};
+    h_buf_printf(&cls,
+                 "[{\"images\":%s,\"output\":\"class\"},{\"images\":[%s,%s],\"output\":"
+                 "\"class\"},{\"images\":{\"$object\":\"%s\"},\"output\":\"class\"},"
+                 "{\"images\":%s,\"output\":\"probabilities\"}]",
+                 img.p, img.p, img.p, id, img.p);
+    json_t *pyc = run_job("pymlp", cls.p, NULL, 4);
+    h_buf_free(&cls);
     h_buf_free(&img);
     h_buf_free(&in);
+    if (CHECK(c != NULL) && CHECK(pyc != NULL)) {
+        long long want = -1, got = -2;
+        h_jint(json_array_get(c, 0), "output/class", &want);
+        CHECKF(h_jint(json_array_get(pyc, 0), "output", &got) && got == want,
+               "class form: %lld, C model's class %lld", got, want);
+        for (size_t i = 1; i < 3; i++) {
+            json_t *cs = h_jget(json_array_get(c, i), "output");
+            json_t *ps = h_jget(json_array_get(pyc, i), "output");
+            CHECKF(json_array_size(ps) == 2 && json_array_size(cs) == 2, "item %zu", i);
+            for (size_t k = 0; k < json_array_size(ps) && k < json_array_size(cs); k++)
+                CHECKF(json_is_integer(json_array_get(ps, k)) &&
+                           json_integer_value(json_array_get(ps, k)) ==
+                               json_integer_value(json_object_get(json_array_get(cs, k), "class")),
+                       "item %zu image %zu", i, k);
+        }
+        const char *e = result_error(pyc, 3);
+        CHECKF(e && strstr(e, "\"output\": \"full\" or \"class\""), "error: %s",
+               e ? e : "(none)");
+    }
+    json_decref(pyc);
     if (CHECK(c != NULL) && CHECK(py != NULL)) {
         for (size_t i = 0; i < 3; i++) {
             if (CHECKF(same_mlp_output(h_jget(json_array_get(c, i), "output"),
@@ -592,11 +732,17 @@ static void test_module_without_run(void)
     run_bad_start("norun.py", "defines neither run(state, item) nor run_batch(state, items)");
 }
 
+static void test_stateful_without_reduce(void)
+{
+    run_bad_start("noreduce.py", "defines acc_run but not reduce: a stateful model needs "
+                                 "acc_run, acc_export and reduce");
+}
+
 /* ------------------------------------------------------------------- main */
 
 static void start(void)
 {
-    static char spec_py[PATH_MAX * 3], spec_pyr[PATH_MAX * 3], spec_pyb[PATH_MAX * 3], spec_mlp[PATH_MAX * 2],
+    static char spec_py[PATH_MAX * 3], spec_pyr[PATH_MAX * 3], spec_pyleak[PATH_MAX * 3], spec_pyb[PATH_MAX * 3], spec_mlp[PATH_MAX * 2],
         spec_pymlp[PATH_MAX * 4], weights[PATH_MAX + 32], mkmlp[PATH_MAX + 32], cwd[PATH_MAX];
     snprintf(weights, sizeof weights, "%s/mlp.safetensors", dir);
     snprintf(mkmlp, sizeof mkmlp, "%s", getenv("BATCHD_BIN"));
@@ -621,12 +767,16 @@ static void start(void)
              "pyr:python=%s/recycle.py,interpreter=" PYTHON ",workers=2,count=%s/count_r,"
              "max_items=20",
              dir, dir);
+    snprintf(spec_pyleak, sizeof spec_pyleak,
+             "pyleak:python=%s/leak.py,interpreter=" PYTHON ",workers=1,count=%s/count_l,"
+             "max_rss=96M",
+             dir, dir);
     snprintf(spec_pyb, sizeof spec_pyb, "pyb:python=%s/batch.py,interpreter=" PYTHON ",workers=1",
              dir);
     const char *const args[] = {"--model", spec_py, "--model", spec_pyb, "--model", spec_mlp,
-                                "--model", spec_pymlp, "--model", spec_pyr, "--max-attempts", "2",
+                                "--model", spec_pymlp, "--model", spec_pyr, "--model", spec_pyleak, "--max-attempts", "2",
                                 NULL};
-    /* Five interpreters start (three import numpy): room on a busy machine. */
+    /* Six interpreters start (three import numpy): room on a busy machine. */
     struct h_service_opts o = {.args = args, .ready_timeout_s = 60};
     svc_up = h_service_start(&svc, &o) == 0;
 }
@@ -649,12 +799,15 @@ int main(void)
          test_numpy_mlp_matches_the_c_mlp},
         {"recycling (max_items=20): new children, load() still once",
          test_recycling_keeps_the_loaded_model},
+        {"recycling (max_rss=96M): a leaking child is replaced, load() still once",
+         test_recycling_by_rss_keeps_the_loaded_model},
         {"the host's death: started again, load() again", test_host_death_and_restart},
     };
     static const struct h_test bad[] = {
         {"a load() that starts a thread exits 2", test_thread_in_load_is_refused},
         {"a syntax error exits 2 naming file and line", test_syntax_error_names_file_and_line},
         {"a module without run() exits 2", test_module_without_run},
+        {"a stateful module without reduce() exits 2", test_stateful_without_reduce},
     };
     if (h_init() != 0) {
         h_fail_test("harness", "cannot initialise");
@@ -669,9 +822,11 @@ int main(void)
     write_file("model.py", model_py);
     write_file("batch.py", batch_py);
     write_file("recycle.py", recycle_py);
+    write_file("leak.py", leak_py);
     write_file("thread.py", thread_py);
     write_file("syntax.py", syntax_py);
     write_file("norun.py", norun_py);
+    write_file("noreduce.py", noreduce_py);
     h_run_one("start batchd with Python models and the built-in mlp", start);
     if (svc_up) {
         h_run_tests(tests, sizeof tests / sizeof tests[0]);

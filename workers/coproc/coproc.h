@@ -44,9 +44,16 @@ enum coproc_type {
     COPROC_RESULTS = 'A', /* payload: u32 first index, a JSON array of the outputs of
                              that many consecutive items (optional: a run of RESULTs) */
     COPROC_DONE = 'D',   /* end of a batch; payload: u32 count of results sent */
+    COPROC_VALUE = 'V',  /* answer to EXPORT or REDUCE; payload: u8 status (1 ok, 0
+                            error), then JSON text or the error message */
     /* worker -> child */
     COPROC_BATCH = 'B',  /* payload: u32 count, then count x (u32 length, JSON text) */
     COPROC_STOP = 'S',   /* orderly stop: fini(), then exit 0; payload empty */
+    /* worker -> child, stateful models only (LOADED said "stateful") */
+    COPROC_ACC_BATCH = 'C', /* payload: u64 job key, then as BATCH; acc_run per item */
+    COPROC_EXPORT = 'X',    /* payload: u64 job key; answered by VALUE (the partial) */
+    COPROC_DROP = 'Z',      /* payload: u64 job key; forget its accumulator, no answer */
+    COPROC_REDUCE = 'U',    /* payload: JSON array of partials; answered by VALUE */
 };
 
 /* A frame, borrowed from the buffer it was parsed from. */

@@ -106,6 +106,14 @@ struct cw {
     struct coproc_buf out;
     struct coproc_buf enc; /* one output re-encoded (RESULTS) */
     size_t json_flags;
+    /* A stateful model: the child holds an accumulator per job; the
+     * worker keeps only the jobs' keys, to drop those of a dead api
+     * process (an older epoch) and to put off a recycle while it holds
+     * any (leaving would lose their state and make the engine run their
+     * items again). */
+    bool stateful;
+    uint64_t *keys;
+    size_t n_keys, cap_keys;
 };
 
 __attribute__((noreturn)) static void cw_die(struct cw *c, const char *why, int rc)
@@ -227,7 +235,7 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
     struct shm *shm = c->shm;
     struct shm_worker *me = shm_worker(shm, c->w);
     struct ring_slot *slot = ring_slot(shm, idx);
-    coproc_le32_put(c->out.p + COPROC_HDR, n);
+    coproc_le32_put(c->out.p + COPROC_HDR + (c->stateful ? 8 : 0), n);
     coproc_buf_end(&c->out);
     uint64_t t = shm_now_mono_ns();
     atomic_store_explicit(&slot->item_started_ns, t, memory_order_relaxed);
@@ -287,6 +295,180 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
     }
 }
 
+/* Notes that the child holds an accumulator for job `key`. */
+static void cw_key_add(struct cw *c, uint64_t key)
+{
+    for (size_t i = 0; i < c->n_keys; i++)
+        if (c->keys[i] == key)
+            return;
+    if (c->n_keys == c->cap_keys) {
+        size_t nc = c->cap_keys ? c->cap_keys * 2 : 8;
+        uint64_t *k = realloc(c->keys, nc * sizeof *k);
+        if (!k)
+            cw_die(c, "out of memory for the jobs' keys", -ENOMEM);
+        c->keys = k;
+        c->cap_keys = nc;
+    }
+    c->keys[c->n_keys++] = key;
+}
+
+/* Sends a frame whose payload is a job key (EXPORT, DROP). */
+static void cw_send_key(struct cw *c, uint8_t type, uint64_t key)
+{
+    uint8_t k[8];
+    coproc_le32_put(k, (uint32_t)key);
+    coproc_le32_put(k + 4, (uint32_t)(key >> 32));
+    int rc = coproc_send(c->rd.fd, type, k, sizeof k, -1);
+    if (rc)
+        cw_die(c, "cannot send a state request", rc);
+}
+
+/* Forgets job `key`'s accumulator, here and (DROP, unanswered) in the
+ * child. */
+static void cw_forget(struct cw *c, uint64_t key, bool tell_child)
+{
+    for (size_t i = 0; i < c->n_keys; i++) {
+        if (c->keys[i] != key)
+            continue;
+        c->keys[i] = c->keys[--c->n_keys];
+        if (tell_child)
+            cw_send_key(c, COPROC_DROP, key);
+        return;
+    }
+}
+
+/* Drops the accumulators of an older api epoch: their jobs belong to a
+ * dead api process that will never export them (worker.c does the same). */
+static void cw_drop_stale(struct cw *c)
+{
+    uint32_t epoch = atomic_load_explicit(&shm_header(c->shm)->api_epoch, memory_order_relaxed);
+    for (size_t i = 0; i < c->n_keys;) {
+        if (ring_key_epoch(c->keys[i]) != epoch)
+            cw_forget(c, c->keys[i], true);
+        else
+            i++;
+    }
+}
+
+/* Reads the VALUE that answers EXPORT or REDUCE. */
+static void cw_read_value(struct cw *c, const char *during, bool *ok, const uint8_t **data,
+                          uint32_t *len)
+{
+    struct coproc_frame f;
+    cw_read(c, &f, during);
+    if (f.type != COPROC_VALUE || f.len < 1 || f.data[0] > 1)
+        cw_die(c, "an unexpected frame instead of a VALUE", -EPROTO);
+    *ok = f.data[0] == 1;
+    *data = f.data + 1;
+    *len = f.len - 1;
+}
+
+/* Puts a partial or a reduced result (JSON text from the child, checked
+ * here), or the error it is. A result too large for the slot's output
+ * area goes into an object when `object_ok` (a job's result can be far
+ * larger than an item's output, as worker.c's reduce does); a partial
+ * must fit. */
+static void cw_put_value(struct cw *c, uint32_t idx, bool ok, const uint8_t *data, uint32_t len,
+                         const char *what, bool object_ok)
+{
+    struct shm *shm = c->shm;
+    char msg[600];
+    if (!ok) {
+        snprintf(msg, sizeof msg, "%.*s", (int)(len < 511 ? len : 511), (const char *)data);
+        if (!msg[0] || strlen(msg) != (len < 511 ? len : 511))
+            snprintf(msg, sizeof msg, "the model failed (its error message was empty or "
+                                      "held a NUL byte)");
+        worker_put_error(shm, idx, msg);
+        return;
+    }
+    /* Checked, and re-encoded as a C model's would be (compact, the same
+     * escapes): whatever the host's encoder wrote. */
+    json_t *v = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    size_t n = v ? json_dumpb(v, (char *)c->enc.p, c->enc.cap, c->json_flags) : 0;
+    if (v && n > c->enc.cap) {
+        if (coproc_buf_reserve_total(&c->enc, n) != 0)
+            cw_die(c, "out of memory for a result", -ENOMEM);
+        n = json_dumpb(v, (char *)c->enc.p, c->enc.cap, c->json_flags);
+    }
+    json_decref(v);
+    if (n == 0 || n > UINT32_MAX) {
+        snprintf(msg, sizeof msg, "the model's %s is not valid JSON (a bug in its coprocess host)",
+                 what);
+        worker_put_error(shm, idx, msg);
+        return;
+    }
+    data = c->enc.p;
+    len = (uint32_t)n;
+    if (ring_put_output(shm, idx, RING_OUT_OK, data, len) != -ENOSPC)
+        return;
+    struct model_object obj;
+    void *mem;
+    char err[300] = "no room";
+    uint64_t shape[1] = { len };
+    if (object_ok &&
+        host_worker()->object_new(MODEL_DTYPE_U8, 1, shape, &obj, &mem, err, sizeof err) == 0) {
+        memcpy(mem, data, len);
+        ring_put_output(shm, idx, RING_OUT_OBJECT, obj.id, (uint32_t)strlen(obj.id));
+        return;
+    }
+    snprintf(msg, sizeof msg, "the %s takes %u bytes; a task slot holds %u%s%s", what, len,
+             shm_header(shm)->out_cap - RING_OUT_HDR, object_ok ? ": " : "",
+             object_ok ? err : "");
+    worker_put_error(shm, idx, msg);
+}
+
+/* EXPORT: the child's partial for the job, as one record; the child
+ * forgets the accumulator as it answers (none: null, which the engine
+ * skips). */
+static void cw_export(struct cw *c, uint32_t idx)
+{
+    struct ring_slot *slot = ring_slot(c->shm, idx);
+    uint64_t key = slot->state_key;
+    worker_task_begin(c->shm, c->w, key);
+    bool held = false;
+    for (size_t i = 0; i < c->n_keys && !held; i++)
+        held = c->keys[i] == key;
+    if (held) {
+        cw_send_key(c, COPROC_EXPORT, key);
+        bool ok;
+        const uint8_t *data;
+        uint32_t len;
+        cw_read_value(c, "exporting a job's state", &ok, &data, &len);
+        cw_put_value(c, idx, ok, data, len, "partial state", false);
+        cw_forget(c, key, false);
+    } else {
+        ring_put_output(c->shm, idx, RING_OUT_OK, "null", 4);
+    }
+    host_item_end(true); /* a reduce's object is committed with its task */
+    worker_task_done(c->shm, c->w, idx);
+}
+
+/* REDUCE: the one input record is the array of partials; the child calls
+ * reduce(shared, partials). */
+static void cw_reduce(struct cw *c, uint32_t idx)
+{
+    struct ring_slot *slot = ring_slot(c->shm, idx);
+    worker_task_begin(c->shm, c->w, slot->job_key);
+    uint32_t pos = 0, len = 0;
+    const uint8_t *data = NULL;
+    if (!ring_next_input(c->shm, idx, &pos, &data, &len)) {
+        worker_put_error(c->shm, idx, "the partial results are missing");
+    } else {
+        int rc = coproc_send(c->rd.fd, COPROC_REDUCE, data, len, -1);
+        if (rc)
+            cw_die(c, "cannot send the partial results", rc);
+        atomic_store_explicit(&slot->item_started_ns, shm_now_mono_ns(), memory_order_relaxed);
+        bool ok;
+        const uint8_t *out;
+        uint32_t n;
+        cw_read_value(c, "reducing a job's partials", &ok, &out, &n);
+        atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
+        cw_put_value(c, idx, ok, out, n, "reduced result", true);
+    }
+    host_item_end(true);
+    worker_task_done(c->shm, c->w, idx);
+}
+
 /* Runs task idx; returns the items it recorded a result for (the count
  * the recycle limit sees, as worker.c's). */
 static uint32_t cw_run_task(struct cw *c, uint32_t idx)
@@ -298,13 +480,21 @@ static uint32_t cw_run_task(struct cw *c, uint32_t idx)
     uint32_t pos = 0, k = 0;
     uint64_t run_ns = 0;
     bool committing = true, more = true;
+    /* A stateful model's items go in ACC_BATCH frames: the job's key, then
+     * the batch; its child adds them to the job's accumulator. */
+    const uint8_t kind = c->stateful ? COPROC_ACC_BATCH : COPROC_BATCH;
+    if (c->stateful)
+        cw_key_add(c, slot->job_key);
     /* Usually one round trip per task; an item that fails before it can
      * be sent (an unknown object) ends the batch, gets its error, and
      * the items after it go in the next one, in order. */
     while (more && committing) {
         if (atomic_load_explicit(&slot->cancel, memory_order_relaxed) || worker_stop_requested())
             break;
-        if (coproc_buf_begin(&c->out, COPROC_BATCH) != 0 || coproc_buf_put_u32(&c->out, 0) != 0)
+        if (coproc_buf_begin(&c->out, kind) != 0 ||
+            (c->stateful && (coproc_buf_put_u32(&c->out, (uint32_t)slot->job_key) != 0 ||
+                             coproc_buf_put_u32(&c->out, (uint32_t)(slot->job_key >> 32)) != 0)) ||
+            coproc_buf_put_u32(&c->out, 0) != 0)
             cw_die(c, "out of memory for a batch", -ENOMEM);
         uint32_t n = 0;
         char err[512] = "";
@@ -349,7 +539,7 @@ static bool cw_child_gone(struct cw *c)
 void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
 {
     worker_setup_process(w, supervisor);
-    struct cw cw = { .shm = shm, .w = w, .supervisor = supervisor,
+    struct cw cw = { .shm = shm, .w = w, .supervisor = supervisor, .keys = NULL,
                      .json_flags = JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17) };
     struct cw *c = &cw;
     coproc_reader_init(&c->rd, fd, COPROC_MAX_FRAME);
@@ -393,19 +583,54 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
      * set; the replacement gets a new child forked from the host, which
      * keeps what load() built: load() does not run again. */
     const uint64_t max_items = gr->max_items, max_rss = gr->max_rss;
+    c->stateful = (gr->flags & SHM_GROUP_STATEFUL) != 0;
     uint64_t items_run = 0, recycle_t0 = 0;
     enum worker_recycle_reason recycle = WORKER_RECYCLE_NONE;
+    bool deferral_logged = false;
+    const int32_t pid = (int32_t)getpid();
     while (!worker_stop_requested()) {
         if (cw_child_gone(c))
             cw_die(c, "its coprocess went away while the worker was idle", -EPIPE);
         uint32_t idx;
-        if (ring_claim(shm, g, w, &idx) == 0) {
-            atomic_store_explicit(&ring_slot(shm, idx)->worker_pid, (int32_t)getpid(),
-                                  memory_order_relaxed);
-            items_run += cw_run_task(c, idx);
+        /* Targeted tasks first: an export holds up its job's result. */
+        if ((c->stateful && ring_claim_mail(shm, w, pid, &idx) == 0) ||
+            ring_claim(shm, g, w, &idx) == 0) {
+            struct ring_slot *slot = ring_slot(shm, idx);
+            atomic_store_explicit(&slot->worker_pid, pid, memory_order_relaxed);
+            if (c->stateful)
+                cw_drop_stale(c);
+            switch (c->stateful ? slot->kind : RING_TASK_ITEMS) {
+            case RING_TASK_EXPORT:
+                cw_export(c, idx);
+                break;
+            case RING_TASK_DROP:
+                worker_task_begin(shm, w, slot->state_key);
+                cw_forget(c, slot->state_key, true);
+                worker_task_done(shm, w, idx);
+                break;
+            case RING_TASK_REDUCE:
+                cw_reduce(c, idx);
+                break;
+            default:
+                items_run += cw_run_task(c, idx);
+                break;
+            }
             if ((max_items || max_rss) && !worker_stop_requested()) {
                 uint64_t rss = max_rss ? worker_rss_bytes_of(child) : 0;
                 recycle = worker_past_limit(items_run, max_items, rss, max_rss);
+                if (recycle != WORKER_RECYCLE_NONE && c->stateful)
+                    cw_drop_stale(c);
+                if (recycle != WORKER_RECYCLE_NONE && c->n_keys > 0) {
+                    /* A stateful job's counts live in the child: leaving
+                     * now would make the engine run their items again. */
+                    if (!deferral_logged)
+                        log_info("worker %u (model %s) is past its %s limit but its child "
+                                 "holds the state of %zu job(s): it is replaced after "
+                                 "exporting it",
+                                 w, gr->name, worker_recycle_reason_name(recycle), c->n_keys);
+                    deferral_logged = true;
+                    recycle = WORKER_RECYCLE_NONE;
+                }
                 if (recycle != WORKER_RECYCLE_NONE) {
                     log_debug("worker %u (model %s) leaves to be replaced: %" PRIu64
                               " items run (max_items %" PRIu64 "), its child %" PRIu64
@@ -430,6 +655,7 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
     coproc_reader_free(&c->rd);
     coproc_buf_free(&c->out);
     coproc_buf_free(&c->enc);
+    free(c->keys);
     close(fd);
     if (recycle != WORKER_RECYCLE_NONE)
         worker_recycle_leave(me, recycle, recycle_t0);

@@ -23,7 +23,9 @@ const path = require('path');
 const { spawn } = require('child_process');
 
 const T = { LOADED: 0x4c, ERROR: 0x45, FORKED: 0x4b, FORK: 0x46, READY: 0x59,
-            RESULT: 0x52, DONE: 0x44, BATCH: 0x42, STOP: 0x53 };
+            RESULT: 0x52, DONE: 0x44, BATCH: 0x42, STOP: 0x53,
+            // stateful models (acc_run, acc_export, reduce)
+            ACC_BATCH: 0x43, EXPORT: 0x58, DROP: 0x5a, REDUCE: 0x55, VALUE: 0x56 };
 const EXIT_FATAL = 2;
 const EXIT_INIT = 3;
 
@@ -103,6 +105,19 @@ function encode(index, out) {
   return frame(T.RESULT, Buffer.concat([h, Buffer.from(text, 'utf8')]));
 }
 
+// A VALUE frame (the answer to EXPORT and REDUCE): fn()'s JSON, or its error.
+function encodeValue(fn) {
+  let ok = 1, text;
+  try {
+    text = JSON.stringify(fn());
+    if (text === undefined) throw new TypeError('the value is not JSON');
+  } catch (e) {
+    ok = 0;
+    text = errorText(e);
+  }
+  return frame(T.VALUE, Buffer.concat([Buffer.from([ok]), Buffer.from(text, 'utf8')]));
+}
+
 function encodeError(index, e) {
   const h = Buffer.alloc(5);
   h.writeUInt32LE(index, 0);
@@ -113,10 +128,11 @@ function encodeError(index, e) {
 // A child: serves one batchd worker on fd 3 (objects on fd 4 if any).
 function child(cfg) {
   const sock = new net.Socket({ fd: 3, readable: true, writable: true });
-  let mod, state;
+  let mod, state, shared;
+  const accs = new Map(); // a stateful model's accumulators: job key -> acc
   try {
     mod = loadModule(cfg);
-    const shared = mod.load ? mod.load(cfg.params) : null;
+    shared = mod.load ? mod.load(cfg.params) : null;
     state = mod.init ? mod.init(shared) : shared;
   } catch (e) {
     sock.end(frame(T.ERROR, `init failed: ${errorText(e)} ${where(e)}`), () => process.exit(EXIT_INIT));
@@ -131,7 +147,27 @@ function child(cfg) {
   };
   frames(sock, (type, p) => {
     if (type === T.STOP) return stop();
-    if (type !== T.BATCH) throw new Error(`unexpected frame ${type}`);
+    if (type === T.EXPORT || type === T.DROP) {
+      const key = p.readBigUInt64LE(0).toString();
+      const acc = accs.get(key);
+      const held = accs.delete(key);
+      if (type === T.EXPORT) {
+        sock.write(held ? encodeValue(() => mod.acc_export(state, acc))
+          : frame(T.VALUE, Buffer.from('\x01null', 'latin1')));
+      }
+      return;
+    }
+    if (type === T.REDUCE) {
+      sock.write(encodeValue(() => mod.reduce(shared, JSON.parse(p.toString('utf8')))));
+      return;
+    }
+    let key = null;
+    if (type === T.ACC_BATCH) {
+      key = p.readBigUInt64LE(0).toString();
+      p = p.subarray(8);
+    } else if (type !== T.BATCH) {
+      throw new Error(`unexpected frame ${type}`);
+    }
     const n = p.readUInt32LE(0);
     const items = [];
     for (let i = 0, pos = 4; i < n; i++) {
@@ -140,7 +176,20 @@ function child(cfg) {
       pos += 4 + len;
     }
     const parts = [];
-    if (runBatch) {
+    if (key !== null) {
+      // acc_run(state, acc, item) returns [acc, output]; acc is null on
+      // the job's first item here; an exception leaves acc as it was.
+      items.forEach((item, i) => {
+        try {
+          const r = mod.acc_run(state, accs.has(key) ? accs.get(key) : null, item);
+          if (!Array.isArray(r) || r.length !== 2) throw new TypeError('acc_run must return [acc, output]');
+          accs.set(key, r[0]);
+          parts.push(encode(i, r[1]));
+        } catch (e) {
+          parts.push(encodeError(i, e));
+        }
+      });
+    } else if (runBatch) {
       try {
         const outs = Array.from(runBatch(state, items));
         if (outs.length !== n) throw new Error(`run_batch returned ${outs.length} outputs for ${n} items`);
@@ -173,7 +222,13 @@ function host(cfg) {
   let mod;
   try {
     mod = loadModule(cfg);
-    if (typeof mod.run !== 'function' && typeof (mod.run_batch || mod.runBatch) !== 'function') {
+    if (typeof mod.acc_run === 'function') {
+      const missing = ['acc_export', 'reduce'].filter((h) => typeof mod[h] !== 'function');
+      if (missing.length) {
+        return fatal(`${cfg.module} exports acc_run but not ${missing.join(' nor ')}: a stateful ` +
+                     'model needs acc_run, acc_export and reduce');
+      }
+    } else if (typeof mod.run !== 'function' && typeof (mod.run_batch || mod.runBatch) !== 'function') {
       return fatal(`${cfg.module} exports neither run(state, item) nor run_batch(state, items)`);
     }
     if (mod.load) mod.load(cfg.params);
@@ -189,6 +244,7 @@ function host(cfg) {
   server.listen(sockPath, () => {
     ctl.write(frame(T.LOADED, JSON.stringify({
       pid: process.pid, accept: sockPath, node: process.version,
+      stateful: typeof mod.acc_run === 'function',
       description: `Node.js model ${cfg.module} (load() runs in each worker: Node cannot fork)`,
     })));
   });

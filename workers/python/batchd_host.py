@@ -18,6 +18,11 @@ order) and a DONE frame. run_batch(state, items) is used when the module
 has it, else run(state, item) per item, each result sent as soon as it is
 ready (so a crash later in the chunk loses nothing already done).
 
+A stateful module (acc_run, acc_export, reduce, like the built-in
+prefix_count) gets ACC_BATCH frames instead: acc_run(state, acc, item)
+returns (acc, output), the child keeps one accumulator per job, and
+EXPORT / REDUCE are answered with a VALUE frame.
+
 Only the standard library is needed; numpy is used when it is installed
 (objects become read-only numpy arrays, numpy outputs become JSON).
 """
@@ -37,6 +42,8 @@ import traceback
 # Frame types (docs/coprocess.md).
 LOADED, ERROR, FORKED, FORK = b"L", b"E", b"K", b"F"
 READY, RESULT, RESULTS, DONE, BATCH, STOP = b"Y", b"R", b"A", b"D", b"B", b"S"
+# Stateful models only (acc_run, acc_export, reduce).
+ACC_BATCH, EXPORT, DROP, REDUCE, VALUE = b"C", b"X", b"Z", b"U", b"V"
 
 EXIT_FATAL = 2  # load failed: batchd reports it and does not retry at start-up
 EXIT_INIT = 3   # init failed in a child
@@ -214,23 +221,76 @@ def encode_outputs(outs):
     return parts
 
 
-def serve(conn, mod, state, objects):
+def encode_value(fn, *args):
+    """A VALUE frame: fn(*args) as JSON, or its exception as the error."""
+    try:
+        text = _encoder.encode(fn(*args)).encode()
+        return frame(VALUE, b"\x01" + text)
+    except Exception as e:  # noqa: BLE001 - the export's or reduce's error
+        return frame(VALUE, b"\x00" + error_text(e).encode())
+
+
+def acc_step(acc_run, state, accs, key, item):
+    """One item of a stateful model: acc_run(state, acc, item) returns
+    (acc, output); acc is None on the job's first item in this process.
+    An exception leaves the job's accumulator as it was."""
+    res = acc_run(state, accs.get(key), item)
+    if not isinstance(res, tuple) or len(res) != 2:
+        raise TypeError("acc_run must return (acc, output), not %s"
+                        % type(res).__name__)
+    accs[key] = res[0]
+    return res[1]
+
+
+def serve(conn, mod, shared, state, objects):
     run = getattr(mod, "run", None)
     run_batch = getattr(mod, "run_batch", None)
+    acc_run = getattr(mod, "acc_run", None)
+    accs = {}  # job key -> the job's accumulator in this process
     decoder = json.JSONDecoder(object_hook=objects.hook) if objects.map is not None \
         else json.JSONDecoder()
     while True:
         kind, payload = conn.read()
         if kind is None or kind == STOP:
             return
-        if kind != BATCH:
+        if kind == EXPORT:
+            (key,) = struct.unpack("<Q", payload)
+            if key in accs:
+                conn.send(encode_value(mod.acc_export, state, accs.pop(key)))
+            else:  # no item of the job ran here: nothing to hand over
+                conn.send(frame(VALUE, b"\x01null"))
+            continue
+        if kind == DROP:
+            (key,) = struct.unpack("<Q", payload)
+            accs.pop(key, None)
+            continue
+        if kind == REDUCE:
+            try:
+                partials = json.loads(payload)
+            except Exception as e:  # noqa: BLE001
+                raise ValueError("a bad REDUCE frame: %s" % e) from e
+            conn.send(encode_value(mod.reduce, shared, partials))
+            continue
+        key = None
+        if kind == ACC_BATCH and acc_run is not None:
+            (key,) = struct.unpack_from("<Q", payload)
+            payload = payload[8:]
+        elif kind != BATCH:
             raise ValueError("unexpected frame %r" % kind)
         try:
             items = parse_batch(payload, decoder)
         except Exception as e:  # noqa: BLE001
             raise ValueError("a bad BATCH frame: %s" % e) from e
         n = len(items)
-        if run_batch is not None:
+        if key is not None:
+            for i, item in enumerate(items):
+                try:
+                    out = encode_result(i, acc_step(acc_run, state, accs, key, item))
+                except Exception as e:  # noqa: BLE001 - the item's error result
+                    out = encode_error(i, e)
+                conn.send(out)
+            conn.send(frame(DONE, struct.pack("<I", n)))
+        elif run_batch is not None:
             try:
                 outs = run_batch(state, items)
                 outs = list(outs)
@@ -269,7 +329,7 @@ def child_main(sock_fd, mod, shared, objects, zygote_pid):
                                     (error_text(e), where(e))).encode()))
             os._exit(EXIT_INIT)
         conn.send(frame(READY, json.dumps({"pid": os.getpid()}).encode()))
-        serve(conn, mod, state, objects)
+        serve(conn, mod, shared, state, objects)
         fini = getattr(mod, "fini", None)
         if fini is not None:
             fini(state)
@@ -317,7 +377,14 @@ def main():
                                  type(e).__name__, e.msg))
     except BaseException as e:  # noqa: BLE001 - any import failure is fatal
         fatal("importing %s failed: %s (%s)" % (path, error_text(e), where(e)))
-    if not callable(getattr(mod, "run", None)) and \
+    stateful = callable(getattr(mod, "acc_run", None))
+    if stateful:
+        missing = [h for h in ("acc_export", "reduce")
+                   if not callable(getattr(mod, h, None))]
+        if missing:
+            fatal("%s defines acc_run but not %s: a stateful model needs "
+                  "acc_run, acc_export and reduce" % (path, " nor ".join(missing)))
+    elif not callable(getattr(mod, "run", None)) and \
             not callable(getattr(mod, "run_batch", None)):
         fatal("%s defines neither run(state, item) nor run_batch(state, items)"
               % path)
@@ -337,7 +404,7 @@ def main():
               % (n_threads, threading.active_count()))
     doc = (mod.__doc__ or "").strip().splitlines()
     ctl.send(frame(LOADED, json.dumps({
-        "pid": os.getpid(), "threads": n_threads,
+        "pid": os.getpid(), "threads": n_threads, "stateful": stateful,
         "python": sys.version.split()[0], "numpy": np is not None,
         "description": doc[0] if doc else "Python model %s" % path,
     }).encode()))
