@@ -142,16 +142,9 @@ static void cw_commit(struct cw *c, uint32_t idx, bool ok, const void *data, uin
     struct shm_worker *me = shm_worker(shm, c->w);
     int put;
     if (ok) {
-        put = ring_put_output(shm, idx, RING_OUT_OK, data, len);
-        if (put == -ENOSPC && *k == 0) {
-            /* Alone in the output area and still too big: that is the
-             * item's result, not a reason to retry. */
-            char msg[160];
-            snprintf(msg, sizeof msg, "output too large: %u bytes, a task slot holds %u", len,
-                     shm_header(shm)->out_cap - 5);
-            ok = false;
-            put = worker_put_error(shm, idx, msg);
-        }
+        /* Any size: past the slot's share it goes through an object. */
+        put = worker_put_output(shm, idx, (const char *)data, len, &ok);
+        host_item_end(ok && put == 0);
     } else {
         char msg[512];
         uint32_t n = len < 511 ? len : 511;
