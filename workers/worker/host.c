@@ -189,8 +189,10 @@ static void host_each_named(const json_t *v, void (*fn)(const char *id, void *ar
     }
     if (!json_is_object(v))
         return;
+    /* any object with a "$object" id: convolve2d's and mlp's results add
+     * a "shape" beside it */
     const json_t *id = json_object_get(v, "$object");
-    if (json_is_string(id) && json_object_size(v) == 1) {
+    if (json_is_string(id)) {
         fn(json_string_value(id), arg);
         return;
     }
