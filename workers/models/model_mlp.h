@@ -39,9 +39,11 @@
  * run_batch: the items of a task that are single images are stacked into
  * one matrix and run MLP_BATCH_BLOCK rows per product (mlp_forward), each
  * row's output going to its item; the other forms go through run() one by
- * one. The outputs are the ones run() gives, bit for bit when the linked
- * BLAS computes a row the same whatever the number of rows (OpenBLAS's
- * sgemm does; tests/unit/workers/models/test_model_mlp.c checks it).
+ * one. The outputs are run()'s up to float32 rounding: OpenBLAS's sgemm
+ * takes another path for one row than for many, so a probability may
+ * differ from run()'s by a few ulps (measured ~1e-6 relative; the unit test
+ * holds it to 1e-5, and the class to run()'s unless two probabilities are
+ * that close). batch=0 gives run()'s outputs exactly.
  * Numbers may be integers or reals and must fit a float32. An item yields
  * at most MLP_MAX_OUTPUTS JSON values (images x classes, or images for
  * "class"); a bigger one is refused (split it, or ask for "object"), so
