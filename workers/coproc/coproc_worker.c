@@ -106,6 +106,7 @@ struct cw {
     struct coproc_buf out;
     struct coproc_buf enc; /* one output re-encoded (RESULTS) */
     size_t json_flags;
+    bool batch; /* READY said "batch": true (the child has run_batch) */
 };
 
 __attribute__((noreturn)) static void cw_die(struct cw *c, const char *why, int rc)
@@ -223,6 +224,9 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
     coproc_le32_put(c->out.p + COPROC_HDR, n);
     coproc_buf_end(&c->out);
     uint64_t t = shm_now_mono_ns();
+    /* A child with run_batch answers the whole BATCH in one call: a death
+     * or a deadline before its results names no item (ring.h: batch_n). */
+    atomic_store_explicit(&slot->batch_n, c->batch ? n : 1, memory_order_relaxed);
     atomic_store_explicit(&slot->item_started_ns, t, memory_order_relaxed);
     int rc = coproc_write_all(c->rd.fd, c->out.p, c->out.len);
     if (rc)
@@ -272,6 +276,8 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
         uint64_t now = shm_now_mono_ns(), dt = now - t;
         t = now;
         /* The next item's clock starts now: the deadline is per item. */
+        atomic_store_explicit(&slot->batch_n, c->batch && got < n ? n - got : 1,
+                              memory_order_relaxed);
         atomic_store_explicit(&slot->item_started_ns, got < n ? now : 0, memory_order_relaxed);
         *run_ns += dt;
         for (uint32_t i = 0; i < m; i++)
@@ -326,6 +332,7 @@ static uint32_t cw_run_task(struct cw *c, uint32_t idx)
         }
     }
     atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->batch_n, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
     worker_task_done(shm, c->w, idx);
     return k;
@@ -373,6 +380,9 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
         atomic_store_explicit(&me->state, WORKER_FAILED, memory_order_release);
         _exit(WORKER_EXIT_INIT);
     }
+    json_t *ready = json_loadb((const char *)f.data, f.len, 0, NULL);
+    c->batch = json_is_true(json_object_get(ready, "batch"));
+    json_decref(ready);
     atomic_store_explicit(&me->init_ns, shm_now_mono_ns() - t0, memory_order_relaxed);
     atomic_fetch_add_explicit(&me->inits, 1, memory_order_relaxed);
     atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_release);
