@@ -101,7 +101,8 @@ PLUGIN_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -fPIC -Iinclude $(shell pkg-config 
 PLUGIN_LIBS = $(shell pkg-config --libs jansson) -lm $(SAN) -Wl,-z,defs $(LDFLAGS)
 EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib%.so, \
                      $(wildcard examples/plugins/*.c))
-TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
+TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so) \
+                $(BUILD)/tests/plugins/libbatch.so
 
 .PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan \
         tsan valgrind valgrind-run test-programs bench bench-python FORCE
@@ -168,12 +169,18 @@ $(BUILD)/tests/plugins/libbad_%.so: tests/plugins/bad_plugin.c include/batchd/mo
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(PLUGIN_CFLAGS) -DBAD_$* -shared -o $@ $< $(PLUGIN_LIBS)
 
+$(BUILD)/tests/plugins/libbatch.so: tests/plugins/batch_plugin.c include/batchd/model.h $(FLAGS_FILE) | $(DEPS_STAMP)
+	$(Q)mkdir -p $(dir $@)
+	@$(if $(Q),echo "  PLUGIN  $@")
+	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $< $(PLUGIN_LIBS)
+
 # The tests that load plugins find them next to their own build dir.
 $(BUILD)/tests/unit/workers/worker/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 $(BUILD)/tests/unit/examples/plugins/test_stats: $(EXAMPLE_PLUGINS)
 # The server test asks the real daemon through libcurl.
 $(BUILD)/tests/unit/api/http/test_server: LDLIBS_ALL += -lcurl
 $(BUILD)/tests/integration/test_plugins: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
+$(BUILD)/tests/integration/test_run_batch: $(TEST_PLUGINS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/libbatchd.a $(FLAGS_FILE)
 	$(Q)mkdir -p $(dir $@)

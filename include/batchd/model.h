@@ -20,6 +20,11 @@
  *   init(shared, host)   each worker, once, right after fork (the initializer).
  *                  Builds per-worker mutable state. May start threads.
  *   run(state, item) each item, in a worker. Items and outputs are JSON.
+ *   run_batch(state, batch)  optional: several consecutive items of a task
+ *                  in one call (a model that vectorizes: one matrix product
+ *                  for many items, like Triton's dynamic batching or Ray
+ *                  Data's map_batches). See "Batches" further
+ *                  down.
  *   fini(state)    worker exit (orderly shutdown only; a crash skips it).
  *   unload(shared) supervisor exit.
  *
@@ -137,6 +142,52 @@ struct model_host {
                       struct model_object *obj, void **data, char *err, size_t errlen);
 };
 
+/*
+ * Batches (model_ops.run_batch, optional; a stateless model only: a model
+ * with acc_run is always run item by item).
+ *
+ * When a model has run_batch, the worker gives it the items of its task in
+ * one call instead of calling run() per item; run() is still required, and
+ * the worker calls it for a batch of one item. batch->items[0..n) are the
+ * items (BORROWED), batch->outputs[0..n) are all NULL and batch->errors[i]
+ * are all empty strings at the call. The hook returns:
+ *   0         per item: outputs[i] set to a NEW reference is item i's
+ *             output; an item left NULL failed, with errors[i] as its
+ *             message (NUL-terminated UTF-8, at most MODEL_ERR_LEN bytes;
+ *             empty: batchd says the model gave no output). One item's
+ *             error never touches its neighbours.
+ *   negative  the whole call failed: every item of the batch gets `err`
+ *             as its error, and whatever outputs were set are released.
+ * Objects made with host->object_new during the call belong to the items
+ * whose outputs name them ({"$object": ID} anywhere in the output): the
+ * others (and those of failed items) are freed.
+ *
+ * What stays batchd's, exactly as for run():
+ *   - results are per item, in input order, each recorded once;
+ *   - the per-item deadline (item_timeout_s) runs from the start of the
+ *     call for the whole batch: a batch that passes it is stopped (its
+ *     worker killed) and its items run again in batches half as big, down
+ *     to single items, where the deadline is that item's own;
+ *   - a crash (a signal, an exit) inside run_batch cannot name an item, so
+ *     it costs none of them an attempt: the batch's items run again in
+ *     halves, recursively, until a batch of one item crashes; that item is
+ *     then retried alone and isolated after --max-attempts like any poison
+ *     item, and every other item gets exactly one result;
+ *   - cancellation and a stop request are honoured between calls.
+ * A batch is the items of one task (the engine sizes a task at a few
+ * milliseconds of work, or the job's chunk_size), cut where the worker
+ * answers an item itself (an item that is not valid JSON), and smaller
+ * after a crash or a deadline (above).
+ */
+#define MODEL_ERR_LEN 512
+
+struct model_batch {
+    size_t n;                       /* items in this call, >= 1 */
+    const json_t *const *items;     /* [n], borrowed */
+    json_t **outputs;               /* [n], NULL at the call; set new references */
+    char (*errors)[MODEL_ERR_LEN];  /* [n], "" at the call; a failed item's message */
+};
+
 struct model_ops {
     uint32_t abi_version; /* MODEL_ABI_VERSION */
     uint32_t flags;       /* MODEL_FLAG_* */
@@ -186,6 +237,11 @@ struct model_ops {
      * are float32 says 9 (enough for any float32): its outputs are then
      * about half as long to write, store, send and parse. */
     uint32_t real_digits;
+
+    /* Optional: run() over several items at once ("Batches" above). Added
+     * at the end in ABI 2: a plugin built against an older model.h has a
+     * shorter table, and batchd reads it as NULL. */
+    int (*run_batch)(void *state, const struct model_batch *batch, char *err, size_t errlen);
 };
 
 /* Shared objects name this symbol: `const struct model_ops batchd_model`. */

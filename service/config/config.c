@@ -129,6 +129,12 @@ static const struct setting settings[] = {
      "1G"},
     {"max-object-bytes", "BATCHD_MAX_OBJECT_BYTES", SET_BYTES, 1, OBJECTS_MAX_CAPACITY,
      FIELD(max_object_bytes), "SIZE", "largest object; at most --object-memory", "256M"},
+    {"max-output-size", "BATCHD_MAX_OUTPUT_SIZE", SET_BYTES, 1, GIB, FIELD(max_output_size),
+     "SIZE",
+     "largest output of one item, as compact JSON; one past a task slot\n"
+     "goes through an object (so also at most --max-object-bytes); past\n"
+     "this it is the item's error",
+     "64M"},
     {"max-objects", "BATCHD_MAX_OBJECTS", SET_UNSIGNED, 1, OBJECTS_MAX_OBJECTS,
      FIELD(max_objects), "N", "most objects kept at once (uploads and models' outputs)", "4096"},
     {"max-connections", "BATCHD_MAX_CONNECTIONS", SET_UNSIGNED, 1, 1000000,
@@ -590,6 +596,7 @@ static int set_defaults(struct config *c)
     c->max_item_bytes = 256 * KIB;
     c->object_memory = GIB;
     c->max_object_bytes = 256 * MIB;
+    c->max_output_size = 64 * MIB;
     c->max_objects = 4096;
     c->max_connections = 4096;
     c->idle_timeout_s = 30;

@@ -88,6 +88,9 @@ struct config {
                                   area (a ceiling, not a reservation); default 1 GiB */
     size_t max_object_bytes;   /* --max-object-bytes / BATCHD_MAX_OBJECT_BYTES: largest object;
                                   default 256 MiB; at most object_memory (checked here) */
+    size_t max_output_size;    /* --max-output-size / BATCHD_MAX_OUTPUT_SIZE: one item's output
+                                  as compact JSON; default 64 MiB; outputs past a task slot go
+                                  through an object (worker.h) */
     unsigned max_objects;      /* --max-objects / BATCHD_MAX_OBJECTS: table entries; default
                                   4096 */
     unsigned max_connections;  /* --max-connections / BATCHD_MAX_CONNECTIONS: the connection

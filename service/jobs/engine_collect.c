@@ -134,11 +134,13 @@ static bool job_put_result(struct engine *e, struct job *j, uint64_t i, bool ok,
 
 /* Appends [start, start+count) to the list, merged with the last range when
  * they touch. Returns 0 or -ENOMEM. */
-int engine_ranges_add(struct ranges *l, uint64_t start, uint64_t count)
+static int engine_ranges_add_batch(struct ranges *l, uint64_t start, uint64_t count,
+                                   uint64_t batch)
 {
     if (count == 0)
         return 0;
-    if (l->n > 0 && l->r[l->n - 1].start + l->r[l->n - 1].count == start) {
+    if (l->n > 0 && l->r[l->n - 1].start + l->r[l->n - 1].count == start &&
+        l->r[l->n - 1].batch == batch) {
         l->r[l->n - 1].count += count;
         return 0;
     }
@@ -150,8 +152,13 @@ int engine_ranges_add(struct ranges *l, uint64_t start, uint64_t count)
         l->r = r;
         l->cap = nc;
     }
-    l->r[l->n++] = (struct range){ start, count };
+    l->r[l->n++] = (struct range){ start, count, batch };
     return 0;
+}
+
+int engine_ranges_add(struct ranges *l, uint64_t start, uint64_t count)
+{
+    return engine_ranges_add_batch(l, start, count, 0);
 }
 
 /* Removes the first `count` items of the list's first range. */
@@ -168,6 +175,11 @@ void engine_ranges_consume(struct ranges *l, uint64_t count)
 int ejob_add_retry(struct job *j, uint64_t start, uint64_t count)
 {
     return engine_ranges_add(&j->retry, start, count);
+}
+
+int ejob_add_retry_batch(struct job *j, uint64_t start, uint64_t count, uint64_t batch)
+{
+    return engine_ranges_add_batch(&j->retry, start, count, batch);
 }
 
 void egroup_activate(struct egroup *g, struct job *j)
@@ -389,6 +401,42 @@ void engine_describe_death(int status, unsigned attempt, unsigned max, char *buf
     snprintf(buf, len, "worker died: %s on attempt %u/%u", how, attempt, max);
 }
 
+/*
+ * An item output that went through an object (RING_OUT_OBJECT, worker.h:
+ * worker_put_output): points *data and *len at the object's bytes, which
+ * stay valid until engine_object_output_done() deletes it. Returns false
+ * when the record names no READY object (its worker died before the task
+ * committed it; the supervisor frees such objects).
+ */
+static bool engine_object_output(struct engine *e, char id[MODEL_OBJECT_ID_LEN + 1],
+                                 const uint8_t **data, uint32_t *len)
+{
+    struct objects_info info;
+    if (*len != MODEL_OBJECT_ID_LEN || !e->objects)
+        return false;
+    memcpy(id, *data, *len);
+    id[*len] = '\0';
+    if (objects_find(e->objects, id, &info) != 0 || info.obj.bytes > UINT32_MAX)
+        return false;
+    *data = info.obj.data;
+    *len = (uint32_t)info.obj.bytes;
+    return true;
+}
+
+/* Deletes the output objects of a slot whose job is gone. */
+static void engine_drop_object_outputs(struct engine *e, uint32_t idx)
+{
+    struct ring_slot *s = ring_slot(e->shm, idx);
+    uint32_t count = atomic_load_explicit(&s->out_count, memory_order_acquire);
+    uint32_t limit = atomic_load_explicit(&s->out_len, memory_order_acquire);
+    uint32_t pos = 0, kind, len, k = 0;
+    const uint8_t *data;
+    char id[MODEL_OBJECT_ID_LEN + 1];
+    while (k++ < count && ring_next_output(e->shm, idx, limit, &pos, &kind, &data, &len))
+        if (kind == RING_OUT_OBJECT && engine_object_output(e, id, &data, &len))
+            objects_delete(e->objects, id);
+}
+
 /* Takes the outputs of a DONE or DIED slot into its job, re-queues what has
  * no result, and frees the slot. */
 static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx, uint64_t st)
@@ -410,14 +458,25 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         uint32_t limit = atomic_load_explicit(&s->out_len, memory_order_acquire);
         uint32_t pos = 0, kind, len, k = 0;
         const uint8_t *data;
+        char oid[MODEL_OBJECT_ID_LEN + 1];
         while (k < count && k < s->n_items &&
                ring_next_output(shm, idx, limit, &pos, &kind, &data, &len)) {
+            if (kind == RING_OUT_OBJECT && !engine_object_output(e, oid, &data, &len)) {
+                /* Its object is gone: the worker died before the task
+                 * committed it (host.h). No result: it runs again. */
+                if (!replay && !j->cancel_requested)
+                    ejob_add_retry(j, s->first_index + k, 1);
+                k++;
+                continue;
+            }
             if (!replay)
-                job_put_result(e, j, s->first_index + k, kind == RING_OUT_OK,
+                job_put_result(e, j, s->first_index + k, kind != RING_OUT_ERROR,
                                (const char *)data, len);
+            if (kind == RING_OUT_OBJECT)
+                objects_delete(e->objects, oid); /* its bytes are in the results now */
             /* A success went into the state of the process that ran it:
              * held there, or run again if that process is gone. */
-            if (j->stateful && kind == RING_OUT_OK)
+            if (j->stateful && kind != RING_OUT_ERROR)
                 engine_ranges_add(a ? &a->held : &j->replay, s->first_index + k, 1);
             k++;
         }
@@ -440,7 +499,25 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         uint64_t rest_start = s->first_index + k, rest = s->n_items - k;
         if (rest > 0 && !j->cancel_requested) {
             uint32_t timeout_item = atomic_load_explicit(&s->timeout_item, memory_order_relaxed);
-            if (ring_state_code(st) == RING_DIED && timeout_item == k + 1) {
+            uint32_t batch_n = atomic_load_explicit(&s->batch_n, memory_order_relaxed);
+            if (batch_n > rest)
+                batch_n = (uint32_t)rest;
+            if (ring_state_code(st) == RING_DIED && batch_n > 1) {
+                /* Died (or killed for its deadline) inside run_batch: no
+                 * item can be blamed, so none counts an attempt. The
+                 * batch runs again in halves (model.h, "Batches"): a
+                 * poison item ends alone after log2(batch) deaths, where
+                 * the rules for one item take over. */
+                uint64_t half = (batch_n + 1) / 2;
+                log_info("job %s: a batch of %u items from item %" PRIu64 " %s: its items run "
+                         "again in batches of at most %" PRIu64,
+                         j->id, batch_n, rest_start,
+                         timeout_item == k + 1 ? "passed its deadline" : "killed its worker",
+                         half);
+                ejob_add_retry_batch(j, rest_start, batch_n, half);
+                ejob_add_retry(j, rest_start + batch_n, rest - batch_n);
+                e->tasks_retried++;
+            } else if (ring_state_code(st) == RING_DIED && timeout_item == k + 1) {
                 /* Killed for its deadline: that is the item's result; the
                  * items after it did not run and go back to the queue. */
                 char msg[96];
@@ -479,6 +556,8 @@ static void engine_collect_slot(struct engine *e, struct egroup *g, uint32_t idx
         if (!(e->run_n && e->run_job == j))
             engine_end_run(e, j);
         ejob_check_finished(e, j);
+    } else {
+        engine_drop_object_outputs(e, idx);
     }
     ring_release(shm, idx);
     g->free_slots[g->n_free++] = idx;

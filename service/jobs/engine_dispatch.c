@@ -64,6 +64,8 @@ int engine_dispatch_one(struct engine *e, struct egroup *g, struct job *j)
         avail = j->total - j->next_index;
     }
     uint64_t want = engine_chunk(g, j);
+    if (from_retry && j->retry.r[0].batch && want > j->retry.r[0].batch)
+        want = j->retry.r[0].batch; /* a batch being split (engine_collect) */
     if (want > avail)
         want = avail;
     uint32_t n = 0, len = 0;

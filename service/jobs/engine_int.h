@@ -75,6 +75,10 @@
 
 struct range {
     uint64_t start, count;
+    /* retry only: the largest task these items may be dispatched in (0 =
+     * any): a batch that crashed or passed its deadline is split in halves
+     * (include/batchd/model.h, "Batches") */
+    uint64_t batch;
 };
 
 /* A list of item ranges (what a stateful worker's state holds, what must be
@@ -317,6 +321,8 @@ int engine_ranges_add(struct ranges *l, uint64_t start, uint64_t count);
 void engine_ranges_consume(struct ranges *l, uint64_t count);
 /* Queues items [start, start+count) of j to be run again (e->mu held). */
 int ejob_add_retry(struct job *j, uint64_t start, uint64_t count);
+/* The same, in tasks of at most `batch` items (0 = any size). */
+int ejob_add_retry_batch(struct job *j, uint64_t start, uint64_t count, uint64_t batch);
 /* Puts j on its group's active list if it is not (e->mu held). */
 void egroup_activate(struct egroup *g, struct job *j);
 /* Whether j has items not yet dispatched or to retry (e->mu held). */

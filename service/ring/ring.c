@@ -42,6 +42,7 @@ static void ring_slot_clear(struct ring_slot *s)
     atomic_store_explicit(&s->timeout_item, 0, memory_order_relaxed);
     atomic_store_explicit(&s->item_started_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&s->worker_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->batch_n, 0, memory_order_relaxed);
 }
 
 int ring_publish(struct shm *shm, uint32_t idx)

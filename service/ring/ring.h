@@ -45,6 +45,9 @@
  *   - state_key: the engine, while FREE, for EXPORT and DROP only.
  *   - worker_pid: the claiming worker, right after its claim (relaxed: the
  *     engine reads it after the DONE/DIED acquire).
+ *   - batch_n: the claiming worker, before each model call (relaxed: read
+ *     after the DIED acquire, like item_started_ns). The engine cuts a
+ *     batch it must split into smaller tasks: a task is at most one batch.
  *
  * The crash rule. A process may die at any instruction, so the single
  * source of truth is the slot's state word, and every ownership change is
@@ -154,6 +157,12 @@ struct ring_slot {
      * slot is reused by the replacement of a dead process; stateful jobs
      * must know which process holds which state) */
     _Atomic int32_t worker_pid;
+    /* worker, before each model call: how many items the call in progress
+     * holds, from out_count on (1 for run(), n for run_batch()); the engine
+     * reads it (relaxed, after the DIED acquire) to tell a crash or a
+     * deadline it can blame on one item from one inside a batch, which it
+     * splits (see "Batches" in include/batchd/model.h) */
+    _Atomic uint32_t batch_n;
 } __attribute__((aligned(64)));
 
 /*

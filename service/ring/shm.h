@@ -68,6 +68,8 @@ struct shm_header {
     uint64_t size;        /* bytes of the whole region */
     uint64_t off_groups, off_workers, off_slots, off_queues, off_payload;
     uint64_t started_ns;  /* CLOCK_REALTIME when the supervisor started */
+    uint64_t max_output;  /* --max-output-size (supervisor, before fork; 0 = no
+                             limit): a larger item output is that item's error */
 
     /* The engine's futex word (eventcount, see futex.h): bumped by workers
      * when a task is done, by the supervisor when a worker died, by api

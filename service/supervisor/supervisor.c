@@ -266,6 +266,7 @@ static int sup_create_shm(struct sup *s)
         log_error("cannot create the shared-memory region: %s", strerror(-rc));
         return -1;
     }
+    shm_header(&s->shm)->max_output = cfg->max_output_size;
     for (uint32_t g = 0; g < s->n_groups; g++) {
         struct shm_group *gr = shm_group(&s->shm, g);
         gr->load_ns = s->load_ns[g];

@@ -492,6 +492,136 @@ static void test_classify_objects(void)
     ref_free(&net);
 }
 
+/* ---- outputs of any size, and the output forms ------------------------------ */
+
+/* Submits body (one item per input) and returns the results (new), or NULL. */
+static json_t *run_items(struct h_service *s, const char *body, size_t n)
+{
+    char id[32];
+    if (!h_submit(s, "/v1/jobs", "application/json", body, strlen(body), id, 30))
+        return NULL;
+    json_decref(h_wait_job(s, id, 120));
+    return h_fetch_results(s, id, n, 10);
+}
+
+/* The objects the store holds now. */
+static long long object_count(struct h_service *s)
+{
+    struct h_resp r;
+    long long n = -1;
+    if (h_get(s, "/v1/objects", &r) == 0 && r.status == 200)
+        h_jint(h_json(&r), "count", &n);
+    h_resp_free(&r);
+    return n;
+}
+
+/*
+ * An item over a 10,000-image object: its probabilities (~1.2 MB of JSON,
+ * far past a task slot) go through an object and come back as the same
+ * result JSON as a small output; the forms "class" and "object" give the
+ * same classes and probabilities; no output object is left behind but the
+ * one "object" asked for. With --max-output-size 1M the same item is a
+ * clear item error.
+ */
+static void test_large_outputs_and_forms(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/big.safetensors", h_tmpdir());
+    struct ref_net net;
+    if (!run_mkmlp("784,32,10", "f32", "5", path) || !ref_load(path, &net))
+        return;
+    enum { N = 10000, OUT = 10 };
+    float *f32 = malloc(sizeof(float) * N * 784);
+    for (size_t i = 0; i < (size_t)N * 784; i++)
+        f32[i] = (float)pixel();
+    size_t len;
+    char *npy = npy_make("<f4", "(10000, 784)", f32, sizeof(float) * N * 784, &len);
+    struct h_service s;
+    if (start_mlp(&s, path, NULL) == 0) {
+        char oid[32], body[512];
+        if (upload_npy(&s, npy, len, oid)) {
+            snprintf(body, sizeof body,
+                     "{\"model\":\"mlp\",\"inputs\":[{\"images\":{\"$object\":\"%s\"},"
+                     "\"output\":\"probabilities\"},{\"images\":{\"$object\":\"%s\"},\"output\":"
+                     "\"class\"},{\"images\":{\"$object\":\"%s\"},\"output\":\"object\"},"
+                     "{\"$object\":\"%s\"}]}", oid, oid, oid, oid);
+            double t0 = h_now();
+            json_t *res = run_items(&s, body, 4);
+            h_note("4 items over 10,000 images (probabilities, class, object, plain) in %.2f s",
+                   h_now() - t0);
+            json_t *probs = h_jget(res, "0/output"), *cls = h_jget(res, "1/output");
+            json_t *obj = h_jget(res, "2/output"), *plain = h_jget(res, "3/output");
+            const char *e0 = h_jstr(res, "0/error/message");
+            CHECKF(json_array_size(probs) == N, "probabilities of %zu images (%s)",
+                   json_array_size(probs), e0 ? e0 : "no error");
+            CHECKF(json_array_size(cls) == N, "%zu classes", json_array_size(cls));
+            CHECK(json_equal(probs, plain)); /* the item forms of before keep working */
+            double x[784];
+            for (size_t i = 0; i < json_array_size(probs) && i < json_array_size(cls); i++) {
+                json_t *p = json_array_get(probs, i);
+                if (i % 97 == 0) {
+                    for (int k = 0; k < 784; k++)
+                        x[k] = f32[i * 784 + (size_t)k];
+                    check_image(p, &net, x);
+                }
+                if (!CHECK_INT(json_integer_value(json_array_get(cls, i)),
+                               json_integer_value(json_object_get(p, "class"))))
+                    break;
+            }
+            const char *out_id = h_jstr(obj, "$object");
+            long long rows = 0, cols = 0;
+            CHECK(h_jint(obj, "shape/0", &rows) && rows == N && h_jint(obj, "shape/1", &cols) &&
+                  cols == OUT);
+            if (CHECK(out_id != NULL)) {
+                char p2[96];
+                snprintf(p2, sizeof p2, "/v1/objects/%s?download=true", out_id);
+                struct h_resp r;
+                if (CHECK(h_get(&s, p2, &r) == 0) && CHECK_INT(r.status, 200) &&
+                    CHECK_INT(r.len, sizeof(float) * N * OUT)) {
+                    const float *v = (const float *)(const void *)r.body;
+                    size_t bad = 0;
+                    for (size_t i = 0; i < json_array_size(probs); i++)
+                        for (size_t c = 0; c < OUT; c++) {
+                            json_t *pc = h_jget(json_array_get(probs, i), "probabilities");
+                            bad += (float)json_real_value(json_array_get(pc, c)) !=
+                                   v[i * OUT + c];
+                        }
+                    CHECKF(bad == 0, "%zu probabilities of the object differ from the JSON", bad);
+                }
+                h_resp_free(&r);
+            }
+            /* the upload and the "object" output: every spilled output is gone */
+            CHECK_INT(object_count(&s), 2);
+            json_decref(res);
+        }
+        CHECK_INT(h_service_stop(&s, 15), 0);
+    }
+    h_service_cleanup(&s);
+
+    const char *const small_max[] = {"--max-output-size", "1M", NULL};
+    if (start_mlp(&s, path, small_max) == 0) {
+        char oid[32], body[512];
+        if (upload_npy(&s, npy, len, oid)) {
+            snprintf(body, sizeof body,
+                     "{\"model\":\"mlp\",\"inputs\":[{\"images\":{\"$object\":\"%s\"}},"
+                     "{\"images\":{\"$object\":\"%s\"},\"output\":\"class\"}]}", oid, oid);
+            json_t *res = run_items(&s, body, 2);
+            const char *e0 = h_jstr(res, "0/error/message");
+            CHECKF(e0 && strstr(e0, "output too large: ") &&
+                       strstr(e0, "bytes, past the limit of 1048576 bytes (--max-output-size)"),
+                   "past --max-output-size: %s", e0 ? e0 : "(no error)");
+            CHECK_INT(json_array_size(h_jget(res, "1/output")), N); /* 10,000 classes fit */
+            CHECK_INT(object_count(&s), 1);
+            json_decref(res);
+        }
+        CHECK_INT(h_service_stop(&s, 15), 0);
+    }
+    h_service_cleanup(&s);
+    free(npy);
+    free(f32);
+    ref_free(&net);
+}
+
 /* ---- memory: the weights are shared ----------------------------------------- */
 
 static bool all_workers_ran(struct h_service *s, long long *rss, long long *pss)
@@ -649,6 +779,8 @@ int main(void)
         {"mlp classifies images like the reference (F32, one and several per item)", test_classify},
         {"mlp with BF16 weights", test_classify_bf16},
         {"mlp over uploaded objects (float32 and uint8)", test_classify_objects},
+        {"outputs of any size; the class, probabilities and object forms",
+         test_large_outputs_and_forms},
         {"a ~50 MB weights file is shared by the workers (PSS)", test_shared_weights},
         {"bad weights files: exit 2 naming the tensor", test_bad_files},
     };

@@ -114,6 +114,7 @@ struct cw {
     bool stateful;
     uint64_t *keys;
     size_t n_keys, cap_keys;
+    bool batch; /* READY said "batch": true (the child has run_batch) */
 };
 
 __attribute__((noreturn)) static void cw_die(struct cw *c, const char *why, int rc)
@@ -150,16 +151,9 @@ static void cw_commit(struct cw *c, uint32_t idx, bool ok, const void *data, uin
     struct shm_worker *me = shm_worker(shm, c->w);
     int put;
     if (ok) {
-        put = ring_put_output(shm, idx, RING_OUT_OK, data, len);
-        if (put == -ENOSPC && *k == 0) {
-            /* Alone in the output area and still too big: that is the
-             * item's result, not a reason to retry. */
-            char msg[160];
-            snprintf(msg, sizeof msg, "output too large: %u bytes, a task slot holds %u", len,
-                     shm_header(shm)->out_cap - 5);
-            ok = false;
-            put = worker_put_error(shm, idx, msg);
-        }
+        /* Any size: past the slot's share it goes through an object. */
+        put = worker_put_output(shm, idx, (const char *)data, len, &ok);
+        host_item_end(ok && put == 0);
     } else {
         char msg[512];
         uint32_t n = len < 511 ? len : 511;
@@ -238,6 +232,9 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
     coproc_le32_put(c->out.p + COPROC_HDR + (c->stateful ? 8 : 0), n);
     coproc_buf_end(&c->out);
     uint64_t t = shm_now_mono_ns();
+    /* A child with run_batch answers the whole BATCH in one call: a death
+     * or a deadline before its results names no item (ring.h: batch_n). */
+    atomic_store_explicit(&slot->batch_n, c->batch ? n : 1, memory_order_relaxed);
     atomic_store_explicit(&slot->item_started_ns, t, memory_order_relaxed);
     int rc = coproc_write_all(c->rd.fd, c->out.p, c->out.len);
     if (rc)
@@ -287,6 +284,8 @@ static void cw_round_trip(struct cw *c, uint32_t idx, uint32_t n, uint32_t *k, b
         uint64_t now = shm_now_mono_ns(), dt = now - t;
         t = now;
         /* The next item's clock starts now: the deadline is per item. */
+        atomic_store_explicit(&slot->batch_n, c->batch && got < n ? n - got : 1,
+                              memory_order_relaxed);
         atomic_store_explicit(&slot->item_started_ns, got < n ? now : 0, memory_order_relaxed);
         *run_ns += dt;
         for (uint32_t i = 0; i < m; i++)
@@ -523,6 +522,7 @@ static uint32_t cw_run_task(struct cw *c, uint32_t idx)
         }
     }
     atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->batch_n, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
     worker_task_done(shm, c->w, idx);
     return k;
@@ -570,6 +570,9 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
         atomic_store_explicit(&me->state, WORKER_FAILED, memory_order_release);
         _exit(WORKER_EXIT_INIT);
     }
+    json_t *ready = json_loadb((const char *)f.data, f.len, 0, NULL);
+    c->batch = json_is_true(json_object_get(ready, "batch"));
+    json_decref(ready);
     atomic_store_explicit(&me->init_ns, shm_now_mono_ns() - t0, memory_order_relaxed);
     atomic_fetch_add_explicit(&me->inits, 1, memory_order_relaxed);
     atomic_store_explicit(&me->state, WORKER_IDLE, memory_order_release);
@@ -584,6 +587,10 @@ void coproc_worker_main(struct shm *shm, uint32_t w, int fd, pid_t supervisor)
      * keeps what load() built: load() does not run again. */
     const uint64_t max_items = gr->max_items, max_rss = gr->max_rss;
     c->stateful = (gr->flags & SHM_GROUP_STATEFUL) != 0;
+    /* A stateful child runs acc_run item by item (no batch form), so each
+     * death names its item as for a per-item model. */
+    if (c->stateful)
+        c->batch = false;
     uint64_t items_run = 0, recycle_t0 = 0;
     enum worker_recycle_reason recycle = WORKER_RECYCLE_NONE;
     bool deferral_logged = false;

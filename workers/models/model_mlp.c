@@ -24,6 +24,7 @@ struct mlp_model {
     struct safetensors st;
     float *converted;     /* F16/BF16 (or misaligned F32) as float32; read-only */
     size_t converted_len; /* bytes mapped */
+    bool per_item; /* batch=0: run_batch runs its items one by one (benchmarks) */
 };
 
 /* ---- loading ------------------------------------------------------------- */
@@ -329,6 +330,12 @@ struct mlp_state {
     float *x;                      /* MLP_BLOCK x in */
     float *probs;                  /* MLP_BLOCK x out */
     float *work;                   /* mlp_work_floats(MLP_BLOCK) */
+    /* run_batch's scratch, grown on first use */
+    float *bx;                     /* bcap x in: the batch's images */
+    size_t *bmap;                  /* bcap: row -> item index */
+    size_t bcap;
+    float *bprobs;                 /* MLP_BATCH_BLOCK x out */
+    float *bwork;                  /* mlp_work_floats(MLP_BATCH_BLOCK) */
 };
 
 static int mlp_load(const struct model_params *params, const struct model_host *host,
@@ -338,6 +345,7 @@ static int mlp_load(const struct model_params *params, const struct model_host *
     *shared = NULL;
     const char *path = NULL;
     long delay_ms = 0;
+    bool per_item = false;
     for (size_t i = 0; params && i < params->n; i++) {
         const char *k = params->keys[i], *v = params->values[i];
         if (strcmp(k, "weights") == 0) {
@@ -346,6 +354,12 @@ static int mlp_load(const struct model_params *params, const struct model_host *
                 return -EINVAL;
             }
             path = v;
+        } else if (strcmp(k, "batch") == 0) {
+            if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+                model_err(err, errlen, "model mlp: batch must be 0 or 1, got '%.32s'", v);
+                return -EINVAL;
+            }
+            per_item = v[0] == '0';
         } else if (strcmp(k, "load_delay_ms") == 0) {
             char *end;
             errno = 0;
@@ -358,7 +372,8 @@ static int mlp_load(const struct model_params *params, const struct model_host *
             }
         } else {
             model_err(err, errlen,
-                    "model mlp: unknown parameter '%.64s' (takes weights=PATH, load_delay_ms=N)",
+                    "model mlp: unknown parameter '%.64s' (takes weights=PATH, load_delay_ms=N, "
+                    "batch=0|1)",
                     k);
             return -EINVAL;
         }
@@ -379,6 +394,7 @@ static int mlp_load(const struct model_params *params, const struct model_host *
     int rc = mlp_open(path, &m, err, errlen);
     if (rc)
         return rc;
+    m->per_item = per_item;
     *shared = m;
     return 0;
 }
@@ -422,6 +438,10 @@ static void mlp_fini(void *state)
     free(s->x);
     free(s->probs);
     free(s->work);
+    free(s->bx);
+    free(s->bmap);
+    free(s->bprobs);
+    free(s->bwork);
     free(s);
 }
 
@@ -555,12 +575,160 @@ static int object_source(struct mlp_state *s, const json_t *item, struct model_o
     return 0;
 }
 
+/* What an item asks for ("output" of the {"images": ...} form). */
+enum mlp_output {
+    MLP_OUT_PROBABILITIES = 0, /* [{"class", "probabilities"}, ...] (the default) */
+    MLP_OUT_CLASS,             /* [k, ...] */
+    MLP_OUT_OBJECT,            /* a float32 [n, out] object of probabilities */
+};
+
+/* Where the outputs of one item go, block by block. */
+struct mlp_sink {
+    enum mlp_output form;
+    bool one;        /* a single image: its object, not an array of them */
+    json_t *results; /* the array (probabilities, class) */
+    json_t *single;  /* the single image's output */
+    float *obj_data; /* object form: n x out floats */
+};
+
+/* Appends rows [start, start+rows) of probabilities to the sink. Returns 0
+ * or -ENOMEM. */
+static int sink_block(struct mlp_sink *k, const struct mlp_net *net, size_t start, size_t rows,
+                      const float *probs)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = probs + r * net->out;
+        json_t *o;
+        switch (k->form) {
+        case MLP_OUT_OBJECT:
+            memcpy(k->obj_data + (start + r) * net->out, p, net->out * sizeof(float));
+            continue;
+        case MLP_OUT_CLASS:
+            o = json_integer(mlp_argmax(p, net->out));
+            break;
+        default:
+            o = image_output(p, net->out);
+            break;
+        }
+        if (!o)
+            return -ENOMEM;
+        if (k->one) {
+            k->single = o;
+            continue;
+        }
+        if (json_array_append_new(k->results, o) != 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/* The error for a row whose probabilities are not finite. */
+static int not_finite(bool one, size_t row, char *err, size_t errlen)
+{
+    char where[48] = "";
+    if (!one)
+        snprintf(where, sizeof where, "image %zu: ", row);
+    model_err(err, errlen, "mlp: %sthe network's output is not finite (its activations "
+                           "overflow float32 on this input)", where);
+    return -ERANGE;
+}
+
+/* The index of the first row of probs[rows][out] with a value that is not
+ * finite, or rows. */
+static size_t first_not_finite(const float *probs, size_t rows, uint32_t out)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (uint32_t c = 0; c < out; c++)
+            if (!isfinite(probs[r * out + c]))
+                return r;
+    return rows;
+}
+
+/* Runs the images of src through the network, MLP_BLOCK at a time, into
+ * the sink. Returns 0 or a negative errno with err. */
+static int run_source(struct mlp_state *s, const struct mlp_source *src, struct mlp_sink *k,
+                      char *err, size_t errlen)
+{
+    const struct mlp_net *net = &s->m->net;
+    for (size_t start = 0; start < src->n; start += MLP_BLOCK) {
+        size_t rows = src->n - start < MLP_BLOCK ? src->n - start : MLP_BLOCK;
+        const float *x = s->x;
+        if (src->obj && src->obj->dtype == MODEL_DTYPE_F32 &&
+            (uintptr_t)src->obj->data % sizeof(float) == 0) {
+            /* float32 objects are read in place, like the weights */
+            x = (const float *)src->obj->data + start * net->in;
+        } else {
+            for (size_t r = 0; r < rows; r++) {
+                int rc = fill_row(src, start + r, net->in, s->x + r * net->in, err, errlen);
+                if (rc)
+                    return rc;
+            }
+        }
+        mlp_forward(net, x, rows, s->probs, s->work);
+        size_t bad = first_not_finite(s->probs, rows, net->out);
+        if (bad < rows)
+            return not_finite(src->one != NULL, start + bad, err, errlen);
+        if (sink_block(k, net, start, rows, s->probs) != 0) {
+            model_err(err, errlen, "mlp: out of memory for the output");
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* Reads the {"images": ..., "output": ...} form into *src and k->form.
+ * Returns 0 or -EINVAL (-ENOENT, -ENOTSUP) with err naming the field. */
+static int images_form(struct mlp_state *s, const json_t *item, struct model_object *obj,
+                       struct mlp_source *src, struct mlp_sink *k, char *err, size_t errlen)
+{
+    const char *key;
+    const json_t *v;
+    json_object_foreach((json_t *)item, key, v) {
+        if (strcmp(key, "images") != 0 && strcmp(key, "output") != 0) {
+            model_err(err, errlen, "mlp: unknown field '%.64s' (an item of this form has "
+                                   "\"images\" and optionally \"output\")", key);
+            return -EINVAL;
+        }
+    }
+    const json_t *out = json_object_get(item, "output");
+    if (out) {
+        const char *o = json_string_value(out);
+        if (o && strcmp(o, "probabilities") == 0)
+            k->form = MLP_OUT_PROBABILITIES;
+        else if (o && strcmp(o, "class") == 0)
+            k->form = MLP_OUT_CLASS;
+        else if (o && strcmp(o, "object") == 0)
+            k->form = MLP_OUT_OBJECT;
+        else {
+            model_err(err, errlen, "mlp: \"output\" must be \"class\", \"probabilities\" or "
+                                   "\"object\", got %s%.32s%s", o ? "'" : "",
+                      o ? o : model_json_kind(out), o ? "'" : "");
+            return -EINVAL;
+        }
+    }
+    const json_t *images = json_object_get(item, "images");
+    if (json_is_object(images))
+        return object_source(s, images, obj, src, err, errlen);
+    if (json_is_array(images) && json_array_size(images) > 0 &&
+        json_is_array(json_array_get(images, 0))) {
+        src->rows = images;
+        src->n = json_array_size(images);
+        return 0;
+    }
+    model_err(err, errlen, "mlp: \"images\" must be {\"$object\": \"ID\"} or a non-empty array of "
+                           "images (arrays of %u numbers), got %s",
+              s->m->net.in, images ? model_json_kind(images) : "nothing");
+    return -EINVAL;
+}
+
 static int mlp_run(void *state, const json_t *item, json_t **output, char *err, size_t errlen)
 {
     struct mlp_state *s = state;
     const struct mlp_net *net = &s->m->net;
     struct mlp_source src = {0};
-    struct model_object obj;
+    struct mlp_sink k = {0};
+    struct model_object obj, res;
+    int rc;
     if (json_is_array(item) && json_array_size(item) > 0) {
         if (json_is_array(json_array_get(item, 0))) {
             src.rows = item;
@@ -568,73 +736,155 @@ static int mlp_run(void *state, const json_t *item, json_t **output, char *err, 
         } else {
             src.one = item;
             src.n = 1;
+            k.one = true;
         }
+    } else if (json_is_object(item) && json_object_get(item, "images")) {
+        rc = images_form(s, item, &obj, &src, &k, err, errlen);
+        if (rc)
+            return rc;
     } else if (json_is_object(item)) {
-        int rc = object_source(s, item, &obj, &src, err, errlen);
+        rc = object_source(s, item, &obj, &src, err, errlen);
         if (rc)
             return rc;
     } else {
-        model_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, or "
-                             "{\"$object\": \"ID\"}, got %s",
+        model_err(err, errlen, "mlp: expected an array of %u numbers, an array of such arrays, "
+                               "{\"$object\": \"ID\"} or {\"images\": ..., \"output\": ...}, got %s",
                 net->in, json_is_array(item) ? "an empty array" : model_json_kind(item));
         return -EINVAL;
     }
-    if (src.n > MLP_MAX_OUTPUTS / net->out) {
-        model_err(err, errlen, "mlp: %zu images x %u classes is over the %u probabilities one item "
-                             "may return; split the item",
-                src.n, net->out, MLP_MAX_OUTPUTS);
+    size_t per_image = k.form == MLP_OUT_CLASS ? 1 : net->out;
+    if (k.form != MLP_OUT_OBJECT && src.n > MLP_MAX_OUTPUTS / per_image) {
+        model_err(err, errlen, "mlp: %zu images x %zu values is over the %u one item may return "
+                               "as JSON; split the item or ask for \"output\": \"object\"",
+                src.n, per_image, MLP_MAX_OUTPUTS);
         return -E2BIG;
     }
-    json_t *results = src.one ? NULL : json_array();
-    if (!src.one && !results)
-        goto oom;
-    for (size_t start = 0; start < src.n; start += MLP_BLOCK) {
-        size_t rows = src.n - start < MLP_BLOCK ? src.n - start : MLP_BLOCK;
-        const float *x = s->x;
-        if (src.obj && src.obj->dtype == MODEL_DTYPE_F32 &&
-            (uintptr_t)src.obj->data % sizeof(float) == 0) {
-            /* float32 objects are read in place, like the weights */
-            x = (const float *)src.obj->data + start * net->in;
-        } else {
-            for (size_t r = 0; r < rows; r++) {
-                int rc = fill_row(&src, start + r, net->in, s->x + r * net->in, err, errlen);
-                if (rc) {
-                    json_decref(results);
-                    return rc;
-                }
-            }
+    if (k.form == MLP_OUT_OBJECT) {
+        if (!s->host || !MODEL_HOST_HAS(s->host, object_new)) {
+            model_err(err, errlen, "mlp: \"output\": \"object\" needs the object store, which this "
+                                   "batchd does not have");
+            return -ENOTSUP;
         }
-        mlp_forward(net, x, rows, s->probs, s->work);
-        for (size_t r = 0; r < rows; r++) {
-            const float *p = s->probs + r * net->out;
-            for (uint32_t c = 0; c < net->out; c++)
-                if (!isfinite(p[c])) {
-                    char where[48] = "";
-                    if (!src.one)
-                        snprintf(where, sizeof where, "image %zu: ", start + r);
-                    model_err(err, errlen, "mlp: %sthe network's output is not finite (its "
-                                         "activations overflow float32 on this input)",
-                            where);
-                    json_decref(results);
-                    return -ERANGE;
-                }
-            json_t *o = image_output(p, net->out);
-            if (!o)
-                goto oom;
-            if (src.one) {
-                *output = o;
-                return 0;
-            }
-            if (json_array_append_new(results, o) != 0)
-                goto oom;
+        uint64_t shape[2] = { src.n, net->out };
+        void *data;
+        char why[300] = "";
+        rc = s->host->object_new(MODEL_DTYPE_F32, 2, shape, &res, &data, why, sizeof why);
+        if (rc) {
+            model_err(err, errlen, "mlp: %s", why[0] ? why : strerror(-rc));
+            return rc;
         }
+        k.obj_data = data;
+    } else if (!k.one) {
+        k.results = json_array();
+        if (!k.results)
+            goto oom;
     }
-    *output = results;
+    rc = run_source(s, &src, &k, err, errlen);
+    if (rc) {
+        json_decref(k.results);
+        json_decref(k.single);
+        return rc; /* an object made for it is freed by batchd */
+    }
+    if (k.form == MLP_OUT_OBJECT) {
+        *output = json_pack("{s:s,s:[I,I]}", "$object", res.id, "shape", (json_int_t)src.n,
+                            (json_int_t)net->out);
+        if (!*output)
+            goto oom;
+        return 0;
+    }
+    *output = k.one ? k.single : k.results;
     return 0;
 oom:
-    json_decref(results);
+    json_decref(k.results);
     model_err(err, errlen, "mlp: out of memory for the output");
     return -ENOMEM;
+}
+
+/* Is item a single image (an array of numbers)? Those are the items
+ * run_batch stacks into one matrix; every other form goes to mlp_run. */
+static bool single_image(const json_t *item)
+{
+    return json_is_array(item) && json_array_size(item) > 0 &&
+           !json_is_array(json_array_get(item, 0));
+}
+
+/* Grows the batch scratch to hold `rows` images. Returns 0 or -ENOMEM. */
+static int batch_reserve(struct mlp_state *s, size_t rows)
+{
+    if (rows <= s->bcap)
+        return 0;
+    const struct mlp_net *net = &s->m->net;
+    size_t cap = s->bcap ? s->bcap : 256;
+    while (cap < rows)
+        cap *= 2;
+    float *x = realloc(s->bx, cap * net->in * sizeof(float));
+    if (x)
+        s->bx = x;
+    size_t *map = x ? realloc(s->bmap, cap * sizeof *map) : NULL;
+    if (!map)
+        return -ENOMEM;
+    s->bmap = map;
+    s->bcap = cap;
+    return 0;
+}
+
+/*
+ * run_batch (model.h, "Batches"): every item that is a single image becomes
+ * a row of one matrix, and the network runs over it MLP_BATCH_BLOCK rows
+ * at a time (a few large products instead of one per item); each row's
+ * output goes to its item. An image that does not parse fails alone. Items
+ * of the other forms (arrays of images, objects) are already batches of
+ * their own: they go through mlp_run one by one.
+ */
+static int mlp_run_batch(void *state, const struct model_batch *b, char *err, size_t errlen)
+{
+    struct mlp_state *s = state;
+    const struct mlp_net *net = &s->m->net;
+    size_t m = 0;
+    if (s->m->per_item) {
+        /* batch=0: what the worker does without run_batch (a baseline) */
+        for (size_t i = 0; i < b->n; i++)
+            mlp_run(state, b->items[i], &b->outputs[i], b->errors[i], MODEL_ERR_LEN);
+        return 0;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        m += single_image(b->items[i]);
+    if (m > 0 && batch_reserve(s, m) != 0) {
+        model_err(err, errlen, "mlp: out of memory for a batch of %zu images", m);
+        return -ENOMEM;
+    }
+    size_t rows = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        const json_t *item = b->items[i];
+        if (!single_image(item)) {
+            mlp_run(state, item, &b->outputs[i], b->errors[i], MODEL_ERR_LEN);
+            continue;
+        }
+        struct mlp_source one = { .one = item, .n = 1 };
+        if (fill_row(&one, 0, net->in, s->bx + rows * net->in, b->errors[i], MODEL_ERR_LEN) == 0)
+            s->bmap[rows++] = i;
+    }
+    for (size_t start = 0; start < rows; start += MLP_BATCH_BLOCK) {
+        size_t n = rows - start < MLP_BATCH_BLOCK ? rows - start : MLP_BATCH_BLOCK;
+        if (!s->bprobs) {
+            s->bprobs = malloc((size_t)MLP_BATCH_BLOCK * net->out * sizeof(float));
+            s->bwork = malloc(mlp_work_floats(net, MLP_BATCH_BLOCK) * sizeof(float));
+            if (!s->bprobs || !s->bwork) {
+                model_err(err, errlen, "mlp: out of memory for a batch's scratch space");
+                return -ENOMEM;
+            }
+        }
+        mlp_forward(net, s->bx + start * net->in, n, s->bprobs, s->bwork);
+        for (size_t r = 0; r < n; r++) {
+            size_t i = s->bmap[start + r];
+            const float *p = s->bprobs + r * net->out;
+            if (first_not_finite(p, 1, net->out) == 0)
+                not_finite(true, 0, b->errors[i], MODEL_ERR_LEN);
+            else if (!(b->outputs[i] = image_output(p, net->out)))
+                model_err(b->errors[i], MODEL_ERR_LEN, "mlp: out of memory for the output");
+        }
+    }
+    return 0;
 }
 
 const struct model_ops model_mlp = {
@@ -642,11 +892,13 @@ const struct model_ops model_mlp = {
     .flags = MODEL_FLAG_NOT_DEFAULT,
     .name = "mlp",
     .description = "A dense network from a .safetensors file (weights=PATH): an image (an array "
-                   "of numbers), an array of images or {\"$object\": ID} -> {\"class\", "
-                   "\"probabilities\"} per image.",
+                   "of numbers), an array of images, {\"$object\": ID}, or {\"images\": ..., "
+                   "\"output\": \"class\" | \"probabilities\" | \"object\"}. Single images "
+                   "are batched (run_batch).",
     .load = mlp_load,
     .init = mlp_init,
     .run = mlp_run,
+    .run_batch = mlp_run_batch,
     .fini = mlp_fini,
     .unload = mlp_unload,
     .real_digits = 9, /* probabilities are float32 */

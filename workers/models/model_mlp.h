@@ -3,7 +3,10 @@
  * perceptron) loaded once from a .safetensors file and shared by every
  * worker; it classifies images (28x28 = 784 inputs for MNIST-like data).
  *
- *   --model mlp:weights=PATH[,load_delay_ms=N][,workers=K]
+ *   --model mlp:weights=PATH[,load_delay_ms=N][,batch=0|1][,workers=K]
+ *
+ * batch=0 makes run_batch run its items one by one through run(), as a
+ * model without run_batch is run (a baseline for benchmarks); default 1.
  *
  * The file (workers/safetensors.h; build/mkmlp writes one) holds, for
  * i = 0..L-1, layers.{i}.weight of shape [out, in] (PyTorch's Linear
@@ -25,9 +28,26 @@
  *   {"$object": "ID"}               an uploaded object of shape [n, in] or
  *                                   [n, h, w] with h*w == in, float32, or
  *                                   uint8 scaled by 1/255: an array of n
+ *   {"images": IMAGES, "output": FORM}   IMAGES is such an object reference
+ *                                   or an array of images; FORM (optional):
+ *       "probabilities" (default)   an array of {"class", "probabilities"}
+ *       "class"                     an array of n class indices (ints)
+ *       "object"                    {"$object": ID, "shape": [n, out]}: a
+ *                                   new float32 object of the probabilities
+ *                                   (host->object_new), no JSON per image
+ *
+ * run_batch: the items of a task that are single images are stacked into
+ * one matrix and run MLP_BATCH_BLOCK rows per product (mlp_forward), each
+ * row's output going to its item; the other forms go through run() one by
+ * one. The outputs are run()'s up to float32 rounding: OpenBLAS's sgemm
+ * takes another path for one row than for many, so a probability may
+ * differ from run()'s by a few ulps (measured ~1e-6 relative; the unit test
+ * holds it to 1e-5, and the class to run()'s unless two probabilities are
+ * that close). batch=0 gives run()'s outputs exactly.
  * Numbers may be integers or reals and must fit a float32. An item yields
- * at most MLP_MAX_OUTPUTS probabilities (images x classes); a bigger one
- * is refused (split it), so the output an item can make is bounded. Every
+ * at most MLP_MAX_OUTPUTS JSON values (images x classes, or images for
+ * "class"); a bigger one is refused (split it, or ask for "object"), so
+ * the JSON an item can make is bounded. Every
  * refusal is an item error naming the image, element or object and what
  * was expected. Outputs that are not finite (weights that overflow float32
  * on this input) are an item error too, never a null.
@@ -72,6 +92,7 @@
 #define MLP_MAX_LAYERS 64
 #define MLP_MAX_WIDTH (1u << 20)        /* in or out of one layer */
 #define MLP_BLOCK 64                    /* images per matrix product in run() */
+#define MLP_BATCH_BLOCK 1024            /* single-image items per product in run_batch() */
 #define MLP_MAX_OUTPUTS (4u << 20)      /* probabilities one item may return */
 #define MLP_MAX_LOAD_DELAY_MS 600000L
 

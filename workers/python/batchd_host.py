@@ -328,7 +328,10 @@ def child_main(sock_fd, mod, shared, objects, zygote_pid):
             conn.send(frame(ERROR, ("init() failed: %s (%s)" %
                                     (error_text(e), where(e))).encode()))
             os._exit(EXIT_INIT)
-        conn.send(frame(READY, json.dumps({"pid": os.getpid()}).encode()))
+        # "batch": run_batch answers a BATCH in one call, so a death in it
+        # names no item and batchd splits the batch (docs/coprocess.md)
+        batch = callable(getattr(mod, "run_batch", None))
+        conn.send(frame(READY, json.dumps({"pid": os.getpid(), "batch": batch}).encode()))
         serve(conn, mod, shared, state, objects)
         fini = getattr(mod, "fini", None)
         if fini is not None:

@@ -177,6 +177,83 @@ void host_item_end(bool ok)
         host_abort_from(host.item_start);
 }
 
+/* Calls fn(id, arg) for each {"$object": "ID"} in v, depth first. */
+static void host_each_named(const json_t *v, void (*fn)(const char *id, void *arg), void *arg)
+{
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *e;
+        json_array_foreach(v, i, e)
+            host_each_named(e, fn, arg);
+        return;
+    }
+    if (!json_is_object(v))
+        return;
+    /* any object with a "$object" id: convolve2d's and mlp's results add
+     * a "shape" beside it */
+    const json_t *id = json_object_get(v, "$object");
+    if (json_is_string(id)) {
+        fn(json_string_value(id), arg);
+        return;
+    }
+    const char *key;
+    const json_t *e;
+    json_object_foreach((json_t *)v, key, e)
+        host_each_named(e, fn, arg);
+}
+
+/* The ids [lo, hi) being sorted out: a kept one moves to the front of the
+ * range (the store's order of commits does not matter). */
+struct host_range {
+    size_t lo, hi, kept;
+};
+
+static void host_keep_named(const char *id, void *arg)
+{
+    struct host_range *r = arg;
+    for (size_t i = r->lo + r->kept; i < r->hi; i++) {
+        if (strcmp(host.ids[i], id) != 0)
+            continue;
+        char tmp[HOST_ID_SIZE];
+        memcpy(tmp, host.ids[i], HOST_ID_SIZE);
+        memcpy(host.ids[i], host.ids[r->lo + r->kept], HOST_ID_SIZE);
+        memcpy(host.ids[r->lo + r->kept], tmp, HOST_ID_SIZE);
+        r->kept++;
+        return;
+    }
+}
+
+void host_batch_settle(json_t *const *outputs, size_t n)
+{
+    struct host_range r = { host.item_start, host.n, 0 };
+    for (size_t i = 0; i < n && r.kept < r.hi - r.lo; i++)
+        if (outputs[i])
+            host_each_named(outputs[i], host_keep_named, &r);
+    host_abort_from(r.lo + r.kept);
+    host.item_start = host.n;
+}
+
+static void host_drop_one(const char *id, void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < host.item_start; i++) {
+        if (strcmp(host.ids[i], id) != 0)
+            continue;
+        objects_abort(host.objects, host.ids[i]);
+        /* keep [0, item_start) kept and [item_start, n) the current item's */
+        memmove(host.ids[i], host.ids[i + 1], (host.n - i - 1) * sizeof *host.ids);
+        host.n--;
+        host.item_start--;
+        return;
+    }
+}
+
+void host_drop_named(const json_t *out)
+{
+    if (host.item_start > 0 && out)
+        host_each_named(out, host_drop_one, NULL);
+}
+
 uint32_t host_task_commit(void)
 {
     host_abort_from(host.item_start);

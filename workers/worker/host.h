@@ -61,6 +61,19 @@ const struct model_host *host_worker(void);
  * ok, they are kept for host_task_commit(). */
 void host_item_end(bool ok);
 
+/*
+ * After a run_batch call (model.h, "Batches"): the objects made during the
+ * call [since the last item end] are kept for the items whose outputs
+ * (outputs[0..n), NULL for a failed item) name them as {"$object": ID},
+ * anywhere in the output; the others are aborted now. Then the batch's
+ * items are committed one by one, and an item whose output is not recorded
+ * after all gives its objects back with host_drop_named().
+ */
+void host_batch_settle(json_t *const *outputs, size_t n);
+
+/* Aborts the kept (not yet committed) objects that `out` names. */
+void host_drop_named(const json_t *out);
+
 /* Just before the task completes: commits (PENDING -> READY) every object
  * kept by its items; objects of an item that never ended are aborted.
  * Returns how many were committed. */

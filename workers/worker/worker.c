@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "workers/worker/host.h"
+#include "workers/worker/worker_batch.h"
 #include "service/core/jsonfmt.h"
 #include "service/core/log.h"
 #include "service/core/utf8.h"
@@ -231,13 +232,172 @@ void worker_task_done(struct shm *shm, uint32_t w, uint32_t idx)
     ring_complete(shm, idx, w);
 }
 
-/* Runs every item of the claimed slot idx. Returns how many items it ran
- * to a recorded result (the count the recycle limit sees). */
-static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
-                            const struct model_ops *ops, void *state, struct worker_buf *buf,
-                            struct worker_accs *accs)
+size_t worker_inline_max(const struct shm *shm)
 {
-    struct shm_worker *me = shm_worker(shm, w);
+    /* A quarter of the area: several large outputs still share a task, and
+     * the first record of a task always fits, so that "no room" only ever
+     * means "the rest goes in another task". */
+    return (shm_header(shm)->out_cap - RING_OUT_HDR) / 4;
+}
+
+int worker_put_output(struct shm *shm, uint32_t idx, const char *json, size_t n, bool *ok)
+{
+    *ok = false;
+    uint64_t max = shm_header(shm)->max_output;
+    char msg[400];
+    if ((max && n > max) || n > UINT32_MAX) {
+        snprintf(msg, sizeof msg,
+                 "output too large: %zu bytes, past the limit of %llu bytes (--max-output-size)",
+                 n, (unsigned long long)(max && max < UINT32_MAX ? max : UINT32_MAX));
+        return worker_put_error(shm, idx, msg);
+    }
+    if (n <= worker_inline_max(shm)) {
+        int put = ring_put_output(shm, idx, RING_OUT_OK, json, (uint32_t)n);
+        *ok = put == 0;
+        return put;
+    }
+    /* Past a slot's share: the bytes go into an object that the engine
+     * reads as the item's output and then deletes (the reduce path's
+     * RING_OUT_OBJECT). It is committed with the task (host.h), so the
+     * engine never reads one of a task that will run again. */
+    const struct model_host *host = host_worker();
+    struct model_object obj;
+    void *data;
+    char err[300] = "";
+    uint64_t shape[1] = { n };
+    if (host->object_new(MODEL_DTYPE_U8, 1, shape, &obj, &data, err, sizeof err) != 0) {
+        snprintf(msg, sizeof msg, "output of %zu bytes is larger than a task slot and cannot "
+                 "go through an object: %s", n, err);
+        return worker_put_error(shm, idx, msg);
+    }
+    memcpy(data, json, n);
+    int put = ring_put_output(shm, idx, RING_OUT_OBJECT, obj.id, (uint32_t)strlen(obj.id));
+    *ok = put == 0;
+    return put; /* on -ENOSPC the caller's host_item_end(false) frees it */
+}
+
+/* Records one item's result in slot idx: rc == 0 with `out` (taken) or the
+ * error message err. Settles the objects the item made (host.h) and counts
+ * it. Returns ring_put_output's result: -ENOSPC = the output area is full,
+ * nothing recorded (the engine re-queues the rest). */
+static int worker_commit(struct shm *shm, uint32_t w, uint32_t idx, struct worker_buf *buf,
+                         const struct model_ops *ops, int rc, json_t *out, const char *err)
+{
+    int put;
+    bool ok = false;
+    if (rc == 0) {
+        size_t n = worker_encode(buf, out);
+        if (n == 0)
+            put = worker_put_error(shm, idx, "output could not be encoded as JSON");
+        else
+            put = worker_put_output(shm, idx, buf->p, n, &ok);
+        if (!ok)
+            host_drop_named(out); /* its objects go with its output */
+        json_decref(out);
+    } else if (err[0]) {
+        put = worker_put_error(shm, idx, err);
+    } else {
+        char msg[160];
+        snprintf(msg, sizeof msg, "model %s failed (%d)", ops->name, rc);
+        put = worker_put_error(shm, idx, msg);
+    }
+    host_item_end(ok && put == 0); /* a re-queued item makes them anew */
+    if (put == 0) {
+        struct shm_worker *me = shm_worker(shm, w);
+        atomic_fetch_add_explicit(ok ? &me->items_done : &me->items_failed, 1,
+                                  memory_order_relaxed);
+    }
+    return put;
+}
+
+/* Times one model call of `n` items that took dt (the histogram is per
+ * item: a batch's time is shared by its items). */
+static void worker_time(struct shm_worker *me, uint64_t dt, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        atomic_fetch_add_explicit(&me->hist[shm_hist_bucket(dt / n)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&me->hist_sum_ns, dt, memory_order_relaxed);
+}
+
+/* Runs the batch b (items from record *k on) through run_batch and commits
+ * each result. Returns false when the output area filled (the rest of the
+ * task goes back to the engine). */
+static bool worker_run_batch(struct shm *shm, uint32_t w, uint32_t idx,
+                             const struct model_ops *ops, void *state, struct worker_buf *buf,
+                             struct worker_batch *b, uint32_t *k, uint64_t *run_ns)
+{
+    struct ring_slot *slot = ring_slot(shm, idx);
+    /* The engine reads batch_n if this process dies in the call: a crash
+     * or a deadline inside a batch names no item (ring.h). */
+    atomic_store_explicit(&slot->batch_n, (uint32_t)b->n, memory_order_relaxed);
+    uint64_t t0 = shm_now_mono_ns();
+    atomic_store_explicit(&slot->item_started_ns, t0, memory_order_relaxed);
+    worker_batch_call(ops, state, b);
+    uint64_t dt = shm_now_mono_ns() - t0;
+    atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&slot->batch_n, 0, memory_order_relaxed);
+    *run_ns += dt;
+    worker_time(shm_worker(shm, w), dt, b->n);
+    host_batch_settle(b->outputs, b->n);
+    bool room = true;
+    for (size_t i = 0; i < b->n; i++) {
+        json_t *out = b->outputs[i];
+        b->outputs[i] = NULL;
+        if (!room) {
+            host_drop_named(out); /* not recorded: made again when it reruns */
+            json_decref(out);
+            continue;
+        }
+        if (worker_commit(shm, w, idx, buf, ops, out ? 0 : -EINVAL, out, b->errors[i]) != 0)
+            room = false;
+        else
+            (*k)++;
+    }
+    worker_batch_clear(b);
+    return room;
+}
+
+/* Runs one item (NULL: it could not be read, and err says why; err is
+ * empty otherwise) through run() or acc_run() and commits its result.
+ * Returns false when the output area filled. */
+static bool worker_run_one(struct shm *shm, uint32_t w, uint32_t idx, const struct model_ops *ops,
+                           void *state, struct worker_buf *buf, void **acc, json_t *item,
+                           char *err, uint32_t *k, uint64_t *run_ns)
+{
+    struct ring_slot *slot = ring_slot(shm, idx);
+    json_t *out = NULL;
+    int rc = -EINVAL;
+    atomic_store_explicit(&slot->batch_n, 1, memory_order_relaxed);
+    uint64_t t0 = shm_now_mono_ns();
+    atomic_store_explicit(&slot->item_started_ns, t0, memory_order_relaxed);
+    if (!item) {
+        /* err says why */
+    } else if (ops->acc_run && !acc) {
+        snprintf(err, MODEL_ERR_LEN, "out of memory for the job's state");
+        rc = -ENOMEM;
+    } else {
+        rc = worker_run_item(ops, state, acc, item, &out, err, MODEL_ERR_LEN);
+    }
+    uint64_t dt = shm_now_mono_ns() - t0;
+    atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
+    *run_ns += dt;
+    json_decref(item);
+    worker_time(shm_worker(shm, w), dt, 1);
+    if (worker_commit(shm, w, idx, buf, ops, rc, out, err) != 0)
+        return false;
+    (*k)++;
+    return true;
+}
+
+/* Runs every item of the claimed slot idx. Returns how many items it ran
+ * to a recorded result (the count the recycle limit sees). A model with
+ * run_batch gets the task's items in one call (cut where an item is not
+ * valid JSON: the worker answers that one itself, in order); a batch of
+ * one goes to run(). */
+static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
+                                const struct model_ops *ops, void *state, struct worker_buf *buf,
+                                struct worker_accs *accs, struct worker_batch *batch)
+{
     struct ring_slot *slot = ring_slot(shm, idx);
     worker_task_begin(shm, w, slot->job_key);
 
@@ -247,69 +407,50 @@ static uint32_t worker_run_task(struct shm *shm, uint32_t w, uint32_t idx,
     uint64_t run_ns = 0;
     /* A stateful model's items add to this job's accumulator. */
     void **acc = ops->acc_run ? worker_acc_slot(accs, slot->job_key) : NULL;
-    while (ring_next_input(shm, idx, &pos, &data, &len)) {
+    const bool batching = ops->run_batch && !ops->acc_run;
+    bool more = true, room = true;
+    while (more && room) {
         /* A hint from the engine (cancel); stopping early is always safe
          * because the engine re-queues or drops what has no output. */
         if (atomic_load_explicit(&slot->cancel, memory_order_relaxed) || worker_stop)
             break; /* a stop request is honoured between items too: the
                       grace period bounds one item, not a whole chunk */
-        char err[512] = "";
-        json_error_t jerr;
-        json_t *item = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-        json_t *out = NULL;
-        int rc;
-        uint64_t t0 = shm_now_mono_ns();
-        atomic_store_explicit(&slot->item_started_ns, t0, memory_order_relaxed);
-        if (!item) {
-            snprintf(err, sizeof err, "item is not valid JSON: %s", jerr.text);
-            rc = -EINVAL;
-        } else if (ops->acc_run && !acc) {
-            snprintf(err, sizeof err, "out of memory for the job's state");
-            rc = -ENOMEM;
-        } else {
-            rc = worker_run_item(ops, state, acc, item, &out, err, sizeof err);
-        }
-        uint64_t dt = shm_now_mono_ns() - t0;
-        atomic_store_explicit(&slot->item_started_ns, 0, memory_order_relaxed);
-        run_ns += dt;
-        json_decref(item);
-        atomic_fetch_add_explicit(&me->hist[shm_hist_bucket(dt)], 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&me->hist_sum_ns, dt, memory_order_relaxed);
-
-        int put;
-        if (rc == 0) {
-            size_t n = worker_encode(buf, out);
-            json_decref(out);
-            if (n == 0 || n > UINT32_MAX) {
-                host_item_end(false); /* its objects go with its output */
-                put = worker_put_error(shm, idx, "output could not be encoded as JSON");
-            } else {
-                put = ring_put_output(shm, idx, RING_OUT_OK, buf->p, (uint32_t)n);
-                if (put == -ENOSPC && k == 0) {
-                    /* Alone in the output area and still too big: that is
-                     * the item's result, not a reason to retry. */
-                    host_item_end(false); /* its objects go with its output */
-                    char msg[160];
-                    snprintf(msg, sizeof msg,
-                             "output too large: %zu bytes, a task slot holds %u", n,
-                             shm_header(shm)->out_cap - RING_OUT_HDR);
-                    put = worker_put_error(shm, idx, msg);
-                }
+        char err[MODEL_ERR_LEN] = "";
+        json_t *item = NULL;
+        more = false;
+        /* Gather every item up to the end of the task or the first that
+         * does not parse; without run_batch, one item. */
+        while (ring_next_input(shm, idx, &pos, &data, &len)) {
+            json_error_t jerr;
+            item = json_loadb((const char *)data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+            if (!item)
+                snprintf(err, sizeof err, "item is not valid JSON: %s", jerr.text);
+            if (!item || !batching) {
+                more = true;
+                break;
             }
-        } else {
-            if (!err[0])
-                snprintf(err, sizeof err, "model %s failed (%d)", ops->name, rc);
-            put = worker_put_error(shm, idx, err);
+            if (worker_batch_add(batch, item) != 0) {
+                snprintf(err, sizeof err, "out of memory for a batch");
+                more = true;
+                break;
+            }
+            item = NULL;
         }
-        host_item_end(rc == 0 && put == 0); /* a re-queued item makes them anew */
-        if (put != 0)
-            break; /* output area full: the engine re-queues the rest */
-        if (rc == 0)
-            atomic_fetch_add_explicit(&me->items_done, 1, memory_order_relaxed);
+        if (batch->n > 1) {
+            room = worker_run_batch(shm, w, idx, ops, state, buf, batch, &k, &run_ns);
+        } else if (batch->n == 1) {
+            json_t *one = batch->items[0];
+            char none[MODEL_ERR_LEN] = "";
+            batch->n = 0;
+            room = worker_run_one(shm, w, idx, ops, state, buf, acc, one, none, &k, &run_ns);
+        }
+        if (room && (item || err[0]))
+            room = worker_run_one(shm, w, idx, ops, state, buf, acc, item, err, &k, &run_ns);
         else
-            atomic_fetch_add_explicit(&me->items_failed, 1, memory_order_relaxed);
-        k++;
+            json_decref(item);
     }
+    worker_batch_clear(batch);
+    atomic_store_explicit(&slot->batch_n, 0, memory_order_relaxed);
     atomic_store_explicit(&slot->run_ns, run_ns, memory_order_relaxed);
     worker_task_done(shm, w, idx);
     return k;
@@ -517,6 +658,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     if (!buf.p)
         _exit(WORKER_EXIT_FATAL);
     struct worker_accs accs = { NULL, 0, 0 };
+    struct worker_batch batch = { 0 };
     int32_t pid = (int32_t)getpid();
     while (!worker_stop) {
         uint32_t idx;
@@ -541,7 +683,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
                 worker_reduce(shm, w, idx, ops, shared, &buf);
                 break;
             default:
-                items_run += worker_run_task(shm, w, idx, ops, state, &buf, &accs);
+                items_run += worker_run_task(shm, w, idx, ops, state, &buf, &accs, &batch);
                 break;
             }
             /* The recycle check, between tasks: everything taken is
@@ -594,6 +736,7 @@ void worker_main(struct shm *shm, uint32_t w, const struct model_ops *ops, const
     if (ops->fini)
         ops->fini(state);
     free(buf.p);
+    worker_batch_free(&batch);
     if (recycle != WORKER_RECYCLE_NONE)
         worker_recycle_leave(me, recycle, recycle_t0);
     san_leak_check(); /* _exit skips LSan's own check */

@@ -121,6 +121,25 @@ int worker_run_item(const struct model_ops *ops, void *state, void **acc, const 
  * cut at 511 bytes. Returns ring_put_output's result. */
 int worker_put_error(struct shm *shm, uint32_t idx, const char *msg);
 
+/*
+ * Records an item's successful output (`json`, n bytes of compact JSON) in
+ * slot idx, whatever its size:
+ *   - up to worker_inline_max() bytes, in the slot's output area;
+ *   - larger, in an object made for it (host->object_new, committed with
+ *     the task), named by a RING_OUT_OBJECT record: the engine reads it as
+ *     the output and deletes it, so the client sees the same result;
+ *   - past shm_header.max_output (--max-output-size), or when no object
+ *     can be made, an error record saying so.
+ * *ok is true when the output was recorded as a success. Returns
+ * ring_put_output's result: -ENOSPC = the area is full, nothing recorded
+ * (the caller calls host_item_end(false), freeing an object it made).
+ */
+int worker_put_output(struct shm *shm, uint32_t idx, const char *json, size_t n, bool *ok);
+
+/* The largest output kept in a task slot's output area (a quarter of it:
+ * the first record of a task always fits). */
+size_t worker_inline_max(const struct shm *shm);
+
 /* The process set-up every worker makes right after fork: its name, death
  * with the supervisor (exits WORKER_EXIT_FATAL if it is already gone),
  * signals (SIGTERM sets the stop flag), SCHED_BATCH and WORKER_NICE. */

@@ -126,6 +126,7 @@ static void test_defaults(void **unused)
     assert_int_equal(c.object_memory, 1ull << 30);
     assert_int_equal(c.max_object_bytes, 256ull << 20);
     assert_int_equal(c.max_objects, 4096);
+    assert_int_equal(c.max_output_size, 64ull << 20);
     assert_null(c.port_file);
     /* chaos is built in but never loaded unless named. */
     assert_non_null(model_builtin_find("chaos"));
@@ -1482,6 +1483,12 @@ static void test_object_settings(void **unused)
                              "G suffixes allowed), got '2K'");
 
     /* ranges */
+    assert_int_equal(PARSE(&c, err, "--max-output-size", "2M"), 0);
+    assert_int_equal(c.max_output_size, 2u << 20);
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--max-output-size", "0"), -EINVAL);
+    assert_string_equal(err, "--max-output-size: expected a size in bytes from 1 to 1G (K, M, G "
+                             "suffixes allowed), got '0'");
     assert_int_equal(PARSE(&c, err, "--max-objects", "0"), -EINVAL);
     assert_string_equal(err, "--max-objects: expected an integer from 1 to 1048576, got '0'");
     assert_int_equal(PARSE(&c, err, "--max-objects", "1048577"), -EINVAL);
@@ -1519,11 +1526,12 @@ static void test_print_config(void **unused)
     assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
     assert_null(strstr(text, "secret-a"));
     assert_null(strstr(text, "secret-b"));
-    /* one line per setting (38 of them), after the heading */
+    assert_non_null(strstr(text, "\nmax-output-size    64M  [default]\n"));
+    /* one line per setting (39 of them), after the heading */
     size_t lines = 0;
     for (const char *p = text; *p; p++)
         lines += *p == '\n';
-    assert_int_equal(lines, 39);
+    assert_int_equal(lines, 40);
     free(text);
     unlink(f);
 }

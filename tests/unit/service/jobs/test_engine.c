@@ -398,6 +398,60 @@ static void check_one_result(struct engine *e, const char *id, long long want)
     sbuf_free(&page);
 }
 
+
+/* A worker that dies inside run_batch (its slot's batch_n > 1) names no
+ * item: the batch's items run again in tasks half as big, with no attempt
+ * counted; the outputs committed before the call are kept, and every item
+ * ends with exactly one result (model.h, "Batches"). */
+static void test_batch_death_halves(void **state)
+{
+    struct fixture *f = *state;
+    char *id = submit_numbers(f->e, 0, 16, 16);
+    uint32_t t1 = play_claim(&f->shm);
+    struct ring_slot *s1 = ring_slot(&f->shm, t1);
+    assert_int_equal(s1->n_items, 16);
+    /* items 0 and 1 committed by run(), then a batch of the other 14 dies */
+    assert_int_equal(ring_put_output(&f->shm, t1, RING_OUT_OK, "0", 1), 0);
+    assert_int_equal(ring_put_output(&f->shm, t1, RING_OUT_OK, "1", 1), 0);
+    atomic_store(&s1->batch_n, 14);
+    assert_int_equal(ring_reclaim_worker(&f->shm, 0, SIGSEGV), 1);
+    /* the suspects come back in halves of 7, not blamed: attempt 0 */
+    uint32_t t2 = play_claim(&f->shm);
+    struct ring_slot *s2 = ring_slot(&f->shm, t2);
+    assert_int_equal(s2->first_index, 2);
+    assert_int_equal(s2->n_items, 7);
+    assert_int_equal(s2->attempt, 0);
+    /* that batch dies too: its 7 items come back in tasks of at most 4 */
+    atomic_store(&s2->batch_n, 7);
+    assert_int_equal(ring_reclaim_worker(&f->shm, 0, SIGSEGV), 1);
+    uint32_t done_items = 0, tasks = 0;
+    for (int i = 0; i < 10000 && done_items < 14; i++) {
+        uint32_t idx;
+        if (ring_claim(&f->shm, 0, 0, &idx) != 0) {
+            usleep(1000);
+            continue;
+        }
+        struct ring_slot *s = ring_slot(&f->shm, idx);
+        assert_true(s->n_items <= 7);
+        if (s->first_index < 9)
+            assert_true(s->n_items <= 4);
+        assert_int_equal(s->attempt, 0);
+        done_items += s->n_items;
+        tasks++;
+        play_square(&f->shm, idx);
+        ring_complete(&f->shm, idx, 0);
+    }
+    assert_int_equal(done_items, 14);
+    assert_true(tasks >= 3);
+    json_t *job = wait_job(f->e, id);
+    assert_string_equal(json_string_value(json_object_get(job, "status")), "succeeded");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(job, "counts"), "done")),
+                     16);
+    json_decref(job);
+    check_squares(f->e, id, 0, 16);
+    free(id);
+}
+
 /* The chaos test's rare lost result, made deterministic: one collect pass
  * takes a task of job A (committed its result, then its worker died) and
  * then, in key order, a task of job B whose worker died before its first
@@ -618,6 +672,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_worker_killed_mid_job, setup_square, teardown),
         cmocka_unit_test_setup_teardown(test_stream, setup_square, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_death_halves, setup_played, teardown),
         cmocka_unit_test_setup_teardown(test_open_run_not_given_to_next_job, setup_played,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_list_and_metrics, setup_square, teardown),

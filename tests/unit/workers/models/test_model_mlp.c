@@ -191,9 +191,47 @@ static int test_object_ref(const json_t *v, struct model_object *obj, char *err,
     return -ENOENT;
 }
 
+/* object_new: a calloc'ed array, registered so that the test reads it
+ * back by id (freed by free_made). */
+static void *made[N_OBJECTS];
+static size_t n_made;
+
+static int test_object_new(uint32_t dtype, uint32_t ndim, const uint64_t *shape,
+                           struct model_object *obj, void **data, char *err, size_t errlen)
+{
+    if (n_objects == N_OBJECTS) {
+        snprintf(err, errlen, "test host: no room");
+        return -ENOSPC;
+    }
+    struct model_object *o = &objects[n_objects];
+    memset(o, 0, sizeof *o);
+    snprintf(o->id, sizeof o->id, "made%zu", n_objects++);
+    o->dtype = dtype;
+    o->ndim = ndim;
+    o->bytes = model_dtype_size(dtype);
+    for (uint32_t d = 0; d < ndim; d++) {
+        o->shape[d] = shape[d];
+        o->bytes *= shape[d];
+    }
+    made[n_made] = calloc(1, o->bytes);
+    assert_non_null(made[n_made]);
+    o->data = made[n_made];
+    *data = made[n_made++];
+    *obj = *o;
+    return 0;
+}
+
+static void free_made(void)
+{
+    while (n_made > 0)
+        free(made[--n_made]);
+}
+
 static const struct model_host test_host = {
     .abi_version = MODEL_ABI_VERSION,
+    .size = sizeof(struct model_host),
     .object_ref = test_object_ref,
+    .object_new = test_object_new,
 };
 
 /* Adds an object; data is borrowed (the test keeps it alive). */
@@ -442,6 +480,230 @@ static void test_objects(void **unused)
     free_net(&ref);
 }
 
+/* ---- run_batch -------------------------------------------------------------- */
+
+/*
+ * Is a (run_batch's output) b (run()'s) within BATCH_RTOL? The same JSON,
+ * reals within a relative BATCH_RTOL: OpenBLAS's sgemm takes another path
+ * for one row than for many (measured: probabilities 1 to 10 float32 ulps
+ * apart, ~1e-6 relative), so a batch is not bit-for-bit a loop of run().
+ * The class (an argmax) must be equal unless the top two probabilities are
+ * that close.
+ */
+#define BATCH_RTOL 1e-5
+
+static bool close_json(const json_t *a, const json_t *b)
+{
+    if (json_is_real(a) && json_is_real(b)) {
+        double x = json_real_value(a), y = json_real_value(b);
+        return fabs(x - y) <= BATCH_RTOL * fabs(y) + 1e-30;
+    }
+    if (json_is_array(a) && json_is_array(b)) {
+        if (json_array_size(a) != json_array_size(b))
+            return false;
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (!close_json(json_array_get(a, i), json_array_get(b, i)))
+                return false;
+        return true;
+    }
+    if (json_is_object(a) && json_is_object(b) && json_object_size(a) == json_object_size(b)) {
+        const json_t *probs = json_object_get(b, "probabilities");
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)a, key, v) {
+            const json_t *w = json_object_get(b, key);
+            if (!w)
+                return false;
+            if (strcmp(key, "class") == 0 && probs && !json_equal(v, w)) {
+                /* a near tie may go either way */
+                double pa = json_real_value(json_array_get(probs, (size_t)json_integer_value(v)));
+                double pb = json_real_value(json_array_get(probs, (size_t)json_integer_value(w)));
+                if (fabs(pa - pb) > BATCH_RTOL * pb)
+                    return false;
+                continue;
+            }
+            if (!close_json(v, w))
+                return false;
+        }
+        return true;
+    }
+    return json_equal(a, b);
+}
+
+/* Runs items through run_batch and checks every result against run() on
+ * the same item: the same JSON (bit for bit when `exact`, else within
+ * BATCH_RTOL), or the same error. */
+static void check_batch_equals_run(struct loaded *L, json_t **items, size_t n, bool exact)
+{
+    json_t **outs = calloc(n, sizeof *outs);
+    char(*errs)[MODEL_ERR_LEN] = calloc(n, sizeof *errs);
+    assert_non_null(outs);
+    assert_non_null(errs);
+    const struct model_batch b = {n, (const json_t *const *)items, outs, errs};
+    char err[512] = "";
+    assert_int_equal(model_mlp.run_batch(L->state, &b, err, sizeof err), 0);
+    for (size_t i = 0; i < n; i++) {
+        json_t *one = NULL;
+        char e1[512] = "";
+        int rc = model_mlp.run(L->state, items[i], &one, e1, sizeof e1);
+        if (rc == 0) {
+            assert_non_null(outs[i]);
+            if (exact ? !json_equal(outs[i], one) : !close_json(outs[i], one)) {
+                char *a = json_dumps(outs[i], JSON_COMPACT | JSON_ENCODE_ANY);
+                char *c = json_dumps(one, JSON_COMPACT | JSON_ENCODE_ANY);
+                fail_msg("item %zu: run_batch %.200s, run %.200s", i, a, c);
+            }
+        } else {
+            assert_null(outs[i]);
+            assert_string_equal(errs[i], e1);
+        }
+        json_decref(one);
+        json_decref(outs[i]);
+    }
+    free(outs);
+    free(errs);
+}
+
+static void test_run_batch_equals_run(void **unused)
+{
+    (void)unused;
+    char path[128];
+    path_for(path, sizeof path, "net.safetensors");
+    struct net_ref ref = make_ref();
+    write_net(path, &ref, W_F32, 0);
+    unsigned in = ref.width[0];
+    float f[3 * 20];
+    for (int e = 0; e < 3 * 20; e++)
+        f[e] = (float)(rnd(-100, 100) / 50.0);
+    /* more than two MLP_BATCH_BLOCKs of single images, with bad items,
+     * arrays of images and an object item among them */
+    enum { N = 2 * MLP_BATCH_BLOCK + 77 };
+    json_t **items = calloc(N, sizeof *items);
+    assert_non_null(items);
+    double x[20];
+    for (size_t i = 0; i < N; i++) {
+        random_image(x, in);
+        if (i % 500 == 3)
+            items[i] = json_pack("[i,i]", 1, 2); /* wrong length */
+        else if (i % 700 == 5)
+            items[i] = json_pack("{s:s}", "$object", "floats");
+        else if (i % 900 == 7)
+            items[i] = json_pack("[o,o]", image_json(x, in), image_json(x, in));
+        else if (i == N - 1)
+            items[i] = json_string("not an image");
+        else
+            items[i] = image_json(x, in);
+    }
+    for (int per_item = 0; per_item <= 1; per_item++) {
+        const char *kv[] = {"weights", path, "batch", per_item ? "0" : "1"};
+        struct loaded L;
+        char err[512] = "";
+        if (load_params(kv, 2, &L, err, sizeof err) != 0)
+            fail_msg("load: %s", err);
+        n_objects = 0;
+        add_object("floats", MODEL_DTYPE_F32, 2, (uint64_t[]){3, 20}, f);
+        /* batch=0 runs run() per item: exactly run()'s outputs */
+        check_batch_equals_run(&L, items, N, per_item);
+        /* a batch of one image is one row: bit for bit */
+        check_batch_equals_run(&L, items, 1, true);
+        unload(&L);
+    }
+    for (size_t i = 0; i < N; i++)
+        json_decref(items[i]);
+    free(items);
+    free_net(&ref);
+}
+
+/* {"images": ..., "output": ...}: class, probabilities and object. */
+static void test_output_forms(void **unused)
+{
+    (void)unused;
+    char path[128], err[512];
+    path_for(path, sizeof path, "net.safetensors");
+    struct net_ref ref = make_ref();
+    write_net(path, &ref, W_F32, 0);
+    struct loaded L;
+    load_file(path, &L);
+    n_objects = 0;
+    enum { N = 70 };
+    unsigned out = ref.width[ref.n_layers];
+    float *f = malloc(sizeof(float) * N * 20);
+    double xf[N][20];
+    assert_non_null(f);
+    for (int i = 0; i < N; i++)
+        for (int e = 0; e < 20; e++) {
+            f[i * 20 + e] = (float)(rnd(-100, 100) / 50.0);
+            xf[i][e] = f[i * 20 + e];
+        }
+    add_object("floats", MODEL_DTYPE_F32, 2, (uint64_t[]){N, 20}, f);
+
+    json_t *plain = json_pack("{s:s}", "$object", "floats"), *want = NULL;
+    assert_int_equal(model_mlp.run(L.state, plain, &want, err, sizeof err), 0);
+
+    /* probabilities: the same as the plain object item */
+    json_t *item = json_pack("{s:o,s:s}", "images", json_incref(plain), "output", "probabilities");
+    json_t *got = NULL;
+    assert_int_equal(model_mlp.run(L.state, item, &got, err, sizeof err), 0);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(item);
+    /* the default form is probabilities */
+    item = json_pack("{s:O}", "images", plain);
+    assert_int_equal(model_mlp.run(L.state, item, &got, err, sizeof err), 0);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(item);
+
+    /* class: the classes of the probabilities form */
+    item = json_pack("{s:O,s:s}", "images", plain, "output", "class");
+    assert_int_equal(model_mlp.run(L.state, item, &got, err, sizeof err), 0);
+    assert_int_equal(json_array_size(got), N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(json_integer_value(json_array_get(got, i)),
+                         json_integer_value(json_object_get(json_array_get(want, i), "class")));
+    json_decref(got);
+    json_decref(item);
+
+    /* object: a float32 [N, out] object holding the same probabilities */
+    item = json_pack("{s:O,s:s}", "images", plain, "output", "object");
+    assert_int_equal(model_mlp.run(L.state, item, &got, err, sizeof err), 0);
+    const char *id = json_string_value(json_object_get(got, "$object"));
+    assert_non_null(id);
+    json_t *shape = json_object_get(got, "shape");
+    assert_int_equal(json_integer_value(json_array_get(shape, 0)), N);
+    assert_int_equal(json_integer_value(json_array_get(shape, 1)), out);
+    const struct model_object *o = &objects[n_objects - 1];
+    assert_string_equal(o->id, id);
+    assert_int_equal(o->dtype, MODEL_DTYPE_F32);
+    const float *p = o->data;
+    for (size_t i = 0; i < N; i++) {
+        check_image(json_array_get(want, i), &ref, xf[i]);
+        json_t *probs = json_object_get(json_array_get(want, i), "probabilities");
+        for (unsigned c = 0; c < out; c++)
+            assert_true((float)json_real_value(json_array_get(probs, c)) == p[i * out + c]);
+    }
+    json_decref(got);
+    json_decref(item);
+
+    /* images as a JSON array of images */
+    double x2[2][20];
+    random_image(x2[0], 20);
+    random_image(x2[1], 20);
+    item = json_pack("{s:[o,o],s:s}", "images", image_json(x2[0], 20), image_json(x2[1], 20),
+                     "output", "class");
+    assert_int_equal(model_mlp.run(L.state, item, &got, err, sizeof err), 0);
+    assert_int_equal(json_array_size(got), 2);
+    json_decref(got);
+    json_decref(item);
+
+    json_decref(plain);
+    json_decref(want);
+    free_made();
+    unload(&L);
+    free(f);
+    free_net(&ref);
+}
+
 /* ---- bad items ------------------------------------------------------------- */
 
 static void expect_item_error(struct loaded *L, const char *text, int want_rc, const char *want)
@@ -489,7 +751,7 @@ static void test_bad_items(void **unused)
     expect_item_error(&L, row19, -EINVAL, "mlp: expected 20 numbers (the network's input size), got 19");
     expect_item_error(&L, row20s, -EINVAL, "mlp: element 19 is a string, expected a number");
     expect_item_error(&L, "[]", -EINVAL, "got an empty array");
-    expect_item_error(&L, "\"img\"", -EINVAL, "mlp: expected an array of 20 numbers, an array of such arrays, or {\"$object\": \"ID\"}, got a string");
+    expect_item_error(&L, "\"img\"", -EINVAL, "mlp: expected an array of 20 numbers, an array of such arrays, {\"$object\": \"ID\"} or {\"images\": ..., \"output\": ...}, got a string");
     expect_item_error(&L, "7", -EINVAL, "got a number");
     expect_item_error(&L, "null", -EINVAL, "got null");
     snprintf(buf, sizeof buf, "[%s,%s]", row20s, row19);
@@ -508,7 +770,13 @@ static void test_bad_items(void **unused)
     expect_item_error(&L, "{\"$object\":\"square\"}", -EINVAL, "object square has shape [1, 5, 5]");
     expect_item_error(&L, "{\"$object\":\"flat\"}", -EINVAL, "object flat has shape [20]");
     expect_item_error(&L, "{\"$object\":\"empty\"}", -EINVAL, "object empty has shape [0, 20]");
-    expect_item_error(&L, "{\"$object\":\"huge\"}", -E2BIG, "1000000 images x 5 classes is over the 4194304 probabilities");
+    expect_item_error(&L, "{\"$object\":\"huge\"}", -E2BIG, "1000000 images x 5 values is over the 4194304 one item may return as JSON");
+    expect_item_error(&L, "{\"images\":{\"$object\":\"wide\"},\"output\":\"class\"}", -EINVAL, "object wide has shape [1, 21]");
+    expect_item_error(&L, "{\"images\":{\"$object\":\"flat\"},\"output\":\"nope\"}", -EINVAL, "mlp: \"output\" must be \"class\", \"probabilities\" or \"object\", got 'nope'");
+    expect_item_error(&L, "{\"images\":{\"$object\":\"flat\"},\"output\":3}", -EINVAL, "got a number");
+    expect_item_error(&L, "{\"images\":{\"$object\":\"flat\"},\"extra\":1}", -EINVAL, "mlp: unknown field 'extra' (an item of this form has \"images\" and optionally \"output\")");
+    expect_item_error(&L, "{\"images\":7}", -EINVAL, "mlp: \"images\" must be {\"$object\": \"ID\"} or a non-empty array of images (arrays of 20 numbers), got a number");
+    expect_item_error(&L, "{\"images\":[]}", -EINVAL, "got an array");
 
     /* Without an object store (host NULL), objects are refused clearly. */
     void *bare;
@@ -687,6 +955,8 @@ int main(void)
         cmocka_unit_test(test_f32_misaligned),
         cmocka_unit_test(test_forward_api),
         cmocka_unit_test(test_objects),
+        cmocka_unit_test(test_run_batch_equals_run),
+        cmocka_unit_test(test_output_forms),
         cmocka_unit_test(test_bad_items),
         cmocka_unit_test(test_non_finite_output),
         cmocka_unit_test(test_bad_params_and_files),

@@ -254,6 +254,40 @@ static void test_new_visible_at_task_commit(void **state)
 
 /* A worker that dies before its task completes leaves PENDING objects
  * owned by its index: what the supervisor reclaims. */
+/* run_batch's objects: those named by an output are kept (anywhere in
+ * it, with other keys beside "$object"), the others go at once; an output
+ * that is not recorded after all gives its objects back. */
+static void test_batch_settle(void **state)
+{
+    struct objects *o = *state;
+    char err[256];
+    struct model_object a, b, c, d;
+    assert_int_equal(make(10, &a, err, sizeof err), 0);
+    host_item_end(true); /* an earlier item's object: not the batch's */
+    assert_int_equal(make(10, &b, err, sizeof err), 0);
+    assert_int_equal(make(10, &c, err, sizeof err), 0);
+    assert_int_equal(make(10, &d, err, sizeof err), 0);
+    json_t *outs[3] = {
+        json_pack("{s:{s:s,s:[i]}}", "result", "$object", b.id, "shape", 10),
+        NULL, /* a failed item */
+        json_pack("[i,{s:s}]", 1, "$object", d.id),
+    };
+    host_batch_settle(outs, 3);
+    /* c is named by no output: aborted now (the slot is free again) */
+    assert_int_equal(objects_abort(o, c.id), -ENOENT);
+    /* the third item's output is not recorded after all: d goes */
+    host_drop_named(outs[2]);
+    assert_int_equal(objects_abort(o, d.id), -ENOENT);
+    assert_int_equal(host_task_commit(), 2);
+    assert_int_equal(objects_find(o, a.id, NULL), 0);
+    assert_int_equal(objects_find(o, b.id, NULL), 0);
+    assert_int_equal(objects_find(o, d.id, NULL), -ENOENT);
+    json_decref(outs[0]);
+    json_decref(outs[2]);
+    objects_delete(o, a.id);
+    objects_delete(o, b.id);
+}
+
 static void test_worker_dies_before_commit(void **state)
 {
     struct objects *o = *state;
@@ -348,6 +382,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ref_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ref_resolves_ready_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_visible_at_task_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_settle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_worker_dies_before_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_limits, setup, teardown),
         cmocka_unit_test(test_no_store),
