@@ -87,8 +87,26 @@ int api_objects_metrics(struct objects *o, struct sbuf *out)
                        "batchd_object_memory_capacity_bytes %" PRIu64 "\n"
                        "# HELP batchd_objects_limit Most objects kept at once (--max-objects).\n"
                        "# TYPE batchd_objects_limit gauge\n"
-                       "batchd_objects_limit %" PRIu32 "\n",
-                       st.count, st.used_bytes, st.capacity_bytes, st.max_objects);
+                       "batchd_objects_limit %" PRIu32 "\n"
+                       "# HELP batchd_object_pool_bytes Freed object memory kept resident for "
+                       "the next objects (no page faults when reused).\n"
+                       "# TYPE batchd_object_pool_bytes gauge\n"
+                       "batchd_object_pool_bytes %" PRIu64 "\n"
+                       "# HELP batchd_object_pool_limit_bytes Most freed object memory the "
+                       "pool keeps.\n"
+                       "# TYPE batchd_object_pool_limit_bytes gauge\n"
+                       "batchd_object_pool_limit_bytes %" PRIu64 "\n"
+                       "# HELP batchd_object_pool_reused_bytes_total Object memory allocated "
+                       "from the pool.\n"
+                       "# TYPE batchd_object_pool_reused_bytes_total counter\n"
+                       "batchd_object_pool_reused_bytes_total %" PRIu64 "\n"
+                       "# HELP batchd_object_pool_released_bytes_total Freed object memory "
+                       "given back to the kernel (the pool was full).\n"
+                       "# TYPE batchd_object_pool_released_bytes_total counter\n"
+                       "batchd_object_pool_released_bytes_total %" PRIu64 "\n",
+                       st.count, st.used_bytes, st.capacity_bytes, st.max_objects,
+                       st.pool_bytes, st.pool_limit_bytes, st.pool_reused_bytes,
+                       st.pool_released_bytes);
 }
 
 /* ------------------------------------------------------------ createObject */
