@@ -285,6 +285,14 @@ static int number(struct sc *s)
         real = true;
     }
     size_t n = (size_t)(p - start);
+    if (!real && neg && int_digits == 1 && *ip == '0') {
+        /* -0 is the integer 0, which jansson writes "0" */
+        s->dirty = true;
+        if (put(s, "0", 1) != 0)
+            return -ENOMEM;
+        s->p = p;
+        return 0;
+    }
     if (!real) {
         /* int64: 19 digits at most, and then no more than its bound */
         if (int_digits > 19)
