@@ -20,6 +20,8 @@
 #                   hardware limit, eight workloads side by side, under 10 min on
 #                   2 cores; the table goes to bench/RESULTS.md (bench/run.sh)
 #   make bench-python   Python models through batchd vs multiprocessing.Pool
+#   make bench-datapath upload, download and submit against plain socket peers,
+#                   interleaved (bench/datapath.py; part of bench)
 #   make clean
 #
 # V=1 shows the commands. Objects are rebuilt when the flags change.
@@ -105,7 +107,7 @@ TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad
                 $(BUILD)/tests/plugins/libbatch.so
 
 .PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan \
-        tsan valgrind valgrind-run test-programs bench bench-python FORCE
+        tsan valgrind valgrind-run test-programs bench bench-python bench-datapath FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
@@ -314,6 +316,14 @@ bench: all
 	$(Q)sh bench/run.sh
 	$(Q)sh bench/durability.sh
 	$(Q)sh bench/retention.sh
+	$(Q)/usr/bin/python3 bench/datapath.py --batchd $(BUILD)/batchd
+
+# The data path (issue 17): a 72 MB .npy uploaded and downloaded, and 1M
+# `square` items submitted, each beside a plain Python socket peer moving
+# the same bytes, in interleaved rounds (bench/datapath.py says how).
+bench-datapath: all
+	$(Q)sh scripts/deps.sh bench
+	$(Q)/usr/bin/python3 bench/datapath.py --batchd $(BUILD)/batchd
 
 # Python models through the coprocess host beside multiprocessing.Pool
 # (bench/python_host.py: items a and c of issue 15), interleaved rounds.

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/handlers/scan.h"
 #include "service/core/jsonfmt.h"
 
 /* How items are stored: compact, any value at the top, and reals with all
@@ -176,10 +177,12 @@ static int parse_options(const json_t *options, const struct api_request_limits 
     return 0;
 }
 
-/* Checks the top-level shape. Borrowed results in *model, *inputs. */
+/* Checks the top-level shape. Borrowed results in *model, *inputs. With
+ * `scanned` (the fast path, scan.h) root holds every member but "inputs",
+ * whose items the scan has already checked, and *inputs is left alone. */
 static int check_shape(const json_t *root, const struct api_request_limits *lim,
                        const char **model, const json_t **inputs, struct job_options *opt,
-                       struct api_problem *prob)
+                       bool scanned, struct api_problem *prob)
 {
     if (!json_is_object(root))
         return invalid_job(prob, "",
@@ -204,12 +207,14 @@ static int check_shape(const json_t *root, const struct api_request_limits *lim,
     if (json_string_length(m) == 0 || strlen(json_string_value(m)) != json_string_length(m))
         return invalid_job(prob, "/model", "\"model\" must be a model's name");
     const json_t *in = json_object_get(root, "inputs");
-    if (!in)
-        return invalid_job(prob, "/inputs", "missing member \"inputs\"");
-    if (!json_is_array(in))
-        return invalid_job(prob, "/inputs", "\"inputs\" must be an array of items");
-    if (json_array_size(in) == 0)
-        return invalid_job(prob, "/inputs", "\"inputs\" must hold at least one item");
+    if (!scanned) {
+        if (!in)
+            return invalid_job(prob, "/inputs", "missing member \"inputs\"");
+        if (!json_is_array(in))
+            return invalid_job(prob, "/inputs", "\"inputs\" must be an array of items");
+        if (json_array_size(in) == 0)
+            return invalid_job(prob, "/inputs", "\"inputs\" must hold at least one item");
+    }
     const json_t *options = json_object_get(root, "options");
     if (options) {
         int rc = parse_options(options, lim, opt, prob);
@@ -237,7 +242,8 @@ static int check_shape(const json_t *root, const struct api_request_limits *lim,
                                "characters");
     }
     *model = json_string_value(m);
-    *inputs = in;
+    if (!scanned)
+        *inputs = in;
     return 0;
 }
 
@@ -321,8 +327,64 @@ static int check_depth(const json_t *root, const struct api_request_limits *lim,
     return -EINVAL;
 }
 
+/* The scan's limits are the request's. */
+static struct scan_limits scan_limits_of(const struct api_request_limits *lim)
+{
+    return (struct scan_limits){ .max_items = lim->max_items,
+                                 .max_item_bytes = lim->max_item_bytes,
+                                 .max_depth = lim->max_depth };
+}
+
+/* Fills out->model, ->opt, ->webhook_url from the members that are not
+ * "inputs". Returns 0, -ENOMEM, or -EAGAIN when anything is wrong with
+ * them (the jansson path then says what). */
+static int scanned_rest(const json_t *rest, const struct api_request_limits *lim,
+                        struct api_job_request *out)
+{
+    struct api_problem ignored;
+    const char *model = NULL;
+    if (check_depth(rest, lim, "", 0, &ignored) != 0 ||
+        check_shape(rest, lim, &model, NULL, &out->opt, true, &ignored) != 0)
+        return -EAGAIN;
+    out->model = strdup(model);
+    const char *hook_url =
+        json_string_value(json_object_get(json_object_get(rest, "webhook"), "url"));
+    if (hook_url)
+        out->webhook_url = strdup(hook_url);
+    if (!out->model || (hook_url && !out->webhook_url))
+        return -ENOMEM;
+    return 0;
+}
+
 int api_request_parse_json(const char *body, size_t len, const struct api_request_limits *lim,
                            struct api_job_request *out, struct api_problem *prob)
+{
+    memset(out, 0, sizeof *out);
+    /* the fast path first (scan.h); anything it does not accept, errors
+     * included, is parsed again by jansson below, whose answer is the
+     * reference */
+    struct scan_limits sl = scan_limits_of(lim);
+    struct job_items *items = NULL;
+    json_t *rest = NULL;
+    int rc = scan_json_body(body, len, &sl, &items, &rest);
+    if (rc == 0) {
+        out->items = items;
+        rc = scanned_rest(rest, lim, out);
+        json_decref(rest);
+        if (rc == 0)
+            return 0;
+        api_job_request_clear(out);
+    }
+    if (rc == -ENOMEM) {
+        set_oom(prob);
+        return -ENOMEM;
+    }
+    return api_request_parse_json_jansson(body, len, lim, out, prob);
+}
+
+int api_request_parse_json_jansson(const char *body, size_t len,
+                                   const struct api_request_limits *lim,
+                                   struct api_job_request *out, struct api_problem *prob)
 {
     memset(out, 0, sizeof *out);
     json_error_t err;
@@ -342,7 +404,7 @@ int api_request_parse_json(const char *body, size_t len, const struct api_reques
     struct item_buf buf = { NULL, 0 };
     const char *model = NULL;
     const json_t *inputs = NULL;
-    int rc = check_shape(root, lim, &model, &inputs, &out->opt, prob);
+    int rc = check_shape(root, lim, &model, &inputs, &out->opt, false, prob);
     if (rc)
         goto fail;
     size_t n = json_array_size(inputs);
@@ -386,6 +448,21 @@ static bool is_blank(const char *s, size_t n)
 
 int api_request_parse_ndjson(const char *body, size_t len, const struct api_request_limits *lim,
                              struct job_items **items, struct api_problem *prob)
+{
+    struct scan_limits sl = scan_limits_of(lim);
+    int rc = scan_ndjson_body(body, len, &sl, items);
+    if (rc == 0)
+        return 0;
+    if (rc == -ENOMEM) {
+        set_oom(prob);
+        return -ENOMEM;
+    }
+    return api_request_parse_ndjson_jansson(body, len, lim, items, prob);
+}
+
+int api_request_parse_ndjson_jansson(const char *body, size_t len,
+                                     const struct api_request_limits *lim,
+                                     struct job_items **items, struct api_problem *prob)
 {
     *items = NULL;
     struct job_items *list = job_items_new();

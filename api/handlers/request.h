@@ -17,8 +17,13 @@
  *   413 too-large     more than max_items items (limit), or one item whose
  *                     compact JSON is over max_item_bytes (index, pointer:
  *                     "/inputs/<i>" for JSON, "/<i>" for NDJSON, and line)
- * Each item is stored as its compact serialization (reals with 17
- * significant digits, so every double survives the trip to the worker).
+ * Items are read by the fast path of scan.h first: one pass that checks
+ * each item and copies its text into the job's arena (compact, numbers as
+ * the client wrote them, strings as jansson spells them). Whatever it does
+ * not accept, every error included, is parsed again with jansson (the
+ * *_jansson functions below), whose answer is the reference: the same
+ * problems as always, and items stored as their compact serialization
+ * (reals in the shortest form that reads back to the same double).
  * Whether the model exists is not checked here (the engine knows that).
  *
  * Process and threads: api process, the HTTP thread of the request. Pure:
@@ -79,6 +84,18 @@ int api_request_parse_json(const char *body, size_t len, const struct api_reques
  */
 int api_request_parse_ndjson(const char *body, size_t len, const struct api_request_limits *lim,
                              struct job_items **items, struct api_problem *prob);
+
+/*
+ * The jansson path alone (a DOM of the whole body, each item serialised
+ * again): what api_request_parse_json / _ndjson fall back to, with the
+ * same contract. Tests compare the fast path against it.
+ */
+int api_request_parse_json_jansson(const char *body, size_t len,
+                                   const struct api_request_limits *lim,
+                                   struct api_job_request *out, struct api_problem *prob);
+int api_request_parse_ndjson_jansson(const char *body, size_t len,
+                                     const struct api_request_limits *lim,
+                                     struct job_items **items, struct api_problem *prob);
 
 /* Frees what a successful api_request_parse_json() put in *r (items that
  * were handed to the engine must be set to NULL first) and zeroes it. */

@@ -46,7 +46,10 @@ static int too_large(struct api_upload *u, uint64_t bytes, const char *what)
 static int upload_alloc(struct api_upload *u, uint32_t dtype, uint32_t ndim,
                         const uint64_t *shape, uint64_t bytes)
 {
-    int rc = objects_alloc(u->store, OBJECTS_OWNER_API, dtype, ndim, shape, &u->obj);
+    /* uninit: every byte is written before api_upload_finish commits
+     * (it checks written == bytes), so pages reused from the pool need no
+     * zeroing first (objects.h) */
+    int rc = objects_alloc_uninit(u->store, OBJECTS_OWNER_API, dtype, ndim, shape, &u->obj);
     if (rc == 0) {
         u->allocated = true;
         return 0;

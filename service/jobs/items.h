@@ -35,6 +35,11 @@ struct job_items *job_items_new(void);
 int job_items_append(struct job_items *items, const char *json, size_t len);
 /* Appends the compact serialization of `item` (borrowed). Same returns. */
 int job_items_append_json(struct job_items *items, const json_t *item);
+/* Makes room for `bytes` more bytes of text and `n` more items, so that
+ * appending that much does not reallocate (and the text's room is faulted
+ * in at once, not page by page). A bound, not a promise: appending more
+ * still works. Returns 0, -ENOMEM or -E2BIG (nothing changed). */
+int job_items_reserve(struct job_items *items, size_t bytes, size_t n);
 size_t job_items_count(const struct job_items *items);
 /* Item i's JSON text (borrowed; not NUL-terminated) and its length. Items
  * are stored back to back: item i+1 starts where item i ends. */

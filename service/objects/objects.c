@@ -9,6 +9,8 @@
  *                       id, so that a lookup scans 8 bytes per entry, not
  *                       a whole entry (finds run once per item reference)
  *   uint64_t bitmap[]   one bit per data page, 1 = in use
+ *   uint64_t warm[]     one bit per data page, 1 = free but still resident
+ *                       (the pool, below); always 0 for a page in use
  *   data                n_pages x OBJECTS_PAGE, OBJECTS_PAGE-aligned
  *
  * Crash consistency (the robust mutex, EOWNERDEAD): an entry's state is
@@ -20,11 +22,28 @@
  *     FREE entry), marks its pages in the bitmap, and writes state =
  *     PENDING last. A death in between leaves pages marked that no entry
  *     claims: leaked until repair, never double-used.
- *   - free writes state = FREE first, gives the pages back to the kernel
+ *   - free writes state = FREE first, then either keeps the pages in the
+ *     pool (marks them warm) or gives them back to the kernel
  *     (MADV_REMOVE, while they are still marked, so nobody reuses them
- *     mid-way), then clears their bits.
- * Repair also gives every free page back to the kernel, so that a new
- * object's bytes always read as zeros whatever died where.
+ *     mid-way), then clears their in-use bits.
+ * Repair also gives every free page back to the kernel and empties the
+ * pool, so that a new object's bytes always read as zeros (or are
+ * overwritten) whatever died where.
+ *
+ * The pool (why): on this kind of VM a page fault costs more than the
+ * copy it serves; perf on uploads showed ~35% of the api process in
+ * clear_page_erms under shmem_fault and ~23% in the fault entry, because
+ * every delete gave the pages back and every upload faulted them in
+ * again. So a free keeps up to pool_limit pages resident ("warm": they
+ * still hold the old object's bytes), and an allocation that lands on
+ * warm pages takes them as they are: objects_alloc zeroes them (a memset,
+ * no fault), objects_alloc_uninit only zeroes what the caller will not
+ * overwrite (the last page's tail). Pages that are not warm are faulted in
+ * at once with MADV_POPULATE_WRITE (one system call instead of a fault per
+ * 4 KiB page; skipped where the kernel lacks it). Both happen outside the
+ * mutex, on pages only the allocating caller can see (its PENDING entry
+ * claims them): the warm bits of the run are copied and cleared under the
+ * mutex, so a page in use is never warm.
  *
  * A FREE entry keeps its id and seq until it is reused, so that a list
  * cursor naming an object deleted since still finds its place.
@@ -33,6 +52,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -45,7 +65,7 @@
 #include "service/core/log.h"
 
 #define OBJ_MAGIC 0x314a424f44484342ull /* "BCHDOBJ1" */
-#define OBJ_VERSION 1u
+#define OBJ_VERSION 2u
 
 _Static_assert(MODEL_OBJECT_ID_LEN == ID_LEN, "object ids are ids (service/core/id.h)");
 
@@ -83,6 +103,11 @@ struct obj_header {
     uint32_t ready;
     uint32_t unused;
     uint64_t next_seq; /* only grows: a gap after a crash is harmless */
+    uint64_t warm_off;
+    uint64_t pool_pages;       /* free pages kept resident (warm bits set) */
+    uint64_t pool_limit_pages; /* most kept at once */
+    uint64_t pool_reused_pages;   /* counters since creation (metrics) */
+    uint64_t pool_released_pages;
     pthread_mutex_t mu;
 };
 
@@ -103,6 +128,11 @@ static uint64_t *obj_tags(const struct objects *o)
 static uint64_t *obj_bitmap(const struct objects *o)
 {
     return (uint64_t *)(void *)((char *)o->base + obj_hdr(o)->bitmap_off);
+}
+
+static uint64_t *obj_warm(const struct objects *o)
+{
+    return (uint64_t *)(void *)((char *)o->base + obj_hdr(o)->warm_off);
 }
 
 static char *obj_page(const struct objects *o, uint64_t page)
@@ -137,6 +167,26 @@ static void obj_release_pages(struct objects *o, uint64_t first, uint64_t n)
                  (unsigned long long)n, strerror(errno));
 }
 
+/* Set once a kernel refused MADV_POPULATE_WRITE (before 5.14: EINVAL):
+ * then pages are faulted in by the writes themselves, as before. */
+static atomic_bool obj_no_populate;
+
+/* Faults len bytes at p in with one system call (MADV_POPULATE_WRITE).
+ * Best effort: a failure only means the writes will fault instead. */
+static void obj_populate(void *p, size_t len)
+{
+    if (len == 0 || atomic_load_explicit(&obj_no_populate, memory_order_relaxed))
+        return;
+    if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
+        return;
+    if (errno == EINVAL) {
+        atomic_store_explicit(&obj_no_populate, true, memory_order_relaxed);
+        log_info("objects: this kernel has no MADV_POPULATE_WRITE; object pages fault in "
+                 "as they are written");
+    }
+    /* ENOMEM and the like: the first write faults, and fails there if it must */
+}
+
 /* Rebuilds what is derived from the entries after a process died holding
  * the mutex (see the top of the file). */
 static void obj_repair(struct objects *o)
@@ -145,6 +195,9 @@ static void obj_repair(struct objects *o)
     struct obj_entry *t = obj_table(o);
     uint64_t *bm = obj_bitmap(o);
     memset(bm, 0, obj_align(h->n_pages, 64) / 8);
+    /* the pool is rebuilt empty: every free page is released below */
+    memset(obj_warm(o), 0, obj_align(h->n_pages, 64) / 8);
+    h->pool_pages = 0;
     uint64_t used = 0;
     uint32_t ready = 0;
     for (uint32_t i = 0; i < h->max_objects; i++) {
@@ -210,6 +263,8 @@ int objects_create(struct objects *o, uint64_t capacity, uint32_t max_objects,
     uint64_t tags_off = off;
     off = obj_align(off + (uint64_t)max_objects * sizeof(uint64_t), 64);
     uint64_t bitmap_off = off;
+    off = obj_align(off + obj_align(n_pages, 64) / 8, 64);
+    uint64_t warm_off = off;
     off = obj_align(off + obj_align(n_pages, 64) / 8, OBJECTS_PAGE);
     uint64_t data_off = off;
     uint64_t size = data_off + n_pages * OBJECTS_PAGE;
@@ -233,7 +288,11 @@ int objects_create(struct objects *o, uint64_t capacity, uint32_t max_objects,
     h->table_off = table_off;
     h->tags_off = tags_off;
     h->bitmap_off = bitmap_off;
+    h->warm_off = warm_off;
     h->data_off = data_off;
+    uint64_t pool = capacity / 4 < OBJECTS_POOL_MAX_DEFAULT ? capacity / 4
+                                                           : OBJECTS_POOL_MAX_DEFAULT;
+    h->pool_limit_pages = pool / OBJECTS_PAGE;
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
     pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
@@ -339,8 +398,69 @@ static void obj_info(const struct objects *o, const struct obj_entry *e, struct 
     info->made_by_worker = e->made_by_worker;
 }
 
-int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
-                  const uint64_t *shape, struct model_object *obj)
+/* Takes the warm bits of pages [first, first + n) out of the pool into
+ * out[] (bit k = page first + k was warm), clearing them. Returns how many
+ * were warm. Under the mutex. */
+static uint64_t obj_take_warm(struct objects *o, uint64_t first, uint64_t n, uint64_t *out)
+{
+    uint64_t *warm = obj_warm(o);
+    uint64_t count = 0;
+    if (out)
+        memset(out, 0, obj_align(n, 64) / 8);
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t p = first + k;
+        /* a whole word of cold pages is skipped at once */
+        if ((p & 63) == 0 && k + 64 <= n && warm[p >> 6] == 0) {
+            k += 63;
+            continue;
+        }
+        if (obj_bit(warm, p)) {
+            warm[p >> 6] &= ~(1ull << (p & 63));
+            if (out)
+                out[k >> 6] |= 1ull << (k & 63);
+            count++;
+        }
+    }
+    return count;
+}
+
+enum obj_warmth { OBJ_ALL_COLD, OBJ_ALL_WARM, OBJ_BITS };
+
+/*
+ * Makes a new object's pages ready, outside the mutex (only the caller can
+ * see them): warm pages (`how`: none, all, or those whose bit is set in
+ * warm[]) are zeroed
+ * from byte `keep` of the object on (keep = 0 zeroes them whole; an
+ * uninitialised allocation keeps what its caller will overwrite), and the
+ * cold ones are faulted in at once up to the object's last byte.
+ */
+static void obj_prepare(char *data, uint64_t n_pages, uint64_t bytes, const uint64_t *warm,
+                        enum obj_warmth how, uint64_t keep)
+{
+    for (uint64_t k = 0; k < n_pages;) {
+        bool w = how == OBJ_BITS ? (warm[k >> 6] >> (k & 63)) & 1 : how == OBJ_ALL_WARM;
+        uint64_t e = k + 1;
+        if (how != OBJ_BITS)
+            e = n_pages;
+        while (e < n_pages && (bool)((warm[e >> 6] >> (e & 63)) & 1) == w)
+            e++;
+        uint64_t lo = k * OBJECTS_PAGE, hi = e * OBJECTS_PAGE;
+        if (w) {
+            uint64_t from = keep > lo ? keep : lo;
+            if (from < hi)
+                memset(data + from, 0, (size_t)(hi - from));
+        } else {
+            /* whole 4 KiB pages up to the last byte: the tail stays unfaulted */
+            uint64_t end = bytes < hi ? bytes : hi;
+            if (end > lo)
+                obj_populate(data + lo, (size_t)(obj_align(end, 4096) - lo));
+        }
+        k = e;
+    }
+}
+
+static int obj_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
+                     const uint64_t *shape, struct model_object *obj, bool zero)
 {
     struct obj_header *h = obj_hdr(o);
     size_t esize = model_dtype_size(dtype);
@@ -353,6 +473,11 @@ int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t nd
     if (bytes > h->max_object_bytes)
         return -EFBIG;
     uint64_t n_pages = obj_align(bytes, OBJECTS_PAGE) / OBJECTS_PAGE;
+    /* which of the run's pages were warm: on the stack for objects up to
+     * 4 MiB, else allocated; without memory every page counts as warm
+     * (zeroed by memset: slower, never wrong) */
+    uint64_t warm_small[1];
+    uint64_t *warm = n_pages <= 64 ? warm_small : malloc(obj_align(n_pages, 64) / 8);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
 
@@ -368,11 +493,15 @@ int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t nd
     }
     if (!e) {
         obj_unlock(o);
+        if (warm != warm_small)
+            free(warm);
         return -EMFILE;
     }
     int64_t first = n_pages ? obj_find_run(obj_bitmap(o), h->n_pages, n_pages) : 0;
     if (first < 0) {
         obj_unlock(o);
+        if (warm != warm_small)
+            free(warm);
         return -ENOSPC;
     }
     /* The entry is FREE: nobody reads these fields until state is set. */
@@ -390,12 +519,35 @@ int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t nd
     e->pins = 0;
     e->made_by_worker = owner != OBJECTS_OWNER_API;
     obj_tags(o)[i] = obj_tag(e->id);
+    uint64_t reused = h->pool_pages ? obj_take_warm(o, e->first_page, n_pages, warm) : 0;
+    h->pool_pages -= reused;
+    h->pool_reused_pages += reused;
     obj_mark(obj_bitmap(o), e->first_page, n_pages, true);
     h->pages_used += n_pages;
     e->state = OBJ_PENDING; /* last: now the entry claims its pages */
     obj_fill(o, e, obj);
     obj_unlock(o);
+    if (n_pages) {
+        /* no page warm: all cold; warm pages but no copy of which: treat
+         * every page as warm */
+        enum obj_warmth how = reused == 0 ? OBJ_ALL_COLD : warm ? OBJ_BITS : OBJ_ALL_WARM;
+        obj_prepare((char *)(uintptr_t)obj->data, n_pages, bytes, warm, how, zero ? 0 : bytes);
+    }
+    if (warm != warm_small)
+        free(warm);
     return 0;
+}
+
+int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
+                  const uint64_t *shape, struct model_object *obj)
+{
+    return obj_alloc(o, owner, dtype, ndim, shape, obj, true);
+}
+
+int objects_alloc_uninit(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
+                         const uint64_t *shape, struct model_object *obj)
+{
+    return obj_alloc(o, owner, dtype, ndim, shape, obj, false);
 }
 
 int objects_commit(struct objects *o, const char *id)
@@ -414,7 +566,9 @@ int objects_commit(struct objects *o, const char *id)
     return 0;
 }
 
-/* Frees an entry's pages and the entry itself. Under the mutex. */
+/* Frees an entry's pages and the entry itself. Under the mutex. As many
+ * of the pages as the pool has room for stay resident (warm); the rest go
+ * back to the kernel. */
 static void obj_free(struct objects *o, struct obj_entry *e)
 {
     struct obj_header *h = obj_hdr(o);
@@ -422,7 +576,12 @@ static void obj_free(struct objects *o, struct obj_entry *e)
     e->state = OBJ_FREE; /* first: the entry stops claiming its pages */
     if (was_ready)
         h->ready--;
-    obj_release_pages(o, e->first_page, e->n_pages);
+    uint64_t room = h->pool_limit_pages > h->pool_pages ? h->pool_limit_pages - h->pool_pages : 0;
+    uint64_t keep = e->n_pages < room ? e->n_pages : room;
+    obj_release_pages(o, e->first_page + keep, e->n_pages - keep);
+    h->pool_released_pages += e->n_pages - keep;
+    obj_mark(obj_warm(o), e->first_page, keep, true);
+    h->pool_pages += keep;
     obj_mark(obj_bitmap(o), e->first_page, e->n_pages, false);
     h->pages_used -= e->n_pages;
 }
@@ -549,10 +708,35 @@ out:
     return n;
 }
 
+void objects_set_pool_limit(struct objects *o, uint64_t bytes)
+{
+    obj_lock(o);
+    struct obj_header *h = obj_hdr(o);
+    uint64_t limit = bytes / OBJECTS_PAGE;
+    if (limit > h->n_pages)
+        limit = h->n_pages;
+    h->pool_limit_pages = limit;
+    /* what the pool holds past the new limit goes back now */
+    uint64_t *warm = obj_warm(o);
+    for (uint64_t p = 0; p < h->n_pages && h->pool_pages > limit; p++) {
+        if (!obj_bit(warm, p))
+            continue;
+        obj_release_pages(o, p, 1);
+        warm[p >> 6] &= ~(1ull << (p & 63));
+        h->pool_pages--;
+        h->pool_released_pages++;
+    }
+    obj_unlock(o);
+}
+
 void objects_stats(struct objects *o, struct objects_stats *st)
 {
     obj_lock(o);
     struct obj_header *h = obj_hdr(o);
+    st->pool_bytes = h->pool_pages * OBJECTS_PAGE;
+    st->pool_limit_bytes = h->pool_limit_pages * OBJECTS_PAGE;
+    st->pool_reused_bytes = h->pool_reused_pages * OBJECTS_PAGE;
+    st->pool_released_bytes = h->pool_released_pages * OBJECTS_PAGE;
     st->capacity_bytes = h->n_pages * OBJECTS_PAGE;
     st->used_bytes = h->pages_used * OBJECTS_PAGE;
     st->max_object_bytes = h->max_object_bytes;

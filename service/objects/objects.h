@@ -6,7 +6,9 @@
  * forks anything, sized by --object-memory; its pages cost nothing until
  * written, and a freed object's pages are given back to the kernel
  * (madvise MADV_REMOVE), so the region's size is a ceiling, not a
- * reservation. Every process inherits the mapping at the same address.
+ * reservation, except for a bounded pool of freed pages kept resident for
+ * the next objects (a page fault costs more than the copy it serves: see
+ * objects.c). Every process inherits the mapping at the same address.
  *
  *   header   magic, limits, a process-shared robust mutex, counters
  *   table    max_objects entries: id, dtype, shape, bytes, offset, state,
@@ -58,6 +60,9 @@
  * against the same numbers). */
 #define OBJECTS_MAX_OBJECTS (1u << 20)
 #define OBJECTS_MAX_CAPACITY (1ull << 40) /* 1 TiB of object memory */
+/* The pool of freed pages kept resident: a quarter of the capacity, at
+ * most this (objects_set_pool_limit changes it). */
+#define OBJECTS_POOL_MAX_DEFAULT (1ull << 30)
 
 struct objects {
     void *base;
@@ -80,6 +85,10 @@ struct objects_stats {
     uint64_t max_object_bytes;
     uint32_t count;          /* READY objects */
     uint32_t max_objects;
+    uint64_t pool_bytes;          /* freed pages kept resident for reuse */
+    uint64_t pool_limit_bytes;    /* most the pool keeps */
+    uint64_t pool_reused_bytes;   /* counters since creation: allocated from the pool */
+    uint64_t pool_released_bytes; /*   freed past the pool, given back to the kernel */
 };
 
 /*
@@ -102,10 +111,24 @@ void objects_destroy(struct objects *o);
  * than max_object_bytes), -ENOSPC (no run of free pages that long) or
  * -EMFILE (the table is full); nothing changes on failure. The new
  * object's bytes read as zeros. A zero-sized shape (a dimension of 0) is
- * allowed and takes no page.
+ * allowed and takes no page. The object's pages are resident on return
+ * (from the pool, zeroed, or faulted in at once), so writing them costs
+ * no page fault.
  */
 int objects_alloc(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
                   const uint64_t *shape, struct model_object *obj);
+
+/*
+ * objects_alloc for a caller that writes every one of the object's bytes
+ * before it commits (an upload: api_upload_finish commits only when all
+ * were received; anything else is aborted). Pages reused from the pool
+ * are not zeroed, except past the object's last byte; until the caller
+ * has written them, the bytes are the pool's old contents, which is why
+ * such an object must never be committed before it is fully written.
+ * Same returns as objects_alloc.
+ */
+int objects_alloc_uninit(struct objects *o, uint32_t owner, uint32_t dtype, uint32_t ndim,
+                         const uint64_t *shape, struct model_object *obj);
 
 /* PENDING -> READY. Returns 0, or -ENOENT when `id` is not PENDING. */
 int objects_commit(struct objects *o, const char *id);
@@ -143,6 +166,11 @@ size_t objects_list(struct objects *o, const char *after, struct objects_info *o
                     bool *more);
 
 void objects_stats(struct objects *o, struct objects_stats *st);
+
+/* Sets the most freed memory the pool keeps resident (rounded down to
+ * pages, at most the capacity; 0 gives every freed page back at once, as
+ * before the pool existed). What the pool holds past it is given back now. */
+void objects_set_pool_limit(struct objects *o, uint64_t bytes);
 
 /* True when `id` has the form of an object id: an id of service/core/id.h
  * (MODEL_OBJECT_ID_LEN characters of lowercase RFC 4648 base32, like a job

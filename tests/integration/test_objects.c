@@ -14,6 +14,10 @@
  *     delete);
  *   - an upload abandoned half-way leaves no object behind, and its memory
  *     is reusable at once;
+ *   - the pool of freed pages: objects uploaded after a delete land on the
+ *     deleted one's pages (batchd_object_pool_reused_bytes_total grows) and
+ *     download exactly their own bytes, raw and as .npy, whole objects of
+ *     1 MiB included (sent from the pages with no copy);
  *   - 409 for DELETE while a running job names the object (needs the
  *     engine's pinning: skipped, loudly, while GET shows no pin).
  */
@@ -466,6 +470,88 @@ static void test_full(void)
 
 /* Sends headers announcing `announced` bytes and only `sent` of them,
  * then closes the connection. */
+/* The value of a /metrics line "name value", or -1. */
+static long long metric(const char *name)
+{
+    struct h_resp r;
+    long long v = -1;
+    if (h_get(&svc, "/metrics", &r) == 0 && r.status == 200) {
+        char key[128];
+        snprintf(key, sizeof key, "\n%s ", name);
+        const char *p = strstr(r.body, key);
+        if (p)
+            v = strtoll(p + strlen(key), NULL, 10);
+    }
+    h_resp_free(&r);
+    return v;
+}
+
+/* Uploads n bytes of fill pattern `seed` raw, downloads them back raw and
+ * as .npy, checks both byte for byte; returns the id in id[32]. */
+static bool round_trip(size_t n, unsigned seed, char *id)
+{
+    unsigned char *data = malloc(n ? n : 1);
+    if (!CHECK(data != NULL))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)((i * 31 + seed) ^ (i >> 11));
+    bool ok = CHECK_INT(upload("application/octet-stream", data, n, false, id, NULL), 201);
+    struct h_resp r;
+    ok = ok && CHECK(download(id, NULL, &r) == 0) && CHECK_INT(r.status, 200) &&
+         CHECKF(r.len == n && memcmp(r.body, data, n) == 0,
+                "download of %zu bytes differs from the upload (%zu bytes back)", n, r.len);
+    h_resp_free(&r);
+    char shape[32];
+    snprintf(shape, sizeof shape, "(%zu,)", n);
+    struct h_buf want = {0};
+    npy_build(&want, 1, "|u1", shape, data, n);
+    ok = ok && CHECK(download(id, "application/x-npy", &r) == 0) && CHECK_INT(r.status, 200) &&
+         CHECKF(r.len == want.len && memcmp(r.body, want.p, want.len) == 0,
+                "npy download of %zu bytes differs", n);
+    h_resp_free(&r);
+    h_buf_free(&want);
+    free(data);
+    return ok;
+}
+
+static void test_pool_reuse(void)
+{
+    delete_all();
+    long long reused0 = metric("batchd_object_pool_reused_bytes_total");
+    CHECK(reused0 >= 0);
+    CHECK_INT(metric("batchd_object_pool_limit_bytes"), MIB); /* a quarter of 4M */
+    char a[32] = "", b[32] = "", c[32] = "";
+    if (!round_trip(MIB, 1, a)) /* the largest object, whole */
+        return;
+    CHECK_INT(delete_object(a), 204);
+    CHECK_INT(metric("batchd_object_pool_bytes"), MIB);
+    /* smaller, and not a whole number of pages: on a's pages, its own bytes */
+    if (!round_trip(300001, 2, b))
+        return;
+    CHECK(metric("batchd_object_pool_reused_bytes_total") - reused0 >= 300001);
+    CHECK_INT(delete_object(b), 204);
+    if (!round_trip(70000, 3, c))
+        return;
+    CHECK_INT(delete_object(c), 204);
+    /* a .npy upload on reused pages, and a model-less empty object */
+    unsigned char f[16] = {0};
+    for (int i = 0; i < 16; i++)
+        f[i] = (unsigned char)(0xf0 + i);
+    struct h_buf npy = {0};
+    npy_build(&npy, 1, "<f4", "(4,)", f, sizeof f);
+    char d[32] = "";
+    struct h_resp r;
+    CHECK_INT(upload("application/x-npy", npy.p, npy.len, false, d, NULL), 201);
+    CHECK(download(d, NULL, &r) == 0 && CHECK_INT(r.status, 200) &&
+          CHECK(r.len == sizeof f && memcmp(r.body, f, sizeof f) == 0));
+    h_resp_free(&r);
+    CHECK(download(d, "application/x-npy", &r) == 0 && CHECK_INT(r.status, 200) &&
+          CHECK(r.len == npy.len && memcmp(r.body, npy.p, npy.len) == 0));
+    h_resp_free(&r);
+    h_buf_free(&npy);
+    CHECK_INT(delete_object(d), 204);
+}
+
 static bool send_half(const char *ctype, const void *body, size_t announced, size_t sent)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -593,6 +679,7 @@ int main(void)
         {"413, 415, 400 (bad .npy, lengths)", test_refusals},
         {"507: object memory and table full; memory reusable", test_full},
         {"an abandoned upload leaves nothing behind", test_abandoned},
+        {"freed pages reused: each object downloads its own bytes", test_pool_reuse},
         {"409: DELETE while a running job names the object", test_delete_while_used},
     };
     if (h_init() != 0) {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 
 #include "service/jobs/items.h"
@@ -59,6 +60,38 @@ static void test_append_json(void **unused)
     job_items_free(it);
 }
 
+/* job_items_reserve: appends within the room never move the arena (no
+ * realloc, no copy); past it, appending still works; an absurd reservation
+ * fails and changes nothing. */
+static void test_reserve(void **unused)
+{
+    (void)unused;
+    struct job_items *it = job_items_new();
+    assert_non_null(it);
+    assert_int_equal(job_items_reserve(it, 1000, 200), 0);
+    const char *data = it->data;
+    const uint64_t *off = it->off;
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(job_items_append(it, "12345", 5), 0);
+    assert_ptr_equal(it->data, data);
+    assert_ptr_equal(it->off, off);
+    /* past the room */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(job_items_append(it, "\"abc\"", 5), 0);
+    assert_int_equal(job_items_count(it), 300);
+    size_t len;
+    const char *t = job_items_get(it, 199, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(t, "12345", 5);
+    t = job_items_get(it, 299, &len);
+    assert_memory_equal(t, "\"abc\"", 5);
+    size_t cap = it->cap;
+    assert_int_equal(job_items_reserve(it, (size_t)1 << 40, 1), -E2BIG);
+    assert_int_equal(it->cap, cap);
+    assert_int_equal(job_items_count(it), 300);
+    job_items_free(it);
+}
+
 static void test_empty(void **unused)
 {
     (void)unused;
@@ -72,6 +105,7 @@ int main(void)
         cmocka_unit_test(test_append_and_get),
         cmocka_unit_test(test_append_json),
         cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_reserve),
     };
     return cmocka_run_group_tests_name("items", tests, NULL, NULL);
 }

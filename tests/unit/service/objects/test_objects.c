@@ -6,12 +6,16 @@
  * -ENOENT); pins and unpin_all; reclaim_owner frees only its owner's
  * PENDING objects; list paging in commit order, with a cursor that was
  * deleted since; pages reused after a delete and given back to the kernel
- * (the memfd's st_blocks); objects seen across fork in both directions;
+ * (the memfd's st_blocks) when the pool is off; the pool of freed pages
+ * (kept resident, bounded, counted; a reused page never shows the old
+ * object's bytes: zeroed by objects_alloc, and past the last byte by
+ * objects_alloc_uninit); objects seen across fork in both directions;
  * and a child killed while it holds the store's mutex (the robust mutex:
  * the parent goes on, under an alarm so that a deadlock fails the test).
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -367,6 +371,7 @@ static void test_pages_reused_and_given_back(void **unused)
 {
     (void)unused;
     struct objects o = make(64 * PAGE, 16, 32 * PAGE);
+    objects_set_pool_limit(&o, 0); /* the pool has tests of its own */
     long empty = blocks(&o);
     char a[MODEL_OBJECT_ID_LEN + 1], b[MODEL_OBJECT_ID_LEN + 1], c[MODEL_OBJECT_ID_LEN + 1];
     put(&o, 16 * PAGE, 0xab, a); /* 1 MiB, every byte written */
@@ -407,6 +412,128 @@ static void test_pages_reused_and_given_back(void **unused)
         assert_int_equal(objects_commit(&o, m.id), 0);
         assert_int_equal(objects_delete(&o, m.id), 0);
     }
+    objects_destroy(&o);
+}
+
+/* True when every byte of p[0..n) is `v`. */
+static bool all_bytes(const void *p, size_t n, uint8_t v)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != v)
+            return false;
+    return true;
+}
+
+/* A freed object's pages stay resident in the pool; the next object that
+ * lands on them reads as zeros (objects_alloc), every byte; the counters
+ * say what was reused. */
+static void test_pool_reuses_and_zeroes(void **unused)
+{
+    (void)unused;
+    struct objects o = make(64 * PAGE, 16, 32 * PAGE);
+    struct objects_stats st;
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_limit_bytes, 16 * PAGE); /* a quarter of the capacity */
+    assert_int_equal(st.pool_bytes, 0);
+    char a[MODEL_OBJECT_ID_LEN + 1];
+    put(&o, 8 * PAGE, 0xab, a);
+    struct objects_info ia;
+    assert_int_equal(objects_find(&o, a, &ia), 0);
+    long full = blocks(&o);
+    assert_int_equal(objects_delete(&o, a), 0);
+    /* kept: the memory is still there, counted in the pool */
+    assert_int_equal(blocks(&o), full);
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_bytes, 8 * PAGE);
+    assert_int_equal(st.used_bytes, 0);
+    assert_int_equal(st.pool_released_bytes, 0);
+
+    /* a smaller object on the same pages: zeros, not 0xab, and no new memory */
+    struct model_object m;
+    uint64_t shape[1] = { 5 * PAGE + 123 };
+    assert_int_equal(objects_alloc(&o, 0, MODEL_DTYPE_U8, 1, shape, &m), 0);
+    assert_ptr_equal(m.data, ia.obj.data);
+    assert_true(all_bytes(m.data, 6 * PAGE, 0));
+    assert_int_equal(blocks(&o), full);
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_bytes, 2 * PAGE);
+    assert_int_equal(st.pool_reused_bytes, 6 * PAGE);
+    assert_int_equal(objects_abort(&o, m.id), 0);
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_bytes, 8 * PAGE);
+
+    /* an object larger than the pool: part warm, part fresh, all zero */
+    uint64_t big[1] = { 12 * PAGE };
+    assert_int_equal(objects_alloc(&o, 0, MODEL_DTYPE_U8, 1, big, &m), 0);
+    assert_true(all_bytes(m.data, 12 * PAGE, 0));
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_bytes, 0);
+    assert_int_equal(objects_abort(&o, m.id), 0);
+    objects_destroy(&o);
+}
+
+/* objects_alloc_uninit on warm pages: what the caller will write is left
+ * as it is (the caller overwrites it), but nothing past the object's last
+ * byte shows the old object's bytes; the caller's bytes are what a reader
+ * finds after the commit. */
+static void test_pool_uninit_tail_zeroed(void **unused)
+{
+    (void)unused;
+    struct objects o = make(64 * PAGE, 16, 32 * PAGE);
+    char a[MODEL_OBJECT_ID_LEN + 1];
+    put(&o, 4 * PAGE, 0xab, a);
+    assert_int_equal(objects_delete(&o, a), 0);
+    struct model_object m;
+    uint64_t n = 2 * PAGE + 1000;
+    uint64_t shape[1] = { n };
+    assert_int_equal(objects_alloc_uninit(&o, OBJECTS_OWNER_API, MODEL_DTYPE_U8, 1, shape, &m),
+                     0);
+    /* the last page's tail past byte n reads as zeros */
+    assert_true(all_bytes((const uint8_t *)m.data + n, 3 * PAGE - n, 0));
+    memset((void *)m.data, 0x5a, n); /* the upload writes every byte */
+    assert_int_equal(objects_commit(&o, m.id), 0);
+    struct objects_info info;
+    assert_int_equal(objects_find(&o, m.id, &info), 0);
+    assert_true(all_bytes(info.obj.data, n, 0x5a));
+    assert_true(all_bytes((const uint8_t *)info.obj.data + n, 3 * PAGE - n, 0));
+    assert_int_equal(objects_delete(&o, m.id), 0);
+
+    /* on cold pages (the pool off) an uninit object reads as zeros too */
+    objects_set_pool_limit(&o, 0);
+    assert_int_equal(objects_alloc_uninit(&o, OBJECTS_OWNER_API, MODEL_DTYPE_U8, 1, shape, &m),
+                     0);
+    assert_true(all_bytes(m.data, 3 * PAGE, 0));
+    assert_int_equal(objects_abort(&o, m.id), 0);
+    objects_destroy(&o);
+}
+
+/* The pool holds at most its limit: the rest of a freed object goes back
+ * to the kernel (counted), and lowering the limit gives back the excess. */
+static void test_pool_bounded(void **unused)
+{
+    (void)unused;
+    struct objects o = make(64 * PAGE, 16, 32 * PAGE);
+    objects_set_pool_limit(&o, 3 * PAGE + 17); /* rounded down to 3 pages */
+    long empty = blocks(&o);
+    char a[MODEL_OBJECT_ID_LEN + 1];
+    put(&o, 8 * PAGE, 0xab, a);
+    assert_int_equal(objects_delete(&o, a), 0);
+    struct objects_stats st;
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_limit_bytes, 3 * PAGE);
+    assert_int_equal(st.pool_bytes, 3 * PAGE);
+    assert_int_equal(st.pool_released_bytes, 5 * PAGE);
+    long kept = blocks(&o) - empty;
+    assert_true(kept >= (long)(3 * PAGE / 512) && kept < (long)(4 * PAGE / 512));
+    objects_set_pool_limit(&o, PAGE);
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_bytes, PAGE);
+    assert_true(blocks(&o) - empty < (long)(2 * PAGE / 512));
+    objects_set_pool_limit(&o, 0);
+    objects_stats(&o, &st);
+    assert_int_equal(st.pool_bytes, 0);
+    assert_true(blocks(&o) - empty < (long)(PAGE / 512));
     objects_destroy(&o);
 }
 
@@ -541,6 +668,9 @@ int main(void)
         cmocka_unit_test(test_reclaim_owner),
         cmocka_unit_test(test_list_paging),
         cmocka_unit_test(test_pages_reused_and_given_back),
+        cmocka_unit_test(test_pool_reuses_and_zeroes),
+        cmocka_unit_test(test_pool_uninit_tail_zeroed),
+        cmocka_unit_test(test_pool_bounded),
         cmocka_unit_test(test_visible_across_fork),
         cmocka_unit_test(test_owner_died_holding_the_lock),
     };
