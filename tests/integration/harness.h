@@ -87,6 +87,26 @@ void h_fail_test(const char *name, const char *why);
 void h_run_with_service(const struct h_test *tests, size_t n, void (*start)(void),
                         const bool *up, void (*stop)(void));
 
+struct h_service;
+struct h_service_opts;
+
+/*
+ * h_run_with_service for the common case, a batchd started with *opts:
+ * "start batchd" is h_service_start(svc, opts), the stop is
+ * h_service_stop(svc, stop_timeout_s) and must exit 0; then
+ * h_service_cleanup(svc). The tests reach the service through svc.
+ */
+void h_run_on_service(struct h_service *svc, const struct h_service_opts *opts,
+                      int stop_timeout_s, const struct h_test *tests, size_t n);
+
+/*
+ * The whole main() of a program whose tests share one such batchd: h_init
+ * (a failure counts and ends it), h_run_on_service, and h_finish()'s exit
+ * status, returned.
+ */
+int h_main_on_service(struct h_service *svc, const struct h_service_opts *opts,
+                      int stop_timeout_s, const struct h_test *tests, size_t n);
+
 /*
  * Prints the final line "N passed, N failed, K skipped" (tests/run_integration.sh
  * adds these up),

@@ -23,7 +23,6 @@
 #define WAIT_S 120
 
 static struct h_service svc;
-static bool svc_up;
 
 /* A job id that is well-formed but never issued (ids are random). */
 #define UNKNOWN_ID "aaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -1636,21 +1635,6 @@ static void test_request_id(void)
 
 /* ------------------------------------------------------------------- main */
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
-                                       "--model", "sum_squares", "--model", "exp_sinh",
-                                       "--max-body-bytes", "1048576", "--max-items", "5000",
-                                       "--max-item-bytes", "65536", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 15), 0);
-}
-
 int main(void)
 {
     static const struct h_test tests[] = {
@@ -1677,11 +1661,10 @@ int main(void)
         {"X-Request-Id", test_request_id},
         {"metrics", test_metrics},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
-    return h_finish();
+    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
+                                       "--model", "sum_squares", "--model", "exp_sinh",
+                                       "--max-body-bytes", "1048576", "--max-items", "5000",
+                                       "--max-item-bytes", "65536", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 15, tests, sizeof tests / sizeof tests[0]);
 }

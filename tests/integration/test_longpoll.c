@@ -27,22 +27,6 @@
 #define WAITERS 1000
 
 static struct h_service svc;
-static bool svc_up;
-
-static void start(void)
-{
-    const char *args[] = {"--workers", "2", "--model", "exp_sinh", "--model", "echo",
-                          "--max-connections", "1200", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-    CHECK(svc_up);
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 0), 0);
-    svc_up = false;
-}
 
 static double real_now(void)
 {
@@ -335,18 +319,8 @@ int main(void)
         {"wait + If-None-Match: 304 when unchanged, 200 on change", test_etag},
         {"1,000 waiters at once", test_thousand_waiters},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_one("start batchd", start);
-    if (svc_up) {
-        h_run_tests(tests, sizeof tests / sizeof tests[0]);
-        h_run_one("stop batchd (SIGTERM, exit 0)", stop);
-    } else {
-        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-            h_fail_test(tests[i].name, "batchd did not start");
-    }
-    h_service_cleanup(&svc);
-    return h_finish();
+    const char *args[] = {"--workers", "2", "--model", "exp_sinh", "--model", "echo",
+                          "--max-connections", "1200", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 0, tests, sizeof tests / sizeof tests[0]);
 }
