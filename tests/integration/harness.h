@@ -229,6 +229,14 @@ void h_service_cleanup(struct h_service *s);
  * anything. Returns as h_service_stop, -1 on timeout. */
 int h_service_wait_exit(struct h_service *s, int timeout_s);
 
+/* The api process's pid: the last "api process started, pid N" of the
+ * service's log (the supervisor's line), or 0 if there is none yet. */
+pid_t h_service_api_pid(const struct h_service *s);
+
+/* The number after "FIELD:" in /proc/PID/status ("VmRSS" in KiB,
+ * "Threads", ...), or 0 if the process or the field is not there. */
+long h_proc_status(pid_t pid, const char *field);
+
 /* Re-reads the port file. Returns the port, or -1 if it cannot be read. */
 int h_service_read_port(const struct h_service *s);
 
@@ -437,6 +445,9 @@ json_t *h_wait_job(struct h_service *s, const char *id, int timeout_s);
  */
 json_t *h_poll_job(struct h_service *s, const char *id, int timeout_s,
                    bool (*pred)(const json_t *job, void *arg), void *arg);
+
+/* An h_poll_job predicate: the job has left "queued" (arg unused). */
+bool h_job_started(const json_t *job, void *arg);
 
 /*
  * Fetches every result of a finished job through the paged endpoint

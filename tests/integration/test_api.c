@@ -714,13 +714,6 @@ static void test_results_stream(void)
 
 /* ---------------------------------------------------------------- cancel */
 
-static bool job_running(const json_t *job, void *arg)
-{
-    (void)arg;
-    const char *st = h_jstr(job, "status");
-    return st != NULL && strcmp(st, "queued") != 0;
-}
-
 static void test_cancel(void)
 {
     /* Minutes of work on 2 workers: 1000 items of 10^7 iterations each. */
@@ -735,7 +728,7 @@ static void test_cancel(void)
     h_buf_free(&b);
     if (!ok)
         return;
-    json_t *job = h_poll_job(&svc, id, 60, job_running, NULL);
+    json_t *job = h_poll_job(&svc, id, 60, h_job_started, NULL);
     if (!CHECKF(job != NULL, "job never left queued"))
         return;
     bool still_running = strcmp(h_jstr(job, "status"), "running") == 0;
@@ -781,7 +774,7 @@ static void test_cancel(void)
     if (CHECKF(h_request(&svc, &srq, &r) == 0, "stream of a cancelled job: %s", r.error) &&
         CHECK_INT(r.status, 200)) {
         json_t *lines = h_parse_ndjson_results(r.body, r.len);
-        json_t *now = h_poll_job(&svc, id, 1, job_running, NULL);
+        json_t *now = h_poll_job(&svc, id, 1, h_job_started, NULL);
         long long recorded = count_of(now, "done") + count_of(now, "failed");
         CHECKF(lines != NULL && (long long)json_array_size(lines) == recorded,
                "%zu stream lines for %lld recorded results", lines ? json_array_size(lines) : 0,

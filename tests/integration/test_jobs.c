@@ -153,13 +153,6 @@ static void test_inits_once(void)
 
 /* ------------------------------------------------------------- fairness */
 
-static bool job_started(const json_t *job, void *arg)
-{
-    (void)arg;
-    const char *st = h_jstr(job, "status");
-    return st != NULL && strcmp(st, "queued") != 0;
-}
-
 static void test_fairness(void)
 {
     /* ~2.5 * 10^9 exp/sinh pairs: tens of seconds on two workers. */
@@ -175,7 +168,7 @@ static void test_fairness(void)
     if (!ok)
         return;
     /* The big job holds the workers before the small one arrives. */
-    json_t *job = h_poll_job(&svc, big, 60, job_started, NULL);
+    json_t *job = h_poll_job(&svc, big, 60, h_job_started, NULL);
     if (!CHECKF(job != NULL, "the big job did not start"))
         return;
     json_decref(job);

@@ -26,35 +26,6 @@
 static struct h_service svc;
 static char big_id[32];
 
-static pid_t api_pid(void)
-{
-    FILE *f = fopen(svc.log_file, "r");
-    char line[4096];
-    pid_t pid = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "api process started, pid ");
-        if (p)
-            pid = (pid_t)atoi(p + strlen("api process started, pid "));
-    }
-    if (f)
-        fclose(f);
-    return pid;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
-
 /* A stream read line by line as it arrives, never kept whole. */
 struct reader {
     char line[4096];
@@ -98,7 +69,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     /* the api process's memory, every 4 MiB of stream */
     if (rd->api && rd->bytes - rd->sampled_at >= (4u << 20)) {
         rd->sampled_at = rd->bytes;
-        long kib = rss_kib(rd->api);
+        long kib = h_proc_status(rd->api, "VmRSS");
         if (kib && (!rd->rss_min || kib < rd->rss_min))
             rd->rss_min = kib;
         if (kib > rd->rss_max)
@@ -149,11 +120,11 @@ static void test_big_job(void)
     json_decref(job);
     h_note("%d items ran in %.1f s", BIG, h_now() - t0);
 
-    pid_t api = api_pid();
+    pid_t api = h_service_api_pid(&svc);
     struct reader rd = {.input_order = true, .api = api};
     char path[160];
     snprintf(path, sizeof path, "/v1/jobs/%s/results?stream=true&order=input", big_id);
-    long rss_before = rss_kib(api);
+    long rss_before = h_proc_status(api, "VmRSS");
     t0 = h_now();
     CHECK_INT(stream(path, &rd), 200);
     CHECK_INT(rd.lines, BIG);
@@ -164,7 +135,7 @@ static void test_big_job(void)
     h_note("order=input: %lld lines, %.1f MB in %.1f s; api RSS %ld KiB before, %ld..%ld KiB "
            "during, %ld KiB after",
            rd.lines, (double)rd.bytes / 1e6, h_now() - t0, rss_before, rd.rss_min, rd.rss_max,
-           rss_kib(api));
+           h_proc_status(api, "VmRSS"));
 }
 
 static void test_errors_only(void)
