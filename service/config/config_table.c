@@ -101,7 +101,7 @@ const struct config_setting config_settings[] = {
      "0"},
     {"item-timeout", "BATCHD_ITEM_TIMEOUT", SET_MILLIS, 0, 86400000ull, FIELD(item_timeout_ms),
      "SECONDS",
-     "config_fail an item that runs longer than this, for jobs that set no\n"
+     "fail an item that runs longer than this, for jobs that set no\n"
      "item_timeout_s (up to 3 decimals; 0 = no limit); at most\n"
      "--max-item-timeout",
      "0"},
