@@ -98,6 +98,16 @@ static int set_defaults(struct config *c)
     return 0;
 }
 
+/* Where the value of the field at `offset` (a FIELD() with a row) came
+ * from, for a message: "--flag", "BATCHD_VAR", "FILE: key 'flag'" or "the
+ * default --flag". */
+static void field_source(const struct config *c, size_t offset, char *buf, size_t len)
+{
+    size_t i;
+    const struct config_setting *st = config_setting_at(offset, &i);
+    config_source_name(buf, len, st, c->source[i], c->config_file);
+}
+
 /*
  * The rules between settings, checked once every setting has its final
  * value so that the order of flags and variables does not matter.
@@ -111,12 +121,9 @@ static int set_defaults(struct config *c)
 static int check_settings(const struct config *c, char *err, size_t errlen)
 {
     if (c->item_timeout_ms != 0 && c->item_timeout_ms > c->max_item_timeout_ms) {
-        size_t ti, mi;
-        const struct config_setting *t = config_setting_at(FIELD(item_timeout_ms), &ti);
-        const struct config_setting *m = config_setting_at(FIELD(max_item_timeout_ms), &mi);
         char tsrc[300], msrc[300], tval[32], mval[32];
-        config_source_name(tsrc, sizeof tsrc, t, c->source[ti], c->config_file);
-        config_source_name(msrc, sizeof msrc, m, c->source[mi], c->config_file);
+        field_source(c, FIELD(item_timeout_ms), tsrc, sizeof tsrc);
+        field_source(c, FIELD(max_item_timeout_ms), msrc, sizeof msrc);
         config_format_seconds(tval, sizeof tval, c->item_timeout_ms);
         config_format_seconds(mval, sizeof mval, c->max_item_timeout_ms);
         return config_fail(err, errlen, -EINVAL,
@@ -124,12 +131,9 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
                            "may ask for", tsrc, tval, msrc, mval);
     }
     if (c->max_object_bytes > c->object_memory) {
-        size_t bi, mi;
-        const struct config_setting *b = config_setting_at(FIELD(max_object_bytes), &bi);
-        const struct config_setting *m = config_setting_at(FIELD(object_memory), &mi);
         char bsrc[300], msrc[300], bval[32], mval[32];
-        config_source_name(bsrc, sizeof bsrc, b, c->source[bi], c->config_file);
-        config_source_name(msrc, sizeof msrc, m, c->source[mi], c->config_file);
+        field_source(c, FIELD(max_object_bytes), bsrc, sizeof bsrc);
+        field_source(c, FIELD(object_memory), msrc, sizeof msrc);
         config_format_size(bval, sizeof bval, c->max_object_bytes);
         config_format_size(mval, sizeof mval, c->object_memory);
         return config_fail(err, errlen, -EINVAL,
@@ -137,12 +141,9 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
                            mval);
     }
     if (c->webhook_hosts || c->webhook_secret) {
-        size_t hi, si;
-        const struct config_setting *h = config_setting_at(FIELD(webhook_hosts), &hi);
-        const struct config_setting *sc = config_setting_at(FIELD(webhook_secret), &si);
         char hsrc[300], ssrc[300], why[256];
-        config_source_name(hsrc, sizeof hsrc, h, c->source[hi], c->config_file);
-        config_source_name(ssrc, sizeof ssrc, sc, c->source[si], c->config_file);
+        field_source(c, FIELD(webhook_hosts), hsrc, sizeof hsrc);
+        field_source(c, FIELD(webhook_secret), ssrc, sizeof ssrc);
         uint8_t key[WEBHOOK_KEY_MAX];
         size_t klen;
         if (c->webhook_hosts && webhook_hosts_check(c->webhook_hosts, why, sizeof why) != 0)
@@ -161,11 +162,8 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
         explicit_bzero(key, sizeof key);
     }
     if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
-        size_t i;
-        const struct config_setting *st =
-            config_setting_at(c->tls_cert ? FIELD(tls_cert) : FIELD(tls_key), &i);
         char src[300];
-        config_source_name(src, sizeof src, st, c->source[i], c->config_file);
+        field_source(c, c->tls_cert ? FIELD(tls_cert) : FIELD(tls_key), src, sizeof src);
         return config_fail(err, errlen, -EINVAL,
                            "%s: --tls-cert and --tls-key go together, got only %s", src,
                            c->tls_cert ? "the certificate" : "the key");
