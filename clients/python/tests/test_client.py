@@ -13,6 +13,7 @@ import subprocess
 import threading
 import sys
 import tempfile
+import time
 import tracemalloc
 import unittest
 import urllib.request
