@@ -51,9 +51,9 @@ static unsigned bucket_of(const char *id)
     return h & (LONGPOLL_BUCKETS - 1);
 }
 
-/* Takes w off both lists and resumes its connection (mu held). The request
- * may run on another thread as soon as the lock is released. */
-static void resume_locked(struct api_longpoll *lp, struct api_longpoll_wait *w)
+/* Takes w (linked) off its job's list and the deadline list, and counts
+ * it as no longer waiting (mu held). */
+static void unlink_locked(struct api_longpoll *lp, struct api_longpoll_wait *w)
 {
     struct api_longpoll_entry *en = w->entry;
     if (w->prev)
@@ -72,9 +72,16 @@ static void resume_locked(struct api_longpoll *lp, struct api_longpoll_wait *w)
         lp->ttail = w->tprev;
     w->next = w->prev = w->tnext = w->tprev = NULL;
     w->linked = false;
+    lp->waiting--;
+}
+
+/* Takes w off both lists and resumes its connection (mu held). The request
+ * may run on another thread as soon as the lock is released. */
+static void resume_locked(struct api_longpoll *lp, struct api_longpoll_wait *w)
+{
+    unlink_locked(lp, w);
     struct MHD_Connection *conn = w->conn;
     w->conn = NULL;
-    lp->waiting--;
     MHD_resume_connection(conn);
 }
 
@@ -271,25 +278,8 @@ void api_longpoll_unwatch(struct api_longpoll *lp, struct api_longpoll_wait *w)
         return;
     pthread_mutex_lock(&lp->mu);
     struct api_longpoll_entry *en = w->entry;
-    if (w->linked) {
-        /* freed while suspended: take it off the lists without a resume */
-        if (w->prev)
-            w->prev->next = w->next;
-        else
-            en->head = w->next;
-        if (w->next)
-            w->next->prev = w->prev;
-        if (w->tprev)
-            w->tprev->tnext = w->tnext;
-        else
-            lp->thead = w->tnext;
-        if (w->tnext)
-            w->tnext->tprev = w->tprev;
-        else
-            lp->ttail = w->tprev;
-        w->linked = false;
-        lp->waiting--;
-    }
+    if (w->linked) /* freed while suspended: off the lists without a resume */
+        unlink_locked(lp, w);
     if (--en->refs == 0) {
         struct api_longpoll_entry **pp = &lp->buckets[bucket_of(en->id)];
         while (*pp != en)

@@ -3,8 +3,7 @@
  * suffixes, seconds, addresses, names, the list-valued settings (bearer
  * tokens, CORS origins), the files settings name (the tokens file, TLS
  * certificate and key), and the one error formatter of the module. Part of
- * the config module (config.h); the settings table, the parse, --help and
- * --print-config are config.c's; config_int.h declares what they share.
+ * the config module (config.h); config_int.h says which file holds what.
  */
 #include "service/config/config_int.h"
 
@@ -19,9 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KIB 1024ull
-#define MIB (1024ull * KIB)
-#define GIB (1024ull * MIB)
 
 int config_vfail(char *err, size_t errlen, int rc, const char *fmt, va_list ap)
 {

@@ -131,6 +131,48 @@ void h_run_with_service(const struct h_test *tests, size_t n, void (*start)(void
     }
 }
 
+/* h_run_on_service's service, for the start and stop steps (h_run_one
+ * runs functions without arguments); one at a time. */
+static struct {
+    struct h_service *svc;
+    const struct h_service_opts *opts;
+    int stop_timeout_s;
+    bool up;
+} on_service;
+
+static void on_service_start(void)
+{
+    on_service.up = h_service_start(on_service.svc, on_service.opts) == 0;
+}
+
+static void on_service_stop(void)
+{
+    CHECK_INT(h_service_stop(on_service.svc, on_service.stop_timeout_s), 0);
+    on_service.up = false;
+}
+
+void h_run_on_service(struct h_service *svc, const struct h_service_opts *opts,
+                      int stop_timeout_s, const struct h_test *tests, size_t n)
+{
+    on_service.svc = svc;
+    on_service.opts = opts;
+    on_service.stop_timeout_s = stop_timeout_s;
+    on_service.up = false;
+    h_run_with_service(tests, n, on_service_start, &on_service.up, on_service_stop);
+    h_service_cleanup(svc);
+}
+
+int h_main_on_service(struct h_service *svc, const struct h_service_opts *opts,
+                      int stop_timeout_s, const struct h_test *tests, size_t n)
+{
+    if (h_init() != 0) {
+        h_fail_test("harness", "cannot initialise");
+        return h_finish();
+    }
+    h_run_on_service(svc, opts, stop_timeout_s, tests, n);
+    return h_finish();
+}
+
 static int remove_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

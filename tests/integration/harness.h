@@ -87,6 +87,26 @@ void h_fail_test(const char *name, const char *why);
 void h_run_with_service(const struct h_test *tests, size_t n, void (*start)(void),
                         const bool *up, void (*stop)(void));
 
+struct h_service;
+struct h_service_opts;
+
+/*
+ * h_run_with_service for the common case, a batchd started with *opts:
+ * "start batchd" is h_service_start(svc, opts), the stop is
+ * h_service_stop(svc, stop_timeout_s) and must exit 0; then
+ * h_service_cleanup(svc). The tests reach the service through svc.
+ */
+void h_run_on_service(struct h_service *svc, const struct h_service_opts *opts,
+                      int stop_timeout_s, const struct h_test *tests, size_t n);
+
+/*
+ * The whole main() of a program whose tests share one such batchd: h_init
+ * (a failure counts and ends it), h_run_on_service, and h_finish()'s exit
+ * status, returned.
+ */
+int h_main_on_service(struct h_service *svc, const struct h_service_opts *opts,
+                      int stop_timeout_s, const struct h_test *tests, size_t n);
+
 /*
  * Prints the final line "N passed, N failed, K skipped" (tests/run_integration.sh
  * adds these up),
@@ -208,6 +228,14 @@ void h_service_cleanup(struct h_service *s);
 /* Waits (bounded, timeout_s) for the supervisor to exit, without sending
  * anything. Returns as h_service_stop, -1 on timeout. */
 int h_service_wait_exit(struct h_service *s, int timeout_s);
+
+/* The api process's pid: the last "api process started, pid N" of the
+ * service's log (the supervisor's line), or 0 if there is none yet. */
+pid_t h_service_api_pid(const struct h_service *s);
+
+/* The number after "FIELD:" in /proc/PID/status ("VmRSS" in KiB,
+ * "Threads", ...), or 0 if the process or the field is not there. */
+long h_proc_status(pid_t pid, const char *field);
 
 /* Re-reads the port file. Returns the port, or -1 if it cannot be read. */
 int h_service_read_port(const struct h_service *s);
@@ -417,6 +445,9 @@ json_t *h_wait_job(struct h_service *s, const char *id, int timeout_s);
  */
 json_t *h_poll_job(struct h_service *s, const char *id, int timeout_s,
                    bool (*pred)(const json_t *job, void *arg), void *arg);
+
+/* An h_poll_job predicate: the job has left "queued" (arg unused). */
+bool h_job_started(const json_t *job, void *arg);
 
 /*
  * Fetches every result of a finished job through the paged endpoint

@@ -430,6 +430,13 @@ json_t *h_poll_job(struct h_service *s, const char *id, int timeout_s,
     return NULL;
 }
 
+bool h_job_started(const json_t *job, void *arg)
+{
+    (void)arg;
+    const char *st = h_jstr(job, "status");
+    return st != NULL && strcmp(st, "queued") != 0;
+}
+
 static bool job_is_finished(const json_t *job, void *arg)
 {
     (void)arg;

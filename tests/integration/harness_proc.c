@@ -695,3 +695,37 @@ void h_service_cleanup(struct h_service *s)
         remove_tree(s->tmpdir);
     s->tmpdir[0] = '\0';
 }
+
+pid_t h_service_api_pid(const struct h_service *s)
+{
+    static const char mark[] = "api process started, pid ";
+    FILE *f = fopen(s->log_file, "r");
+    char line[4096];
+    pid_t pid = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, mark);
+        if (p)
+            pid = (pid_t)atoi(p + strlen(mark));
+    }
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+long h_proc_status(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t flen = strlen(field);
+    long v = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+            v = strtol(line + flen + 1, NULL, 10);
+            break;
+        }
+    }
+    if (f)
+        fclose(f);
+    return v;
+}

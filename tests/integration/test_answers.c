@@ -16,7 +16,6 @@
 #include <string.h>
 
 static struct h_service svc;
-static bool svc_up;
 
 /* Significant digits of a number token's mantissa, leading and trailing
  * zeros left out ("5.0" has 1, "0.30000000000000004" has 17). */
@@ -198,29 +197,13 @@ static void test_list_etag(void)
     json_decref(job);
 }
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers", "1", "--model", "echo", "--model", "square", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 15), 0);
-}
-
 int main(void)
 {
     static const struct h_test tests[] = {
         {"reals in their shortest exact form (results, stream, models)", test_reals_shortest},
         {"GET /v1/jobs: ETag per page, If-None-Match -> 304", test_list_etag},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
-    return h_finish();
+    static const char *const args[] = {"--workers", "1", "--model", "echo", "--model", "square", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 15, tests, sizeof tests / sizeof tests[0]);
 }

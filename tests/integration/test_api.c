@@ -23,7 +23,6 @@
 #define WAIT_S 120
 
 static struct h_service svc;
-static bool svc_up;
 
 /* A job id that is well-formed but never issued (ids are random). */
 #define UNKNOWN_ID "aaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -715,13 +714,6 @@ static void test_results_stream(void)
 
 /* ---------------------------------------------------------------- cancel */
 
-static bool job_running(const json_t *job, void *arg)
-{
-    (void)arg;
-    const char *st = h_jstr(job, "status");
-    return st != NULL && strcmp(st, "queued") != 0;
-}
-
 static void test_cancel(void)
 {
     /* Minutes of work on 2 workers: 1000 items of 10^7 iterations each. */
@@ -736,7 +728,7 @@ static void test_cancel(void)
     h_buf_free(&b);
     if (!ok)
         return;
-    json_t *job = h_poll_job(&svc, id, 60, job_running, NULL);
+    json_t *job = h_poll_job(&svc, id, 60, h_job_started, NULL);
     if (!CHECKF(job != NULL, "job never left queued"))
         return;
     bool still_running = strcmp(h_jstr(job, "status"), "running") == 0;
@@ -782,7 +774,7 @@ static void test_cancel(void)
     if (CHECKF(h_request(&svc, &srq, &r) == 0, "stream of a cancelled job: %s", r.error) &&
         CHECK_INT(r.status, 200)) {
         json_t *lines = h_parse_ndjson_results(r.body, r.len);
-        json_t *now = h_poll_job(&svc, id, 1, job_running, NULL);
+        json_t *now = h_poll_job(&svc, id, 1, h_job_started, NULL);
         long long recorded = count_of(now, "done") + count_of(now, "failed");
         CHECKF(lines != NULL && (long long)json_array_size(lines) == recorded,
                "%zu stream lines for %lld recorded results", lines ? json_array_size(lines) : 0,
@@ -1636,21 +1628,6 @@ static void test_request_id(void)
 
 /* ------------------------------------------------------------------- main */
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
-                                       "--model", "sum_squares", "--model", "exp_sinh",
-                                       "--max-body-bytes", "1048576", "--max-items", "5000",
-                                       "--max-item-bytes", "65536", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 15), 0);
-}
-
 int main(void)
 {
     static const struct h_test tests[] = {
@@ -1677,11 +1654,10 @@ int main(void)
         {"X-Request-Id", test_request_id},
         {"metrics", test_metrics},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
-    return h_finish();
+    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
+                                       "--model", "sum_squares", "--model", "exp_sinh",
+                                       "--max-body-bytes", "1048576", "--max-items", "5000",
+                                       "--max-item-bytes", "65536", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 15, tests, sizeof tests / sizeof tests[0]);
 }

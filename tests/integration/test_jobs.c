@@ -16,7 +16,6 @@
 #include <string.h>
 
 static struct h_service svc;
-static bool svc_up;
 
 #define N_WORKERS 2
 
@@ -154,13 +153,6 @@ static void test_inits_once(void)
 
 /* ------------------------------------------------------------- fairness */
 
-static bool job_started(const json_t *job, void *arg)
-{
-    (void)arg;
-    const char *st = h_jstr(job, "status");
-    return st != NULL && strcmp(st, "queued") != 0;
-}
-
 static void test_fairness(void)
 {
     /* ~2.5 * 10^9 exp/sinh pairs: tens of seconds on two workers. */
@@ -176,7 +168,7 @@ static void test_fairness(void)
     if (!ok)
         return;
     /* The big job holds the workers before the small one arrives. */
-    json_t *job = h_poll_job(&svc, big, 60, job_started, NULL);
+    json_t *job = h_poll_job(&svc, big, 60, h_job_started, NULL);
     if (!CHECKF(job != NULL, "the big job did not start"))
         return;
     json_decref(job);
@@ -527,19 +519,6 @@ static void test_admission_guarded(void)
 
 /* ------------------------------------------------------------------- main */
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
-                                       "--model", "sum_squares", "--model", "exp_sinh", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 15), 0);
-}
-
 int main(void)
 {
     static const struct h_test tests[] = {
@@ -554,8 +533,10 @@ int main(void)
         h_fail_test("harness", "cannot initialise");
         return h_finish();
     }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
+    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
+                                       "--model", "sum_squares", "--model", "exp_sinh", NULL};
+    struct h_service_opts o = {.args = args};
+    h_run_on_service(&svc, &o, 15, tests, sizeof tests / sizeof tests[0]);
     h_run_one("admission: --max-queued-items (429, then accepted)", test_admission_guarded);
     return h_finish();
 }

@@ -27,22 +27,6 @@
 #define WAITERS 1000
 
 static struct h_service svc;
-static bool svc_up;
-
-static void start(void)
-{
-    const char *args[] = {"--workers", "2", "--model", "exp_sinh", "--model", "echo",
-                          "--max-connections", "1200", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-    CHECK(svc_up);
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 0), 0);
-    svc_up = false;
-}
 
 static double real_now(void)
 {
@@ -180,52 +164,6 @@ static void test_etag(void)
     json_decref(h_wait_job(&svc, id, 60));
 }
 
-/* VmRSS of pid, in KiB (0 if unknown). */
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
-
-/* Threads of pid (0 if unknown). */
-static long threads_of(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long n = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %ld", &n) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return n;
-}
-
-/* The api process: the last "api process started, pid N" of the log. */
-static pid_t api_pid(void)
-{
-    FILE *f = fopen(svc.log_file, "r");
-    char line[4096];
-    pid_t pid = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "api process started, pid ");
-        if (p)
-            pid = (pid_t)atoi(p + strlen("api process started, pid "));
-    }
-    if (f)
-        fclose(f);
-    return pid;
-}
-
 static long long waiting_now(void)
 {
     struct h_resp r;
@@ -244,9 +182,9 @@ static void test_thousand_waiters(void)
     /* long enough to outlast the set-up; cancelled to end it */
     if (!CHECK(submit_slow(400, 5000000LL, id)))
         return;
-    pid_t api = api_pid();
+    pid_t api = h_service_api_pid(&svc);
     CHECK(api > 0);
-    long rss0 = rss_kib(api), thr0 = threads_of(api);
+    long rss0 = h_proc_status(api, "VmRSS"), thr0 = h_proc_status(api, "Threads");
     static int fds[WAITERS];
     char req[256];
     int n = snprintf(req, sizeof req,
@@ -272,7 +210,7 @@ static void test_thousand_waiters(void)
     for (int k = 0; k < 300 && (w = waiting_now()) < opened; k++)
         h_sleep_ms(100);
     CHECK_INT(w, opened);
-    long rss1 = rss_kib(api), thr1 = threads_of(api);
+    long rss1 = h_proc_status(api, "VmRSS"), thr1 = h_proc_status(api, "Threads");
     h_note("api process: RSS %ld KiB before, %ld KiB with %lld waiters (%.1f KiB each); "
            "threads %ld -> %ld",
            rss0, rss1, w, w > 0 ? (double)(rss1 - rss0) / (double)w : 0.0, thr0, thr1);
@@ -335,18 +273,8 @@ int main(void)
         {"wait + If-None-Match: 304 when unchanged, 200 on change", test_etag},
         {"1,000 waiters at once", test_thousand_waiters},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_one("start batchd", start);
-    if (svc_up) {
-        h_run_tests(tests, sizeof tests / sizeof tests[0]);
-        h_run_one("stop batchd (SIGTERM, exit 0)", stop);
-    } else {
-        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-            h_fail_test(tests[i].name, "batchd did not start");
-    }
-    h_service_cleanup(&svc);
-    return h_finish();
+    const char *args[] = {"--workers", "2", "--model", "exp_sinh", "--model", "echo",
+                          "--max-connections", "1200", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 0, tests, sizeof tests / sizeof tests[0]);
 }

@@ -35,7 +35,6 @@
 #define MIB (1024 * 1024)
 
 static struct h_service svc;
-static bool svc_up;
 
 /* ------------------------------------------------------------ .npy bytes */
 
@@ -658,17 +657,6 @@ static void test_delete_while_used(void)
     h_resp_free(&r);
 }
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers",          "1",  "--model",       "chaos",
-                                       "--object-memory",    "4M", "--max-object-bytes", "1M",
-                                       "--max-objects",      "16", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void) { CHECK_INT(h_service_stop(&svc, 15), 0); }
-
 int main(void)
 {
     static const struct h_test tests[] = {
@@ -682,11 +670,9 @@ int main(void)
         {"freed pages reused: each object downloads its own bytes", test_pool_reuse},
         {"409: DELETE while a running job names the object", test_delete_while_used},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
-    return h_finish();
+    static const char *const args[] = {"--workers",          "1",  "--model",       "chaos",
+                                       "--object-memory",    "4M", "--max-object-bytes", "1M",
+                                       "--max-objects",      "16", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 15, tests, sizeof tests / sizeof tests[0]);
 }

@@ -25,22 +25,7 @@
 #include <unistd.h>
 
 static struct h_service svc;
-static bool svc_up;
 static const char *bin;
-
-static void start(void)
-{
-    const char *args[] = {"--workers", "1", "--model", "square", "--model", "echo", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-    CHECK(svc_up);
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 0), 0);
-    svc_up = false;
-}
 
 /* The access line (parsed, new) of request id `rid` in the service log,
  * polling a moment for it to be written (it is, once the request ends). */
@@ -299,8 +284,9 @@ int main(void)
         return h_finish();
     }
     bin = getenv("BATCHD_BIN");
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
+    const char *args[] = {"--workers", "1", "--model", "square", "--model", "echo", NULL};
+    struct h_service_opts o = {.args = args};
+    h_run_on_service(&svc, &o, 0, tests, sizeof tests / sizeof tests[0]);
     h_run_one("--access-log false: no access lines", no_access_lines);
     return h_finish();
 }

@@ -24,51 +24,7 @@
 #define ERR_EVERY 1000
 
 static struct h_service svc;
-static bool svc_up;
 static char big_id[32];
-
-static void start(void)
-{
-    const char *args[] = {"--workers", "2", "--model", "square", "--model", "exp_sinh", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-    CHECK(svc_up);
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 0), 0);
-    svc_up = false;
-}
-
-static pid_t api_pid(void)
-{
-    FILE *f = fopen(svc.log_file, "r");
-    char line[4096];
-    pid_t pid = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        const char *p = strstr(line, "api process started, pid ");
-        if (p)
-            pid = (pid_t)atoi(p + strlen("api process started, pid "));
-    }
-    if (f)
-        fclose(f);
-    return pid;
-}
-
-static long rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kib = 0;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
-}
 
 /* A stream read line by line as it arrives, never kept whole. */
 struct reader {
@@ -113,7 +69,7 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     /* the api process's memory, every 4 MiB of stream */
     if (rd->api && rd->bytes - rd->sampled_at >= (4u << 20)) {
         rd->sampled_at = rd->bytes;
-        long kib = rss_kib(rd->api);
+        long kib = h_proc_status(rd->api, "VmRSS");
         if (kib && (!rd->rss_min || kib < rd->rss_min))
             rd->rss_min = kib;
         if (kib > rd->rss_max)
@@ -164,11 +120,11 @@ static void test_big_job(void)
     json_decref(job);
     h_note("%d items ran in %.1f s", BIG, h_now() - t0);
 
-    pid_t api = api_pid();
+    pid_t api = h_service_api_pid(&svc);
     struct reader rd = {.input_order = true, .api = api};
     char path[160];
     snprintf(path, sizeof path, "/v1/jobs/%s/results?stream=true&order=input", big_id);
-    long rss_before = rss_kib(api);
+    long rss_before = h_proc_status(api, "VmRSS");
     t0 = h_now();
     CHECK_INT(stream(path, &rd), 200);
     CHECK_INT(rd.lines, BIG);
@@ -179,7 +135,7 @@ static void test_big_job(void)
     h_note("order=input: %lld lines, %.1f MB in %.1f s; api RSS %ld KiB before, %ld..%ld KiB "
            "during, %ld KiB after",
            rd.lines, (double)rd.bytes / 1e6, h_now() - t0, rss_before, rd.rss_min, rd.rss_max,
-           rss_kib(api));
+           h_proc_status(api, "VmRSS"));
 }
 
 static void test_errors_only(void)
@@ -283,18 +239,7 @@ int main(void)
         {"order=input follows a running job's prefix", test_running_prefix},
         {"bad order and filter values are 400", test_bad_params},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_one("start batchd", start);
-    if (svc_up) {
-        h_run_tests(tests, sizeof tests / sizeof tests[0]);
-        h_run_one("stop batchd (SIGTERM, exit 0)", stop);
-    } else {
-        for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
-            h_fail_test(tests[i].name, "batchd did not start");
-    }
-    h_service_cleanup(&svc);
-    return h_finish();
+    const char *args[] = {"--workers", "2", "--model", "square", "--model", "exp_sinh", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 0, tests, sizeof tests / sizeof tests[0]);
 }

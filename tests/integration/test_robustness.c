@@ -40,7 +40,6 @@
 #define WAIT_S 120
 
 static struct h_service svc;
-static bool svc_up;
 
 /* One kind of request and the answer it must get. */
 struct kind {
@@ -265,32 +264,16 @@ static void test_still_healthy(void)
     h_note("%zu jobs submitted during the run, all checked", n_jobs);
 }
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
-                                       "--max-body-bytes", "1048576", "--max-items", "1000",
-                                       "--max-item-bytes", "65536", "--max-connections", "256",
-                                       NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 30), 0);
-}
-
 int main(void)
 {
     static const struct h_test tests[] = {
         {"concurrent clients, valid and invalid mixed", test_concurrent_mix},
         {"afterwards: healthy, same processes, every job finished", test_still_healthy},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
-    return h_finish();
+    static const char *const args[] = {"--workers", "2", "--model", "echo", "--model", "square",
+                                       "--max-body-bytes", "1048576", "--max-items", "1000",
+                                       "--max-item-bytes", "65536", "--max-connections", "256",
+                                       NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 30, tests, sizeof tests / sizeof tests[0]);
 }

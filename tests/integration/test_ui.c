@@ -14,7 +14,6 @@
 #include <string.h>
 
 static struct h_service svc;
-static bool svc_up;
 
 static bool has(const char *hay, const char *needle)
 {
@@ -219,18 +218,6 @@ static void test_metrics_labels(void)
 
 /* ------------------------------------------------------------------- main */
 
-static void start(void)
-{
-    static const char *const args[] = {"--workers", "1", "--model", "square", NULL};
-    struct h_service_opts o = {.args = args};
-    svc_up = h_service_start(&svc, &o) == 0;
-}
-
-static void stop(void)
-{
-    CHECK_INT(h_service_stop(&svc, 15), 0);
-}
-
 int main(void)
 {
     static const struct h_test tests[] = {
@@ -240,11 +227,7 @@ int main(void)
         {"404, 400, 405", test_errors},
         {"metrics label the routes by template", test_metrics_labels},
     };
-    if (h_init() != 0) {
-        h_fail_test("harness", "cannot initialise");
-        return h_finish();
-    }
-    h_run_with_service(tests, sizeof tests / sizeof tests[0], start, &svc_up, stop);
-    h_service_cleanup(&svc);
-    return h_finish();
+    static const char *const args[] = {"--workers", "1", "--model", "square", NULL};
+    struct h_service_opts o = {.args = args};
+    return h_main_on_service(&svc, &o, 15, tests, sizeof tests / sizeof tests[0]);
 }

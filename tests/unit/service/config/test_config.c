@@ -1,97 +1,14 @@
 /*
- * Unit tests for service/config.c: defaults, every flag and variable,
- * precedence, strict numbers, --listen, --model / BATCHD_MODELS specs, and
- * every error message (data-driven). Each test starts from an environment
+ * Unit tests for service/config/config.c, the parse: defaults, every flag
+ * and variable, precedence, strict numbers, --listen, the rules between
+ * settings, and every error message (data-driven). Model specs, the file,
+ * --help and --print-config have their own files (test_config_models.c,
+ * test_config_file.c, test_config_print.c). Each test starts from an environment
  * without any BATCHD_* variable.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "tests/unit/service/config/config_fixture.h"
 
-#include <cmocka.h>
-
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#include "service/config/config.h"
-#include <batchd/model.h>
-#include "workers/models/models_builtin.h"
-
-static const char *const env_names[] = {
-    "BATCHD_LISTEN",         "BATCHD_DATA_DIR",      "BATCHD_WORKERS",
-    "BATCHD_MODELS",         "BATCHD_MAX_BODY_BYTES", "BATCHD_MAX_ITEMS",
-    "BATCHD_MAX_ITEM_BYTES", "BATCHD_MAX_CONNECTIONS", "BATCHD_IDLE_TIMEOUT",
-    "BATCHD_HEADER_TIMEOUT", "BATCHD_MIN_BODY_RATE", "BATCHD_HTTP_THREADS",
-    "BATCHD_MAX_ATTEMPTS",   "BATCHD_ITEM_TIMEOUT",  "BATCHD_PORT_FILE",
-    "BATCHD_MAX_QUEUED_ITEMS", "BATCHD_GRACE",       "BATCHD_MAX_ITEM_TIMEOUT",
-    "BATCHD_MAX_JSON_DEPTH", "BATCHD_LOG_LEVEL",     "BATCHD_ACCESS_LOG",
-    "BATCHD_CONFIG",         "BATCHD_API_TOKENS",    "BATCHD_TOKENS_FILE",
-    "BATCHD_AUTH_METRICS",   "BATCHD_CORS_ORIGINS",  "BATCHD_TLS_CERT",
-    "BATCHD_TLS_KEY",        "BATCHD_OBJECT_MEMORY", "BATCHD_MAX_OBJECT_BYTES",
-    "BATCHD_MAX_OBJECTS",    "BATCHD_MAX_ITEMS_PER_WORKER", "BATCHD_MAX_WORKER_RSS",
-};
-
-static int clear_env(void **unused)
-{
-    (void)unused;
-    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
-        unsetenv(env_names[i]);
-    return 0;
-}
-
-#define MAX_ARGS 80
-
-/* Parses {"batchd", args..., NULL} (args is NULL-terminated). */
-static int parse_argv(struct config *cfg, const char *const *args, char *err, size_t errlen)
-{
-    char *argv[MAX_ARGS + 2];
-    int argc = 0;
-    argv[argc++] = (char *)"batchd";
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(argc <= MAX_ARGS);
-        argv[argc++] = (char *)args[i];
-    }
-    argv[argc] = NULL;
-    return config_parse(cfg, argc, argv, err, errlen);
-}
-
-#define PARSE(cfg, err, ...) \
-    parse_argv((cfg), (const char *const[]){__VA_ARGS__, NULL}, (err), sizeof(err))
-
-static unsigned expected_cpu_workers(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        return 1;
-    return n > CONFIG_MAX_WORKERS_PER_MODEL ? CONFIG_MAX_WORKERS_PER_MODEL : (unsigned)n;
-}
-
-static bool is_zeroed(const struct config *c)
-{
-    static const struct config zero;
-    return memcmp(c, &zero, sizeof zero) == 0;
-}
-
-static void assert_default_models(const struct config *c, unsigned workers)
-{
-    size_t n = 0;
-    const struct model_ops *m;
-    for (size_t i = 0; (m = model_builtin_at(i)) != NULL; i++) {
-        if (m->flags & MODEL_FLAG_NOT_DEFAULT)
-            continue;
-        assert_true(n < c->n_models);
-        assert_string_equal(c->models[n].name, m->name);
-        assert_null(c->models[n].plugin);
-        assert_int_equal(c->models[n].workers, workers);
-        assert_int_equal(c->models[n].n_params, 0);
-        n++;
-    }
-    assert_int_equal(c->n_models, n);
-}
+#include "service/config/config_int.h"
 
 /* ---- defaults, flags, environment ---------------------------------------- */
 
@@ -134,30 +51,6 @@ static void test_defaults(void **unused)
         assert_string_not_equal(c.models[i].name, "chaos");
     config_free(&c);
     assert_true(is_zeroed(&c));
-}
-
-static void check_all_set(const struct config *c)
-{
-    assert_string_equal(c->listen_host, "0.0.0.0");
-    assert_int_equal(c->listen_port, 9001);
-    assert_string_equal(c->data_dir, "/var/lib/batchd");
-    assert_int_equal(c->workers, 5);
-    assert_int_equal(c->n_models, 2);
-    assert_string_equal(c->models[0].name, "square");
-    assert_int_equal(c->models[0].workers, 5);
-    assert_string_equal(c->models[1].name, "echo");
-    assert_int_equal(c->models[1].workers, 2);
-    assert_int_equal(c->max_body_bytes, 2u << 20);
-    assert_int_equal(c->max_items, 1234);
-    assert_int_equal(c->max_item_bytes, 4096);
-    assert_int_equal(c->max_connections, 17);
-    assert_int_equal(c->idle_timeout_s, 9);
-    assert_int_equal(c->max_attempts, 7);
-    assert_int_equal(c->item_timeout_ms, 2500);
-    assert_int_equal(c->max_item_timeout_ms, 60500);
-    assert_int_equal(c->max_queued_items, 10000000000ull);
-    assert_int_equal(c->grace_ms, 1250);
-    assert_string_equal(c->port_file, "/tmp/port");
 }
 
 static void test_every_flag(void **unused)
@@ -305,8 +198,9 @@ static void test_last_repeated_flag_wins(void **unused)
 static void test_empty_variable_is_unset(void **unused)
 {
     (void)unused;
-    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
-        setenv(env_names[i], "", 1);
+    /* every variable of the settings table, empty */
+    for (size_t i = 0; i < config_n_settings; i++)
+        setenv(config_settings[i].env, "", 1);
     struct config c;
     char err[256];
     char *argv[] = {(char *)"batchd", NULL};
@@ -494,7 +388,6 @@ static void test_item_timeout_within_max(void **unused)
     config_free(&c);
 }
 
-
 /* ---- --listen ------------------------------------------------------------ */
 
 struct listen_case {
@@ -523,128 +416,6 @@ static void test_listen_values(void **unused)
         assert_int_equal(c.listen_port, cases[i].port);
         config_free(&c);
     }
-}
-
-/* ---- models -------------------------------------------------------------- */
-
-static void test_model_params(void **unused)
-{
-    (void)unused;
-    struct config c;
-    char err[256];
-    assert_int_equal(PARSE(&c, err, "--workers", "2", "--model",
-                           "mlp:plugin=/opt/mlp.so,weights=/w.safetensors,workers=3,alpha=0.5",
-                           "--model", "square:workers=1", "--model", "echo"),
-                     0);
-    assert_int_equal(c.n_models, 3);
-    const struct config_model *m = &c.models[0];
-    assert_string_equal(m->name, "mlp");
-    assert_string_equal(m->plugin, "/opt/mlp.so");
-    assert_int_equal(m->workers, 3);
-    assert_int_equal(m->n_params, 2);
-    assert_string_equal(m->keys[0], "weights");
-    assert_string_equal(m->values[0], "/w.safetensors");
-    assert_string_equal(m->keys[1], "alpha");
-    assert_string_equal(m->values[1], "0.5");
-    assert_string_equal(c.models[1].name, "square");
-    assert_null(c.models[1].plugin);
-    assert_int_equal(c.models[1].workers, 1);
-    assert_int_equal(c.models[1].n_params, 0);
-    assert_string_equal(c.models[2].name, "echo");
-    assert_int_equal(c.models[2].workers, 2);
-    config_free(&c);
-
-    /* Parameters of a built-in model are kept; its load() judges them. */
-    assert_int_equal(PARSE(&c, err, "--model", "square:k=v=w"), 0);
-    assert_int_equal(c.models[0].n_params, 1);
-    assert_string_equal(c.models[0].keys[0], "k");
-    assert_string_equal(c.models[0].values[0], "v=w");
-    config_free(&c);
-
-    /* A plugin may take any valid name, even a built-in one. */
-    assert_int_equal(PARSE(&c, err, "--model", "my-model.v2:plugin=./x.so"), 0);
-    assert_string_equal(c.models[0].name, "my-model.v2");
-    config_free(&c);
-}
-
-struct models_env_case {
-    const char *env;
-    const char *names; /* space-separated expected names, in order */
-    const char *workers; /* space-separated expected workers */
-};
-
-static void test_models_variable(void **unused)
-{
-    (void)unused;
-    const struct models_env_case cases[] = {
-        {"square", "square", "4"},
-        {"square echo", "square echo", "4 4"},
-        {"square;echo", "square echo", "4 4"},
-        {" ; square:workers=2 ;;\texp_sinh\n", "square exp_sinh", "2 4"},
-        {"sum_squares;square;echo;exp_sinh", "sum_squares square echo exp_sinh", "4 4 4 4"},
-        {"x:plugin=/p.so,a=1;echo", "x echo", "4 4"},
-        {" ; ", "echo square sum_squares exp_sinh convolve2d prefix_count", "4 4 4 4 4 4"},
-    };
-    setenv("BATCHD_WORKERS", "4", 1);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        setenv("BATCHD_MODELS", cases[i].env, 1);
-        struct config c;
-        char err[256];
-        char *argv[] = {(char *)"batchd", NULL};
-        int rc = config_parse(&c, 1, argv, err, sizeof err);
-        if (rc != 0)
-            fail_msg("BATCHD_MODELS='%s': rc %d, %s", cases[i].env, rc, err);
-        char names[256] = "", workers[256] = "";
-        for (size_t k = 0; k < c.n_models; k++) {
-            size_t nl = strlen(names), wl = strlen(workers);
-            snprintf(names + nl, sizeof names - nl, "%s%s", k ? " " : "", c.models[k].name);
-            snprintf(workers + wl, sizeof workers - wl, "%s%u", k ? " " : "",
-                     c.models[k].workers);
-        }
-        if (strcmp(names, cases[i].names) != 0 || strcmp(workers, cases[i].workers) != 0)
-            fail_msg("BATCHD_MODELS='%s': got [%s] [%s], want [%s] [%s]", cases[i].env, names,
-                     workers, cases[i].names, cases[i].workers);
-        config_free(&c);
-    }
-}
-
-static void test_max_models(void **unused)
-{
-    (void)unused;
-    const char *args[CONFIG_MAX_MODELS * 2 + 3];
-    char specs[CONFIG_MAX_MODELS + 1][32];
-    size_t n = 0;
-    for (int i = 0; i < CONFIG_MAX_MODELS; i++) {
-        snprintf(specs[i], sizeof specs[i], "m%d:plugin=/p.so", i);
-        args[n++] = "--model";
-        args[n++] = specs[i];
-    }
-    args[n] = NULL;
-    struct config c;
-    char err[256];
-    assert_int_equal(parse_argv(&c, args, err, sizeof err), 0);
-    assert_int_equal(c.n_models, CONFIG_MAX_MODELS);
-    config_free(&c);
-
-    snprintf(specs[CONFIG_MAX_MODELS], sizeof specs[0], "extra:plugin=/p.so");
-    args[n++] = "--model";
-    args[n++] = specs[CONFIG_MAX_MODELS];
-    args[n] = NULL;
-    assert_int_equal(parse_argv(&c, args, err, sizeof err), -EINVAL);
-    assert_string_equal(err, "--model: at most 32 models, got more");
-    assert_true(is_zeroed(&c));
-
-    /* The same limit through the variable. */
-    char env[2048] = "";
-    for (int i = 0; i <= CONFIG_MAX_MODELS; i++) {
-        size_t l = strlen(env);
-        snprintf(env + l, sizeof env - l, "m%d:plugin=/p.so;", i);
-    }
-    setenv("BATCHD_MODELS", env, 1);
-    char *argv[] = {(char *)"batchd", NULL};
-    assert_int_equal(config_parse(&c, 1, argv, err, sizeof err), -EINVAL);
-    assert_string_equal(err, "BATCHD_MODELS: at most 32 models, got more");
-    assert_true(is_zeroed(&c));
 }
 
 /* ---- errors, data-driven ------------------------------------------------- */
@@ -979,121 +750,7 @@ static void test_free_is_safe(void **unused)
 
 /* ---- --help, --version --------------------------------------------------- */
 
-/* Runs config_parse with stdout sent to a temporary file; returns its text
- * (new, caller frees). */
-static char *capture_stdout(const char *const *args, int *rc)
-{
-    char path[] = "/tmp/test_config_XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
-    fflush(stdout);
-    int saved = dup(STDOUT_FILENO);
-    assert_true(saved >= 0);
-    assert_true(dup2(fd, STDOUT_FILENO) >= 0);
-    struct config c;
-    char err[256];
-    *rc = parse_argv(&c, args, err, sizeof err);
-    fflush(stdout);
-    assert_true(dup2(saved, STDOUT_FILENO) >= 0);
-    close(saved);
-    assert_true(is_zeroed(&c));
-
-    off_t len = lseek(fd, 0, SEEK_END);
-    assert_true(len >= 0);
-    char *text = calloc(1, (size_t)len + 1);
-    assert_non_null(text);
-    assert_int_equal(pread(fd, text, (size_t)len, 0), len);
-    close(fd);
-    return text;
-}
-
-static void test_help(void **unused)
-{
-    (void)unused;
-    int rc;
-    const char *args[] = {"--help", NULL};
-    char *text = capture_stdout(args, &rc);
-    assert_int_equal(rc, CONFIG_PRINTED);
-    assert_non_null(strstr(text, "Usage: batchd"));
-    const char *flags[] = {"--listen", "--data-dir", "--workers", "--model", "--max-body-bytes",
-                           "--max-items", "--max-item-bytes", "--max-connections",
-                           "--idle-timeout", "--max-attempts", "--item-timeout",
-                           "--port-file", "--max-queued-items", "--grace",
-                           "--max-item-timeout", "--help", "--version",
-                           "echo, square, sum_squares, exp_sinh, convolve2d, prefix_count, "
-                           "chaos (only when named)",
-                           "[BATCHD_MAX_ITEM_TIMEOUT; default 3600; 0.001 to 86400]",
-                           "[BATCHD_GRACE; default 10; 0 to 3600]",
-                           "[BATCHD_MAX_QUEUED_ITEMS; default 20000000; 1 to 10000000000]"};
-    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
-        if (!strstr(text, flags[i]))
-            fail_msg("--help does not mention %s", flags[i]);
-    for (size_t i = 0; i < sizeof env_names / sizeof env_names[0]; i++)
-        if (!strstr(text, env_names[i]))
-            fail_msg("--help does not mention %s", env_names[i]);
-    free(text);
-
-    /* The same text through config_usage. */
-    const char *short_args[] = {"-h", NULL};
-    text = capture_stdout(short_args, &rc);
-    assert_int_equal(rc, CONFIG_PRINTED);
-    assert_non_null(strstr(text, "Usage: batchd"));
-    free(text);
-}
-
-static void test_version(void **unused)
-{
-    (void)unused;
-    int rc;
-    const char *args[] = {"--version", NULL};
-    char *text = capture_stdout(args, &rc);
-    assert_int_equal(rc, CONFIG_PRINTED);
-    assert_string_equal(text, "batchd 0.1.0\n");
-    free(text);
-
-    const char *short_args[] = {"-V", "--help", NULL};
-    text = capture_stdout(short_args, &rc);
-    assert_int_equal(rc, CONFIG_PRINTED);
-    assert_string_equal(text, "batchd 0.1.0\n"); /* the first one asked wins */
-    free(text);
-}
-
-static void test_help_wins_over_errors(void **unused)
-{
-    (void)unused;
-    int rc;
-    setenv("BATCHD_WORKERS", "many", 1);
-    const char *cases[][4] = {
-        {"--workers", "abc", "--help", NULL},
-        {"--bogus", "--help", NULL, NULL},
-        {"--help", "stray", NULL, NULL},
-        {"--help", NULL, NULL, NULL}, /* with a bad BATCHD_WORKERS */
-        {"--model", "nope", "--version", NULL},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char *text = capture_stdout(cases[i], &rc);
-        if (rc != CONFIG_PRINTED)
-            fail_msg("case %zu: rc %d", i, rc);
-        assert_true(strlen(text) > 0);
-        free(text);
-    }
-}
-
 /* ---- the config file, the new settings, --print-config ------------------ */
-
-/* Writes `text` to a new temporary file; returns its path (static, per slot). */
-static const char *temp_file(int slot, const char *text)
-{
-    static char paths[4][64];
-    snprintf(paths[slot], sizeof paths[slot], "/tmp/test_config_file_XXXXXX");
-    int fd = mkstemp(paths[slot]);
-    assert_true(fd >= 0);
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    close(fd);
-    return paths[slot];
-}
 
 static void test_new_settings_defaults(void **unused)
 {
@@ -1165,156 +822,6 @@ static void test_new_settings_three_ways(void **unused)
     assert_string_equal(c.config_file, f);
     config_free(&c);
     unlink(f);
-}
-
-/* Every setting of test_every_flag, from a file instead. */
-static void test_file_every_setting(void **unused)
-{
-    (void)unused;
-    const char *f = temp_file(0, "{\n"
-                                 "  \"listen\": \"0.0.0.0:9001\",\n"
-                                 "  \"data-dir\": \"/var/lib/batchd\",\n"
-                                 "  \"workers\": 5,\n"
-                                 "  \"models\": [\"square\", \"echo:workers=2\"],\n"
-                                 "  \"max-body-bytes\": \"2M\",\n"
-                                 "  \"max-items\": 1234,\n"
-                                 "  \"max-item-bytes\": 4096,\n"
-                                 "  \"max-connections\": 17,\n"
-                                 "  \"idle-timeout\": 9,\n"
-                                 "  \"max-attempts\": 7,\n"
-                                 "  \"item-timeout\": 2.5,\n"
-                                 "  \"port-file\": \"/tmp/port\",\n"
-                                 "  \"max-queued-items\": 10000000000,\n"
-                                 "  \"grace\": \"1.25\",\n"
-                                 "  \"max-item-timeout\": 60.5\n"
-                                 "}\n");
-    struct config c;
-    char err[256];
-    assert_int_equal(PARSE(&c, err, "--config", f), 0);
-    check_all_set(&c);
-    for (size_t i = 0; i < CONFIG_MAX_SETTINGS; i++)
-        assert_true(c.source[i] == CONFIG_SRC_DEFAULT || c.source[i] == CONFIG_SRC_FILE ||
-                    c.source[i] == CONFIG_SRC_FLAG /* --config itself */);
-    config_free(&c);
-    /* "model" (the flag's name) is accepted too, and a string of specs */
-    const char *g = temp_file(1, "{\"model\": \"square echo:workers=2\", \"workers\": 5}");
-    assert_int_equal(PARSE(&c, err, "--config", g), 0);
-    assert_int_equal(c.n_models, 2);
-    assert_int_equal(c.models[1].workers, 2);
-    config_free(&c);
-    unlink(f);
-    unlink(g);
-}
-
-static void test_file_precedence(void **unused)
-{
-    (void)unused;
-    const char *f = temp_file(0, "{\"workers\": 2, \"max-items\": 100, \"idle-timeout\": 7,"
-                                 " \"models\": [\"echo\"], \"port-file\": null}");
-    const char *g = temp_file(1, "{\"workers\": 3}");
-    struct config c;
-    char err[256];
-    setenv("BATCHD_MAX_ITEMS", "200", 1);
-    setenv("BATCHD_IDLE_TIMEOUT", "8", 1);
-    setenv("BATCHD_CONFIG", g, 1);
-    assert_int_equal(PARSE(&c, err, "--config", f, "--idle-timeout", "9"), 0);
-    assert_string_equal(c.config_file, f);  /* the flag's file, not the variable's */
-    assert_int_equal(c.workers, 2);          /* file */
-    assert_int_equal(c.max_items, 200);      /* env over file */
-    assert_int_equal(c.idle_timeout_s, 9);   /* flag over env over file */
-    assert_null(c.port_file);                /* null is unset */
-    assert_int_equal(c.n_models, 1);
-    assert_int_equal(c.models[0].workers, 2);
-    config_free(&c);
-    /* BATCHD_MODELS replaces the file's models whole; --model replaces both */
-    setenv("BATCHD_MODELS", "square", 1);
-    assert_int_equal(PARSE(&c, err, "--config", f), 0);
-    assert_int_equal(c.n_models, 1);
-    assert_string_equal(c.models[0].name, "square");
-    config_free(&c);
-    assert_int_equal(PARSE(&c, err, "--config", f, "--model", "sum_squares"), 0);
-    assert_string_equal(c.models[0].name, "sum_squares");
-    config_free(&c);
-    /* the variable's file when there is no flag */
-    assert_int_equal(PARSE(&c, err, "--max-attempts", "2"), 0);
-    assert_string_equal(c.config_file, g);
-    assert_int_equal(c.workers, 3);
-    config_free(&c);
-    unlink(f);
-    unlink(g);
-}
-
-struct file_error_case {
-    const char *text;
-    const char *message; /* after "<path>: "; PATH stands for the file's path */
-};
-
-static void test_file_errors(void **unused)
-{
-    (void)unused;
-    static const struct file_error_case cases[] = {
-        {"{\"wokers\": 2}",
-         "unknown key 'wokers' (the keys are the flags' names, see --help; \"models\" for "
-         "--model)"},
-        {"{\"help\": true}",
-         "unknown key 'help' (the keys are the flags' names, see --help; \"models\" for --model)"},
-        {"{\"config\": \"x\"}", "key 'config' cannot be set in a config file"},
-        {"[]", "expected a JSON object of settings keyed by flag name"},
-        {"{\"model\": \"echo\", \"models\": [\"square\"]}",
-         "give \"models\" or \"model\", not both"},
-        {"{\"workers\": 0}", "key 'workers': expected an integer from 1 to 256, got '0'"},
-        {"{\"workers\": -3}", "key 'workers': expected an integer from 1 to 256, got '-3'"},
-        {"{\"workers\": true}", "key 'workers': expected an integer, got a JSON boolean"},
-        {"{\"data-dir\": 5}", "key 'data-dir': expected a string, got a JSON integer"},
-        {"{\"max-body-bytes\": [1]}",
-         "key 'max-body-bytes': expected an integer or a string such as \"64M\", got a JSON "
-         "array"},
-        {"{\"grace\": 1.0005}",
-         "key 'grace': expected seconds from 0 to 3600 (up to 3 decimals), got '1.0005'"},
-        {"{\"access-log\": 1}", "key 'access-log': expected true or false, got a JSON integer"},
-        {"{\"log-level\": \"loud\"}",
-         "key 'log-level': expected debug, info, warn or error, got 'loud'"},
-        {"{\"api-tokens\": [\"ok\", 3]}", "key 'api-tokens': expected an array of strings"},
-        {"{\"api-tokens\": \",,\"}", "key 'api-tokens': expected at least one token, got none"},
-        {"{\"models\": {\"a\": 1}}",
-         "key 'models': expected an array of model specs such as \"square:workers=2\""},
-        {"{\"item-timeout\": 5, \"max-item-timeout\": 4}",
-         "key 'item-timeout': 5 seconds exceeds PATH: key 'max-item-timeout' (4 seconds), the "
-         "longest item timeout a job may ask for"},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *f = temp_file(0, cases[i].text);
-        char want[700], with_path[512];
-        const char *pp = strstr(cases[i].message, "PATH");
-        if (pp)
-            snprintf(with_path, sizeof with_path, "%.*s%s%s", (int)(pp - cases[i].message),
-                     cases[i].message, f, pp + 4);
-        else
-            snprintf(with_path, sizeof with_path, "%s", cases[i].message);
-        snprintf(want, sizeof want, "%s: %s", f, with_path);
-        struct config c;
-        memset(&c, 0xA5, sizeof c);
-        char err[512];
-        int rc = PARSE(&c, err, "--config", f);
-        if (rc != -EINVAL || strcmp(err, want) != 0)
-            fail_msg("case %zu: rc %d, err\n  '%s'\nwant\n  '%s'", i, rc, err, want);
-        assert_true(is_zeroed(&c));
-        unlink(f);
-    }
-    /* syntax errors name the line; an unreadable file says why */
-    const char *f = temp_file(0, "{\n\"workers\": 2,\n}");
-    struct config c;
-    char err[512];
-    assert_int_equal(PARSE(&c, err, "--config", f), -EINVAL);
-    assert_non_null(strstr(err, ": line 3, column"));
-    unlink(f);
-    assert_int_equal(PARSE(&c, err, "--config", "/nonexistent/batchd.json"), -EINVAL);
-    assert_string_equal(err, "config file: cannot read /nonexistent/batchd.json: No such file or "
-                             "directory");
-    setenv("BATCHD_CONFIG", "", 1); /* empty: unset */
-    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
-    assert_null(c.config_file);
-    config_free(&c);
 }
 
 static void test_token_and_origin_lists(void **unused)
@@ -1500,96 +1007,6 @@ static void test_object_settings(void **unused)
     unlink(f);
 }
 
-static void test_print_config(void **unused)
-{
-    (void)unused;
-    const char *f = temp_file(0, "{\"workers\": 2, \"api-tokens\": \"secret-a,secret-b\"}");
-    setenv("BATCHD_MAX_ITEMS", "7", 1);
-    struct config c;
-    char err[256];
-    assert_int_equal(PARSE(&c, err, "--config", f, "--grace", "2.5", "--print-config"), 0);
-    assert_true(c.print_config);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    assert_non_null(out);
-    config_print(&c, out);
-    fclose(out);
-    config_free(&c);
-    assert_non_null(strstr(text, "\nworkers            2  [file]\n"));
-    assert_non_null(strstr(text, "\nmax-items          7  [env BATCHD_MAX_ITEMS]\n"));
-    assert_non_null(strstr(text, "\ngrace              2.5  [flag --grace]\n"));
-    assert_non_null(strstr(text, "\nmax-body-bytes     64M  [default]\n"));
-    assert_non_null(strstr(text, "\napi-tokens         ******** (2 tokens)  [file]\n"));
-    assert_non_null(strstr(text, "\nobject-memory      1G  [default]\n"));
-    assert_non_null(strstr(text, "\nmax-object-bytes   256M  [default]\n"));
-    assert_non_null(strstr(text, "\nmax-objects        4096  [default]\n"));
-    assert_null(strstr(text, "secret-a"));
-    assert_null(strstr(text, "secret-b"));
-    assert_non_null(strstr(text, "\nmax-output-size    64M  [default]\n"));
-    /* one line per setting (39 of them), after the heading */
-    size_t lines = 0;
-    for (const char *p = text; *p; p++)
-        lines += *p == '\n';
-    assert_int_equal(lines, 40);
-    free(text);
-    unlink(f);
-}
-
-/* The recycling limits: off by default; the global flag, variable and file
- * key reach every model; a model's own max_items= / max_rss= win, an
- * explicit 0 included; they are taken out of the model's parameters. */
-static void test_recycle_limits(void **unused)
-{
-    (void)unused;
-    struct config c;
-    char err[512];
-    assert_int_equal(PARSE(&c, err, "--model", "echo"), 0);
-    assert_int_equal(c.max_items_per_worker, 0);
-    assert_int_equal(c.max_worker_rss, 0);
-    assert_int_equal(c.models[0].max_items, 0);
-    assert_int_equal(c.models[0].max_rss, 0);
-    config_free(&c);
-
-    assert_int_equal(PARSE(&c, err, "--max-items-per-worker", "100", "--max-worker-rss", "512M",
-                           "--model", "echo:max_items=50,a=1", "--model", "square:max_rss=1G",
-                           "--model", "sum_squares:max_items=0,max_rss=0", "--model",
-                           "exp_sinh"),
-                     0);
-    assert_int_equal(c.max_items_per_worker, 100);
-    assert_int_equal(c.max_worker_rss, 512ull << 20);
-    assert_int_equal(c.models[0].max_items, 50);        /* its own */
-    assert_int_equal(c.models[0].max_rss, 512ull << 20); /* the global one */
-    assert_int_equal(c.models[0].n_params, 1);          /* only a=1 reaches the model */
-    assert_string_equal(c.models[0].keys[0], "a");
-    assert_int_equal(c.models[1].max_items, 100);
-    assert_int_equal(c.models[1].max_rss, 1ull << 30);
-    assert_int_equal(c.models[2].max_items, 0); /* an explicit 0 turns the global off */
-    assert_int_equal(c.models[2].max_rss, 0);
-    assert_int_equal(c.models[3].max_items, 100);
-    assert_int_equal(c.models[3].max_rss, 512ull << 20);
-    config_free(&c);
-
-    setenv("BATCHD_MAX_ITEMS_PER_WORKER", "7", 1);
-    setenv("BATCHD_MAX_WORKER_RSS", "64K", 1);
-    setenv("BATCHD_MODELS", "echo:max_rss=2M", 1);
-    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
-    assert_int_equal(c.models[0].max_items, 7);
-    assert_int_equal(c.models[0].max_rss, 2ull << 20);
-    assert_int_equal(c.max_worker_rss, 64ull << 10);
-    config_free(&c);
-    clear_env(NULL);
-
-    const char *f = temp_file(0, "{\"max-items-per-worker\": 1000, \"max-worker-rss\": \"1G\","
-                                 " \"models\": [\"echo\", \"square:max_items=3\"]}");
-    assert_int_equal(PARSE(&c, err, "--config", f, "--max-worker-rss", "0"), 0);
-    assert_int_equal(c.models[0].max_items, 1000);
-    assert_int_equal(c.models[0].max_rss, 0); /* the flag beats the file */
-    assert_int_equal(c.models[1].max_items, 3);
-    config_free(&c);
-    unlink(f);
-}
-
 /* Webhooks (issue 18): off by default; hosts need a secret; the secret
  * is whsec_ + base64 of 24..64 bytes, never printed or quoted back. */
 static void test_webhook_settings(void **unused)
@@ -1658,26 +1075,15 @@ int main(void)
         T(test_max_queued_items_values),
         T(test_item_timeout_within_max),
         T(test_listen_values),
-        T(test_model_params),
-        T(test_models_variable),
-        T(test_max_models),
         T(test_errors),
         T(test_repeatable_and_truncated),
         T(test_free_is_safe),
-        T(test_help),
-        T(test_version),
-        T(test_help_wins_over_errors),
         T(test_new_settings_defaults),
         T(test_new_settings_three_ways),
-        T(test_file_every_setting),
-        T(test_file_precedence),
-        T(test_file_errors),
         T(test_token_and_origin_lists),
         T(test_tokens_file),
         T(test_tls_files),
         T(test_object_settings),
-        T(test_print_config),
-        T(test_recycle_limits),
         T(test_webhook_settings),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);

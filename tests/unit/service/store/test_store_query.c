@@ -33,21 +33,7 @@
 #include "service/jobs/engine.h"
 #include "service/core/sbuf.h"
 #include "service/store/store.h"
-
-struct fixture {
-    char dir[64];
-    struct store *s;
-    uint64_t seq[8]; /* jobs 0..7: see setup */
-};
-
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
+#include "tests/unit/service/store/store_fixture.h"
 
 /* Job k: status and finished_ns as below; jobs 2 and 5 are unfinished. */
 static const int k_status[8] = { JOB_SUCCEEDED, JOB_FAILED,    JOB_RUNNING,   JOB_SUCCEEDED,
@@ -64,16 +50,11 @@ static void make_row(struct store_job *j, unsigned k)
     j->created_ns = 100 + k;
 }
 
+/* A store with jobs 0..7 (f->seq[k]), as k_status and k_finished say. */
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    assert_non_null(f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-query.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    char err[512] = "";
-    f->s = store_open(f->dir, 0, err, sizeof err);
-    if (!f->s)
-        fail_msg("store_open: %s", err);
+    setup_store(state);
+    struct fixture *f = *state;
     for (unsigned k = 0; k < 8; k++) {
         struct store_job j;
         make_row(&j, k);
@@ -88,16 +69,6 @@ static int setup(void **state)
         assert_int_equal(store_job_update(f->s, &j), 0);
     }
     assert_int_equal(store_flush(f->s), 0);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    store_close(f->s);
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
-    free(f);
     return 0;
 }
 
