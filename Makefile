@@ -26,7 +26,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libmicrohttpd jansson sqlite3 libcurl libcrypto
+PKGS := libmicrohttpd jansson sqlite3 libpq libcurl libcrypto
 SAN ?=
 .DEFAULT_GOAL := all
 

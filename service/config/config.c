@@ -101,7 +101,13 @@ static const struct setting settings[] = {
      "(0 lets the kernel pick a free one)",
      "127.0.0.1:8080"},
     {"data-dir", "BATCHD_DATA_DIR", SET_STRING, 0, 0, FIELD(data_dir), "DIR",
-     "where jobs and results are kept", "./data"},
+     "where this replica keeps its lock and, with --store sqlite, jobs and\n"
+     "results", "./data"},
+    {"store", "BATCHD_STORE", SET_STRING, 0, 0, FIELD(store), "STORE",
+     "where jobs, inputs and results are kept: sqlite (DATA_DIR/batchd.db)\n"
+     "or a PostgreSQL URI (postgresql://USER@HOST:PORT/DATABASE), which\n"
+     "several replicas may share",
+     "sqlite"},
     {"workers", "BATCHD_WORKERS", SET_UNSIGNED, 1, CONFIG_MAX_WORKERS_PER_MODEL, FIELD(workers),
      "N", "worker processes per model, unless its workers=K says otherwise",
      "the number of online CPUs"},
@@ -580,8 +586,9 @@ static int set_defaults(struct config *c)
 {
     c->listen_host = strdup("127.0.0.1");
     c->data_dir = strdup("./data");
+    c->store = strdup("sqlite");
     c->models = calloc(CONFIG_MAX_MODELS, sizeof *c->models);
-    if (!c->listen_host || !c->data_dir || !c->models)
+    if (!c->listen_host || !c->data_dir || !c->store || !c->models)
         return -ENOMEM;
     c->listen_port = 8080;
     c->workers = online_cpus();
@@ -756,6 +763,28 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
         return fail(err, errlen, -EINVAL,
                     "%s: %s exceeds %s (%s), the memory all objects share", bsrc, bval, msrc,
                     mval);
+    }
+    bool pg = strncmp(c->store, "postgresql://", 13) == 0 ||
+              strncmp(c->store, "postgres://", 11) == 0;
+    if (!pg && strcmp(c->store, "sqlite") != 0) {
+        size_t si;
+        const struct setting *st = setting_at(FIELD(store), &si);
+        char src[300];
+        source_name(src, sizeof src, st, c->source[si], c->config_file);
+        /* the value is not quoted back: a mistyped URI may hold a password */
+        return fail(err, errlen, -EINVAL,
+                    "%s: give sqlite or a PostgreSQL URI (postgresql://USER@HOST:PORT/DATABASE)",
+                    src);
+    }
+    if (pg && c->webhook_hosts) {
+        size_t hi;
+        const struct setting *h = setting_at(FIELD(webhook_hosts), &hi);
+        char hsrc[300];
+        source_name(hsrc, sizeof hsrc, h, c->source[hi], c->config_file);
+        return fail(err, errlen, -EINVAL,
+                    "%s: completion webhooks are not available with a PostgreSQL store yet "
+                    "(--store): use sqlite, or leave webhooks off",
+                    hsrc);
     }
     if (c->webhook_hosts || c->webhook_secret) {
         size_t hi, si;
@@ -1228,6 +1257,7 @@ void config_free(struct config *cfg)
         return;
     free(cfg->listen_host);
     free(cfg->data_dir);
+    secret_free(cfg->store); /* a URI may hold a password */
     free(cfg->port_file);
     if (cfg->models)
         for (size_t i = 0; i < cfg->n_models; i++)
@@ -1267,6 +1297,19 @@ static void print_model(FILE *f, const struct config_model *m)
         fprintf(f, ",%s=%s", m->keys[k], m->values[k]);
 }
 
+/* A store URI with its password, if any, hidden (user:PASSWORD@host). */
+static void print_uri(FILE *f, const char *uri)
+{
+    const char *auth = strstr(uri, "://");
+    const char *at = auth ? strchr(auth + 3, '@') : NULL;
+    const char *colon = at ? memchr(auth + 3, ':', (size_t)(at - auth - 3)) : NULL;
+    if (!colon) {
+        fputs(uri, f);
+        return;
+    }
+    fprintf(f, "%.*s:********%s", (int)(colon - uri), uri, at);
+}
+
 void config_print(const struct config *cfg, FILE *f)
 {
     const char *base = (const char *)cfg;
@@ -1288,6 +1331,10 @@ void config_print(const struct config *cfg, FILE *f)
             /* the signing secret is a password */
             if (s && st->offset == FIELD(webhook_secret))
                 s = "********";
+            if (s && st->offset == FIELD(store)) {
+                print_uri(f, s);
+                break;
+            }
             fputs(s ? s : "none", f);
             break;
         }

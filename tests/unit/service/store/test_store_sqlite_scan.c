@@ -21,6 +21,7 @@
 #include "service/core/sbuf.h"
 #include "service/jobs/engine.h"
 #include "service/store/store.h"
+#include "tests/unit/service/store/store_test_backend.h"
 
 struct fixture {
     char dir[64];
@@ -43,7 +44,8 @@ static int setup_store(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-scan.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     char err[512] = "";
-    f->s = store_open(f->dir, 0, err, sizeof err);
+    test_store_reset();
+    f->s = store_open(test_store_where(), f->dir, 0, err, sizeof err);
     if (!f->s)
         fail_msg("store_open(%s): %s", f->dir, err);
     *state = f;
@@ -206,6 +208,7 @@ static void test_results_scan(void **state)
 
 int main(void)
 {
+    test_store_banner("store_scan");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_results_scan, setup_store, teardown),
     };
