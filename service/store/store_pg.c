@@ -570,20 +570,34 @@ static int store_pg_put_inputs(struct store_pg *s, uint64_t seq, const struct jo
     return rc;
 }
 
+/* BEGIN on the writer (wmu held), connecting first if needed. A writer
+ * found dead at BEGIN has done nothing yet: it is replaced and BEGIN tried
+ * once more, so that a terminated session costs no request. */
+static int store_pg_begin(struct store_pg *s)
+{
+    int rc = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if ((rc = store_pg_ensure(s, &s->w, true)) != 0)
+            return rc;
+        if ((rc = store_pg_cmd(s->w, "BEGIN", NULL)) != -ENOTCONN)
+            return rc;
+        store_pg_note_failure(s, s->w);
+    }
+    return rc;
+}
+
 static int store_pg_job_create(void *impl, struct store_job *job, const struct job_items *items,
                                struct store_job *existing)
 {
     struct store_pg *s = impl;
     pthread_mutex_lock(&s->wmu);
-    int rc = store_pg_ensure(s, &s->w, true);
-    if (rc != 0)
-        goto out;
+    int rc;
     if (job->webhook_url) {
         /* config refuses webhooks with this backend (the outbox is SQLite's) */
         rc = -EINVAL;
         goto out;
     }
-    if ((rc = store_pg_cmd(s->w, "BEGIN", NULL)) != 0)
+    if ((rc = store_pg_begin(s)) != 0)
         goto fail;
     if ((rc = store_pg_over_cap(s)) != 0)
         goto fail;
@@ -663,7 +677,7 @@ static size_t store_pg_pending_bytes(void *impl)
 /* Writes a batch in one transaction (wmu held). */
 static int store_pg_write_batch(struct store_pg *s, const struct store_batch *b)
 {
-    int rc = store_pg_cmd(s->w, "BEGIN", NULL);
+    int rc = store_pg_begin(s);
     if (rc == 0 && s->cap_results)
         rc = store_pg_over_cap(s);
     /* ON CONFLICT DO NOTHING: a block is written once whatever happens, so
@@ -719,9 +733,7 @@ static int store_pg_flush(void *impl)
         store_batch_free(&batch);
         return 0;
     }
-    int rc = store_pg_ensure(s, &s->w, true);
-    if (rc == 0)
-        rc = store_pg_write_batch(s, &batch);
+    int rc = store_pg_write_batch(s, &batch);
     if (rc == 0) {
         s->flush_rc = 0;
         pthread_mutex_unlock(&s->wmu);
@@ -740,9 +752,7 @@ static int store_pg_job_delete(void *impl, uint64_t seq)
 {
     struct store_pg *s = impl;
     pthread_mutex_lock(&s->wmu);
-    int rc = store_pg_ensure(s, &s->w, true);
-    if (rc == 0)
-        rc = store_pg_cmd(s->w, "BEGIN", NULL);
+    int rc = store_pg_begin(s);
     static const char *const sql[] = { "DELETE FROM results WHERE job = $1",
                                        "DELETE FROM inputs WHERE job = $1",
                                        "DELETE FROM job_results WHERE job = $1",

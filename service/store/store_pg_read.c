@@ -28,13 +28,20 @@
 static PGresult *store_pg_read(struct store_pg *s, const char *sql,
                                const struct store_pg_params *p, int *err)
 {
-    int slot;
-    PGconn *c = store_pg_reader(s, &slot, err);
-    if (!c)
-        return NULL;
-    PGresult *r = store_pg_exec(c, sql, p, PGRES_TUPLES_OK, err);
-    store_pg_reader_done(s, slot, r != NULL);
-    return r;
+    /* A read changes nothing: when the connection turns out to be gone
+     * (its session was terminated, the server restarted), it is tried
+     * once more on a new one, so that a reconnection costs no request
+     * while the server is there. */
+    for (int attempt = 0;; attempt++) {
+        int slot;
+        PGconn *c = store_pg_reader(s, &slot, err);
+        if (!c)
+            return NULL;
+        PGresult *r = store_pg_exec(c, sql, p, PGRES_TUPLES_OK, err);
+        store_pg_reader_done(s, slot, r != NULL);
+        if (r || *err != -ENOTCONN || attempt == 1)
+            return r;
+    }
 }
 
 static int store_pg_select_jobs(struct store_pg *s, const char *sql,
