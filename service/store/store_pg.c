@@ -386,17 +386,31 @@ static int store_pg_ensure(struct store_pg *s, PGconn **conn, bool writer)
     return rc;
 }
 
-/* After a failed statement: a broken connection starts the back-off at
- * once, so that the requests behind this one fail fast. */
-static void store_pg_note_failure(struct store_pg *s, PGconn *c)
+/* Drops a connection that failed with -ENOTCONN (or is broken): the next
+ * use opens a new one. libpq may still call a connection whose session
+ * the server ended "OK" until it is used again: the error, not the
+ * status, decides. */
+static void store_pg_drop(struct store_pg *s, PGconn **c)
 {
-    if (PQstatus(c) != CONNECTION_BAD)
-        return;
+    if (*c)
+        PQfinish(*c);
+    *c = NULL;
     pthread_mutex_lock(&s->cmu);
     if (!s->down)
         log_error("store: the PostgreSQL connection was lost; reconnecting");
     s->down = true;
     pthread_mutex_unlock(&s->cmu);
+}
+
+/* Ends the writer's failed transaction (wmu held): ROLLBACK, or drops the
+ * connection when it is the failure. */
+static void store_pg_abort(struct store_pg *s, int rc)
+{
+    if (!s->w)
+        return;
+    if (rc == -ENOTCONN || PQstatus(s->w) != CONNECTION_OK ||
+        store_pg_cmd(s->w, "ROLLBACK", NULL) == -ENOTCONN)
+        store_pg_drop(s, &s->w);
 }
 
 PGconn *store_pg_reader(struct store_pg *s, int *slot, int *err)
@@ -415,7 +429,7 @@ PGconn *store_pg_reader(struct store_pg *s, int *slot, int *err)
     /* connecting outside rmu: the other readers go on meanwhile */
     int rc = store_pg_ensure(s, &s->readers[i], false);
     if (rc != 0) {
-        store_pg_reader_done(s, i, true);
+        store_pg_reader_done(s, i, 0);
         *err = rc;
         return NULL;
     }
@@ -423,10 +437,10 @@ PGconn *store_pg_reader(struct store_pg *s, int *slot, int *err)
     return s->readers[i];
 }
 
-void store_pg_reader_done(struct store_pg *s, int slot, bool ok)
+void store_pg_reader_done(struct store_pg *s, int slot, int err)
 {
-    if (!ok && s->readers[slot])
-        store_pg_note_failure(s, s->readers[slot]);
+    if (s->readers[slot] && (err == -ENOTCONN || PQstatus(s->readers[slot]) != CONNECTION_OK))
+        store_pg_drop(s, &s->readers[slot]);
     pthread_mutex_lock(&s->rmu);
     s->busy[slot] = false;
     pthread_cond_signal(&s->rcond);
@@ -581,7 +595,7 @@ static int store_pg_begin(struct store_pg *s)
             return rc;
         if ((rc = store_pg_cmd(s->w, "BEGIN", NULL)) != -ENOTCONN)
             return rc;
-        store_pg_note_failure(s, s->w);
+        store_pg_drop(s, &s->w);
     }
     return rc;
 }
@@ -645,10 +659,7 @@ static int store_pg_job_create(void *impl, struct store_job *job, const struct j
 fail:
     if (rc != -EEXIST && rc != -ENOTCONN)
         log_error("store: cannot write job %s: %s", job->id, strerror(-rc));
-    if (PQstatus(s->w) == CONNECTION_OK)
-        store_pg_cmd(s->w, "ROLLBACK", NULL);
-    else
-        store_pg_note_failure(s, s->w);
+    store_pg_abort(s, rc);
 out:
     pthread_mutex_unlock(&s->wmu);
     return rc;
@@ -713,12 +724,8 @@ static int store_pg_write_batch(struct store_pg *s, const struct store_batch *b)
     }
     if (rc == 0)
         rc = store_pg_cmd(s->w, "COMMIT", NULL);
-    if (rc != 0) {
-        if (PQstatus(s->w) == CONNECTION_OK)
-            store_pg_cmd(s->w, "ROLLBACK", NULL);
-        else
-            store_pg_note_failure(s, s->w);
-    }
+    if (rc != 0)
+        store_pg_abort(s, rc);
     return rc;
 }
 
@@ -768,12 +775,8 @@ static int store_pg_job_delete(void *impl, uint64_t seq)
     }
     if (rc == 0)
         rc = store_pg_cmd(s->w, "COMMIT", NULL);
-    if (rc != 0 && s->w) {
-        if (PQstatus(s->w) == CONNECTION_OK)
-            store_pg_cmd(s->w, "ROLLBACK", NULL);
-        else
-            store_pg_note_failure(s, s->w);
-    }
+    if (rc != 0)
+        store_pg_abort(s, rc);
     pthread_mutex_unlock(&s->wmu);
     return rc ? rc : deleted ? 0 : -ENOENT;
 }
@@ -796,8 +799,8 @@ static int store_pg_put_job_result(void *impl, uint64_t seq, const char *text, s
                           "INSERT INTO job_results(job, data) VALUES($1, $2)"
                           " ON CONFLICT (job) DO UPDATE SET data = excluded.data",
                           &p);
-        if (rc != 0)
-            store_pg_note_failure(s, s->w);
+        if (rc == -ENOTCONN)
+            store_pg_drop(s, &s->w);
     }
     pthread_mutex_unlock(&s->wmu);
     return rc;

@@ -45,12 +45,12 @@ void store_pg_p_text(struct store_pg_params *p, const char *s); /* NULL = SQL NU
 void store_pg_p_bytes(struct store_pg_params *p, const void *data, size_t len);
 
 /* A reader connection (opened or reopened as needed), borrowed until
- * store_pg_reader_done(s, slot, res_ok). NULL with *err = -ENOTCONN while
+ * store_pg_reader_done(s, slot, err). NULL with *err = -ENOTCONN while
  * the server cannot be reached. */
 PGconn *store_pg_reader(struct store_pg *s, int *slot, int *err);
-/* Gives the reader back; a connection that failed (ok = false) is checked
- * and dropped if broken. */
-void store_pg_reader_done(struct store_pg *s, int slot, bool ok);
+/* Gives the reader back; err is what its statement returned: a
+ * connection that failed with -ENOTCONN is dropped (reopened next time). */
+void store_pg_reader_done(struct store_pg *s, int slot, int err);
 
 /*
  * Runs sql with p on conn, results in binary (every integer column must be

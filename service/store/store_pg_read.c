@@ -38,7 +38,9 @@ static PGresult *store_pg_read(struct store_pg *s, const char *sql,
         if (!c)
             return NULL;
         PGresult *r = store_pg_exec(c, sql, p, PGRES_TUPLES_OK, err);
-        store_pg_reader_done(s, slot, r != NULL);
+        store_pg_reader_done(s, slot, r ? 0 : *err);
+        if (r)
+            *err = 0; /* (a first attempt's failure is forgotten) */
         if (r || *err != -ENOTCONN || attempt == 1)
             return r;
     }

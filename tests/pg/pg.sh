@@ -8,6 +8,8 @@
 #   sh tests/pg/pg.sh stop DIR      pg_ctl stop -m fast, then removes DIR
 #   sh tests/pg/pg.sh restart DIR   pg_ctl restart -m fast (same port)
 #   sh tests/pg/pg.sh uri DIR       the URI again
+#   sh tests/pg/pg.sh halt DIR      stops the server, keeps DIR (resume starts
+#   sh tests/pg/pg.sh resume DIR    it again on the same port)
 #
 # Exit 77 (skip) when PostgreSQL 15 is not installed and cannot be
 # (scripts/deps.sh pg installs it as root).
@@ -46,6 +48,13 @@ stop)
     ;;
 restart)
     as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w -t 30 restart >/dev/null
+    ;;
+halt)
+    as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+resume)
+    as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+        -o "-h 127.0.0.1 -p $(cat "$dir/port") -k $dir" start >/dev/null
     ;;
 uri)
     echo "postgresql://postgres@127.0.0.1:$(cat "$dir/port")/postgres"
