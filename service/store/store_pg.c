@@ -345,13 +345,15 @@ static int store_pg_ensure(struct store_pg *s, PGconn **conn, bool writer)
     }
     pthread_mutex_lock(&s->cmu);
     uint64_t now = now_ns();
-    if (s->down) {
+    if (s->down && s->backoff_ns) {
         if (now < s->retry_at_ns) {
             pthread_mutex_unlock(&s->cmu);
             return -ENOTCONN;
         }
-        /* While the server is away, one attempt at a time: the others
-         * fail fast meanwhile instead of queueing on connect timeouts. */
+        /* Once a connection attempt has failed (the server is away), one
+         * attempt at a time: the others fail fast meanwhile instead of
+         * queueing on connect timeouts. Right after a session was lost,
+         * every connection tries at once: the server is most likely there. */
         s->retry_at_ns = now + STORE_PG_BACKOFF_MAX_NS;
     }
     pthread_mutex_unlock(&s->cmu);
