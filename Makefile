@@ -171,6 +171,11 @@ $(BUILD)/tests/plugins/libbad_%.so: tests/plugins/bad_plugin.c include/batchd/mo
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(PLUGIN_CFLAGS) -DBAD_$* -shared -o $@ $< $(PLUGIN_LIBS)
 
+# bench/store_flush.sh: the store's commit rates, SQLite beside PostgreSQL.
+$(BUILD)/bench/store_flush: bench/store_flush.c $(BUILD)/libbatchd.a $(FLAGS_FILE)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -o $@ $< $(BUILD)/libbatchd.a $(LDLIBS_ALL)
+
 # The tests that load plugins find them next to their own build dir.
 $(BUILD)/tests/unit/workers/worker/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 $(BUILD)/tests/unit/examples/plugins/test_stats: $(EXAMPLE_PLUGINS)
