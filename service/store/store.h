@@ -211,7 +211,7 @@ int store_put_job_result(struct store *s, uint64_t seq, const char *text, size_t
 int store_job_result(struct store *s, uint64_t seq, struct sbuf *out);
 
 /*
- * Jobs served from the store (store_query.c). A finished job lives only
+ * Jobs served from the store (store_sqlite_query.c, store_pg_read.c). A finished job lives only
  * here: the engine keeps unfinished jobs in memory and reads finished ones
  * through these functions, each answered from an index. `fn` callbacks
  * return 0 to go on; a non-zero value stops and is returned.

@@ -125,7 +125,7 @@ static const char *const store_schema_sql =
     "CREATE TABLE IF NOT EXISTS results(job INTEGER NOT NULL, first INTEGER NOT NULL,"
     " n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(job, first));"
     "CREATE INDEX IF NOT EXISTS results_in_order ON results(job);"
-    /* finished jobs are listed and expired from the store (store_query.c):
+    /* finished jobs are listed and expired from the store (store_sqlite_query.c):
      * the list's order within a status, and the retention's order (added
      * after schema 1 was out: IF NOT EXISTS builds them in older files) */
     "CREATE INDEX IF NOT EXISTS jobs_finished_by_status ON jobs(status, seq)"

@@ -1,5 +1,5 @@
 /*
- * Unit tests of service/store/store_query.c, the read side of finished jobs,
+ * Unit tests of service/store/store_sqlite_query.c, the read side of finished jobs,
  * against a temporary directory and the real SQLite (no mocks):
  *
  *   - store_job_get / store_job_get_seq find a row by id and by seq, and

@@ -1,5 +1,5 @@
 /*
- * Unit tests of service/store/store_scan.c (store_results_scan) against a
+ * Unit tests of service/store/store_sqlite_scan.c (store_results_scan) against a
  * real store: index order across blocks written out of order, a running
  * job's prefix stopping at its first gap, a finished job's gaps passed
  * over, errors only, and the bounds on results and bytes.
