@@ -6,6 +6,9 @@
 #                   Chromium, every shell example of README.md
 #   make readme     README.md's shell examples, run and their output compared
 #                   (tests/readme/run.py says how; part of test)
+#   make test-pg    the store conformance suite and the integration tests
+#                   that apply, on a throw-away PostgreSQL (tests/pg/run.sh;
+#                   part of test)
 #   make check-layers  the includes that must never exist between folders
 #                   (scripts/check-layers.sh; part of test)
 #   make browser    the dashboard (GET /) in headless Chromium (part of test)
@@ -28,7 +31,7 @@
 
 CC ?= cc
 BUILD ?= build
-PKGS := libmicrohttpd jansson sqlite3 libcurl libcrypto
+PKGS := libmicrohttpd jansson sqlite3 libpq libcurl libcrypto
 SAN ?=
 .DEFAULT_GOAL := all
 
@@ -106,7 +109,7 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so) \
                 $(BUILD)/tests/plugins/libbatch.so
 
-.PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan \
+.PHONY: all test test-pg check-layers unit integration contract browser readme python image-test run clean asan ubsan \
         tsan valgrind valgrind-run test-programs bench bench-python bench-datapath FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
@@ -176,6 +179,11 @@ $(BUILD)/tests/plugins/libbatch.so: tests/plugins/batch_plugin.c include/batchd/
 	@$(if $(Q),echo "  PLUGIN  $@")
 	$(Q)$(CC) $(PLUGIN_CFLAGS) -shared -o $@ $< $(PLUGIN_LIBS)
 
+# bench/store_flush.sh: the store's commit rates, SQLite beside PostgreSQL.
+$(BUILD)/bench/store_flush: bench/store_flush.c $(BUILD)/libbatchd.a $(FLAGS_FILE)
+	$(Q)mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS_ALL) -MMD -MP -o $@ $< $(BUILD)/libbatchd.a $(LDLIBS_ALL)
+
 # The tests that load plugins find them next to their own build dir.
 $(BUILD)/tests/unit/workers/worker/test_plugin: $(EXAMPLE_PLUGINS) $(TEST_PLUGINS)
 $(BUILD)/tests/unit/examples/plugins/test_stats: $(EXAMPLE_PLUGINS)
@@ -197,7 +205,7 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(INTEG_LIB) $(wildcard test
 # Each step ends with a line "<step>: N passed, N failed, N skipped" (the
 # readme step counts blocks); a test that cannot run fails, it is not skipped
 # in silence (what the tests need is installed first, as root).
-test: check-layers unit integration contract browser readme python
+test: check-layers unit integration test-pg contract browser readme python
 
 # The arrows between folders that must never exist (the rules are at the
 # top of scripts/check-layers.sh), and the script's own test on made-up trees.
@@ -217,6 +225,21 @@ integration: $(BUILD)/batchd $(BUILD)/mkmlp $(INTEG_BIN)
 	$(Q)sh scripts/deps.sh promtool
 	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) BATCHD_CONTRACT_LOG=$(abspath $(BUILD)/contract.jsonl) \
 	  sh tests/run_integration.sh $(INTEG_BIN)
+
+# The tests that apply to a PostgreSQL store, on a throw-away cluster: the
+# store's unit tests through store.h (the conformance suite) and the
+# integration tests of jobs, finished jobs served from the store (kill -9,
+# restarts, the Idempotency-Key race) and long polls, each batchd on a
+# database of its own (tests/pg/run.sh). test_pg, in integration,
+# covers what only PostgreSQL has (terminated sessions, a server restart).
+PG_UNIT := $(addprefix $(BUILD)/tests/unit/service/store/,test_store_sqlite test_store_sqlite_query \
+             test_store_sqlite_scan)
+PG_INTEG := $(addprefix $(BUILD)/tests/integration/,test_jobs test_store_served test_longpoll)
+test-pg: $(BUILD)/batchd $(BUILD)/mkmlp $(PG_UNIT) $(PG_INTEG)
+	$(Q)sh scripts/deps.sh pg
+	$(Q)BATCHD_BIN=$(abspath $(BUILD)/batchd) BATCHD_CONTRACT_LOG=$(abspath $(BUILD)/contract-pg.jsonl) \
+	  sh tests/pg/run.sh $(BUILD) $(PG_UNIT) -- $(PG_INTEG)
+	$(Q)cat $(BUILD)/contract-pg.jsonl >> $(BUILD)/contract.jsonl # (make contract checks them too)
 
 # Every response the integration tests saw, checked against openapi.yaml.
 contract: integration

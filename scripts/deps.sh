@@ -12,6 +12,8 @@
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
 #                              (the Python baselines of make bench)
 #   sh scripts/deps.sh sklearn Debian's python3-sklearn too (examples/python/iris.py)
+#   sh scripts/deps.sh pg      PostgreSQL 15's server programs (make test-pg
+#                              starts a throw-away cluster: tests/pg/pg.sh)
 #   sh scripts/deps.sh sanitizers  clang, its sanitizer/libFuzzer runtimes, valgrind
 #   sh scripts/deps.sh python  Debian's python3 with pip, venv and numpy (the
 #                              Python client's tests, make python; Python models,
@@ -48,8 +50,11 @@ build)
     # libopenblas-serial-dev: cblas_sgemm for the mlp model, the serial
     # build (the supervisor must not have threads: see the Makefile)
     need_pkgs build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-        libcmocka-dev libcurl4-openssl-dev libsqlite3-dev libssl-dev openssl \
+        libcmocka-dev libcurl4-openssl-dev libsqlite3-dev libpq-dev libssl-dev openssl \
         libopenblas-serial-dev
+    ;;
+pg)
+    need_pkgs postgresql-15 libpq-dev
     ;;
 node)
     command -v node >/dev/null 2>&1 || need_pkgs nodejs npm

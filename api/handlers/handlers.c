@@ -103,6 +103,19 @@ static enum MHD_Result unknown_model(struct api_req *r, const char *model)
 
 static const char *const create_job_query[] = { "model", "chunk_size", NULL };
 
+/* A failure of the job store: while a PostgreSQL store cannot be reached
+ * (-ENOTCONN) a 503 with Retry-After (the store reconnects by itself and
+ * nothing accepted is lost), otherwise a 500 saying what failed. */
+static enum MHD_Result store_failure(struct api_req *r, int rc, const char *what)
+{
+    if (rc == -ENOTCONN)
+        return api_send_problemf(r, API_PROBLEM_NOT_READY,
+                                 "%s: the job store (PostgreSQL) cannot be reached right now; "
+                                 "retry shortly",
+                                 what);
+    return api_send_problemf(r, API_PROBLEM_INTERNAL, "%s failed: %s", what, strerror(-rc));
+}
+
 /* operationId createJob, step 1: everything that can be refused before the
  * body is read, so that a client is not made to upload for nothing. */
 static enum MHD_Result create_job_begin(struct api_req *r)
@@ -203,6 +216,8 @@ static enum MHD_Result create_job_submit(struct api_req *r, const char *model,
         case -EIO:
             return api_send_problemf(r, API_PROBLEM_INTERNAL,
                                      "the job could not be stored; nothing was accepted");
+        case -ENOTCONN:
+            return store_failure(r, rc, "submitting the job (nothing was accepted)");
         case -ENOENT:
             return unknown_model(r, model);
         case -EINVAL:
@@ -339,8 +354,7 @@ static enum MHD_Result list_jobs(struct api_req *r)
         if (err == -ENOENT)
             return api_send_problemf(r, API_PROBLEM_NOT_FOUND,
                                      "no job %s (query parameter after)", after);
-        return api_send_problemf(r, API_PROBLEM_INTERNAL, "listing jobs failed: %s",
-                                 strerror(err ? -err : ENOMEM));
+        return store_failure(r, err ? err : -ENOMEM, "listing jobs");
     }
     /* conditional: the dashboard polls the list every second */
     ret = api_send_json_etag(r, list);
@@ -465,10 +479,12 @@ static enum MHD_Result get_job(struct api_req *r)
     for (;;) {
         uint64_t mark = r->lp_wait.entry ? api_longpoll_mark(r->longpoll, &r->lp_wait) : 0;
         char etag[ENGINE_ETAG_LEN + 24] = "";
-        json_t *job = engine_job_json(r->engine, r->match.id, etag);
+        int jrc = 0;
+        json_t *job = engine_job_lookup(r->engine, r->match.id, etag, &jrc);
         if (!job) {
             wait_end(r);
-            return not_found_job(r, r->match.id);
+            return jrc == -ENOENT ? not_found_job(r, r->match.id)
+                                  : store_failure(r, jrc, "reading the job");
         }
         add_webhook_state(r, job, etag, sizeof etag);
         bool match = etag[0] && api_etag_matches(inm, etag);
@@ -513,8 +529,7 @@ static enum MHD_Result purge_job(struct api_req *r)
         return api_send_problemf(r, API_PROBLEM_CONFLICT,
                                  "job %s has not finished: cancel it first, then purge it",
                                  r->match.id);
-    return api_send_problemf(r, API_PROBLEM_INTERNAL, "purging job %s failed: %s", r->match.id,
-                             strerror(-rc));
+    return store_failure(r, rc, "purging the job");
 }
 
 /* operationId cancelJob */
@@ -540,8 +555,7 @@ static enum MHD_Result cancel_job(struct api_req *r)
         ret = api_send_problemf(r, API_PROBLEM_CONFLICT, "job %s already finished (status %s)",
                                 r->match.id, st ? st : "final");
     } else {
-        ret = api_send_problemf(r, API_PROBLEM_INTERNAL, "cancelling job %s failed: %s",
-                                r->match.id, strerror(-rc));
+        ret = store_failure(r, rc, "cancelling the job");
     }
     json_decref(job);
     return ret;
@@ -753,8 +767,7 @@ static enum MHD_Result get_job_results(struct api_req *r)
                                      "query parameter limit=%llu: the page would pass %zu "
                                      "bytes; ask for fewer results",
                                      (unsigned long long)limit, RESULTS_PAGE_MAX_BYTES);
-        return api_send_problemf(r, API_PROBLEM_INTERNAL, "reading results failed: %s",
-                                 strerror(-rc));
+        return store_failure(r, rc, "reading results");
     }
     size_t len = page.len;
     return api_send(r, MHD_HTTP_OK, api_response_take(sbuf_steal(&page), len, API_CT_JSON));
@@ -788,8 +801,7 @@ static enum MHD_Result get_job_result(struct api_req *r)
                                  "job %s failed or was cancelled: it has no result",
                                  r->match.id);
     default:
-        return api_send_problemf(r, API_PROBLEM_INTERNAL, "reading the result failed: %s",
-                                 strerror(-rc));
+        return store_failure(r, rc, "reading the result");
     }
 }
 

@@ -66,8 +66,9 @@ static int set_defaults(struct config *c)
 {
     c->listen_host = strdup("127.0.0.1");
     c->data_dir = strdup("./data");
+    c->store = strdup("sqlite");
     c->models = calloc(CONFIG_MAX_MODELS, sizeof *c->models);
-    if (!c->listen_host || !c->data_dir || !c->models)
+    if (!c->listen_host || !c->data_dir || !c->store || !c->models)
         return -ENOMEM;
     c->listen_port = 8080;
     c->workers = online_cpus();
@@ -140,6 +141,25 @@ static int check_settings(const struct config *c, char *err, size_t errlen)
         return config_fail(err, errlen, -EINVAL,
                            "%s: %s exceeds %s (%s), the memory all objects share", bsrc, bval, msrc,
                            mval);
+    }
+    bool pg = strncmp(c->store, "postgresql://", 13) == 0 ||
+              strncmp(c->store, "postgres://", 11) == 0;
+    if (!pg && strcmp(c->store, "sqlite") != 0) {
+        char src[300];
+        field_source(c, FIELD(store), src, sizeof src);
+        /* the value is not quoted back: a mistyped URI may hold a password */
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: give sqlite or a PostgreSQL URI "
+                           "(postgresql://USER@HOST:PORT/DATABASE)",
+                           src);
+    }
+    if (pg && c->webhook_hosts) {
+        char hsrc[300];
+        field_source(c, FIELD(webhook_hosts), hsrc, sizeof hsrc);
+        return config_fail(err, errlen, -EINVAL,
+                           "%s: completion webhooks are not available with a PostgreSQL store "
+                           "yet (--store): use sqlite, or leave webhooks off",
+                           hsrc);
     }
     if (c->webhook_hosts || c->webhook_secret) {
         char hsrc[300], ssrc[300], why[256];
@@ -426,6 +446,7 @@ void config_free(struct config *cfg)
         return;
     free(cfg->listen_host);
     free(cfg->data_dir);
+    secret_free(cfg->store); /* a URI may hold a password */
     free(cfg->port_file);
     if (cfg->models)
         for (size_t i = 0; i < cfg->n_models; i++)

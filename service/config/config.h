@@ -69,6 +69,8 @@ struct config {
     char *listen_host;         /* --listen HOST:PORT / BATCHD_LISTEN; default 127.0.0.1:8080 */
     uint16_t listen_port;      /* 0 = let the kernel choose (tests) */
     char *data_dir;            /* --data-dir / BATCHD_DATA_DIR; default ./data */
+    char *store;               /* --store / BATCHD_STORE: "sqlite" (DATA_DIR/batchd.db) or a
+                                  PostgreSQL URI (postgresql://...); default "sqlite" */
     unsigned workers;          /* --workers / BATCHD_WORKERS; default: online CPUs */
     struct config_model *models; /* --model (repeatable) / BATCHD_MODELS (space- or
                                     semicolon-separated); default: every built-in

@@ -11,6 +11,19 @@
 
 static const char *const source_names[] = { "default", "file", "env", "flag" };
 
+/* A store URI with its password, if any, hidden (user:PASSWORD@host). */
+static void print_uri(FILE *f, const char *uri)
+{
+    const char *auth = strstr(uri, "://");
+    const char *at = auth ? strchr(auth + 3, '@') : NULL;
+    const char *colon = at ? memchr(auth + 3, ':', (size_t)(at - auth - 3)) : NULL;
+    if (!colon) {
+        fputs(uri, f);
+        return;
+    }
+    fprintf(f, "%.*s:********%s", (int)(colon - uri), uri, at);
+}
+
 void config_print(const struct config *cfg, FILE *f)
 {
     const char *base = (const char *)cfg;
@@ -32,6 +45,10 @@ void config_print(const struct config *cfg, FILE *f)
             /* the signing secret is a password */
             if (s && st->offset == FIELD(webhook_secret))
                 s = "********";
+            if (s && st->offset == FIELD(store)) {
+                print_uri(f, s);
+                break;
+            }
             fputs(s ? s : "none", f);
             break;
         }

@@ -31,7 +31,13 @@ const struct config_setting config_settings[] = {
      "(0 lets the kernel pick a free one)",
      "127.0.0.1:8080"},
     {"data-dir", "BATCHD_DATA_DIR", SET_STRING, 0, 0, FIELD(data_dir), "DIR",
-     "where jobs and results are kept", "./data"},
+     "where this replica keeps its lock and, with --store sqlite, jobs and\n"
+     "results", "./data"},
+    {"store", "BATCHD_STORE", SET_STRING, 0, 0, FIELD(store), "STORE",
+     "where jobs, inputs and results are kept: sqlite (DATA_DIR/batchd.db)\n"
+     "or a PostgreSQL URI (postgresql://USER@HOST:PORT/DATABASE), which\n"
+     "several replicas may share",
+     "sqlite"},
     {"workers", "BATCHD_WORKERS", SET_UNSIGNED, 1, CONFIG_MAX_WORKERS_PER_MODEL, FIELD(workers),
      "N", "worker processes per model, unless its workers=K says otherwise",
      "the number of online CPUs"},

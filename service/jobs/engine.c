@@ -143,7 +143,7 @@ struct engine *engine_create(const struct config *cfg, struct shm *shm,
     if (!e->run_lens || !e->done_slots)
         goto fail;
     char err[512];
-    e->store = store_open(cfg->data_dir, cfg->max_store_bytes, err, sizeof err);
+    e->store = store_open(cfg->store, cfg->data_dir, cfg->max_store_bytes, err, sizeof err);
     if (!e->store) {
         log_error("engine: %s", err);
         goto fail;

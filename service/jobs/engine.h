@@ -121,6 +121,11 @@ int engine_submit(struct engine *e, const char *model, struct job_items *items,
  */
 json_t *engine_job_json(struct engine *e, const char *id, char *etag);
 
+/* engine_job_json, saying why there is no Job object: *rc = -ENOENT (no
+ * such job), -ENOTCONN (the store cannot be reached: the job may exist),
+ * -EIO, -ENOMEM. */
+json_t *engine_job_lookup(struct engine *e, const char *id, char *etag, int *rc);
+
 /*
  * Returns the JobList object {"jobs":[...], "next_after": id|null}: jobs
  * newest first, at most `limit`, only those with `status` (or all when

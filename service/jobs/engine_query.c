@@ -4,14 +4,25 @@
  * result file, purge, cancel, and result streams.
  */
 
+#include <errno.h>
+
 #include "service/jobs/engine_int.h"
 
 json_t *engine_job_json(struct engine *e, const char *id, char *etag)
 {
+    int rc;
+    return engine_job_lookup(e, id, etag, &rc);
+}
+
+json_t *engine_job_lookup(struct engine *e, const char *id, char *etag, int *rc)
+{
     struct job_view v;
-    if (engine_view(e, id, NULL, &v, etag) != 0)
+    if ((*rc = engine_view(e, id, NULL, &v, etag)) != 0)
         return NULL;
-    return job_view_json(&v);
+    json_t *job = job_view_json(&v);
+    if (!job)
+        *rc = -ENOMEM;
+    return job;
 }
 
 static int job_seq_desc(const void *a, const void *b)

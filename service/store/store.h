@@ -1,10 +1,11 @@
 /*
  * store: the durable home of jobs, their inputs and their results.
  *
- * An embedded SQLite database (DATA_DIR/batchd.db) in WAL mode. The
- * interface is what the engine needs and nothing of SQLite shows through
- * it, so that another backend (a shared PostgreSQL for several replicas)
- * can implement the same functions.
+ * Two backends behind one interface (store_backend.h is the seam): an
+ * embedded SQLite database (DATA_DIR/batchd.db) in WAL mode, the default,
+ * and a PostgreSQL database named by a libpq URI (store_pg.c), which
+ * several replicas can share. The interface is what the engine needs and
+ * nothing of either shows through it.
  *
  * What is durable when:
  *   - store_job_create() commits the job and all of its inputs in one
@@ -19,16 +20,18 @@
  * blocks of one job never overlap (the engine records one result per item).
  *
  * Process: the api process (one store per engine) and the supervisor (only
- * store_check at start-up). SQLite handles never cross a fork.
+ * store_check at start-up). No connection ever crosses a fork.
  * Threads: every function is safe from any thread. Writes are serialized on
  * one connection under a mutex; reads use a small pool of read connections
- * (WAL lets them run beside the writer).
+ * (beside the writer: SQLite's WAL, PostgreSQL's MVCC).
  * Ownership: strings passed in are borrowed; what a function returns in an
  * out-parameter is described on the function.
  *
  * Errors: functions return 0 or a negative errno: -ENOSPC when the disk (or
  * --max-store-bytes) is full, -EIO for any other storage failure, -ENOMEM,
- * -ENOENT for an unknown job, -EEXIST for an idempotency key already used.
+ * -ENOENT for an unknown job, -EEXIST for an idempotency key already used,
+ * -ENOTCONN while a PostgreSQL server cannot be reached (the backend
+ * reconnects by itself: worth a retry later, a 503 for a request).
  * After a failed write nothing of it is visible (the transaction rolled
  * back).
  */
@@ -62,13 +65,28 @@ struct store_job {
                                   webhook (borrowed), NULL = none */
 };
 
+/* Whether `where` (--store) names PostgreSQL: a postgresql:// or
+ * postgres:// URI. */
+bool store_uri_is_pg(const char *where);
+
+/* 0 when `where` names a store (NULL, "" or "sqlite": SQLite in the data
+ * directory; or a PostgreSQL URI), else -EINVAL with a reason in err. */
+int store_uri_check(const char *where, char *err, size_t errlen);
+
 /*
- * Opens (creating if needed) DIR/batchd.db, checks it, and prepares it.
- * max_bytes > 0 caps the database size (SQLITE_FULL past it: -ENOSPC).
- * Returns the store, or NULL with a one-line reason in err: not writable,
- * not a batchd database, corrupt, from a newer batchd.
+ * Opens the store `where` names (see store_uri_check): SQLite opens
+ * (creating if needed) DIR/batchd.db; PostgreSQL connects to the URI.
+ * Either checks the schema and creates or migrates it.
+ * max_bytes > 0 caps the database size (-ENOSPC past it).
+ * Returns the store (new: store_close), or NULL with a one-line reason in
+ * err: not writable or unreachable, not a batchd database, corrupt, from a
+ * newer batchd (both schema versions named).
  */
-struct store *store_open(const char *dir, uint64_t max_bytes, char *err, size_t errlen);
+struct store *store_open(const char *where, const char *dir, uint64_t max_bytes, char *err,
+                         size_t errlen);
+
+/* "sqlite" or "postgresql" (static). */
+const char *store_backend_name(const struct store *s);
 
 /*
  * max_bytes caps what new jobs may add (store_job_create answers -ENOSPC
@@ -83,11 +101,12 @@ void store_cap_results(struct store *s, bool on);
 void store_close(struct store *s);
 
 /*
- * Checks DIR's database at start-up without keeping it open (the
- * supervisor calls this before it forks: a bad store is exit 2, not an api
- * process that dies in a loop). Returns 0, or -EIO with a reason in err.
+ * Checks the store at start-up without keeping it open (the supervisor
+ * calls this before it forks: a bad store is exit 2, not an api process
+ * that dies in a loop); creates or migrates its schema. Returns 0, or
+ * -EIO with a reason in err.
  */
-int store_check(const char *dir, char *err, size_t errlen);
+int store_check(const char *where, const char *dir, char *err, size_t errlen);
 
 /*
  * Writes a new job and its inputs, durably (see above). Fills job->seq (on
@@ -192,7 +211,7 @@ int store_put_job_result(struct store *s, uint64_t seq, const char *text, size_t
 int store_job_result(struct store *s, uint64_t seq, struct sbuf *out);
 
 /*
- * Jobs served from the store (store_query.c). A finished job lives only
+ * Jobs served from the store (store_sqlite_query.c, store_pg_read.c). A finished job lives only
  * here: the engine keeps unfinished jobs in memory and reads finished ones
  * through these functions, each answered from an index. `fn` callbacks
  * return 0 to go on; a non-zero value stops and is returned.

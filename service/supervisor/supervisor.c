@@ -821,8 +821,8 @@ int sup_run(const struct config *cfg)
     char err[512];
     /* A store that cannot be used is a start-up error (exit 2), not an api
      * process that fails in a loop. The connection is closed before any
-     * fork: SQLite handles never cross one. */
-    if (store_check(s->cfg->data_dir, err, sizeof err) != 0) {
+     * fork: no SQLite handle or PostgreSQL connection crosses one. */
+    if (store_check(s->cfg->store, s->cfg->data_dir, err, sizeof err) != 0) {
         log_error("%s", err);
         goto out;
     }

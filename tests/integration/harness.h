@@ -160,6 +160,15 @@ struct h_service {
                            at cleanup when more failed since) */
 };
 
+/*
+ * With $BATCHD_TEST_PG set (a PostgreSQL URI: make test-pg, test_pg), every
+ * service is started with --store naming a database of its own on that
+ * server, named after its data dir and created on first use (a restart
+ * finds its jobs again). Writes that URI to uri ("" without
+ * BATCHD_TEST_PG).
+ */
+void h_pg_store_uri(const char *data_dir, char *uri, size_t len);
+
 struct h_service_opts {
     const char *const *args; /* extra command-line arguments, NULL-terminated, or NULL */
     const char *const *env;  /* extra environment "NAME=value", NULL-terminated, or NULL */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 
 extern char **environ;
 
@@ -349,14 +350,56 @@ static int ready_timeout(const struct h_service_opts *o)
     return 10;
 }
 
+/*
+ * make test-pg: with BATCHD_TEST_PG set (a throw-away cluster's URI), each
+ * data directory gets its own database on that server, named after the
+ * directory and created on first use, and batchd is started with --store
+ * naming it: a restart with the same directory finds its jobs again, and
+ * two services never share a database (one engine per database). Writes
+ * that URI into uri (empty when BATCHD_TEST_PG is unset).
+ */
+void h_pg_store_uri(const char *data_dir, char *uri, size_t len)
+{
+    uri[0] = '\0';
+    const char *admin = getenv("BATCHD_TEST_PG");
+    if (admin == NULL || admin[0] == '\0')
+        return;
+    unsigned long long h = 1469598103934665603ULL; /* FNV-1a */
+    for (const char *p = data_dir; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    char db[32];
+    snprintf(db, sizeof db, "t_%016llx", h);
+    const char *slash = strrchr(admin, '/');
+    if (slash == NULL || slash - admin < 12)
+        abort();
+    snprintf(uri, len, "%.*s/%s", (int)(slash - admin), admin, db);
+    PGconn *c = PQconnectdb(admin);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "BATCHD_TEST_PG: %s", PQerrorMessage(c));
+        abort();
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+    PGresult *r = PQexec(c, sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && !(state && strcmp(state, "42P04") == 0)) {
+        fprintf(stderr, "BATCHD_TEST_PG: %s", PQerrorMessage(c));
+        abort();
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
 /* Spawns $BATCHD_BIN for s (whose paths are set) listening on `listen`,
  * and waits for it as h_service_start describes. */
 static int service_launch(struct h_service *s, const struct h_service_opts *opts,
                           const char *listen)
 {
+    char pg_uri[512];
+    h_pg_store_uri(s->data_dir, pg_uri, sizeof pg_uri);
     const char *fixed[] = {batchd_bin, "--listen", listen, "--port-file", s->port_file,
-                           "--data-dir", s->data_dir};
-    size_t nfixed = sizeof fixed / sizeof fixed[0], nextra = 0;
+                           "--data-dir", s->data_dir, "--store", pg_uri};
+    size_t nfixed = sizeof fixed / sizeof fixed[0] - (pg_uri[0] ? 0 : 2), nextra = 0;
     while (opts != NULL && opts->args != NULL && opts->args[nextra] != NULL)
         nextra++;
     char **argv = calloc(nfixed + nextra + 1, sizeof *argv);

@@ -1057,6 +1057,44 @@ static void test_webhook_settings(void **unused)
     clear_env(NULL);
 }
 
+/* --store / BATCHD_STORE: sqlite by default, or a PostgreSQL URI (both
+ * schemes); anything else is refused without being quoted back; the
+ * URI's password never shows in --print-config; webhooks (whose outbox
+ * is SQLite's) are refused beside PostgreSQL. */
+static void test_store_setting(void **unused)
+{
+    (void)unused;
+    struct config c;
+    char err[512];
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    assert_string_equal(c.store, "sqlite");
+    config_free(&c);
+    assert_int_equal(PARSE(&c, err, "--store", "postgres://u@db:5432/b"), 0);
+    assert_string_equal(c.store, "postgres://u@db:5432/b");
+    config_free(&c);
+    setenv("BATCHD_STORE", "postgresql://batchd:hunter2@db:5432/batchd", 1);
+    assert_int_equal(PARSE(&c, err, "--workers", "1"), 0);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    config_print(&c, out);
+    fclose(out);
+    assert_null(strstr(text, "hunter2"));
+    assert_non_null(
+        strstr(text, "\nstore              postgresql://batchd:********@db:5432/batchd  [env "));
+    free(text);
+    config_free(&c);
+    setenv("BATCHD_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
+    assert_int_equal(PARSE(&c, err, "--webhook-hosts", "a:1"), -EINVAL);
+    assert_non_null(strstr(err, "PostgreSQL"));
+    unsetenv("BATCHD_WEBHOOK_SECRET");
+    unsetenv("BATCHD_STORE");
+    assert_int_equal(PARSE(&c, err, "--store", "mysql://pw@x"), -EINVAL);
+    assert_non_null(strstr(err, "--store"));
+    assert_null(strstr(err, "pw@x"));
+}
+
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, clear_env, clear_env)
@@ -1085,6 +1123,7 @@ int main(void)
         T(test_tls_files),
         T(test_object_settings),
         T(test_webhook_settings),
+        T(test_store_setting),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -44,7 +44,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-outbox.XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     char err[512];
-    f->s = store_open(f->dir, 0, err, sizeof err);
+    f->s = store_open(NULL, f->dir, 0, err, sizeof err);
     assert_non_null(f->s);
     f->o = outbox_open(f->dir, err, sizeof err);
     assert_non_null(f->o);

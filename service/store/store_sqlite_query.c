@@ -1,5 +1,5 @@
 /*
- * store_query.c: the read side of finished jobs (see store.h, "Jobs served
+ * store_sqlite_query.c: the read side of finished jobs (see store.h, "Jobs served
  * from the store").
  *
  * A finished job is not kept in the api process's memory: its status, its
@@ -13,12 +13,13 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "service/store/store_int.h"
+#include "service/store/store_backend.h"
+#include "service/store/store_sqlite.h"
 
 /* Runs a SELECT of STORE_JOB_COLUMNS with integer parameters ?1..?n (a
  * NULL text parameter when text is given: ?1 is then that text) and calls
  * fn for each row. Returns 0, fn's non-zero value, or -EIO. */
-static int store_select_jobs(struct store *s, const char *sql, const char *text,
+static int store_select_jobs(struct store_sqlite *s, const char *sql, const char *text,
                              const int64_t *args, int n_args,
                              int (*fn)(void *arg, const struct store_job *job), void *arg)
 {
@@ -56,33 +57,37 @@ static int copy_one(void *arg, const struct store_job *job)
     return 1;
 }
 
-int store_job_get(struct store *s, const char *id, struct store_job *job)
+int store_sqlite_job_get(void *impl, const char *id, struct store_job *job)
 {
+    struct store_sqlite *s = impl;
     int rc = store_select_jobs(s, "SELECT " STORE_JOB_COLUMNS " FROM jobs WHERE id=?1", id,
                                NULL, 0, copy_one, job);
     return rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
 }
 
-int store_job_get_seq(struct store *s, uint64_t seq, struct store_job *job)
+int store_sqlite_job_get_seq(void *impl, uint64_t seq, struct store_job *job)
 {
+    struct store_sqlite *s = impl;
     int64_t a = (int64_t)seq;
     int rc = store_select_jobs(s, "SELECT " STORE_JOB_COLUMNS " FROM jobs WHERE seq=?1", NULL,
                                &a, 1, copy_one, job);
     return rc == 1 ? 0 : rc == 0 ? -ENOENT : rc;
 }
 
-int store_jobs_each_unfinished(struct store *s,
+int store_sqlite_jobs_each_unfinished(void *impl,
                                int (*fn)(void *arg, const struct store_job *job), void *arg)
 {
+    struct store_sqlite *s = impl;
     return store_select_jobs(s,
                              "SELECT " STORE_JOB_COLUMNS " FROM jobs WHERE finished_ns = 0"
                              " ORDER BY seq",
                              NULL, NULL, 0, fn, arg);
 }
 
-int store_jobs_finished_page(struct store *s, int status, uint64_t before, size_t limit,
+int store_sqlite_jobs_finished_page(void *impl, int status, uint64_t before, size_t limit,
                              int (*fn)(void *arg, const struct store_job *job), void *arg)
 {
+    struct store_sqlite *s = impl;
     int64_t a[3] = { before && before <= INT64_MAX ? (int64_t)before : INT64_MAX,
                      limit <= INT64_MAX ? (int64_t)limit : INT64_MAX, status };
     /* "finished_ns != 0" word for word: that is what lets SQLite use the
@@ -98,9 +103,10 @@ int store_jobs_finished_page(struct store *s, int status, uint64_t before, size_
                              NULL, a, 2, fn, arg);
 }
 
-int store_jobs_finished_before(struct store *s, uint64_t cutoff_ns, size_t limit,
+int store_sqlite_jobs_finished_before(void *impl, uint64_t cutoff_ns, size_t limit,
                                int (*fn)(void *arg, const struct store_job *job), void *arg)
 {
+    struct store_sqlite *s = impl;
     int64_t a[2] = { cutoff_ns <= INT64_MAX ? (int64_t)cutoff_ns : INT64_MAX,
                      limit <= INT64_MAX ? (int64_t)limit : INT64_MAX };
     return store_select_jobs(s,
@@ -109,8 +115,9 @@ int store_jobs_finished_before(struct store *s, uint64_t cutoff_ns, size_t limit
                              NULL, a, 2, fn, arg);
 }
 
-int store_jobs_count_finished(struct store *s, uint64_t *counts, int n_status)
+int store_sqlite_jobs_count_finished(void *impl, uint64_t *counts, int n_status)
 {
+    struct store_sqlite *s = impl;
     int slot;
     sqlite3 *db = store_reader(s, &slot);
     if (!db)
@@ -134,8 +141,9 @@ int store_jobs_count_finished(struct store *s, uint64_t *counts, int n_status)
     return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int store_results_from(struct store *s, uint64_t seq, uint64_t index, bool *any)
+int store_sqlite_results_from(void *impl, uint64_t seq, uint64_t index, bool *any)
 {
+    struct store_sqlite *s = impl;
     *any = false;
     int slot;
     sqlite3 *db = store_reader(s, &slot);

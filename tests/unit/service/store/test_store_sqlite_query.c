@@ -1,5 +1,5 @@
 /*
- * Unit tests of service/store/store_query.c, the read side of finished jobs,
+ * Unit tests of service/store/store_sqlite_query.c, the read side of finished jobs,
  * against a temporary directory and the real SQLite (no mocks):
  *
  *   - store_job_get / store_job_get_seq find a row by id and by seq, and
@@ -33,7 +33,22 @@
 #include "service/jobs/engine.h"
 #include "service/core/sbuf.h"
 #include "service/store/store.h"
-#include "tests/unit/service/store/store_fixture.h"
+#include "tests/unit/service/store/store_test_backend.h"
+
+struct fixture {
+    char dir[64];
+    struct store *s;
+    uint64_t seq[8]; /* jobs 0..7: see setup */
+};
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
 
 /* Job k: status and finished_ns as below; jobs 2 and 5 are unfinished. */
 static const int k_status[8] = { JOB_SUCCEEDED, JOB_FAILED,    JOB_RUNNING,   JOB_SUCCEEDED,
@@ -50,11 +65,17 @@ static void make_row(struct store_job *j, unsigned k)
     j->created_ns = 100 + k;
 }
 
-/* A store with jobs 0..7 (f->seq[k]), as k_status and k_finished say. */
 static int setup(void **state)
 {
-    setup_store(state);
-    struct fixture *f = *state;
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-query.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char err[512] = "";
+    test_store_reset();
+    f->s = store_open(test_store_where(), f->dir, 0, err, sizeof err);
+    if (!f->s)
+        fail_msg("store_open: %s", err);
     for (unsigned k = 0; k < 8; k++) {
         struct store_job j;
         make_row(&j, k);
@@ -69,6 +90,16 @@ static int setup(void **state)
         assert_int_equal(store_job_update(f->s, &j), 0);
     }
     assert_int_equal(store_flush(f->s), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->s);
+    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
     return 0;
 }
 
@@ -211,6 +242,8 @@ static void plan(const char *dir, const char *sql, char *out, size_t len)
 static void test_indexes_used(void **state)
 {
     struct fixture *f = *state;
+    if (test_store_where())
+        skip(); /* SQLite's query plans */
     char p[512];
     plan(f->dir,
          "SELECT seq FROM jobs WHERE finished_ns != 0 AND status = 2 AND seq < 9"
@@ -231,6 +264,7 @@ static void test_indexes_used(void **state)
 
 int main(void)
 {
+    test_store_banner("store_query");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfinished, setup, teardown),

@@ -1,5 +1,5 @@
 /*
- * store_scan.c: a job's durable results in input order, a few blocks at a
+ * store_sqlite_scan.c: a job's durable results in input order, a few blocks at a
  * time (store.h: store_results_scan), for the input-order NDJSON stream and
  * the filter=errors pages (issue 18). Its memory is the blocks of one call
  * and what it appends, whatever the job's size.
@@ -11,14 +11,16 @@
 #include <string.h>
 
 #include "service/store/result_text.h"
-#include "service/store/store_int.h"
+#include "service/store/store_backend.h"
+#include "service/store/store_sqlite.h"
 
 /* Blocks read per call of store_results_scan: bounds its time, not only
  * its memory (a filter=errors scan can read many blocks and write none). */
 #define STORE_SCAN_BLOCKS 64
 
-int store_results_scan(struct store *s, uint64_t seq, struct store_scan *sc, struct sbuf *out)
+int store_sqlite_results_scan(void *impl, uint64_t seq, struct store_scan *sc, struct sbuf *out)
 {
+    struct store_sqlite *s = impl;
     sc->blocked = sc->exhausted = false;
     if (sc->next >= sc->end) {
         sc->exhausted = true;

@@ -1,10 +1,123 @@
 /*
- * Unit tests of service/store/store_scan.c (store_results_scan) against a
+ * Unit tests of service/store/store_sqlite_scan.c (store_results_scan) against a
  * real store: index order across blocks written out of order, a running
  * job's prefix stopping at its first gap, a finished job's gaps passed
  * over, errors only, and the bounds on results and bytes.
  */
-#include "tests/unit/service/store/store_fixture.h"
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "service/core/sbuf.h"
+#include "service/jobs/engine.h"
+#include "service/store/store.h"
+#include "tests/unit/service/store/store_test_backend.h"
+
+struct fixture {
+    char dir[64];
+    struct store *s;
+};
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static int setup_store(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/batchd-test-scan.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    char err[512] = "";
+    test_store_reset();
+    f->s = store_open(test_store_where(), f->dir, 0, err, sizeof err);
+    if (!f->s)
+        fail_msg("store_open(%s): %s", f->dir, err);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->s);
+    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* A job of n items "1"; returns its seq. */
+static uint64_t create_job(struct store *s, unsigned k, size_t n, size_t pad)
+{
+    (void)pad;
+    struct store_job j;
+    memset(&j, 0, sizeof j);
+    snprintf(j.id, sizeof j.id, "%026u", k);
+    for (char *p = j.id; *p; p++)
+        *p = (char)('a' + (*p - '0'));
+    snprintf(j.model, sizeof j.model, "echo");
+    j.total = n;
+    struct job_items *it = job_items_new();
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(job_items_append(it, "1", 1), 0);
+    assert_int_equal(store_job_create(s, &j, it, NULL), 0);
+    job_items_free(it);
+    return j.seq;
+}
+
+/* The Result text of item i in these tests. */
+static int result_text(char *buf, size_t len, uint64_t i)
+{
+    return snprintf(buf, len, "{\"index\":%llu,\"output\":%llu}", (unsigned long long)i,
+                    (unsigned long long)(i * 7 + 1));
+}
+
+/* Buffers results [first, first+n) of job seq. */
+static void put_range(struct store *s, uint64_t seq, uint64_t first, uint32_t n)
+{
+    struct sbuf texts = SBUF_INIT;
+    uint32_t *lens = calloc(n ? n : 1, sizeof *lens);
+    assert_non_null(lens);
+    for (uint32_t k = 0; k < n; k++) {
+        char t[96];
+        int l = result_text(t, sizeof t, first + k);
+        assert_int_equal(sbuf_append(&texts, t, (size_t)l), 0);
+        lens[k] = (uint32_t)l;
+    }
+    assert_int_equal(store_put_results(s, seq, first, n, texts.data ? texts.data : "", lens, NULL), 0);
+    sbuf_free(&texts);
+    free(lens);
+}
+
+/* Items [from, to) joined by ','. New string. */
+static char *expect_page(uint64_t from, uint64_t to)
+{
+    struct sbuf b = SBUF_INIT;
+    for (uint64_t i = from; i < to; i++) {
+        char t[96];
+        int l = result_text(t, sizeof t, i);
+        if (i > from)
+            sbuf_append(&b, ",", 1);
+        sbuf_append(&b, t, (size_t)l);
+    }
+    sbuf_puts(&b, "");
+    return sbuf_steal(&b);
+}
 
 /* store_results_scan (issue 18): index order across blocks, a running
  * job's prefix stops at the first gap, a finished job's gaps are passed
@@ -95,6 +208,7 @@ static void test_results_scan(void **state)
 
 int main(void)
 {
+    test_store_banner("store_scan");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_results_scan, setup_store, teardown),
     };
