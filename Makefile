@@ -104,7 +104,7 @@ EXAMPLE_PLUGINS := $(patsubst examples/plugins/%.c,$(BUILD)/examples/plugins/lib
 TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad_$(v).so)
 
 .PHONY: all test check-layers unit integration contract browser readme python image-test run clean asan ubsan \
-        tsan valgrind valgrind-run test-programs bench bench-python FORCE
+        tsan valgrind valgrind-run test-programs bench bench-peers bench-python FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
@@ -307,6 +307,13 @@ bench: all
 	$(Q)sh bench/run.sh
 	$(Q)sh bench/durability.sh
 	$(Q)sh bench/retention.sh
+
+# Workload 9 of bench/run.sh alone: batchd against Celery (prefork, Redis)
+# and Dask distributed, 2 worker processes each, interleaved rounds, and
+# the kill -9 reliability check (bench/peers.sh). make bench runs it too.
+bench-peers: all
+	$(Q)sh scripts/deps.sh bench
+	$(Q)BENCH_WORKLOADS=9 sh bench/run.sh
 
 # Python models through the coprocess host beside multiprocessing.Pool
 # (bench/python_host.py: items a and c of issue 15), interleaved rounds.

@@ -198,13 +198,13 @@ function reason(k,    wk) {
 }
 function row(k, label,    mm, startup) {
     if (!(k in med)) {
-        printf "  %-44s not run: %s\n", label, reason(k)
+        printf "  %-56s not run: %s\n", label, reason(k)
         printf "| | %s | not run: %s | | | | |\n", label, reason(k) >> md
         return
     }
     mm = fmt(lo[k]) "-" fmt(hi[k])
     startup = up[k] == "" ? "" : sprintf("%.2f s", up[k])
-    printf "  %-44s %12s %23s %-9s %4s %9s %8s\n", label, fmt(med[k]), mm, unit[k], runs[k], \
+    printf "  %-56s %12s %23s %-9s %4s %9s %8s\n", label, fmt(med[k]), mm, unit[k], runs[k], \
         (nn[k] == "" ? "" : nn[k]), startup
     printf "| | %s | %s | %s | %s | %s | %s | %s |\n", label, fmt(med[k]), mm, unit[k], runs[k], \
         nn[k], startup >> md
@@ -249,7 +249,7 @@ function target(kind, a, b, x, label,    r, ok, txt, miss) {
 FILENAME == "-" && !finished { finish() }
 FILENAME == "-" && $1 == "W" {
     printf "\n%s\n", $2
-    printf "  %-44s %12s %23s %-9s %4s %9s %8s\n", "system", "median", "min-max", "unit", "runs", \
+    printf "  %-56s %12s %23s %-9s %4s %9s %8s\n", "system", "median", "min-max", "unit", "runs", \
         "n", "start-up"
     printf "| **%s** | | | | | | | |\n", $2 >> md
 }

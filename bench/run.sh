@@ -2,14 +2,16 @@
 # bench/run.sh: make bench. batchd end to end over HTTP beside serial C,
 # Python (serial and multiprocessing.Pool(2)) and the hardware limit, for
 # each workload, in one run; prints the table (bench/report.sh) and writes
-# it with the machine's facts to bench/RESULTS.md.
+# it with the machine's facts to build/bench/RESULTS.md.
 #
 #   make bench                        (builds build/batchd first)
 #   BENCH_RUNS=3 BENCH_WORKLOADS="1 3" BENCH_DISPATCH_ITEMS=100000 sh bench/run.sh
 #
-# Workloads (BENCH_WORKLOADS, default "1 2 3 4 5 6 7 8"), each system timed
-# BENCH_RUNS times (default 5; the table gives the median and min-max):
-#   1 dispatch: echo, chunk_size 1     bench_e2e, py_dispatch.py, ring_limit
+# Workloads (BENCH_WORKLOADS, default "1 2 3 4 5 6 7 8 9"), the systems of
+# each timed once per round, A B C A B C ..., for BENCH_RUNS rounds (default
+# 5; bench/lib.sh: rounds); the table gives each figure's median and
+# min-max, and each ratio as the median of the per-round ratios [min-max]:
+#   1 dispatch: echo, chunk_size 1     bench_e2e, py_dispatch.py, ring_limit, phys_ring
 #   2 trivial: square in one request   bench_e2e, serial_square, py_square.py
 #   3 CPU-bound: exp_sinh ~1 ms items  bench_e2e, serial_exp_sinh, py_exp_sinh.py
 #   4 mlp over .npy objects            e2e_objects mlp, serial_mlp, py_mlp.py
@@ -17,15 +19,18 @@
 #   6 prefix_count (stateful)          e2e_objects prefix, serial_prefix, py_prefix.py
 #   7 polling under load               bench/polling.sh (wrk)
 #   8 memory of shared weights         bench/memory.sh
+#   9 peers: Celery and Dask           bench/peers.sh, peers.py (one-item, trivial,
+#                                      exp_sinh, mlp; kill -9 of a worker)
 # batchd's clients (bench_e2e.c, e2e_objects.c) are C (libcurl, jansson), so
 # that batchd's figures are batchd's and not a Python client's.
 # Sizes come from the BENCH_* variables below (the defaults are the
-# published workloads); bench/RESULTS.md records the ones used.
+# published workloads); build/bench/RESULTS.md records the ones used.
 #
 # batchd is started for each workload on 127.0.0.1 port 0 (--port-file)
 # with a temporary --data-dir and only that workload's model, and stopped
 # by its PID (SIGTERM, bounded wait, SIGKILL reported as a failure). Every
-# wait is bounded. The baselines run while no batchd is running.
+# wait is bounded. batchd stays up, idle, while the baselines of its
+# rounds run.
 #
 # A workload that cannot run (a model or API not built in, a missing tool)
 # prints "not run: <reason>" in the table: no figure is ever made up.
@@ -39,7 +44,7 @@ BUILD=${BUILD:-build}
 OUT=$BUILD/bench
 PY=${BENCH_PYTHON:-/usr/bin/python3}
 RUNS=${BENCH_RUNS:-5}
-WORKLOADS=${BENCH_WORKLOADS:-1 2 3 4 5 6 7 8}
+WORKLOADS=${BENCH_WORKLOADS:-1 2 3 4 5 6 7 8 9}
 DISPATCH_ITEMS=${BENCH_DISPATCH_ITEMS:-1000000}
 # The minimal ring moves tens of millions of items a second: 20M take ~1 s.
 PHYS_ITEMS=${BENCH_PHYS_ITEMS:-20000000}
@@ -78,7 +83,8 @@ if [ ! -x "$BUILD/batchd" ] || [ ! -f "$BUILD/libbatchd.a" ]; then
     echo "bench: $BUILD/batchd or $BUILD/libbatchd.a is missing (run: make bench)" >&2
     exit 1
 fi
-command -v wrk >/dev/null 2>&1 && "$PY" -c 'import numpy, scipy' 2>/dev/null ||
+command -v wrk >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 &&
+    "$PY" -c 'import numpy, scipy, celery, redis, distributed' 2>/dev/null ||
     sh scripts/deps.sh bench
 
 t_start=$(date +%s)
@@ -89,6 +95,7 @@ pid=""
 fail=0
 
 . bench/lib.sh
+. bench/peers.sh
 
 # ---- build ----------------------------------------------------------------
 
@@ -316,19 +323,19 @@ w8() {
 
 for w in $WORKLOADS; do
     case "$w" in
-    1 | 2 | 3 | 4 | 5 | 6 | 7 | 8)
+    1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9)
         tw=$(date +%s)
         echo "bench: workload $w ..." >&2
         "w$w"
         echo "bench: workload $w took $(($(date +%s) - tw)) s" >&2
         ;;
     *)
-        echo "bench: unknown workload '$w' (1..8)" >&2
+        echo "bench: unknown workload '$w' (1..9)" >&2
         exit 2
         ;;
     esac
 done
-for w in 1 2 3 4 5 6 7 8; do
+for w in 1 2 3 4 5 6 7 8 9; do
     case " $WORKLOADS " in
     *" $w "*) ;;
     *) notrun "w$w" "not selected (BENCH_WORKLOADS=$WORKLOADS)" ;;
@@ -344,7 +351,9 @@ Pools 2 halves per batch (reload pool: $PY_MLP_RELOAD_BATCHES batches); \
 5: $CONV_ROUNDS rounds of a ${CONV_SIZE}x$CONV_SIZE image (batchd: uploaded once per run; \
 Python: $PY_CONV_ROUNDS rounds); \
 6: $PREFIX_DOCS documents of $PREFIX_WORDS words (Python: $PY_PREFIX_DOCS); \
-7: ${BENCH_POLL_SECONDS:-2} s of wrk per run; 8: ${BENCH_MEM_MB:-200} MB of weights"
+7: ${BENCH_POLL_SECONDS:-2} s of wrk per run; 8: ${BENCH_MEM_MB:-200} MB of weights; \
+9: $PEER_ONE one-item tasks (batchd: $PEER_ONE_BATCHD), $PEER_TRIV trivial items, $PEER_ES exp_sinh \
+items, $PEER_MLP mlp images, $PEER_REL items for the kill -9 check"
 elapsed=$(($(date +%s) - t_start))
 echo
 echo "make bench: batchd against serial C, Python and the limit ($(date -u '+%Y-%m-%d %H:%M UTC'))"
@@ -375,8 +384,8 @@ pyv=$("$PY" -c 'import sys, numpy, scipy; print("Python %s, numpy %s, scipy %s" 
     echo "- the workloads took $elapsed s"
     echo
     cat "$tmp/table.md"
-} >bench/RESULTS.md
-echo "bench: wrote bench/RESULTS.md" >&2
+} >"$OUT/RESULTS.md"
+echo "bench: wrote $OUT/RESULTS.md (bench/RESULTS.md is the reviewed record of one run)" >&2
 
 if [ $fail -ne 0 ]; then
     echo "bench: FAILED (see above)" >&2
