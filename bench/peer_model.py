@@ -1,6 +1,6 @@
 """peer_model: batchd's side of make bench's reliability check (workload 9):
 a Python model (docs/coprocess.md) whose run() is bench/peer_tasks.py's
-record(): sleep 5 ms, append the item to the log file, return it. Started
+record(): sleep 20 ms, append the item to the log file, return it. Started
 by bench/peers.sh as
 
   batchd --model record:python=bench/peer_model.py,interpreter=/usr/bin/python3,log=FILE

@@ -20,7 +20,7 @@
 # trivial items (1000000); BENCH_PEER_ES exp_sinh items (2000);
 # BENCH_PEER_MLP images (100000; Celery: BENCH_PEER_MLP_CELERY, 20000, as
 # it moves ~1,200 images/s: 100,000 would take 80 s a round);
-# BENCH_PEER_REL items of the reliability check (600, 5 ms each). Rounds:
+# BENCH_PEER_REL items of the reliability check (600, 20 ms each). Rounds:
 # BENCH_PEER_RUNS (default 3: Dask takes ~30 s a round on 1M trivial
 # items). BENCH_PEER_STEPS picks steps (default "one triv cpu mlp rel").
 
