@@ -16,9 +16,11 @@
 #   make run        build and start batchd on 127.0.0.1:8080 with ./data
 #   make asan / ubsan / tsan / valgrind   the tests under sanitizers / memcheck
 #   make fuzz / fuzz-ci   the libFuzzer targets (tests/fuzz/)
-#   make bench      batchd against serial C, Python (multiprocessing) and the
-#                   hardware limit, eight workloads side by side, under 10 min on
-#                   2 cores; the table goes to bench/RESULTS.md (bench/run.sh)
+#   make bench      batchd against serial C, Python (multiprocessing), the
+#                   physical limit, Celery and Dask, nine workloads in
+#                   interleaved rounds, ~12 min on 2 cores; the table goes to
+#                   build/bench/RESULTS.md (bench/run.sh)
+#   make bench-peers    workload 9 alone: batchd against Celery and Dask
 #   make bench-python   Python models through batchd vs multiprocessing.Pool
 #   make clean
 #
@@ -297,8 +299,9 @@ valgrind:
 valgrind-run: $(UNIT_BIN)
 	$(Q)VALGRIND=1 sh tests/run_unit.sh $(UNIT_BIN)
 
-# bench/run.sh runs the eight workloads (polling under load is its
-# workload 7, bench/polling.sh) and writes bench/RESULTS.md; then the
+# bench/run.sh runs the nine workloads in interleaved rounds (polling under
+# load is its workload 7, bench/polling.sh; Celery and Dask its workload 9,
+# bench/peers.sh) and writes build/bench/RESULTS.md; then the
 # durable store against tmpfs, and the api process's memory against the
 # number of retained finished jobs (bench/retention.sh). `all` builds what the workloads start
 # (build/batchd, and build/mkmlp where the mlp model is built in).
