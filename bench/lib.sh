@@ -13,11 +13,29 @@
 #   median of the per-round ratios with their min-max: this VM's speed
 #   moves up to 2x between minutes, so a ratio of two medians taken minutes
 #   apart compares windows, not systems.
+# - stop_pid PID NAME: stops a server this script started (SIGTERM, up to
+#   15 s, then SIGKILL, said);
 # - stop_peers: a hook for bench/peers.sh (Celery, Dask, Redis); a no-op
 #   until that file replaces it.
 
 ROUND=""
 stop_peers() { :; }
+
+# stop_pid PID NAME: SIGTERM, up to 15 s, then SIGKILL (said).
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || return 0
+    i=0
+    while kill -0 "$1" 2>/dev/null && [ $i -lt 150 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        echo "bench: $2 (pid $1) still running 15 s after SIGTERM; sending SIGKILL" >&2
+        kill -KILL "$1" 2>/dev/null || true
+    fi
+    wait "$1" 2>/dev/null || true
+}
+
 
 # rounds STEP...: runs the steps in turn, BENCH_RUNS (RUNS) times; ROUND is
 # the round's number while they run (run() tags the RESULT lines with it).

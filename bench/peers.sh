@@ -39,21 +39,6 @@ free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# stop_pid PID NAME: SIGTERM, up to 15 s, then SIGKILL (said).
-stop_pid() {
-    kill -TERM "$1" 2>/dev/null || return 0
-    i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt 150 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$1" 2>/dev/null; then
-        echo "bench: $2 (pid $1) still running 15 s after SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$1" 2>/dev/null || true
-    fi
-    wait "$1" 2>/dev/null || true
-}
-
 stop_peers() {
     for p in $peer_pids; do
         stop_pid "${p%%:*}" "${p#*:}"
