@@ -193,27 +193,15 @@ static int run(struct engine *e, uint64_t n, uint64_t *thead)
 
 int main(int argc, char **argv)
 {
-    uint64_t items = 20000000;
-    int runs = 5, workers = 2;
-    const char *key = "w1.phys";
-    for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--items") == 0 && a + 1 < argc)
-            items = strtoull(argv[++a], NULL, 10);
-        else if (strcmp(argv[a], "--runs") == 0 && a + 1 < argc)
-            runs = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--workers") == 0 && a + 1 < argc)
-            workers = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
-            key = argv[++a];
-        else {
-            fprintf(stderr, "usage: phys_ring [--items N] [--runs R] [--workers W] [--key K]\n");
-            return 1;
-        }
-    }
-    if (items == 0 || runs < 1 || runs > 100 || workers < 1 || workers > MAX_WORKERS) {
-        fprintf(stderr, "phys_ring: --items >= 1, --runs 1..100, --workers 1..%d\n", MAX_WORKERS);
+    struct bench_args args = {.items = 20000000, .runs = 5, .key = "w1.phys", .workers = 2};
+    if (bench_parse_args(argc, argv, &args, MAX_WORKERS) != 0) {
+        fprintf(stderr, "usage: phys_ring [--items N>=1] [--runs 1..100] [--workers 1..%d] "
+                        "[--key K]\n", MAX_WORKERS);
         return 1;
     }
+    uint64_t items = args.items;
+    int runs = args.runs, workers = args.workers;
+    const char *key = args.key;
     double secs[100];
     int status = 0;
     for (int r = 0; r < runs && status == 0; r++) {
