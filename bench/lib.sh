@@ -21,21 +21,22 @@
 ROUND=""
 stop_peers() { :; }
 
-# stop_pid PID NAME: SIGTERM, up to 15 s, then SIGKILL (said).
+# stop_pid PID NAME [SECONDS]: SIGTERM, up to SECONDS (15), then SIGKILL
+# (said). Sets stop_status to the process's exit status.
 stop_pid() {
+    stop_status=0
     kill -TERM "$1" 2>/dev/null || return 0
     i=0
-    while kill -0 "$1" 2>/dev/null && [ $i -lt 150 ]; do
+    while kill -0 "$1" 2>/dev/null && [ $i -lt "${3:-15}0" ]; do
         sleep 0.1
         i=$((i + 1))
     done
     if kill -0 "$1" 2>/dev/null; then
-        echo "bench: $2 (pid $1) still running 15 s after SIGTERM; sending SIGKILL" >&2
+        echo "bench: $2 (pid $1) still running ${3:-15} s after SIGTERM; sending SIGKILL" >&2
         kill -KILL "$1" 2>/dev/null || true
     fi
-    wait "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || stop_status=$?
 }
-
 
 # rounds STEP...: runs the steps in turn, BENCH_RUNS (RUNS) times; ROUND is
 # the round's number while they run (run() tags the RESULT lines with it).
@@ -55,18 +56,8 @@ rounds() {
 batchd_status=""
 stop_batchd() {
     [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "bench: batchd (pid $pid) still running 30 s after SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    batchd_status=0
-    wait "$pid" || batchd_status=$?
+    stop_pid "$pid" batchd 30
+    batchd_status=$stop_status
     pid=""
     if [ "$batchd_status" != 0 ]; then
         echo "bench: batchd exited with status $batchd_status after SIGTERM; its log:" >&2
