@@ -37,7 +37,9 @@ S|w2.batchd|batchd over HTTP, 2 workers
 S|w2.serial|serial C (model run(), jansson)
 S|w2.py_serial|Python serial
 S|w2.py_pool|Python Pool(2).map
+S|w2.batchd_submit|batchd: the submit alone (JSON body)
 T|w2.batchd|w2.py_pool|0.3|batchd / Pool.map
+G|w2.batchd_submit|50|submit >= 50 MB/s of JSON
 W|3. CPU-bound: exp_sinh, ~1 ms items
 S|w3.batchd|batchd over HTTP, 2 workers
 S|w3.serial|serial C (model_exp_sinh_kernel)
@@ -55,8 +57,8 @@ S|w5.batchd|batchd over HTTP, 2 workers (upload counts)
 S|w5.serial|serial C (model_convolve2d_kernel)
 S|w5.py_serial|Python serial (scipy.signal.convolve2d)
 S|w5.py_pool|Python Pool(2).map passing the image
-T|w5.batchd|w5.serial|1.6|batchd / serial C
-T|w5.batchd|w5.py_pool|8|batchd / Pool.map
+T|w5.batchd|w5.serial|0.8|batchd / serial C
+T|w5.batchd|w5.py_pool|40|batchd / Pool.map
 W|6. Stateful: prefix_count over documents of random 20-byte words
 S|w6.batchd|batchd over HTTP, 2 workers (reduced result)
 S|w6.serial|serial C (model_prefix_count_serial)
