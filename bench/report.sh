@@ -158,6 +158,9 @@ FILENAME != "-" {
     }
     next
 }
+# A ratio: two decimals, or two significant digits below 0.1 (a ratio to
+# the physical limit is ~0.001).
+function rfmt(x) { return x >= 0.1 ? sprintf("%.2f", x) : sprintf("%.2g", x) }
 function sortn(a, n,    i, j, t) {
     for (i = 2; i <= n; i++) {
         t = a[i]
@@ -189,7 +192,7 @@ function pround(a, b,    i, rd, v, n) {
     if (n == 0) return ""
     sortn(v, n)
     pr_med = medof(v, n)
-    return sprintf("[%.2f-%.2f, %d rounds]", v[1], v[n], n)
+    return sprintf("[%s-%s, %d rounds]", rfmt(v[1]), rfmt(v[n]), n)
 }
 # A reason for a missing figure: its own NOTRUN line, else its workload`s.
 function reason(k,    wk) {
@@ -235,7 +238,7 @@ function target(kind, a, b, x, label,    r, ok, txt, miss) {
         if (spread != "") r = pr_med
         else { r = (med[a] + 0) / (med[b] + 0); spread = "[not interleaved]" }
         ok = kind == "T" ? r >= x + 0 : r <= x + 0
-        txt = sprintf("%s, %s %s, %.2fx %s (%s %sx)", fmt(med[a]), fmt(med[b]), unit[b], r, spread,
+        txt = sprintf("%s, %s %s, %sx %s (%s %sx)", fmt(med[a]), fmt(med[b]), unit[b], rfmt(r), spread,
                       kind == "T" ? ">=" : "<=", x)
     }
     if ((kind == "T" || kind == "U") && x + 0 == 0) {
