@@ -15,21 +15,23 @@
 # clients are the C ones of workloads 1-4. Dask's workers run under their
 # nanny with its defaults (it sets MALLOC_TRIM_THRESHOLD_=65536).
 #
-# Sizes: BENCH_PEER_ONE_ITEMS (Celery and Dask, default 2000) and
-# BENCH_PEER_ONE_BATCHD (default 200000) one-item tasks; BENCH_PEER_TRIV
-# trivial items (1000000); BENCH_PEER_ES exp_sinh items (2000);
-# BENCH_PEER_MLP images (100000; Celery: BENCH_PEER_MLP_CELERY, 20000, as
-# it moves ~1,200 images/s: 100,000 would take 80 s a round);
+# Sizes (rates are compared, so the slow systems get fewer items where the
+# time would otherwise pass ~30 s a round): BENCH_PEER_ONE_ITEMS one-item
+# tasks for Celery and Dask (default 1000: they run ~200/s) and
+# BENCH_PEER_ONE_BATCHD for batchd (200000); BENCH_PEER_TRIV trivial items
+# (1000000, all systems); BENCH_PEER_ES exp_sinh items (1000, all);
+# BENCH_PEER_MLP images (100000; Celery: BENCH_PEER_MLP_CELERY, 10000, as
+# it moves ~700-1,200 images/s: 100,000 would take 80-140 s a round);
 # BENCH_PEER_REL items of the reliability check (600, 20 ms each). Rounds:
-# BENCH_PEER_RUNS (default 3: Dask takes ~30 s a round on 1M trivial
+# BENCH_PEER_RUNS (default 3: Dask takes 30-100 s a round on 1M trivial
 # items). BENCH_PEER_STEPS picks steps (default "one triv cpu mlp rel").
 
-PEER_ONE=${BENCH_PEER_ONE_ITEMS:-2000}
+PEER_ONE=${BENCH_PEER_ONE_ITEMS:-1000}
 PEER_ONE_BATCHD=${BENCH_PEER_ONE_BATCHD:-200000}
 PEER_TRIV=${BENCH_PEER_TRIV:-1000000}
-PEER_ES=${BENCH_PEER_ES:-2000}
+PEER_ES=${BENCH_PEER_ES:-1000}
 PEER_MLP=${BENCH_PEER_MLP:-100000}
-PEER_MLP_CELERY=${BENCH_PEER_MLP_CELERY:-20000}
+PEER_MLP_CELERY=${BENCH_PEER_MLP_CELERY:-10000}
 PEER_REL=${BENCH_PEER_REL:-600}
 PEER_RUNS=${BENCH_PEER_RUNS:-3}
 PEER_STEPS=${BENCH_PEER_STEPS:-one triv cpu mlp rel}
