@@ -1,3 +1,5 @@
+# shellcheck shell=sh disable=SC2154,SC2034,SC2317
+# (sourced: tmp, res, fail, base are the caller's; steps are called by rounds)
 # bench/lib.sh: what the scripts of make bench share (sourced by bench/run.sh
 # after it sets BUILD, tmp, res, pid and fail).
 #

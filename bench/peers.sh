@@ -1,3 +1,5 @@
+# shellcheck shell=sh disable=SC2154,SC2034,SC2317
+# (sourced: tmp, res, fail, base are the caller's; steps are called by rounds)
 # bench/peers.sh: workload 9 of make bench (sourced by bench/run.sh, after
 # bench/lib.sh): batchd against Celery (prefork, Redis broker and backend)
 # and Dask distributed, each with 2 worker processes, on the same

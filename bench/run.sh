@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2317,SC2015  # steps are called by rounds (bench/lib.sh); A && B || C is meant
 # bench/run.sh: make bench. batchd end to end over HTTP beside serial C,
 # Python (serial and multiprocessing.Pool(2)) and the hardware limit, for
 # each workload, in one run; prints the table (bench/report.sh) and writes
