@@ -31,7 +31,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 # up DIR NAME: a batchd (exp_sinh, 2 workers) with its store in DIR; sets
-# url_NAME. Exits 1 when it does not get ready in 30 s.
+# url_up to its URL. Exits 1 when it does not get ready in 30 s.
 up() {
     "$BUILD/batchd" --listen 127.0.0.1:0 --port-file "$tmp/$2.port" --data-dir "$1" --workers 2 \
         --model exp_sinh >"$tmp/$2.log" 2>&1 &
@@ -42,7 +42,7 @@ up() {
         [ $i -lt 300 ] || { echo "durability: batchd ($2) did not start" >&2; cat "$tmp/$2.log" >&2; exit 1; }
         sleep 0.1
     done
-    eval "url_$2=http://127.0.0.1:$(cat "$tmp/$2.port")"
+    url_up="http://127.0.0.1:$(cat "$tmp/$2.port")"
 }
 
 if [ ! -d /dev/shm ] || [ ! -w /dev/shm ]; then
@@ -51,12 +51,14 @@ if [ ! -d /dev/shm ] || [ ! -w /dev/shm ]; then
 fi
 shm=$(mktemp -d /dev/shm/batchd-bench.XXXXXX)
 up "$tmp/data" disk
+url_disk=$url_up
 up "$shm" tmpfs
+url_tmpfs=$url_up
 : >"$tmp/all"
 r=1
 while [ $r -le "$RUNS" ]; do
     for s in disk tmpfs; do
-        eval "url=\$url_$s"
+        if [ "$s" = disk ]; then url=$url_disk; else url=$url_tmpfs; fi
         "$E2E" --url "$url" --workload exp_sinh --items "$ITEMS" --runs 1 --key "$s" \
             2>"$tmp/err" | sed -n "s/^RESULT \([a-z]*\) median=\([^ ]*\) .*/\1 $r \2/p" >>"$tmp/all" ||
             { echo "durability: the $s run failed:" >&2; cat "$tmp/err" >&2; exit 1; }

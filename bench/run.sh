@@ -211,7 +211,7 @@ w4() {
         { notrun w4.batchd "batchd did not start with the mlp model"; return; }
     objects_ready
     w4_serial() {
-        [ $built_mlp = 1 ] && run w4.serial "$OUT/serial_mlp" --weights "$tmp/mlp.safetensors" \
+        [ "$built_mlp" = 1 ] && run w4.serial "$OUT/serial_mlp" --weights "$tmp/mlp.safetensors" \
             --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --runs 1
         return 0
     }
@@ -243,7 +243,7 @@ w5() {
         { notrun w5.batchd "batchd did not start with the convolve2d model"; return; }
     objects_ready
     w5_serial() {
-        [ $built_conv = 1 ] && run w5.serial "$OUT/serial_convolve" --size "$CONV_SIZE" \
+        [ "$built_conv" = 1 ] && run w5.serial "$OUT/serial_convolve" --size "$CONV_SIZE" \
             --rounds "$CONV_ROUNDS" --runs 1
         return 0
     }
@@ -276,7 +276,7 @@ w6() {
     start_batchd --workers 2 --model prefix_count ||
         { notrun w6.batchd "batchd did not start with the prefix_count model"; return; }
     w6_serial() {
-        [ $built_prefix = 1 ] && run w6.serial "$OUT/serial_prefix" --docs "$tmp/docs.json" --runs 1
+        [ "$built_prefix" = 1 ] && run w6.serial "$OUT/serial_prefix" --docs "$tmp/docs.json" --runs 1
         return 0
     }
     w6_py() {
