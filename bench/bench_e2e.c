@@ -509,8 +509,10 @@ int main(int argc, char **argv)
             sub[i] = times[i].submit;
         qsort(sub, (size_t)o.runs, sizeof sub[0], bench_cmp_double);
         double mb = (double)body_len / 1e6;
+        int n = o.runs;
+        double med = n % 2 ? sub[n / 2] : (sub[n / 2 - 1] + sub[n / 2]) / 2;
         printf("RESULT %s_submit median=%.6g min=%.6g max=%.6g runs=%d unit=MB/s n=%zu\n", o.key,
-               mb / sub[o.runs / 2], mb / sub[o.runs - 1], mb / sub[0], o.runs, body_len);
+               mb / med, mb / sub[n - 1], mb / sub[0], n, body_len);
     }
     status = 0;
 out:
