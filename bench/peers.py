@@ -40,6 +40,7 @@ CHUNK_TRIV = 10000  # trivial items per task
 CHUNK_CPU = 20      # exp_sinh items per task
 BLOCK_MLP = 10000   # images per task
 ES_BASE = 50000     # bench/bench_body.h's BENCH_ES_N
+REL_WAIT_S = min(TIMEOUT, 30.0)  # the reliability check's wait for results
 
 
 def celery_app():
@@ -173,12 +174,13 @@ def cmd_rel(a):
         os.unlink(log)
     ok_items = set()
     if a.system == "batchd":
+        pids = worker_pids("batchd", None, a.url)
         job = http(a.url + "/v1/jobs", json.dumps(
             {"model": "record", "inputs": list(range(n)), "options": {"chunk_size": 1}}).encode())
         wait_lines(log, n // 3)
         time.sleep(0.01)
-        pids = worker_pids("batchd", None, a.url)
         os.kill(pids[0], signal.SIGKILL)
+        at_kill = len(log_lines(log))
         deadline = time.monotonic() + TIMEOUT
         while http(a.url + "/v1/jobs/" + job["id"])["status"] in ("queued", "running"):
             if time.monotonic() > deadline:
@@ -192,20 +194,32 @@ def cmd_rel(a):
                     ok_items.add(r["output"])
             off = page.get("next_offset")
     else:
+        # the pids first: asking for them takes seconds (Celery's inspect
+        # waits out its timeout), the kill must land mid-job
         if a.system.startswith("celery"):
             c = celery_app()
+            pids = worker_pids(a.system, c, a.url)
             hs = [c.record.delay(i, log) for i in range(n)]
         else:
             c = dask_client(a.scheduler)
+            pids = worker_pids(a.system, c, a.url)
             hs = [c.submit(peer_tasks.record, i, log, pure=False) for i in range(n)]
         wait_lines(log, n // 3)
         time.sleep(0.01)  # half an item later: the workers are mid-item
-        pids = worker_pids(a.system, c, a.url)
         os.kill(pids[0], signal.SIGKILL)
-        deadline = time.monotonic() + TIMEOUT
+        at_kill = len(log_lines(log))
+        # Every result waited for until one deadline (REL_WAIT_S), then only
+        # looked at: an item still without a result is lost (Celery with
+        # acks_late may leave a killed child's item unacknowledged in
+        # Redis, to be redelivered after the transport's visibility
+        # timeout, an hour by default).
+        deadline = time.monotonic() + REL_WAIT_S
         for h in hs:
-            left = max(0.5, deadline - time.monotonic())
+            left = deadline - time.monotonic()
             try:
+                if left <= 0 and not (h.ready() if a.system.startswith("celery") else h.done()):
+                    raise TimeoutError("no result by the deadline")
+                left = max(left, 0.05)
                 v = h.get(timeout=left) if a.system.startswith("celery") else h.result(timeout=left)
                 ok_items.add(v)
             except Exception as e:  # a lost item: WorkerLostError, a timeout, KilledWorker
@@ -216,8 +230,8 @@ def cmd_rel(a):
     counts = np.bincount(np.array(seen, dtype=np.int64), minlength=n) if seen else np.zeros(n)
     lost = n - len(ok_items & set(range(n)))
     twice = int((counts >= 2).sum())
-    print("peers: %s: %d items, worker pid %d killed: %d lost, %d ran twice, %d log lines"
-          % (a.system, n, pids[0], lost, twice, len(seen)), file=sys.stderr)
+    print("peers: %s: %d items, worker pid %d killed after %d had run: %d lost, %d ran twice, "
+          "%d log lines" % (a.system, n, pids[0], at_kill, lost, twice, len(seen)), file=sys.stderr)
     for what, v in (("lost", lost), ("twice", twice)):
         print("RESULT w9.rel.%s_%s median=%d min=%d max=%d runs=1 unit=items n=%d"
               % (a.system, what, v, v, v, n), flush=True)
