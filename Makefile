@@ -19,9 +19,11 @@
 #   make run        build and start batchd on 127.0.0.1:8080 with ./data
 #   make asan / ubsan / tsan / valgrind   the tests under sanitizers / memcheck
 #   make fuzz / fuzz-ci   the libFuzzer targets (tests/fuzz/)
-#   make bench      batchd against serial C, Python (multiprocessing) and the
-#                   hardware limit, eight workloads side by side, under 10 min on
-#                   2 cores; the table goes to bench/RESULTS.md (bench/run.sh)
+#   make bench      batchd against serial C, Python (multiprocessing), the
+#                   physical limit, Celery and Dask, nine workloads in
+#                   interleaved rounds, ~12 min on 2 cores; the table goes to
+#                   build/bench/RESULTS.md (bench/run.sh)
+#   make bench-peers    workload 9 alone: batchd against Celery and Dask
 #   make bench-python   Python models through batchd vs multiprocessing.Pool
 #   make bench-datapath upload, download and submit against plain socket peers,
 #                   interleaved (bench/datapath.py; part of bench)
@@ -110,7 +112,7 @@ TEST_PLUGINS := $(foreach v,nosym abi1 norun short,$(BUILD)/tests/plugins/libbad
                 $(BUILD)/tests/plugins/libbatch.so
 
 .PHONY: all test test-pg check-layers unit integration contract browser readme python image-test run clean asan ubsan \
-        tsan valgrind valgrind-run test-programs bench bench-python bench-datapath FORCE
+        tsan valgrind valgrind-run test-programs bench bench-peers bench-python bench-datapath FORCE
 
 all: $(BUILD)/batchd $(BUILD)/mkmlp $(EXAMPLE_PLUGINS)
 
@@ -329,8 +331,9 @@ valgrind:
 valgrind-run: $(UNIT_BIN)
 	$(Q)VALGRIND=1 sh tests/run_unit.sh $(UNIT_BIN)
 
-# bench/run.sh runs the eight workloads (polling under load is its
-# workload 7, bench/polling.sh) and writes bench/RESULTS.md; then the
+# bench/run.sh runs the nine workloads in interleaved rounds (polling under
+# load is its workload 7, bench/polling.sh; Celery and Dask its workload 9,
+# bench/peers.sh) and writes build/bench/RESULTS.md; then the
 # durable store against tmpfs, and the api process's memory against the
 # number of retained finished jobs (bench/retention.sh). `all` builds what the workloads start
 # (build/batchd, and build/mkmlp where the mlp model is built in).
@@ -347,6 +350,13 @@ bench: all
 bench-datapath: all
 	$(Q)sh scripts/deps.sh bench
 	$(Q)/usr/bin/python3 bench/datapath.py --batchd $(BUILD)/batchd
+
+# Workload 9 of bench/run.sh alone: batchd against Celery (prefork, Redis)
+# and Dask distributed, 2 worker processes each, interleaved rounds, and
+# the kill -9 reliability check (bench/peers.sh). make bench runs it too.
+bench-peers: all
+	$(Q)sh scripts/deps.sh bench
+	$(Q)BENCH_WORKLOADS=9 sh bench/run.sh
 
 # Python models through the coprocess host beside multiprocessing.Pool
 # (bench/python_host.py: items a and c of issue 15), interleaved rounds.

@@ -17,7 +17,8 @@
  *                  [--page N] [--poll-ms N] [--timeout S]
  * Prints one line per run on stderr and, on stdout, the median run as
  *   RESULT batchd items=N seconds=S items_per_s=X submit_s=A run_s=B fetch_s=C
- * and, with --key, the line of bench_stats.h (median, min, max items/s).
+ * and, with --key, the line of bench_stats.h (median, min, max items/s)
+ * and KEY_submit: the submit's rate in MB/s of JSON body.
  * The expected exp_sinh outputs are computed with the model's own kernel
  * (build/libbatchd.a) before the clock starts; the worker writes reals
  * with 17 significant digits, so they must match exactly.
@@ -37,6 +38,7 @@
 #include <unistd.h>
 
 #include "bench/bench_body.h"
+#include "bench/bench_http.h"
 #include "bench/bench_stats.h"
 #include "workers/models/models_builtin.h"
 
@@ -64,35 +66,11 @@ struct run_times {
     double total, submit, run, fetch;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static size_t on_data(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct resp *r = userp;
-    size_t n = size * nmemb;
-    if (r->len + n + 1 > RESPONSE_CAP) {
-        r->too_big = true;
-        return 0; /* makes curl fail the transfer */
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 65536;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        char *p = realloc(r->p, cap);
-        if (!p)
-            return 0;
-        r->p = p;
-        r->cap = cap;
-    }
-    memcpy(r->p + r->len, data, n);
-    r->len += n;
-    r->p[r->len] = '\0';
-    return n;
+    return bench_http_append(&r->p, &r->len, &r->cap, &r->too_big, RESPONSE_CAP, data,
+                             size * nmemb);
 }
 
 /*
@@ -122,24 +100,10 @@ static long request(CURL *h, const struct opts *o, const char *path, const char 
     } else {
         curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, o->timeout_s);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "bench_e2e: %s %s: %s%s\n", body ? "POST" : "GET", path,
-                curl_easy_strerror(rc), r->too_big ? " (response over the cap)" : "");
-        return -1;
-    }
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    return status;
+    return bench_http_perform(h, hdrs, o->timeout_s, "bench_e2e", body ? "POST" : "GET", path,
+                              &r->too_big);
 }
 
 static json_t *parse_body(const struct resp *r, const char *what)
@@ -160,9 +124,9 @@ static void sleep_ms(long ms)
 /* Waits (bounded) until GET /readyz answers 200. Returns 0 or -1. */
 static int wait_ready(CURL *h, const struct opts *o, struct resp *r)
 {
-    double deadline = now_s() + (double)o->timeout_s;
+    double deadline = bench_now_s() + (double)o->timeout_s;
     long status = -1;
-    while (now_s() < deadline) {
+    while (bench_now_s() < deadline) {
         status = request(h, o, "/readyz", NULL, 0, r);
         if (status == 200)
             return 0;
@@ -356,7 +320,7 @@ static int run_once(CURL *h, const struct opts *o, const char *body, size_t body
                     struct resp *r, struct run_times *t)
 {
     char path[256], id[64];
-    double t0 = now_s();
+    double t0 = bench_now_s();
 
     long status = request(h, o, "/v1/jobs", body, body_len, r);
     if (status != 202) {
@@ -373,7 +337,7 @@ static int run_once(CURL *h, const struct opts *o, const char *body, size_t body
     }
     strcpy(id, jid);
     json_decref(job);
-    double t_submit = now_s();
+    double t_submit = bench_now_s();
 
     /* Poll until succeeded; a job that fails or is cancelled ends the run. */
     snprintf(path, sizeof path, "/v1/jobs/%s", id);
@@ -404,13 +368,13 @@ static int run_once(CURL *h, const struct opts *o, const char *body, size_t body
             return -1;
         }
         json_decref(job);
-        if (now_s() > deadline) {
+        if (bench_now_s() > deadline) {
             fprintf(stderr, "bench_e2e: job %s not done after %ld s\n", id, o->timeout_s);
             return -1;
         }
         sleep_ms(o->poll_ms);
     }
-    double t_done = now_s();
+    double t_done = bench_now_s();
 
     size_t next_index = 0;
     long long offset = 0;
@@ -439,7 +403,7 @@ static int run_once(CURL *h, const struct opts *o, const char *body, size_t body
         fprintf(stderr, "bench_e2e: %zu results for %zu items\n", next_index, o->items);
         return -1;
     }
-    double t_end = now_s();
+    double t_end = bench_now_s();
     t->total = t_end - t0;
     t->submit = t_submit - t0;
     t->run = t_done - t_submit;
@@ -536,8 +500,20 @@ int main(int argc, char **argv)
     printf("RESULT batchd items=%zu seconds=%.6f items_per_s=%.0f submit_s=%.6f run_s=%.6f "
            "fetch_s=%.6f\n",
            o.items, m->total, (double)o.items / m->total, m->submit, m->run, m->fetch);
-    if (o.key)
+    if (o.key) {
         bench_print_result(o.key, (double)o.items, secs, o.runs);
+        /* The submit's rate in MB/s of JSON (issue 17's target: accepting
+         * a job must not cost more than running it). */
+        double sub[100];
+        for (int i = 0; i < o.runs; i++)
+            sub[i] = times[i].submit;
+        qsort(sub, (size_t)o.runs, sizeof sub[0], bench_cmp_double);
+        double mb = (double)body_len / 1e6;
+        int n = o.runs;
+        double med = n % 2 ? sub[n / 2] : (sub[n / 2 - 1] + sub[n / 2]) / 2;
+        printf("RESULT %s_submit median=%.6g min=%.6g max=%.6g runs=%d unit=MB/s n=%zu\n", o.key,
+               mb / med, mb / sub[n - 1], mb / sub[0], n, body_len);
+    }
     status = 0;
 out:
     free(r.p);

@@ -9,6 +9,9 @@
  * runs, min and max the slowest and fastest. bench/bench_common.py prints
  * the same line for the Python baselines.
  *
+ * bench_parse_args reads the options the programs share (--items N,
+ * --runs R, --key K and, for the rings, --workers W).
+ *
  * Header-only; nothing is allocated.
  */
 #ifndef BATCHD_BENCH_STATS_H
@@ -16,6 +19,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline double bench_now_s(void)
@@ -43,6 +47,44 @@ static inline void bench_print_result(const char *key, double n, double *secs, i
     printf("RESULT %s median=%.6g min=%.6g max=%.6g runs=%d unit=items/s n=%.0f seconds=%.6f\n",
            key, n / med, n / secs[runs - 1], n / secs[0], runs, n, med);
     fflush(stdout);
+}
+
+struct bench_args {
+    unsigned long long items;
+    int runs;
+    const char *key;
+    int workers;
+};
+
+/*
+ * Parses --items N (>= 1), --runs R (1..100), --key K and, when
+ * max_workers > 0, --workers W (1..max_workers) into *a, whose fields hold
+ * the defaults. Returns 0, or -1 on an unknown option or a value out of
+ * range (the caller prints its usage).
+ */
+static inline int bench_parse_args(int argc, char **argv, struct bench_args *a, int max_workers)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            return -1;
+        if (strcmp(k, "--items") == 0)
+            a->items = strtoull(v, NULL, 10);
+        else if (strcmp(k, "--runs") == 0)
+            a->runs = atoi(v);
+        else if (strcmp(k, "--key") == 0)
+            a->key = v;
+        else if (max_workers > 0 && strcmp(k, "--workers") == 0)
+            a->workers = atoi(v);
+        else
+            return -1;
+        i++;
+    }
+    if (a->items == 0 || a->runs < 1 || a->runs > 100)
+        return -1;
+    if (max_workers > 0 && (a->workers < 1 || a->workers > max_workers))
+        return -1;
+    return 0;
 }
 
 #endif

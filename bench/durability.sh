@@ -2,95 +2,81 @@
 # bench/durability.sh: what the durable store costs a CPU-bound model.
 #
 # The same exp_sinh job (BENCH_ES_ITEMS items of about 1 ms) end to end
-# (submit, wait, fetch every result) on batchd with its store on disk
-# (fsync on every commit) and with its store on tmpfs (fsync costs
-# nothing), median of BENCH_RUNS runs each, in the same run. Target: no
-# measurable difference (the commit is per 20 ms flush, not per item).
-# The two runs' results must be identical.
+# (bench_e2e: submit, wait, fetch and check every result) on two batchds
+# up at once, one with its store on disk (fsync on every commit), one with
+# its store on tmpfs (fsync costs nothing), in interleaved rounds (disk,
+# tmpfs, disk, tmpfs, ...: BENCH_RUNS rounds, default 5); the ratio is the
+# median of the per-round ratios with their min-max. Target: no measurable
+# difference (the commit is per 20 ms flush, not per item).
+#
+#   sh bench/durability.sh     (make bench runs it after bench/run.sh, which
+#                               builds build/bench/bench_e2e)
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 ITEMS=${BENCH_ES_ITEMS:-2000}
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
+E2E=$BUILD/bench/bench_e2e
+[ -x "$E2E" ] || { echo "durability: $E2E is missing (sh bench/run.sh builds it)" >&2; exit 1; }
+. bench/lib.sh
 tmp=$(mktemp -d)
 shm=""
-pid=""
-stop() {
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
-    pid=""
-}
+pids=""
 cleanup() {
-    stop
+    for p in $pids; do stop_pid "$p" batchd; done
     rm -rf "$tmp"
     [ -z "$shm" ] || rm -rf "$shm"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-awk -v n="$ITEMS" 'BEGIN { printf "{\"model\":\"exp_sinh\",\"inputs\":["; for (i = 0; i < n; i++) printf "%s{\"n\":%d}", (i ? "," : ""), 50000 + i % 7; print "]}" }' >"$tmp/job.json"
-
-# run_on DIR NAME: RUNS jobs on a batchd whose store is in DIR; prints the
-# median seconds and leaves the last run's results in $tmp/NAME.results
-run_on() {
-    rm -f "$tmp/port"
-    "$BUILD/batchd" --listen 127.0.0.1:0 --port-file "$tmp/port" --data-dir "$1" --workers 2 \
+# up DIR NAME: a batchd (exp_sinh, 2 workers) with its store in DIR; sets
+# url_up to its URL. Exits 1 when it does not get ready in 30 s.
+up() {
+    "$BUILD/batchd" --listen 127.0.0.1:0 --port-file "$tmp/$2.port" --data-dir "$1" --workers 2 \
         --model exp_sinh >"$tmp/$2.log" 2>&1 &
-    pid=$!
+    pids="$! $pids"
     i=0
-    while [ ! -s "$tmp/port" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-    base="http://127.0.0.1:$(cat "$tmp/port")"
-    i=0
-    until curl -sf "$base/readyz" >/dev/null || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
-    : >"$tmp/$2.times"
-    r=0
-    while [ $r -lt "$RUNS" ]; do
-        t0=$(date +%s.%N)
-        id=$(curl -sf -X POST "$base/v1/jobs" -H 'Content-Type: application/json' \
-            --data-binary @"$tmp/job.json" | sed 's/.*"id":"\([a-z2-7]*\)".*/\1/')
-        i=0
-        until curl -sf "$base/v1/jobs/$id" | grep -q '"status":"succeeded"' || [ $i -ge 6000 ]; do
-            sleep 0.01
-            i=$((i + 1))
-        done
-        : >"$tmp/$2.results"
-        off=0
-        while [ "$off" != null ]; do
-            curl -sf "$base/v1/jobs/$id/results?offset=$off&limit=10000" >"$tmp/page"
-            { tr '{' '\n' <"$tmp/page"; echo; } | sed -n 's/.*"output":\([^}]*\)}.*/\1/p' >>"$tmp/$2.results"
-            off=$(sed 's/.*"next_offset":\([0-9a-z]*\)}.*/\1/' "$tmp/page")
-        done
-        t1=$(date +%s.%N)
-        echo "$t1 $t0" | awk '{ printf "%.3f\n", $1 - $2 }' >>"$tmp/$2.times"
-        r=$((r + 1))
+    until [ -s "$tmp/$2.port" ] && curl -sf "http://127.0.0.1:$(cat "$tmp/$2.port")/readyz" >/dev/null; do
+        i=$((i + 1))
+        [ $i -lt 300 ] || { echo "durability: batchd ($2) did not start" >&2; cat "$tmp/$2.log" >&2; exit 1; }
+        sleep 0.1
     done
-    stop
-    sort -n "$tmp/$2.times" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+    url_up="http://127.0.0.1:$(cat "$tmp/$2.port")"
 }
 
-disk=$(run_on "$tmp/data" disk)
-if [ -d /dev/shm ] && [ -w /dev/shm ]; then
-    shm=$(mktemp -d /dev/shm/batchd-bench.XXXXXX)
-    mem=$(run_on "$shm" tmpfs)
-else
-    echo "durability: no writable /dev/shm: the tmpfs run is skipped" >&2
-    mem=""
+if [ ! -d /dev/shm ] || [ ! -w /dev/shm ]; then
+    echo "durability: no writable /dev/shm: nothing to compare with" >&2
+    exit 0
 fi
-n=$(wc -l <"$tmp/disk.results")
-[ "$n" -eq "$ITEMS" ] || { echo "durability: $n results, expected $ITEMS" >&2; exit 1; }
-if [ -n "$mem" ] && ! cmp -s "$tmp/disk.results" "$tmp/tmpfs.results"; then
-    echo "durability: the two stores gave different results" >&2
-    exit 1
-fi
+shm=$(mktemp -d /dev/shm/batchd-bench.XXXXXX)
+up "$tmp/data" disk
+url_disk=$url_up
+up "$shm" tmpfs
+url_tmpfs=$url_up
+: >"$tmp/all"
+r=1
+while [ $r -le "$RUNS" ]; do
+    for s in disk tmpfs; do
+        if [ "$s" = disk ]; then url=$url_disk; else url=$url_tmpfs; fi
+        "$E2E" --url "$url" --workload exp_sinh --items "$ITEMS" --runs 1 --key "$s" \
+            2>"$tmp/err" | sed -n "s/^RESULT \([a-z]*\) median=\([^ ]*\) .*/\1 $r \2/p" >>"$tmp/all" ||
+            { echo "durability: the $s run failed:" >&2; cat "$tmp/err" >&2; exit 1; }
+    done
+    r=$((r + 1))
+done
 echo
-echo "exp_sinh: $ITEMS items of about 1 ms, 2 workers, median of $RUNS runs (submit, run, fetch all)"
-printf '%-40s %10s %12s\n' "" "seconds" "items/s"
-printf '%-40s %10.3f %12.0f\n' "batchd, store on disk (fsync)" "$disk" "$(echo "$ITEMS $disk" | awk '{ print $1 / $2 }')"
-if [ -n "$mem" ]; then
-    printf '%-40s %10.3f %12.0f\n' "batchd, store on tmpfs (no fsync cost)" "$mem" "$(echo "$ITEMS $mem" | awk '{ print $1 / $2 }')"
-    echo "$mem $disk" | awk '{ r = $1 / $2; printf "%-40s %22.2fx  (target: no measurable difference; %s)\n", "durable / tmpfs (items/s)", r, (r >= 0.95 ? "within 5%" : "differs") }'
-fi
+echo "exp_sinh: $ITEMS items of about 1 ms, 2 workers, $RUNS interleaved rounds (submit, run, fetch and check all)"
+awk '
+function sortn(a, n,    i, j, t) { for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t } }
+function medof(a, n) { return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
+{ v[$1, $2] = $3; if ($2 > nr) nr = $2 }
+END {
+    for (r = 1; r <= nr; r++) { d[r] = v["disk", r]; m[r] = v["tmpfs", r]; q[r] = d[r] / m[r] }
+    sortn(d, nr); sortn(m, nr); sortn(q, nr)
+    printf "%-40s %12.0f items/s  [%.0f-%.0f]\n", "batchd, store on disk (fsync)", medof(d, nr), d[1], d[nr]
+    printf "%-40s %12.0f items/s  [%.0f-%.0f]\n", "batchd, store on tmpfs (no fsync cost)", medof(m, nr), m[1], m[nr]
+    r = medof(q, nr)
+    printf "durable / tmpfs: %.0f, %.0f items/s, %.2fx [%.2f-%.2f] (target: no measurable difference; %s)\n",
+        medof(d, nr), medof(m, nr), r, q[1], q[nr], (q[1] <= 1 && q[nr] >= 1) || (r >= 0.95 && r <= 1.05) ? "within the spread" : "differs"
+}' "$tmp/all"

@@ -61,6 +61,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "bench/bench_http.h"
 #include "bench/bench_stats.h"
 #include "workers/models/model_convolve2d.h"
 #include "workers/models/model_mlp.h"
@@ -98,25 +99,8 @@ struct client {
 static size_t on_data(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct resp *r = userp;
-    size_t n = size * nmemb;
-    if (r->len + n + 1 > RESPONSE_CAP) {
-        r->too_big = true;
-        return 0; /* makes curl fail the transfer */
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 65536;
-        while (cap < r->len + n + 1)
-            cap *= 2;
-        char *p = realloc(r->p, cap);
-        if (!p)
-            return 0;
-        r->p = p;
-        r->cap = cap;
-    }
-    memcpy(r->p + r->len, data, n);
-    r->len += n;
-    r->p[r->len] = '\0';
-    return n;
+    return bench_http_append(&r->p, &r->len, &r->cap, &r->too_big, RESPONSE_CAP, data,
+                             size * nmemb);
 }
 
 static void header_value(const char *line, size_t n, const char *name, char *out, size_t cap)
@@ -205,26 +189,11 @@ static long request(struct client *c, const char *method, const char *path, cons
         snprintf(h2, sizeof h2, "Accept: %s", accept);
         hdrs = curl_slist_append(hdrs, h2);
     }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout_s);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-
-    CURLcode rc = curl_easy_perform(h);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-    curl_slist_free_all(hdrs);
-    if (rc != CURLE_OK) {
-        fprintf(stderr, "e2e_objects: %s %s: %s%s\n", method, path, curl_easy_strerror(rc),
-                r->too_big ? " (response over the cap)" : "");
-        return -1;
-    }
-    long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    return status;
+    return bench_http_perform(h, hdrs, c->timeout_s, "e2e_objects", method, path, &r->too_big);
 }
 
 /* request() that must answer `want`; anything else is printed. Returns 0

@@ -17,13 +17,10 @@ MB=${BENCH_MEM_MB:-200}
 RESULTS=${BENCH_RESULTS:-/dev/stdout}
 tmp=$(mktemp -d)
 pid=""
+. bench/lib.sh
 stop() {
     [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
+    stop_pid "$pid" batchd
     pid=""
 }
 cleanup() {

@@ -94,12 +94,15 @@ stats() {
 status="status $(stats status 2 | cut -d' ' -f1) $(stats status 3 | cut -d' ' -f1) $(stats status 4 | cut -d' ' -f1)"
 cond="status-304 $(stats status-304 2 | cut -d' ' -f1) $(stats status-304 3 | cut -d' ' -f1) $(stats status-304 4 | cut -d' ' -f1)"
 health="healthz $(stats healthz 2 | cut -d' ' -f1) $(stats healthz 3 | cut -d' ' -f1) $(stats healthz 4 | cut -d' ' -f1)"
+# One RESULT line per round and endpoint (round=N): bench/report.sh takes
+# each ratio per round (bench/lib.sh explains why).
 if [ -n "${BENCH_RESULTS:-}" ]; then
-    for pair in status:status status-304:cond healthz:healthz; do
-        name=${pair%%:*} key=w7.${pair#*:}
-        stats "$name" 2 | awk -v k="$key" '{ printf "RESULT %s median=%s min=%s max=%s runs=%s unit=req/s\n", k, $1, $2, $3, $4 }' >>"$BENCH_RESULTS"
-        stats "$name" 4 | awk -v k="$key" '{ printf "RESULT %s_p99 median=%s min=%s max=%s runs=%s unit=ms\n", k, $1, $2, $3, $4 }' >>"$BENCH_RESULTS"
-    done
+    awk '{
+        if ($1 == "status") r++
+        k = $1 == "status" ? "w7.status" : $1 == "status-304" ? "w7.cond" : "w7.healthz"
+        printf "RESULT %s median=%s min=%s max=%s runs=1 unit=req/s round=%d\n", k, $2, $2, $2, r
+        printf "RESULT %s_p99 median=%s min=%s max=%s runs=1 unit=ms round=%d\n", k, $4, $4, $4, r
+    }' "$tmp/all" >>"$BENCH_RESULTS"
 fi
 
 echo

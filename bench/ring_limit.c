@@ -169,29 +169,16 @@ out:
 
 int main(int argc, char **argv)
 {
-    uint64_t items = 1000000;
-    int runs = 5;
-    uint32_t workers = 2;
-    const char *key = "ring";
-    for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--items") == 0 && a + 1 < argc)
-            items = strtoull(argv[++a], NULL, 10);
-        else if (strcmp(argv[a], "--runs") == 0 && a + 1 < argc)
-            runs = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--workers") == 0 && a + 1 < argc)
-            workers = (uint32_t)atoi(argv[++a]);
-        else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
-            key = argv[++a];
-        else {
-            fprintf(stderr, "usage: ring_limit [--items N] [--runs R] [--workers W] [--key K]\n");
-            return 1;
-        }
-    }
-    if (items == 0 || runs < 1 || runs > 100 || workers < 1 || workers > MAX_WORKERS) {
-        fprintf(stderr, "ring_limit: --items >= 1, --runs 1..100, --workers 1..%d\n",
-                MAX_WORKERS);
+    struct bench_args args = {.items = 1000000, .runs = 5, .key = "ring", .workers = 2};
+    if (bench_parse_args(argc, argv, &args, MAX_WORKERS) != 0) {
+        fprintf(stderr, "usage: ring_limit [--items N>=1] [--runs 1..100] [--workers 1..%d] "
+                        "[--key K]\n", MAX_WORKERS);
         return 1;
     }
+    uint64_t items = args.items;
+    int runs = args.runs;
+    uint32_t workers = (uint32_t)args.workers;
+    const char *key = args.key;
 
     /* The layout batchd's supervisor uses: 8 task slots per worker. */
     const char *names[] = {"echo"};

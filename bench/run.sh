@@ -1,15 +1,18 @@
 #!/bin/sh
+# shellcheck disable=SC2317,SC2015  # steps are called by rounds (bench/lib.sh); A && B || C is meant
 # bench/run.sh: make bench. batchd end to end over HTTP beside serial C,
 # Python (serial and multiprocessing.Pool(2)) and the hardware limit, for
 # each workload, in one run; prints the table (bench/report.sh) and writes
-# it with the machine's facts to bench/RESULTS.md.
+# it with the machine's facts to build/bench/RESULTS.md.
 #
 #   make bench                        (builds build/batchd first)
 #   BENCH_RUNS=3 BENCH_WORKLOADS="1 3" BENCH_DISPATCH_ITEMS=100000 sh bench/run.sh
 #
-# Workloads (BENCH_WORKLOADS, default "1 2 3 4 5 6 7 8"), each system timed
-# BENCH_RUNS times (default 5; the table gives the median and min-max):
-#   1 dispatch: echo, chunk_size 1     bench_e2e, py_dispatch.py, ring_limit
+# Workloads (BENCH_WORKLOADS, default "1 2 3 4 5 6 7 8 9"), the systems of
+# each timed once per round, A B C A B C ..., for BENCH_RUNS rounds (default
+# 5; bench/lib.sh: rounds); the table gives each figure's median and
+# min-max, and each ratio as the median of the per-round ratios [min-max]:
+#   1 dispatch: echo, chunk_size 1     bench_e2e, py_dispatch.py, ring_limit, phys_ring
 #   2 trivial: square in one request   bench_e2e, serial_square, py_square.py
 #   3 CPU-bound: exp_sinh ~1 ms items  bench_e2e, serial_exp_sinh, py_exp_sinh.py
 #   4 mlp over .npy objects            e2e_objects mlp, serial_mlp, py_mlp.py
@@ -17,15 +20,18 @@
 #   6 prefix_count (stateful)          e2e_objects prefix, serial_prefix, py_prefix.py
 #   7 polling under load               bench/polling.sh (wrk)
 #   8 memory of shared weights         bench/memory.sh
+#   9 peers: Celery and Dask           bench/peers.sh, peers.py (one-item, trivial,
+#                                      exp_sinh, mlp; kill -9 of a worker)
 # batchd's clients (bench_e2e.c, e2e_objects.c) are C (libcurl, jansson), so
 # that batchd's figures are batchd's and not a Python client's.
 # Sizes come from the BENCH_* variables below (the defaults are the
-# published workloads); bench/RESULTS.md records the ones used.
+# published workloads); build/bench/RESULTS.md records the ones used.
 #
 # batchd is started for each workload on 127.0.0.1 port 0 (--port-file)
 # with a temporary --data-dir and only that workload's model, and stopped
 # by its PID (SIGTERM, bounded wait, SIGKILL reported as a failure). Every
-# wait is bounded. The baselines run while no batchd is running.
+# wait is bounded. batchd stays up, idle, while the baselines of its
+# rounds run.
 #
 # A workload that cannot run (a model or API not built in, a missing tool)
 # prints "not run: <reason>" in the table: no figure is ever made up.
@@ -39,9 +45,11 @@ BUILD=${BUILD:-build}
 OUT=$BUILD/bench
 PY=${BENCH_PYTHON:-/usr/bin/python3}
 RUNS=${BENCH_RUNS:-5}
-WORKLOADS=${BENCH_WORKLOADS:-1 2 3 4 5 6 7 8}
-DISPATCH_ITEMS=${BENCH_DISPATCH_ITEMS:-1000000}
-PY_DISPATCH_ITEMS=${BENCH_PY_DISPATCH_ITEMS:-50000}
+WORKLOADS=${BENCH_WORKLOADS:-1 2 3 4 5 6 7 8 9}
+DISPATCH_ITEMS=${BENCH_DISPATCH_ITEMS:-200000}
+# The minimal ring moves tens of millions of items a second: 20M take ~1 s.
+PHYS_ITEMS=${BENCH_PHYS_ITEMS:-20000000}
+PY_DISPATCH_ITEMS=${BENCH_PY_DISPATCH_ITEMS:-20000}
 SQUARE_ITEMS=${BENCH_SQUARE_ITEMS:-1000000}
 ES_ITEMS=${BENCH_ES_ITEMS:-2000}
 PY_ES_ITEMS=${BENCH_PY_ES_ITEMS:-200}
@@ -76,7 +84,8 @@ if [ ! -x "$BUILD/batchd" ] || [ ! -f "$BUILD/libbatchd.a" ]; then
     echo "bench: $BUILD/batchd or $BUILD/libbatchd.a is missing (run: make bench)" >&2
     exit 1
 fi
-command -v wrk >/dev/null 2>&1 && "$PY" -c 'import numpy, scipy' 2>/dev/null ||
+command -v wrk >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 &&
+    "$PY" -c 'import numpy, scipy, celery, redis, distributed' 2>/dev/null ||
     sh scripts/deps.sh bench
 
 t_start=$(date +%s)
@@ -86,95 +95,8 @@ res=$tmp/results
 pid=""
 fail=0
 
-# ---- batchd: start, stop ------------------------------------------------
-
-batchd_status=""
-stop_batchd() {
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "bench: batchd (pid $pid) still running 30 s after SIGTERM; sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    batchd_status=0
-    wait "$pid" || batchd_status=$?
-    pid=""
-    if [ "$batchd_status" != 0 ]; then
-        echo "bench: batchd exited with status $batchd_status after SIGTERM; its log:" >&2
-        tail -n 20 "$tmp/batchd.log" >&2
-        fail=1
-    fi
-}
-
-cleanup() {
-    stop_batchd
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-# start_batchd ARGS...: starts batchd with a fresh data dir and ARGS; sets
-# pid, base (http://127.0.0.1:PORT) and startup_s (exec to /readyz 200).
-# Returns 1 (with the log shown) when it does not get ready in 60 s.
-start_batchd() {
-    rm -rf "$tmp/port" "$tmp/data"
-    t0=$(date +%s.%N)
-    "$BUILD/batchd" --listen 127.0.0.1:0 --port-file "$tmp/port" --data-dir "$tmp/data" \
-        "$@" >"$tmp/batchd.log" 2>&1 &
-    pid=$!
-    i=0
-    while :; do
-        if [ -s "$tmp/port" ]; then
-            base="http://127.0.0.1:$(cat "$tmp/port")"
-            curl -sf -m 5 "$base/readyz" >/dev/null 2>&1 && break
-        fi
-        if ! kill -0 "$pid" 2>/dev/null || [ $i -ge 600 ]; then
-            echo "bench: batchd $* did not get ready in 60 s; its log:" >&2
-            tail -n 20 "$tmp/batchd.log" >&2
-            stop_batchd
-            return 1
-        fi
-        sleep 0.1
-        i=$((i + 1))
-    done
-    startup_s=$(echo "$(date +%s.%N) $t0" | awk '{ printf "%.3f", $1 - $2 }')
-}
-
-# notrun KEY REASON: the table shows "not run: REASON" for KEY (a system
-# such as w4.serial, or a whole workload such as w4).
-notrun() {
-    k=$1
-    shift
-    echo "NOTRUN $k $*" >>"$res"
-    echo "bench: $k not run: $*" >&2
-}
-
-# run KEY CMD...: runs a benchmark program; its RESULT lines go to the
-# results; a failure is reported, and makes the run fail.
-run() {
-    k=$1
-    shift
-    if "$@" >"$tmp/out" 2>"$tmp/err"; then
-        grep '^RESULT w' "$tmp/out" >>"$res" || true
-        grep '^NOTRUN ' "$tmp/out" >>"$res" || true
-    else
-        echo "bench: $k FAILED: $*" >&2
-        tail -n 20 "$tmp/err" >&2
-        grep '^NOTRUN ' "$tmp/out" >>"$res" || true
-        notrun "$k" "FAILED: $(tail -n 1 "$tmp/err" | cut -c 1-200)"
-        fail=1
-    fi
-}
-
-# The batchd figure gets its start-up time as a column.
-add_startup() { # key
-    sed -i "/^RESULT $1 /s/\$/ startup_s=$startup_s/" "$res"
-}
+. bench/lib.sh
+. bench/peers.sh
 
 # ---- build ----------------------------------------------------------------
 
@@ -201,6 +123,7 @@ build() { # name source extra-flags...
 build serial_square bench/serial_square.c
 build serial_exp_sinh bench/serial_exp_sinh.c
 build ring_limit bench/ring_limit.c
+build phys_ring bench/phys_ring.c
 # shellcheck disable=SC2046
 build bench_e2e bench/bench_e2e.c $(pkg-config --cflags --libs libcurl)
 # The baselines of models that may not be on this branch yet, and the
@@ -215,32 +138,47 @@ built_mlp=0 built_conv=0 built_prefix=0 built_e2e=0
 
 # ---- the workloads --------------------------------------------------------
 
+# Each workload starts its batchd once, then runs its systems in
+# interleaved rounds (bench/lib.sh: rounds): every program is run with
+# --runs 1 per round, so every ratio is a median of per-round ratios.
+# batchd stays up, idle, while the baselines of its round run.
+
 w1() {
-    run w1.ring "$OUT/ring_limit" --items "$DISPATCH_ITEMS" --runs "$RUNS" --key w1.ring
-    run w1.py_imap "$PY" bench/py_dispatch.py --items "$PY_DISPATCH_ITEMS" --runs "$RUNS"
     start_batchd --workers 2 --model echo || { notrun w1.batchd "batchd did not start"; return; }
-    run w1.batchd "$OUT/bench_e2e" --url "$base" --workload echo --chunk-size 1 \
-        --items "$DISPATCH_ITEMS" --runs "$RUNS" --key w1.batchd
+    w1_phys() { run w1.phys "$OUT/phys_ring" --items "$PHYS_ITEMS" --runs 1 --key w1.phys; }
+    w1_ring() { run w1.ring "$OUT/ring_limit" --items "$DISPATCH_ITEMS" --runs 1 --key w1.ring; }
+    w1_py() { run w1.py_imap "$PY" bench/py_dispatch.py --items "$PY_DISPATCH_ITEMS" --runs 1; }
+    w1_batchd() {
+        run w1.batchd "$OUT/bench_e2e" --url "$base" --workload echo --chunk-size 1 \
+            --items "$DISPATCH_ITEMS" --runs 1 --key w1.batchd
+    }
+    rounds w1_phys w1_ring w1_py w1_batchd
     add_startup w1.batchd
     stop_batchd
 }
 
 w2() {
-    run w2.serial "$OUT/serial_square" --items "$SQUARE_ITEMS" --runs "$RUNS" --key w2.serial
-    run w2.py "$PY" bench/py_square.py --items "$SQUARE_ITEMS" --runs "$RUNS"
     start_batchd --workers 2 --model square || { notrun w2.batchd "batchd did not start"; return; }
-    run w2.batchd "$OUT/bench_e2e" --url "$base" --workload square --items "$SQUARE_ITEMS" \
-        --runs "$RUNS" --key w2.batchd
+    w2_serial() { run w2.serial "$OUT/serial_square" --items "$SQUARE_ITEMS" --runs 1 --key w2.serial; }
+    w2_py() { run w2.py "$PY" bench/py_square.py --items "$SQUARE_ITEMS" --runs 1; }
+    w2_batchd() {
+        run w2.batchd "$OUT/bench_e2e" --url "$base" --workload square --items "$SQUARE_ITEMS" \
+            --runs 1 --key w2.batchd
+    }
+    rounds w2_serial w2_py w2_batchd
     add_startup w2.batchd
     stop_batchd
 }
 
 w3() {
-    run w3.serial "$OUT/serial_exp_sinh" --items "$ES_ITEMS" --runs "$RUNS" --key w3.serial
-    run w3.py_pool "$PY" bench/py_exp_sinh.py --items "$PY_ES_ITEMS" --runs "$RUNS"
     start_batchd --workers 2 --model exp_sinh || { notrun w3.batchd "batchd did not start"; return; }
-    run w3.batchd "$OUT/bench_e2e" --url "$base" --workload exp_sinh --items "$ES_ITEMS" \
-        --runs "$RUNS" --key w3.batchd
+    w3_serial() { run w3.serial "$OUT/serial_exp_sinh" --items "$ES_ITEMS" --runs 1 --key w3.serial; }
+    w3_py() { run w3.py_pool "$PY" bench/py_exp_sinh.py --items "$PY_ES_ITEMS" --runs 1; }
+    w3_batchd() {
+        run w3.batchd "$OUT/bench_e2e" --url "$base" --workload exp_sinh --items "$ES_ITEMS" \
+            --runs 1 --key w3.batchd
+    }
+    rounds w3_serial w3_py w3_batchd
     add_startup w3.batchd
     stop_batchd
 }
@@ -268,20 +206,29 @@ w4() {
         notrun w4 "build/mkmlp failed: $(head -c 200 "$tmp/err")"
         return
     }
-    [ $built_mlp = 1 ] && run w4.serial "$OUT/serial_mlp" --weights "$tmp/mlp.safetensors" \
-        --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --runs "$RUNS"
-    run w4.py "$PY" bench/py_mlp.py --weights "$tmp/mlp.safetensors" --batches "$MLP_BATCHES" \
-        --images "$MLP_IMAGES" --runs "$RUNS" --reload-batches "$PY_MLP_RELOAD_BATCHES"
     # shellcheck disable=SC2086
     start_batchd --workers 2 $MLP_OPTS --model "mlp:weights=$tmp/mlp.safetensors,load_delay_ms=1000" ||
         { notrun w4.batchd "batchd did not start with the mlp model"; return; }
     objects_ready
+    w4_serial() {
+        [ "$built_mlp" = 1 ] && run w4.serial "$OUT/serial_mlp" --weights "$tmp/mlp.safetensors" \
+            --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --runs 1
+        return 0
+    }
+    w4_py() {
+        run w4.py "$PY" bench/py_mlp.py --weights "$tmp/mlp.safetensors" --batches "$MLP_BATCHES" \
+            --images "$MLP_IMAGES" --runs 1 --reload-batches "$PY_MLP_RELOAD_BATCHES"
+    }
+    w4_batchd() {
+        run w4.batchd "$OUT/e2e_objects" --url "$base" mlp --weights "$tmp/mlp.safetensors" \
+            --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --split "$MLP_SPLIT" --runs 1 \
+            --timeout "$E2E_TIMEOUT_S"
+    }
     if [ -n "$why" ]; then
         notrun w4.batchd "$why"
+        rounds w4_serial w4_py
     else
-        run w4.batchd "$OUT/e2e_objects" --url "$base" mlp --weights "$tmp/mlp.safetensors" \
-            --batches "$MLP_BATCHES" --images "$MLP_IMAGES" --split "$MLP_SPLIT" --runs "$RUNS" \
-            --timeout "$E2E_TIMEOUT_S"
+        rounds w4_serial w4_py w4_batchd
         add_startup w4.batchd
     fi
     stop_batchd
@@ -292,18 +239,26 @@ w5() {
         notrun w5 "the convolve2d model is not on this branch yet"
         return
     fi
-    [ $built_conv = 1 ] && run w5.serial "$OUT/serial_convolve" --size "$CONV_SIZE" \
-        --rounds "$CONV_ROUNDS" --runs "$RUNS"
-    run w5.py "$PY" bench/py_convolve.py --size "$CONV_SIZE" --rounds "$PY_CONV_ROUNDS" \
-        --runs "$RUNS"
     start_batchd --workers 2 --model convolve2d ||
         { notrun w5.batchd "batchd did not start with the convolve2d model"; return; }
     objects_ready
+    w5_serial() {
+        [ "$built_conv" = 1 ] && run w5.serial "$OUT/serial_convolve" --size "$CONV_SIZE" \
+            --rounds "$CONV_ROUNDS" --runs 1
+        return 0
+    }
+    w5_py() {
+        run w5.py "$PY" bench/py_convolve.py --size "$CONV_SIZE" --rounds "$PY_CONV_ROUNDS" --runs 1
+    }
+    w5_batchd() {
+        run w5.batchd "$OUT/e2e_objects" --url "$base" convolve --size "$CONV_SIZE" \
+            --rounds "$CONV_ROUNDS" --runs 1 --timeout "$E2E_TIMEOUT_S"
+    }
     if [ -n "$why" ]; then
         notrun w5.batchd "$why"
+        rounds w5_serial w5_py
     else
-        run w5.batchd "$OUT/e2e_objects" --url "$base" convolve --size "$CONV_SIZE" \
-            --rounds "$CONV_ROUNDS" --runs "$RUNS" --timeout "$E2E_TIMEOUT_S"
+        rounds w5_serial w5_py w5_batchd
         add_startup w5.batchd
     fi
     stop_batchd
@@ -316,22 +271,30 @@ w6() {
     fi
     "$PY" bench/py_prefix.py --docs "$PREFIX_DOCS" --words "$PREFIX_WORDS" \
         --write "$tmp/docs.json" --expect "$tmp/expect.json" >/dev/null
-    [ $built_prefix = 1 ] && run w6.serial "$OUT/serial_prefix" --docs "$tmp/docs.json" \
-        --runs "$RUNS"
-    run w6.py "$PY" bench/py_prefix.py --docs "$PY_PREFIX_DOCS" --words "$PREFIX_WORDS" \
-        --runs "$RUNS"
     # The reduced result (20 documents: about 0.5 MB of prefixes) is bigger
     # than a task slot: batchd passes it through an object.
     start_batchd --workers 2 --model prefix_count ||
         { notrun w6.batchd "batchd did not start with the prefix_count model"; return; }
+    w6_serial() {
+        [ "$built_prefix" = 1 ] && run w6.serial "$OUT/serial_prefix" --docs "$tmp/docs.json" --runs 1
+        return 0
+    }
+    w6_py() {
+        run w6.py "$PY" bench/py_prefix.py --docs "$PY_PREFIX_DOCS" --words "$PREFIX_WORDS" --runs 1
+    }
+    w6_batchd() {
+        run w6.batchd "$OUT/e2e_objects" --url "$base" prefix --docs "$tmp/docs.json" \
+            --expect "$tmp/expect.json" --runs 1 --timeout "$E2E_TIMEOUT_S"
+    }
     code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$base/v1/jobs/none/result" || true)
     if [ "$code" = 405 ] || [ "$code" = 000 ]; then
         notrun w6.batchd "GET /v1/jobs/{id}/result is not on this branch (got $code)"
+        rounds w6_serial w6_py
     elif [ $built_e2e = 0 ]; then
         notrun w6.batchd "bench/e2e_objects.c was not built (see the log above)"
+        rounds w6_serial w6_py
     else
-        run w6.batchd "$OUT/e2e_objects" --url "$base" prefix --docs "$tmp/docs.json" \
-            --expect "$tmp/expect.json" --runs "$RUNS" --timeout "$E2E_TIMEOUT_S"
+        rounds w6_serial w6_py w6_batchd
         add_startup w6.batchd
     fi
     stop_batchd
@@ -361,19 +324,19 @@ w8() {
 
 for w in $WORKLOADS; do
     case "$w" in
-    1 | 2 | 3 | 4 | 5 | 6 | 7 | 8)
+    1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9)
         tw=$(date +%s)
         echo "bench: workload $w ..." >&2
         "w$w"
         echo "bench: workload $w took $(($(date +%s) - tw)) s" >&2
         ;;
     *)
-        echo "bench: unknown workload '$w' (1..8)" >&2
+        echo "bench: unknown workload '$w' (1..9)" >&2
         exit 2
         ;;
     esac
 done
-for w in 1 2 3 4 5 6 7 8; do
+for w in 1 2 3 4 5 6 7 8 9; do
     case " $WORKLOADS " in
     *" $w "*) ;;
     *) notrun "w$w" "not selected (BENCH_WORKLOADS=$WORKLOADS)" ;;
@@ -389,7 +352,9 @@ Pools 2 halves per batch (reload pool: $PY_MLP_RELOAD_BATCHES batches); \
 5: $CONV_ROUNDS rounds of a ${CONV_SIZE}x$CONV_SIZE image (batchd: uploaded once per run; \
 Python: $PY_CONV_ROUNDS rounds); \
 6: $PREFIX_DOCS documents of $PREFIX_WORDS words (Python: $PY_PREFIX_DOCS); \
-7: ${BENCH_POLL_SECONDS:-2} s of wrk per run; 8: ${BENCH_MEM_MB:-200} MB of weights"
+7: ${BENCH_POLL_SECONDS:-2} s of wrk per run; 8: ${BENCH_MEM_MB:-200} MB of weights; \
+9: $PEER_ONE one-item tasks (batchd: $PEER_ONE_BATCHD), $PEER_TRIV trivial items, $PEER_ES exp_sinh \
+items, $PEER_MLP mlp images, $PEER_REL items for the kill -9 check"
 elapsed=$(($(date +%s) - t_start))
 echo
 echo "make bench: batchd against serial C, Python and the limit ($(date -u '+%Y-%m-%d %H:%M UTC'))"
@@ -420,8 +385,8 @@ pyv=$("$PY" -c 'import sys, numpy, scipy; print("Python %s, numpy %s, scipy %s" 
     echo "- the workloads took $elapsed s"
     echo
     cat "$tmp/table.md"
-} >bench/RESULTS.md
-echo "bench: wrote bench/RESULTS.md" >&2
+} >"$OUT/RESULTS.md"
+echo "bench: wrote $OUT/RESULTS.md (bench/RESULTS.md is the reviewed record of one run)" >&2
 
 if [ $fail -ne 0 ]; then
     echo "bench: FAILED (see above)" >&2

@@ -19,25 +19,14 @@
 
 int main(int argc, char **argv)
 {
-    size_t items = 2000;
-    int runs = 5;
-    const char *key = "serial";
-    for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--items") == 0 && a + 1 < argc)
-            items = strtoull(argv[++a], NULL, 10);
-        else if (strcmp(argv[a], "--runs") == 0 && a + 1 < argc)
-            runs = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
-            key = argv[++a];
-        else {
-            fprintf(stderr, "usage: serial_exp_sinh [--items N] [--runs R] [--key KEY]\n");
-            return 1;
-        }
-    }
-    if (items == 0 || runs < 1 || runs > 100) {
-        fprintf(stderr, "serial_exp_sinh: --items must be >= 1 and --runs 1..100\n");
+    struct bench_args args = {.items = 2000, .runs = 5, .key = "serial"};
+    if (bench_parse_args(argc, argv, &args, 0) != 0) {
+        fprintf(stderr, "usage: serial_exp_sinh [--items N>=1] [--runs 1..100] [--key KEY]\n");
         return 1;
     }
+    size_t items = (size_t)args.items;
+    int runs = args.runs;
+    const char *key = args.key;
     double *out = calloc(items, sizeof *out);
     double secs[100];
     if (!out)

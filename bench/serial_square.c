@@ -113,25 +113,14 @@ static int run_once(const struct model_ops *ops, const char *body, size_t body_l
 
 int main(int argc, char **argv)
 {
-    size_t items = 1000000;
-    int runs = 3;
-    const char *key = NULL;
-    for (int a = 1; a < argc; a++) {
-        if (strcmp(argv[a], "--items") == 0 && a + 1 < argc)
-            items = strtoull(argv[++a], NULL, 10);
-        else if (strcmp(argv[a], "--runs") == 0 && a + 1 < argc)
-            runs = atoi(argv[++a]);
-        else if (strcmp(argv[a], "--key") == 0 && a + 1 < argc)
-            key = argv[++a];
-        else {
-            fprintf(stderr, "usage: serial_square [--items N] [--runs R] [--key KEY]\n");
-            return 1;
-        }
-    }
-    if (items == 0 || runs < 1 || runs > 100) {
-        fprintf(stderr, "serial_square: --items must be >= 1 and --runs 1..100\n");
+    struct bench_args args = {.items = 1000000, .runs = 3};
+    if (bench_parse_args(argc, argv, &args, 0) != 0) {
+        fprintf(stderr, "usage: serial_square [--items N>=1] [--runs 1..100] [--key KEY]\n");
         return 1;
     }
+    size_t items = (size_t)args.items;
+    int runs = args.runs;
+    const char *key = args.key;
     const struct model_ops *ops = model_builtin_find("square");
     if (!ops) {
         fprintf(stderr, "serial_square: no built-in model 'square'\n");

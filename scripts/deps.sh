@@ -10,7 +10,8 @@
 #                              them): curl, jq, python3, and NumPy for Debian's
 #                              /usr/bin/python3
 #   sh scripts/deps.sh bench   wrk, curl, Debian's python3 with numpy and scipy
-#                              (the Python baselines of make bench)
+#                              (the Python baselines of make bench), Celery,
+#                              Redis and Dask distributed (its peers)
 #   sh scripts/deps.sh sklearn Debian's python3-sklearn too (examples/python/iris.py)
 #   sh scripts/deps.sh pg      PostgreSQL 15's server programs (make test-pg
 #                              starts a throw-away cluster: tests/pg/pg.sh)
@@ -102,8 +103,11 @@ readme)
     ;;
 bench)
     # wrk: polling under load; python3-numpy/-scipy: the Python baselines
-    # (run with /usr/bin/python3, Debian's interpreter, which these serve)
-    need_pkgs wrk curl python3 python3-numpy python3-scipy
+    # (run with /usr/bin/python3, Debian's interpreter, which these serve);
+    # the peers of workload 9 (bench/peers.sh): Celery with Redis as
+    # broker and backend, and Dask distributed
+    need_pkgs wrk curl python3 python3-numpy python3-scipy python3-celery python3-redis \
+        redis-server python3-distributed python3-dask
     ;;
 sklearn)
     # examples/python/iris.py: Debian's scikit-learn (1.2 on Debian 12)
