@@ -8,6 +8,7 @@
 #include "service/config/config_int.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static const char *const source_names[] = { "default", "file", "env", "flag" };
 
