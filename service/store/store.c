@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "service/store/result_text.h"
 #include "service/store/store_backend.h"
 
 struct store {
@@ -239,4 +240,61 @@ long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens, cons
     if (total != len - 4 - (size_t)n * 4)
         return -1;
     return (long)n;
+}
+
+int store_scan_block(struct store_scan *sc, uint64_t first, const uint8_t *blob, size_t len,
+                     struct sbuf *out, size_t start_len, bool *stop)
+{
+    const uint8_t *lens, *texts;
+    long n = store_decode_block(blob, len, &lens, &texts);
+    if (n < 0)
+        return -EIO;
+    if (first + (uint64_t)n <= sc->next)
+        return 0; /* wholly before the scan */
+    if (first > sc->next) {
+        if (!sc->skip_gaps) {
+            sc->blocked = true;
+            return 0;
+        }
+        sc->next = first;
+    }
+    for (long k = 0; k < n; k++) {
+        uint32_t l;
+        memcpy(&l, lens + k * 4, 4);
+        uint64_t idx = first + (uint64_t)k;
+        if (idx >= sc->end) {
+            *stop = true;
+            return 0;
+        }
+        if (idx >= sc->next) {
+            if (!sc->errors_only || result_text_is_error((const char *)texts, l)) {
+                if (sc->max_results && sc->written >= sc->max_results) {
+                    *stop = true;
+                    return 0;
+                }
+                size_t mark = out->len;
+                int err = 0;
+                if (!sc->ndjson && sc->written > 0)
+                    err = sbuf_append(out, ",", 1);
+                if (!err)
+                    err = sbuf_append(out, texts, l);
+                if (!err && sc->ndjson)
+                    err = sbuf_append(out, "\n", 1);
+                if (err) {
+                    out->len = mark; /* never half a Result */
+                    if (out->data)
+                        out->data[mark] = '\0';
+                    return err;
+                }
+                sc->written++;
+            }
+            sc->next = idx + 1;
+            if (out->len - start_len >= sc->max_bytes) {
+                *stop = true;
+                return 0;
+            }
+        }
+        texts += l;
+    }
+    return 0;
 }

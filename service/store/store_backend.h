@@ -77,4 +77,16 @@ uint8_t *store_encode_block(uint32_t n, const char *texts, const uint32_t *lens,
 long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens,
                         const uint8_t **texts);
 
+/* One result block (items [first, first + n) of `blob`) through a scan
+ * (store.h: struct store_scan), the same for every backend: appends the
+ * Results at or after sc->next to `out` and moves sc->next. `start_len` is
+ * out->len when the call of store_results_scan began (for max_bytes).
+ * Sets *stop when the scan is full (end, max_results, max_bytes) and
+ * sc->blocked at a gap it may not pass. Returns 0, -EIO (a malformed
+ * block) or -ENOMEM (out keeps no half Result). */
+struct store_scan;
+struct sbuf;
+int store_scan_block(struct store_scan *sc, uint64_t first, const uint8_t *blob, size_t len,
+                     struct sbuf *out, size_t start_len, bool *stop);
+
 #endif

@@ -375,60 +375,11 @@ int store_pg_results_scan(void *impl, uint64_t seq, struct store_scan *sc, struc
     int rows = PQntuples(r), i;
     bool stop = false;
     for (i = 0; i < rows && !err && !stop; i++) {
-        uint64_t first = (uint64_t)store_pg_i64(r, i, 0);
-        const uint8_t *lens, *texts;
-        long n = store_decode_block((const uint8_t *)PQgetvalue(r, i, 1),
-                                    (size_t)PQgetlength(r, i, 1), &lens, &texts);
-        if (n < 0) {
-            err = -EIO;
+        err = store_scan_block(sc, (uint64_t)store_pg_i64(r, i, 0),
+                               (const uint8_t *)PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1),
+                               out, start_len, &stop);
+        if (sc->blocked)
             break;
-        }
-        if (first + (uint64_t)n <= sc->next)
-            continue; /* wholly before the scan */
-        if (first > sc->next) {
-            if (!sc->skip_gaps) {
-                sc->blocked = true;
-                break;
-            }
-            sc->next = first;
-        }
-        for (long k = 0; k < n; k++) {
-            uint32_t l;
-            memcpy(&l, lens + k * 4, 4);
-            uint64_t idx = first + (uint64_t)k;
-            if (idx >= sc->end) {
-                stop = true;
-                break;
-            }
-            if (idx >= sc->next) {
-                if (!sc->errors_only || result_text_is_error((const char *)texts, l)) {
-                    if (sc->max_results && sc->written >= sc->max_results) {
-                        stop = true;
-                        break;
-                    }
-                    size_t mark = out->len;
-                    if (!sc->ndjson && sc->written > 0)
-                        err = sbuf_append(out, ",", 1);
-                    if (!err)
-                        err = sbuf_append(out, texts, l);
-                    if (!err && sc->ndjson)
-                        err = sbuf_append(out, "\n", 1);
-                    if (err) {
-                        out->len = mark; /* never half a Result */
-                        if (out->data)
-                            out->data[mark] = '\0';
-                        break;
-                    }
-                    sc->written++;
-                }
-                sc->next = idx + 1;
-                if (out->len - start_len >= sc->max_bytes) {
-                    stop = true;
-                    break;
-                }
-            }
-            texts += l;
-        }
     }
     /* every block there is was read: nothing durable further on, for now */
     if (!err && !stop && !sc->blocked && i == rows && rows < STORE_PG_BATCH)

@@ -52,58 +52,10 @@ int store_sqlite_results_scan(void *impl, uint64_t seq, struct store_scan *sc, s
     while (!err && !stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rows++;
         uint64_t first = (uint64_t)sqlite3_column_int64(st, 0);
-        const uint8_t *b = sqlite3_column_blob(st, 1), *lens, *texts;
-        long n = store_decode_block(b, (size_t)sqlite3_column_bytes(st, 1), &lens, &texts);
-        if (n < 0) {
-            err = -EIO;
+        err = store_scan_block(sc, first, sqlite3_column_blob(st, 1),
+                               (size_t)sqlite3_column_bytes(st, 1), out, start_len, &stop);
+        if (sc->blocked)
             break;
-        }
-        if (first + (uint64_t)n <= sc->next)
-            continue; /* wholly before the scan */
-        if (first > sc->next) {
-            if (!sc->skip_gaps) {
-                sc->blocked = true;
-                break;
-            }
-            sc->next = first;
-        }
-        for (long k = 0; k < n; k++) {
-            uint32_t l;
-            memcpy(&l, lens + k * 4, 4);
-            uint64_t idx = first + (uint64_t)k;
-            if (idx >= sc->end) {
-                stop = true;
-                break;
-            }
-            if (idx >= sc->next) {
-                if (!sc->errors_only || result_text_is_error((const char *)texts, l)) {
-                    if (sc->max_results && sc->written >= sc->max_results) {
-                        stop = true;
-                        break;
-                    }
-                    size_t mark = out->len;
-                    if (!sc->ndjson && sc->written > 0)
-                        err = sbuf_append(out, ",", 1);
-                    if (!err)
-                        err = sbuf_append(out, texts, l);
-                    if (!err && sc->ndjson)
-                        err = sbuf_append(out, "\n", 1);
-                    if (err) {
-                        out->len = mark; /* never half a Result */
-                        if (out->data)
-                            out->data[mark] = '\0';
-                        break;
-                    }
-                    sc->written++;
-                }
-                sc->next = idx + 1;
-                if (out->len - start_len >= sc->max_bytes) {
-                    stop = true;
-                    break;
-                }
-            }
-            texts += l;
-        }
     }
     if (!err && !stop && !sc->blocked && rc != SQLITE_ROW) {
         if (rc != SQLITE_DONE)
