@@ -242,6 +242,37 @@ long store_decode_block(const uint8_t *b, size_t len, const uint8_t **lens, cons
     return (long)n;
 }
 
+int store_page_block(uint64_t first, const uint8_t *blob, size_t len, uint64_t offset,
+                     uint64_t end, uint64_t *at, struct sbuf *out, bool *gap)
+{
+    const uint8_t *lens, *texts;
+    long n = store_decode_block(blob, len, &lens, &texts);
+    if (n < 0)
+        return -EIO;
+    if (first + (uint64_t)n <= *at)
+        return 0; /* wholly before the page */
+    if (first > *at) {
+        *gap = true;
+        return 0;
+    }
+    for (long k = 0; k < n && *at < end; k++) {
+        uint32_t l;
+        memcpy(&l, lens + k * 4, 4);
+        if (first + (uint64_t)k >= *at) {
+            int err = 0;
+            if (*at > offset)
+                err = sbuf_append(out, ",", 1);
+            if (!err)
+                err = sbuf_append(out, texts, l);
+            if (err)
+                return err;
+            (*at)++;
+        }
+        texts += l;
+    }
+    return 0;
+}
+
 int store_scan_block(struct store_scan *sc, uint64_t first, const uint8_t *blob, size_t len,
                      struct sbuf *out, size_t start_len, bool *stop)
 {

@@ -89,4 +89,13 @@ struct sbuf;
 int store_scan_block(struct store_scan *sc, uint64_t first, const uint8_t *blob, size_t len,
                      struct sbuf *out, size_t start_len, bool *stop);
 
+/* One result block through a page (store.h: store_results_page), the same
+ * for every backend: appends the Results of items [*at, end) it holds to
+ * `out` (","-separated, the first of the page being `offset`) and moves
+ * *at. Sets *gap when the block starts past *at: the page stops at the
+ * first item without a result. Returns 0, -EIO (a malformed block) or
+ * -ENOMEM. */
+int store_page_block(uint64_t first, const uint8_t *blob, size_t len, uint64_t offset,
+                     uint64_t end, uint64_t *at, struct sbuf *out, bool *gap);
+
 #endif

@@ -286,33 +286,9 @@ int store_pg_results_page(void *impl, uint64_t seq, uint64_t offset, uint64_t li
         for (int i = 0; i < rows && !err && !stop && at < end; i++) {
             uint64_t first = (uint64_t)store_pg_i64(r, i, 0);
             after = (int64_t)first;
-            const uint8_t *lens, *texts;
-            long n = store_decode_block((const uint8_t *)PQgetvalue(r, i, 1),
-                                        (size_t)PQgetlength(r, i, 1), &lens, &texts);
-            if (n < 0) {
-                err = -EIO;
-                break;
-            }
-            if (first + (uint64_t)n <= at)
-                continue; /* wholly before the page */
-            if (first > at) {
-                stop = true; /* a gap: the page stops at the first item without a result */
-                break;
-            }
-            for (long k = 0; k < n && at < end; k++) {
-                uint32_t l;
-                memcpy(&l, lens + k * 4, 4);
-                if (first + (uint64_t)k >= at) {
-                    if (at > offset)
-                        err = sbuf_append(out, ",", 1);
-                    if (!err)
-                        err = sbuf_append(out, texts, l);
-                    if (err)
-                        break;
-                    at++;
-                }
-                texts += l;
-            }
+            /* stop: a gap, the page ends at the first item without a result */
+            err = store_page_block(first, (const uint8_t *)PQgetvalue(r, i, 1),
+                                   (size_t)PQgetlength(r, i, 1), offset, end, &at, out, &stop);
         }
         PQclear(r);
         if (rows < STORE_PG_BATCH)

@@ -786,33 +786,10 @@ static int store_sqlite_results_page(void *impl, uint64_t seq, uint64_t offset, 
     sqlite3_bind_int64(st, 3, end > INT64_MAX ? INT64_MAX : (sqlite3_int64)end);
     uint64_t at = offset;
     int err = 0;
-    while (!err && at < end && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t first = (uint64_t)sqlite3_column_int64(st, 0);
-        const uint8_t *b = sqlite3_column_blob(st, 1), *lens, *texts;
-        long n = store_decode_block(b, (size_t)sqlite3_column_bytes(st, 1), &lens, &texts);
-        if (n < 0) {
-            err = -EIO;
-            break;
-        }
-        if (first + (uint64_t)n <= at)
-            continue; /* wholly before the page */
-        if (first > at)
-            break; /* a gap: the page stops at the first item without a result */
-        for (long k = 0; k < n && at < end; k++) {
-            uint32_t l;
-            memcpy(&l, lens + k * 4, 4);
-            if (first + (uint64_t)k >= at) {
-                if (at > offset)
-                    err = sbuf_append(out, ",", 1);
-                if (!err)
-                    err = sbuf_append(out, texts, l);
-                if (err)
-                    break;
-                at++;
-            }
-            texts += l;
-        }
-    }
+    bool gap = false;
+    while (!err && !gap && at < end && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        err = store_page_block((uint64_t)sqlite3_column_int64(st, 0), sqlite3_column_blob(st, 1),
+                               (size_t)sqlite3_column_bytes(st, 1), offset, end, &at, out, &gap);
     sqlite3_finalize(st);
     store_reader_done(s, slot);
     *next = at;
