@@ -3,7 +3,8 @@
 # Two stages: the binary is built on debian:bookworm with the -dev packages,
 # and runs on debian:bookworm-slim with only the runtime libraries
 # (libmicrohttpd12, which brings GnuTLS for --tls-cert, libjansson4, and
-# libsqlite3-0 for the job store, libopenblas0-serial for the mlp model):
+# libsqlite3-0 for the job store, libpq5 for a PostgreSQL store (--store),
+# libopenblas0-serial for the mlp model):
 # no compiler, no curl, no shell tools beyond the base image's.
 #
 #   docker build -t batchd .
@@ -17,7 +18,7 @@
 FROM debian:bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config \
-      libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev \
+      libmicrohttpd-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev libpq-dev \
       libopenblas-serial-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -40,7 +41,7 @@ LABEL org.opencontainers.image.title="batchd" \
       org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libsqlite3-0 \
-      libcurl4 libssl3 ca-certificates \
+      libpq5 libcurl4 libssl3 ca-certificates \
       libopenblas0-serial \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
  && groupadd --system --gid 10001 batchd \
